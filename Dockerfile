@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1.7
+# Multi-stage build: a Rust toolchain with protoc (the Temporal SDK needs it at build time),
+# then a small Debian runtime that runs the binary as an unprivileged user.
+
+FROM rust:1.95-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin temporal-bff \
+ && cp target/release/temporal-bff /usr/local/bin/temporal-bff
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bff
+COPY --from=build /usr/local/bin/temporal-bff /usr/local/bin/temporal-bff
+USER 10001:10001
+ENV HOST=0.0.0.0 PORT=8000 LOG_FORMAT=json
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
+  CMD curl -fsS http://127.0.0.1:8000/health || exit 1
+ENTRYPOINT ["temporal-bff"]
+CMD ["serve"]

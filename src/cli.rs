@@ -1,0 +1,97 @@
+//! The command line: one binary, thin subcommands over the library.
+
+use std::{io::Write, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::{Config, config::ConfigError, db, devstack::dev, graphql, telemetry};
+
+/// GraphQL backend-for-frontend for release rollouts and organization onboarding.
+#[derive(Debug, Parser)]
+#[command(name = "temporal-bff", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the GraphQL server.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Run everything locally: starts Postgres and a Temporal dev server when DATABASE_URL /
+    /// TEMPORAL_ADDRESS are unset, migrates, and serves.
+    Dev,
+}
+
+/// Runs `cli` to completion and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Schema => print_schema(),
+        Command::Serve => with_runtime(|| async {
+            let config = load_config()?;
+            telemetry::init(&config.log_level, config.log_format);
+            crate::serve(config).await.map_err(|e| failure(&e))
+        }),
+        Command::Migrate => with_runtime(|| async {
+            let url = Config::database_url_from_env().map_err(|e| config_failure(&e))?;
+            telemetry::init("info", crate::config::LogFormat::Json);
+            let pool = sqlx::PgPool::connect(url.expose_secret())
+                .await
+                .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
+            db::migrate(&pool).await.map_err(|e| failure(&e))?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }),
+        Command::Dev => with_runtime(|| async { dev::run().await.map_err(|e| failure(&e)) }),
+    }
+}
+
+fn print_schema() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(graphql::sdl().as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Exit code for a bad configuration, distinct from a runtime failure.
+const EXIT_CONFIG: u8 = 2;
+
+fn load_config() -> Result<Config, ExitCode> {
+    Config::from_env().map_err(|e| config_failure(&e))
+}
+
+fn config_failure(error: &ConfigError) -> ExitCode {
+    eprintln!("temporal-bff: {error}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn failure(error: &dyn std::fmt::Display) -> ExitCode {
+    // Logging may not be set up yet (or may go to a file): stderr always reaches the operator.
+    eprintln!("temporal-bff: {error}");
+    ExitCode::FAILURE
+}
+
+fn with_runtime<F, Fut>(body: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ExitCode>>,
+{
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => match runtime.block_on(body()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(code) => code,
+        },
+        Err(error) => failure(&error),
+    }
+}

@@ -1,0 +1,422 @@
+//! Typed configuration, read once from the environment and validated at start-up.
+//!
+//! Every variable is checked before the process does anything else; all problems are reported
+//! together in one message so an operator fixes them in one round. Secrets are wrapped in
+//! [`SecretString`] so they never reach a log line or a `Debug` print.
+
+use std::{net::IpAddr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Minimum length of `JWT_SECRET`: HS256 wants a key at least as long as its 256-bit output.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default; what log shippers want).
+    Json,
+    /// Human-friendly, coloured output for a terminal.
+    Pretty,
+}
+
+/// The service's configuration. Build it with [`Config::from_env`] or [`Config::from_lookup`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Postgres connection string (`DATABASE_URL`).
+    pub database_url: SecretString,
+    /// Temporal frontend, as a URL the gRPC client accepts (`TEMPORAL_ADDRESS`).
+    pub temporal_address: Url,
+    /// Temporal namespace (`TEMPORAL_NAMESPACE`).
+    pub temporal_namespace: String,
+    /// Task queue of the organization bootstrap workflow (`BOOTSTRAP_TASK_QUEUE`).
+    pub bootstrap_task_queue: String,
+    /// Workflow type started for a bootstrap (`BOOTSTRAP_WORKFLOW_TYPE`).
+    pub bootstrap_workflow_type: String,
+    /// Task queue of the release workflow (`RELEASE_TASK_QUEUE`).
+    pub release_task_queue: String,
+    /// HS256 signing key (`JWT_SECRET`).
+    pub jwt_secret: SecretString,
+    /// `iss` claim issued and required (`JWT_ISSUER`).
+    pub jwt_issuer: String,
+    /// `aud` claim issued and required (`JWT_AUDIENCE`).
+    pub jwt_audience: String,
+    /// Lifetime of issued tokens (`JWT_TTL_SECONDS`).
+    pub jwt_ttl: Duration,
+    /// Address to bind (`HOST`).
+    pub host: IpAddr,
+    /// Port to bind (`PORT`).
+    pub port: u16,
+    /// Origins allowed by CORS (`CORS_ALLOWED_ORIGINS`); empty means same-origin only.
+    pub cors_allowed_origins: Vec<String>,
+    /// Parent domain of organization subdomains (`BASE_DOMAIN`).
+    pub base_domain: String,
+    /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
+    pub log_level: String,
+    /// Log output format (`LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+/// Every problem found in the environment, reported at once.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    /// One sentence per bad variable, each naming the variable.
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (a variable name → its value), so callers and tests
+    /// can overlay values without touching the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+
+        let database_url = read_database_url(&mut env);
+        let temporal_address =
+            env.parsed("TEMPORAL_ADDRESS", "localhost:7233", parse_temporal_address);
+        let temporal_namespace = env.name("TEMPORAL_NAMESPACE", "default");
+        let bootstrap_task_queue = env.name("BOOTSTRAP_TASK_QUEUE", "bootstrap");
+        let bootstrap_workflow_type =
+            env.name("BOOTSTRAP_WORKFLOW_TYPE", "organizationBootstrapWorkflow");
+        let release_task_queue = env.name("RELEASE_TASK_QUEUE", "releases");
+        let jwt_secret = env.required("JWT_SECRET").and_then(|raw| {
+            env.check("JWT_SECRET", check_jwt_secret(&raw))
+                .map(|()| SecretString::from(raw))
+        });
+        let jwt_issuer = env.name("JWT_ISSUER", "temporal-bff");
+        let jwt_audience = env.name("JWT_AUDIENCE", "temporal-bff");
+        let jwt_ttl = env.parsed("JWT_TTL_SECONDS", "3600", parse_ttl);
+        let host = env.parsed("HOST", "0.0.0.0", |raw| {
+            raw.parse::<IpAddr>()
+                .map_err(|_| "must be an IP address such as 0.0.0.0 or 127.0.0.1".to_owned())
+        });
+        let port = env.parsed("PORT", "8000", |raw| {
+            raw.parse::<u16>()
+                .map_err(|_| "must be a port number from 0 to 65535".to_owned())
+        });
+        let cors_allowed_origins = env.parsed("CORS_ALLOWED_ORIGINS", "", parse_origins);
+        let base_domain = env.parsed("BASE_DOMAIN", "example.test", parse_base_domain);
+        let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
+            tracing_subscriber::EnvFilter::try_new(raw)
+                .map(|_| raw.to_owned())
+                .map_err(|_| "must be a tracing filter such as info or temporal_bff=debug".into())
+        });
+        let log_format = env.parsed("LOG_FORMAT", "json", |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "json" => Ok(LogFormat::Json),
+                "pretty" => Ok(LogFormat::Pretty),
+                _ => Err("must be json or pretty".to_owned()),
+            }
+        });
+
+        // Every `None` above has pushed its problem; only a complete set becomes a config.
+        let config = (|| {
+            Some(Self {
+                database_url: database_url?,
+                temporal_address: temporal_address?,
+                temporal_namespace: temporal_namespace?,
+                bootstrap_task_queue: bootstrap_task_queue?,
+                bootstrap_workflow_type: bootstrap_workflow_type?,
+                release_task_queue: release_task_queue?,
+                jwt_secret: jwt_secret?,
+                jwt_issuer: jwt_issuer?,
+                jwt_audience: jwt_audience?,
+                jwt_ttl: jwt_ttl?,
+                host: host?,
+                port: port?,
+                cors_allowed_origins: cors_allowed_origins?,
+                base_domain: base_domain?,
+                log_level: log_level?,
+                log_format: log_format?,
+            })
+        })();
+        match config {
+            Some(config) if env.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                problems: env.problems,
+            }),
+        }
+    }
+
+    /// Reads only `DATABASE_URL`, for commands that need nothing else (`migrate`).
+    pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let mut env = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        read_database_url(&mut env).ok_or(ConfigError {
+            problems: env.problems,
+        })
+    }
+
+    /// The Postgres URL, for the few places that must hand it to a driver.
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+/// Collects problems while reading variables so all of them can be reported together.
+struct Reader<'a, F: Fn(&str) -> Option<String>> {
+    lookup: &'a F,
+    problems: Vec<String>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
+    /// A set, non-blank value, trimmed.
+    fn value(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, name: &str) -> Option<String> {
+        let value = self.value(name);
+        if value.is_none() {
+            self.problems
+                .push(format!("{name} is required but not set"));
+        }
+        value
+    }
+
+    fn check(&mut self, name: &str, result: Result<(), String>) -> Option<()> {
+        match result {
+            Ok(()) => Some(()),
+            Err(why) => {
+                self.problems.push(format!("{name} {why}"));
+                None
+            }
+        }
+    }
+
+    fn parsed<T>(
+        &mut self,
+        name: &str,
+        default: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let raw = self.value(name).unwrap_or_else(|| default.to_owned());
+        match parse(&raw) {
+            Ok(value) => Some(value),
+            Err(why) => {
+                self.problems.push(format!("{name} {why}"));
+                None
+            }
+        }
+    }
+
+    /// A Temporal name (namespace, task queue, workflow type): non-empty, no whitespace.
+    fn name(&mut self, name: &str, default: &str) -> Option<String> {
+        self.parsed(name, default, |raw| {
+            if raw.chars().any(char::is_whitespace) || raw.len() > 255 {
+                Err("must be a single word of at most 255 characters".to_owned())
+            } else {
+                Ok(raw.to_owned())
+            }
+        })
+    }
+}
+
+fn read_database_url<F: Fn(&str) -> Option<String>>(
+    env: &mut Reader<'_, F>,
+) -> Option<SecretString> {
+    let raw = env.required("DATABASE_URL")?;
+    env.check("DATABASE_URL", parse_database_url(&raw))
+        .map(|()| SecretString::from(raw))
+}
+
+fn parse_database_url(raw: &str) -> Result<(), String> {
+    match Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => Ok(()),
+        // The value is a secret: never echo it back.
+        _ => Err("must be a postgres:// URL".to_owned()),
+    }
+}
+
+fn parse_temporal_address(raw: &str) -> Result<Url, String> {
+    let with_scheme = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("http://{raw}")
+    };
+    match Url::parse(&with_scheme) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.port_or_known_default().is_some() =>
+        {
+            Ok(url)
+        }
+        _ => Err(format!("must be host:port (got {raw:?})")),
+    }
+}
+
+fn check_jwt_secret(raw: &str) -> Result<(), String> {
+    if raw.len() < MIN_JWT_SECRET_BYTES {
+        Err(format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_ttl(raw: &str) -> Result<Duration, String> {
+    match raw.parse::<u64>() {
+        Ok(secs) if (60..=30 * 24 * 3600).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err("must be a whole number of seconds from 60 to 2592000".to_owned()),
+    }
+}
+
+fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
+    let mut origins = Vec::new();
+    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let parsed = Url::parse(origin).map_err(|_| format!("has an invalid origin {origin:?}"))?;
+        let is_bare_origin = matches!(parsed.scheme(), "http" | "https")
+            && parsed.host().is_some()
+            && parsed.path() == "/"
+            && parsed.query().is_none()
+            && !origin.ends_with('/');
+        if !is_bare_origin {
+            return Err(format!(
+                "has {origin:?}, which is not an origin like https://app.example.com"
+            ));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
+}
+
+fn parse_base_domain(raw: &str) -> Result<String, String> {
+    let valid_label = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if raw.len() <= 200 && raw.contains('.') && raw.split('.').all(valid_label) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "must be a lowercase domain name such as example.test (got {raw:?})"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_fill_everything_but_the_two_required_variables() {
+        let config = load(&[
+            ("DATABASE_URL", "postgres://u@localhost/db"),
+            ("JWT_SECRET", SECRET),
+        ])
+        .map_err(|e| e.to_string());
+
+        let config = config.as_ref().map_err(String::as_str);
+        assert!(config.is_ok(), "{config:?}");
+        let Ok(config) = config else { return };
+        assert_eq!(config.temporal_address.as_str(), "http://localhost:7233/");
+        assert_eq!(config.temporal_namespace, "default");
+        assert_eq!(config.bootstrap_task_queue, "bootstrap");
+        assert_eq!(
+            config.bootstrap_workflow_type,
+            "organizationBootstrapWorkflow"
+        );
+        assert_eq!(config.release_task_queue, "releases");
+        assert_eq!(config.jwt_ttl, Duration::from_secs(3600));
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.base_domain, "example.test");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(config.cors_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn every_bad_variable_is_named_in_one_error() {
+        let err = load(&[
+            ("JWT_SECRET", "short"),
+            ("PORT", "eighty"),
+            ("LOG_FORMAT", "xml"),
+            ("CORS_ALLOWED_ORIGINS", "https://ok.example.com,not a url"),
+            ("TEMPORAL_ADDRESS", "::::"),
+        ])
+        .err();
+
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        for expected in [
+            "DATABASE_URL is required",
+            "JWT_SECRET must be at least 32 bytes",
+            "PORT must be a port number",
+            "LOG_FORMAT must be json or pretty",
+            "CORS_ALLOWED_ORIGINS has an invalid origin",
+            "TEMPORAL_ADDRESS must be host:port",
+        ] {
+            assert!(
+                message.contains(expected),
+                "{expected:?} not in {message:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output_or_errors() {
+        let config = load(&[
+            ("DATABASE_URL", "postgres://user:hunter2@localhost/db"),
+            ("JWT_SECRET", SECRET),
+        ]);
+        let bad = load(&[
+            ("DATABASE_URL", "mysql://user:hunter2@x/db"),
+            ("JWT_SECRET", SECRET),
+        ]);
+
+        let debug = format!("{config:?}");
+        let error = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            !debug.contains("hunter2") && !debug.contains(SECRET),
+            "{debug}"
+        );
+        assert!(
+            error.contains("DATABASE_URL must be a postgres:// URL"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn cors_origins_are_split_on_commas() {
+        let config = load(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("JWT_SECRET", SECRET),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://a.example.com, http://localhost:5173",
+            ),
+        ]);
+
+        let origins = config.map(|c| c.cors_allowed_origins).unwrap_or_default();
+        assert_eq!(origins, ["https://a.example.com", "http://localhost:5173"]);
+    }
+}

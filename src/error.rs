@@ -1,0 +1,124 @@
+//! The error type at the GraphQL boundary.
+//!
+//! Every failure a client can see is one [`ApiError`] variant with a stable `extensions.code`.
+//! Internal causes (sqlx, Temporal) are logged once here and replaced by a generic message, so
+//! no database or gRPC text ever reaches a client.
+//!
+//! Resolvers return `async_graphql::Result` and convert with `async_graphql::ResultExt::extend`
+//! (`fallible().await.extend()?`): a bare `?` would keep the message but drop the code.
+
+use async_graphql::ErrorExtensions;
+
+/// A client-visible error with a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No valid bearer token.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing asked for does not exist (where `null` is not the answer).
+    #[error("{0}")]
+    NotFound(String),
+    /// The input is wrong; `field` names the offending input field when there is one.
+    #[error("{message}")]
+    BadUserInput {
+        /// What is wrong, for a person.
+        message: String,
+        /// The input path, e.g. `input.subdomain`.
+        field: Option<String>,
+    },
+    /// A dependency is down and the request cannot be answered now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else. The cause is logged, never shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The stable `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::BadUserInput { .. } => "BAD_USER_INPUT",
+            Self::Unavailable(_) => "UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// A bad-input error about one input field.
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadUserInput {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// Wraps an internal failure; the cause is logged when the error is converted.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(cause.into())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        // The one place errors are logged: client mistakes at info, our failures at error.
+        match self {
+            Self::Internal(cause) => {
+                tracing::error!(error.code = self.code(), error.cause = ?cause, "request failed")
+            }
+            Self::Unavailable(_) => {
+                tracing::warn!(error.code = self.code(), error.message = %self, "request failed")
+            }
+            _ => {
+                tracing::info!(error.code = self.code(), error.message = %self, "request rejected")
+            }
+        }
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            if let Self::BadUserInput {
+                field: Some(field), ..
+            } = self
+            {
+                ext.set("field", field.as_str());
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_cause_from_clients() {
+        let error = ApiError::internal(anyhow::anyhow!("relation \"users\" does not exist"));
+
+        let gql = error.extend();
+
+        assert_eq!(gql.message, "internal error");
+        let ext = format!("{:?}", gql.extensions);
+        assert!(ext.contains("INTERNAL") && !ext.contains("users"), "{ext}");
+    }
+
+    #[test]
+    fn bad_input_names_the_field_in_extensions() {
+        let gql = ApiError::bad_input("input.subdomain", "subdomain is reserved").extend();
+
+        let ext = format!("{:?}", gql.extensions);
+        assert!(
+            ext.contains("BAD_USER_INPUT") && ext.contains("input.subdomain"),
+            "{ext}"
+        );
+    }
+}

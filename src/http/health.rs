@@ -1,0 +1,98 @@
+//! Liveness (`/health`, no I/O) and readiness (`/ready`, each dependency checked).
+
+use std::time::{Duration, Instant};
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde::Serialize;
+
+use crate::AppState;
+
+/// Each dependency check gets this long before it counts as down.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Liveness: answers as long as the process serves HTTP.
+pub async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    checks: Checks,
+}
+
+#[derive(Serialize)]
+struct Checks {
+    postgres: Check,
+    temporal: Check,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Check {
+    status: &'static str,
+    latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+impl Check {
+    fn from_result<E: std::fmt::Display>(
+        dependency: &'static str,
+        started: Instant,
+        result: Result<Result<(), E>, tokio::time::error::Elapsed>,
+    ) -> Self {
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // A short, fixed reason for the body; the underlying error goes to the log only.
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => {
+                tracing::warn!(readiness.dependency = dependency, %error, "dependency check failed");
+                Some("unreachable")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    readiness.dependency = dependency,
+                    "dependency check timed out"
+                );
+                Some("timed out")
+            }
+        };
+        Self {
+            status: if error.is_none() { "up" } else { "down" },
+            latency_ms,
+            error,
+        }
+    }
+}
+
+/// Readiness: Postgres and Temporal are each checked (concurrently, with a short timeout).
+/// 200 when both answer, 503 otherwise; the body says which is down.
+#[tracing::instrument(skip_all)]
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let postgres = async {
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&state.db))
+                .await
+                .map(|r| r.map(drop));
+        Check::from_result("postgres", started, result)
+    };
+    let temporal = async {
+        let started = Instant::now();
+        let result = tokio::time::timeout(CHECK_TIMEOUT, state.temporal.ping(CHECK_TIMEOUT)).await;
+        Check::from_result("temporal", started, result)
+    };
+    let (postgres, temporal) = tokio::join!(postgres, temporal);
+    let all_up = postgres.error.is_none() && temporal.error.is_none();
+    let body = Readiness {
+        status: if all_up { "ready" } else { "not_ready" },
+        checks: Checks { postgres, temporal },
+    };
+    let code = if all_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

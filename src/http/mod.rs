@@ -1,0 +1,101 @@
+//! The HTTP surface: routes and the middleware every request passes through.
+
+mod health;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, Request, StatusCode},
+    routing::get,
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::{AppState, graphql};
+
+/// Largest request body accepted; GraphQL documents are small, so this only stops abuse.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// A request running longer than this is answered 408 and dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The application router with all middleware applied.
+pub fn router(state: AppState) -> Router {
+    let cors = cors_layer(&state.config.cors_allowed_origins);
+    let middleware = ServiceBuilder::new()
+        // Accept the caller's x-request-id or make one, before anything logs.
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let request_id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "http.request",
+                        http.method = %request.method(),
+                        http.path = %request.uri().path(),
+                        request_id = %request_id,
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+
+    let router = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route(
+            "/graphql",
+            get(graphql::graphiql).post(graphql::graphql_handler),
+        )
+        .with_state(state)
+        .layer(middleware);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS for the configured origins; none configured means no CORS headers (same-origin only).
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods(AllowMethods::list([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+            ]))
+            .allow_headers(AllowHeaders::list([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                REQUEST_ID.clone(),
+            ]))
+            .expose_headers([REQUEST_ID.clone()])
+            .max_age(Duration::from_secs(600)),
+    )
+}

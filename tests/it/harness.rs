@@ -1,0 +1,257 @@
+//! The test harness: one Postgres cluster and one Temporal dev server per test binary, started
+//! on free ports in a temp dir, and a fresh migrated database per test.
+//!
+//! Cleanup does not rely on destructors (statics are never dropped, and a failing test may end
+//! the process early): each service gets a small watchdog process that stops it and removes its
+//! directory as soon as this test process is gone, however it ended.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+};
+
+use sqlx::{Connection, PgConnection, PgPool};
+use temporal_bff::{
+    Config,
+    devstack::{LocalPostgres, LocalTemporal, free_port},
+};
+use tokio::sync::oneshot;
+
+/// The shared services of this test binary.
+pub struct Stack {
+    /// Kept alive for the whole run (statics are never dropped; the watchdog stops it).
+    pub postgres: LocalPostgres,
+    /// Likewise.
+    pub temporal: LocalTemporal,
+}
+
+const TEMPLATE_DB: &str = "bff_template";
+
+static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
+
+/// The shared stack, started on first use.
+pub fn stack() -> &'static Stack {
+    let stack = STACK.get_or_init(|| {
+        // Start from a plain thread: this may be called from inside a test's async runtime.
+        std::thread::spawn(start_stack)
+            .join()
+            .unwrap_or_else(|_| Err("stack start-up panicked".into()))
+    });
+    match stack {
+        Ok(stack) => stack,
+        Err(error) => panic!("test stack failed to start: {error}"),
+    }
+}
+
+/// A temp dir that outlives this process until its watchdog removes it.
+pub fn scratch_dir(prefix: &str) -> PathBuf {
+    match tempfile::Builder::new().prefix(prefix).tempdir() {
+        Ok(dir) => dir.keep(),
+        Err(error) => panic!("cannot create a temp dir: {error}"),
+    }
+}
+
+/// Starts a watchdog that runs `cleanup` (a shell command), kills `pid` (if any) and removes
+/// `dir` once this test process has exited.
+pub fn watchdog(cleanup: &str, pid: Option<u32>, dir: &Path) {
+    let script = r#"
+        while kill -0 "$0" 2>/dev/null; do sleep 0.3; done
+        eval "$1" >/dev/null 2>&1
+        if [ -n "$2" ]; then kill "$2" 2>/dev/null; sleep 1; kill -9 "$2" 2>/dev/null; fi
+        rm -rf "$3"
+    "#;
+    let spawned = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(std::process::id().to_string())
+        .arg(cleanup)
+        .arg(pid.map(|p| p.to_string()).unwrap_or_default())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(error) = spawned {
+        panic!("cannot start the cleanup watchdog: {error}");
+    }
+}
+
+/// Starts a private Postgres cluster (for tests that stop it), cleaned up like the shared one.
+pub fn private_postgres() -> LocalPostgres {
+    let dir = scratch_dir("temporal-bff-pg-");
+    let postgres = LocalPostgres::start(&dir, free_port().unwrap_or(0));
+    match postgres {
+        Ok(postgres) => {
+            watchdog(&postgres.stop_command(), None, &dir);
+            postgres
+        }
+        Err(error) => panic!("private postgres failed to start: {error}"),
+    }
+}
+
+fn start_stack() -> Result<Stack, String> {
+    let dir = scratch_dir("temporal-bff-it-");
+    let postgres = LocalPostgres::start(
+        &dir.join("postgres"),
+        free_port().map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    watchdog(&postgres.stop_command(), None, &dir.join("postgres"));
+    let temporal = LocalTemporal::start(
+        &dir.join("temporal"),
+        free_port().map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    watchdog("", Some(temporal.pid()), &dir);
+
+    // One migrated template; each test copies it, which is much faster than migrating.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut admin = PgConnection::connect(&postgres.url("postgres"))
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {TEMPLATE_DB}"
+        )))
+        .execute(&mut admin)
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok::<_, String>(())
+    })?;
+    // Migrate through the real binary: this is also what `temporal-bff migrate` does in prod.
+    let migrate = Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
+        .arg("migrate")
+        .env("DATABASE_URL", postgres.url(TEMPLATE_DB))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !migrate.status.success() {
+        return Err(format!(
+            "migrate failed: {}",
+            String::from_utf8_lossy(&migrate.stderr)
+        ));
+    }
+    Ok(Stack { postgres, temporal })
+}
+
+/// A fresh database copied from the migrated template; returns its URL.
+pub async fn fresh_database() -> String {
+    let stack = stack();
+    let name = format!("it_{}", uuid::Uuid::new_v4().simple());
+    let created = async {
+        let mut admin = PgConnection::connect(&stack.postgres.url("postgres")).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}"
+        )))
+        .execute(&mut admin)
+        .await?;
+        Ok::<_, sqlx::Error>(())
+    };
+    if let Err(error) = created.await {
+        panic!("cannot create test database: {error}");
+    }
+    stack.postgres.url(&name)
+}
+
+/// A random JWT secret of the required length.
+pub fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// A running instance of the app, built by the same function `serve` uses.
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    /// A pool on the test's own database.
+    pub db: PgPool,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// An app on a fresh database and the shared Temporal server.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Like [`TestApp::spawn`], with some environment variables overridden.
+    pub async fn spawn_with(overrides: &[(&str, String)]) -> Self {
+        let stack = stack();
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), String::new()),
+            ("TEMPORAL_ADDRESS".into(), stack.temporal.address()),
+            ("JWT_SECRET".into(), random_secret()),
+            ("LOG_LEVEL".into(), "warn".into()),
+        ]);
+        for (name, value) in overrides {
+            env.insert((*name).to_owned(), value.clone());
+        }
+        if env.get("DATABASE_URL").is_some_and(String::is_empty) {
+            env.insert("DATABASE_URL".into(), fresh_database().await);
+        }
+        let config = match Config::from_lookup(|name| env.get(name).cloned()) {
+            Ok(config) => config,
+            Err(error) => panic!("test config invalid: {error}"),
+        };
+        let app = match temporal_bff::build_app(config.clone()).await {
+            Ok(app) => app,
+            Err(error) => panic!("app failed to build: {error}"),
+        };
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(listener) => listener,
+            Err(error) => panic!("cannot bind: {error}"),
+        };
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(temporal_bff::run_server(listener, app, async {
+            let _ = rx.await;
+        }));
+        let db = PgPool::connect(config.database_url())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"));
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            db,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// The absolute URL of `path` on this app.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a GraphQL `query` with `variables`, returning the JSON response.
+    pub async fn graphql(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&serde_json::json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"));
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `/health` and `/ready`.
+
+use serde_json::Value;
+use temporal_bff::devstack::free_port;
+
+use crate::harness::{TestApp, private_postgres};
+
+async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let (status, body) = get_json(&app, "/health").await;
+
+    // Assert
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn ready_is_200_when_postgres_and_temporal_both_answer() {
+    let app = TestApp::spawn().await;
+
+    let (status, body) = get_json(&app, "/ready").await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["postgres"]["status"], "up");
+    assert_eq!(body["checks"]["temporal"]["status"], "up");
+}
+
+#[tokio::test]
+async fn ready_is_503_naming_postgres_when_postgres_is_stopped() {
+    // Arrange: an app on a private cluster that this test can stop.
+    let mut postgres = private_postgres();
+    let app = TestApp::spawn_with(&[("DATABASE_URL", postgres.url("postgres"))]).await;
+    let (before, _) = get_json(&app, "/ready").await;
+
+    // Act
+    postgres.stop();
+    let (status, body) = get_json(&app, "/ready").await;
+
+    // Assert
+    assert_eq!(before, 200);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["postgres"]["status"], "down");
+    assert_eq!(body["checks"]["temporal"]["status"], "up");
+}
+
+#[tokio::test]
+async fn the_server_starts_without_temporal_and_ready_names_temporal_as_down() {
+    // Arrange: nothing listens on this port.
+    let unused = format!("127.0.0.1:{}", free_port().unwrap_or(1));
+
+    // Act
+    let app = TestApp::spawn_with(&[("TEMPORAL_ADDRESS", unused)]).await;
+    let (health, _) = get_json(&app, "/health").await;
+    let (status, body) = get_json(&app, "/ready").await;
+
+    // Assert
+    assert_eq!(health, 200);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["temporal"]["status"], "down");
+    assert_eq!(body["checks"]["postgres"]["status"], "up");
+    assert!(
+        body["checks"]["temporal"]["latencyMs"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            < 3_000,
+        "readiness must answer quickly: {body}"
+    );
+}

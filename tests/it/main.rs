@@ -1,0 +1,9 @@
+//! The integration tests: one binary, real Postgres, real Temporal dev server.
+
+mod harness;
+
+mod config;
+mod graphql;
+mod health;
+mod http;
+mod migrations;
