@@ -25,9 +25,42 @@ pub enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Manage login users.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Run everything locally: starts Postgres and a Temporal dev server when DATABASE_URL /
     /// TEMPORAL_ADDRESS are unset, migrates, and serves.
     Dev,
+}
+
+/// `user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a login user; the password is read from standard input, never from an argument.
+    Create(CreateUserArgs),
+}
+
+/// Arguments of `user create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateUserArgs {
+    /// E-mail address (unique, case-insensitively).
+    #[arg(long)]
+    pub email: String,
+    /// Read the password from standard input (required: passwords never go in arguments).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    /// The user's organization (UUID).
+    #[arg(long)]
+    pub org_id: Option<uuid::Uuid>,
+    /// Role name.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// A permission to grant; repeat for several.
+    #[arg(long = "permission")]
+    pub permissions: Vec<String>,
 }
 
 /// Runs `cli` to completion and returns the process exit code.
@@ -49,8 +82,41 @@ pub fn run(cli: Cli) -> ExitCode {
             tracing::info!("migrations applied");
             Ok(())
         }),
+        Command::User {
+            command: UserCommand::Create(args),
+        } => with_runtime(|| create_user(args)),
         Command::Dev => with_runtime(|| async { dev::run().await.map_err(|e| failure(&e)) }),
     }
+}
+
+async fn create_user(args: CreateUserArgs) -> Result<(), ExitCode> {
+    use crate::auth::{password::Hasher, users};
+    let url = Config::database_url_from_env().map_err(|e| config_failure(&e))?;
+    let email = crate::types::Email::parse(&args.email)
+        .map_err(|why| failure(&format!("--email: {why}")))?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| failure(&format!("cannot read the password from stdin: {e}")))?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let pool = sqlx::PgPool::connect(url.expose_secret())
+        .await
+        .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
+    let user = users::create(
+        &pool,
+        &Hasher::new(),
+        users::NewUser {
+            email,
+            password: password.into(),
+            org_id: args.org_id,
+            role: args.role,
+            permissions: args.permissions,
+        },
+    )
+    .await
+    .map_err(|e| failure(&e))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "created user {} <{}>", user.id, user.email).map_err(|_| ExitCode::FAILURE)
 }
 
 fn print_schema() -> ExitCode {

@@ -52,6 +52,10 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// Parent domain of organization subdomains (`BASE_DOMAIN`).
     pub base_domain: String,
+    /// Failed logins per e-mail before it is locked (`LOGIN_MAX_FAILURES`).
+    pub login_max_failures: u32,
+    /// How long such a lock lasts (`LOGIN_LOCKOUT_SECONDS`).
+    pub login_lockout: Duration,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
     pub log_level: String,
     /// Log output format (`LOG_FORMAT`).
@@ -105,6 +109,14 @@ impl Config {
         });
         let cors_allowed_origins = env.parsed("CORS_ALLOWED_ORIGINS", "", parse_origins);
         let base_domain = env.parsed("BASE_DOMAIN", "example.test", parse_base_domain);
+        let login_max_failures = env.parsed("LOGIN_MAX_FAILURES", "5", |raw| match raw.parse() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err("must be a whole number from 1 to 1000".to_owned()),
+        });
+        let login_lockout = env.parsed("LOGIN_LOCKOUT_SECONDS", "60", |raw| match raw.parse() {
+            Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
+            _ => Err("must be a whole number of seconds from 1 to 86400".to_owned()),
+        });
         let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
                 .map(|_| raw.to_owned())
@@ -135,6 +147,8 @@ impl Config {
                 port: port?,
                 cors_allowed_origins: cors_allowed_origins?,
                 base_domain: base_domain?,
+                login_max_failures: login_max_failures?,
+                login_lockout: login_lockout?,
                 log_level: log_level?,
                 log_format: log_format?,
             })

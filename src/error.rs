@@ -29,6 +29,12 @@ pub enum ApiError {
         /// The input path, e.g. `input.subdomain`.
         field: Option<String>,
     },
+    /// Too many attempts; try again after `retry_after_secs`.
+    #[error("too many attempts; try again in {retry_after_secs} seconds")]
+    RateLimited {
+        /// Seconds until the next attempt is allowed.
+        retry_after_secs: i64,
+    },
     /// A dependency is down and the request cannot be answered now.
     #[error("{0}")]
     Unavailable(String),
@@ -45,6 +51,7 @@ impl ApiError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
@@ -86,11 +93,12 @@ impl ErrorExtensions for ApiError {
         }
         async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
             ext.set("code", self.code());
-            if let Self::BadUserInput {
-                field: Some(field), ..
-            } = self
-            {
-                ext.set("field", field.as_str());
+            match self {
+                Self::BadUserInput {
+                    field: Some(field), ..
+                } => ext.set("field", field.as_str()),
+                Self::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                _ => {}
             }
         })
     }

@@ -5,6 +5,7 @@
 //! the integration tests exercise exactly what production runs:
 //! [`build_app`] assembles the HTTP router, [`serve`] binds it and shuts down gracefully.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod graphql;
 pub mod http;
 pub mod telemetry;
 pub mod temporal;
+pub mod types;
 
 use std::sync::Arc;
 
@@ -31,6 +33,8 @@ pub struct AppState {
     pub db: sqlx::PgPool,
     /// The Temporal client, which may be (re)connecting in the background.
     pub temporal: temporal::TemporalHandle,
+    /// Verifies bearer tokens.
+    pub tokens: auth::token::TokenService,
     /// The GraphQL schema.
     pub schema: graphql::AppSchema,
 }
@@ -62,11 +66,23 @@ pub enum StartupError {
 pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let db = db::connect(&config).await.map_err(StartupError::Database)?;
     let temporal = temporal::TemporalHandle::spawn(&config);
-    let schema = graphql::build_schema();
+    let tokens = auth::token::TokenService::new(&config);
+    let login = auth::LoginService::new(
+        db.clone(),
+        auth::password::Hasher::new(),
+        tokens.clone(),
+        auth::throttle::ThrottlePolicy {
+            max_failures: config.login_max_failures,
+            window: std::time::Duration::from_secs(15 * 60),
+            lockout: config.login_lockout,
+        },
+    );
+    let schema = graphql::schema_builder().data(login).finish();
     Ok(AppState {
         config: Arc::new(config),
         db,
         temporal,
+        tokens,
         schema,
     })
 }

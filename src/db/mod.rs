@@ -26,3 +26,9 @@ pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+/// Whether `error` is a unique-constraint violation (SQLSTATE 23505), e.g. a duplicate key that
+/// should become a client error rather than an internal one.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}

@@ -4,18 +4,24 @@
 //! only assembles them and sets the limits every operation runs under.
 
 use async_graphql::{
-    EmptyMutation, EmptySubscription, MergedObject, Object, Schema, http::GraphiQLSource,
+    EmptySubscription, ErrorExtensions, MergedObject, Object, Response, Schema, SchemaBuilder,
+    http::GraphiQLSource,
 };
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     extract::State,
+    http::{HeaderMap, header::AUTHORIZATION},
     response::{Html, IntoResponse},
 };
 
-use crate::AppState;
+use crate::{
+    AppState,
+    auth::{self, Authentication},
+    error::ApiError,
+};
 
 /// The schema type served at `/graphql`.
-pub type AppSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Deepest selection nesting accepted (the release tree is 6 levels; fragments add a few).
 const MAX_DEPTH: usize = 16;
@@ -24,7 +30,11 @@ const MAX_COMPLEXITY: usize = 5_000;
 
 /// The root query: every domain's fields merged.
 #[derive(MergedObject, Default)]
-pub struct Query(ServiceQuery);
+pub struct Query(ServiceQuery, auth::graphql::AuthQuery);
+
+/// The root mutation: every domain's mutations merged.
+#[derive(MergedObject, Default)]
+pub struct Mutation(auth::graphql::AuthMutation);
 
 /// Fields about the service itself.
 #[derive(Default)]
@@ -38,25 +48,57 @@ impl ServiceQuery {
     }
 }
 
-/// Builds the schema with its limits.
-pub fn build_schema() -> AppSchema {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+/// The schema with its limits; the caller adds the services resolvers use as data.
+pub fn schema_builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .finish()
 }
 
 /// The schema in SDL, as `temporal-bff schema` prints it and `schema.graphql` holds it.
 pub fn sdl() -> String {
-    build_schema().sdl()
+    schema_builder().finish().sdl()
 }
 
-/// `POST /graphql`: executes one operation.
+/// `POST /graphql`: authenticates the caller, then executes one operation.
+///
+/// Every operation but `login` (and introspection) needs a valid bearer token; without one the
+/// answer is `UNAUTHENTICATED` and nothing is executed.
+#[tracing::instrument(skip_all, fields(graphql.operation = tracing::field::Empty, auth.user = tracing::field::Empty))]
 pub async fn graphql_handler(
     State(state): State<AppState>,
+    headers: HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
-    state.schema.execute(request.into_inner()).await.into()
+    let request = request.into_inner();
+    let span = tracing::Span::current();
+    if let Some(name) = &request.operation_name {
+        span.record("graphql.operation", name.as_str());
+    }
+    let header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authentication = state.tokens.authenticate(header);
+    match &authentication {
+        Authentication::Authenticated(principal) => {
+            span.record("auth.user", principal.user_id.as_str());
+        }
+        Authentication::Invalid(why) => tracing::info!(auth.rejected = *why, "token refused"),
+        Authentication::Anonymous => {}
+    }
+    if !matches!(authentication, Authentication::Authenticated(_))
+        && auth::needs_authentication(&request.query, request.operation_name.as_deref())
+    {
+        return Response::from_errors(vec![
+            ApiError::Unauthenticated
+                .extend()
+                .into_server_error(async_graphql::Pos::default()),
+        ])
+        .into();
+    }
+    state
+        .schema
+        .execute(request.data(authentication))
+        .await
+        .into()
 }
 
 /// `GET /graphql`: the GraphiQL explorer.

@@ -24,8 +24,9 @@ async fn graphiql_is_served_on_get_graphql() {
 #[tokio::test]
 async fn a_query_is_answered_over_http() {
     let app = TestApp::spawn().await;
+    let token = app.token_for("ada@example.com", None, &[]).await;
 
-    let body = app.graphql("{ version }", json!({})).await;
+    let body = app.graphql_as(&token, "{ version }", json!({})).await;
 
     assert_eq!(body["data"]["version"], env!("CARGO_PKG_VERSION"), "{body}");
 }

@@ -16,7 +16,12 @@ use std::{
 use sqlx::{Connection, PgConnection, PgPool};
 use temporal_bff::{
     Config,
+    auth::{
+        password::Hasher,
+        users::{self, NewUser, UserRecord},
+    },
     devstack::{LocalPostgres, LocalTemporal, free_port},
+    types::Email,
 };
 use tokio::sync::oneshot;
 
@@ -175,6 +180,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// A pool on the test's own database.
     pub db: PgPool,
+    /// The configuration it runs with.
+    pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -223,6 +230,7 @@ impl TestApp {
             addr,
             http: reqwest::Client::new(),
             db,
+            config,
             shutdown: Some(tx),
         }
     }
@@ -246,6 +254,96 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
     }
+}
+
+/// A password good enough for `user create`.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// Creates a login user with `permissions` in organization `org_id`.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        org_id: Option<uuid::Uuid>,
+        permissions: &[&str],
+    ) -> UserRecord {
+        let user = users::create(
+            &self.db,
+            &Hasher::new(),
+            NewUser {
+                email: Email::parse(email).unwrap_or_else(|e| panic!("{e}")),
+                password: PASSWORD.to_owned().into(),
+                org_id,
+                role: Some("admin".into()),
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            },
+        )
+        .await;
+        user.unwrap_or_else(|e| panic!("cannot create user: {e}"))
+    }
+
+    /// Logs in through the API and returns the raw response.
+    pub async fn login(&self, email: &str, password: &str) -> serde_json::Value {
+        self.graphql(
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token expiresAt user { id email permissions orgId } } }",
+            serde_json::json!({ "e": email, "p": password }),
+        )
+        .await
+    }
+
+    /// Creates a user and returns a token for them.
+    pub async fn token_for(
+        &self,
+        email: &str,
+        org_id: Option<uuid::Uuid>,
+        permissions: &[&str],
+    ) -> String {
+        self.create_user(email, org_id, permissions).await;
+        let body = self.login(email, PASSWORD).await;
+        match body["data"]["login"]["token"].as_str() {
+            Some(token) => token.to_owned(),
+            None => panic!("login failed: {body}"),
+        }
+    }
+
+    /// Sends a GraphQL request with `Authorization: <authorization>`.
+    pub async fn graphql_with_auth(
+        &self,
+        authorization: &str,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> serde_json::Value {
+        let response = self
+            .http
+            .post(self.url("/graphql"))
+            .header("authorization", authorization)
+            .json(&serde_json::json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"));
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
+    }
+
+    /// Sends a GraphQL request as the holder of `token`.
+    pub async fn graphql_as(
+        &self,
+        token: &str,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> serde_json::Value {
+        self.graphql_with_auth(&format!("Bearer {token}"), query, variables)
+            .await
+    }
+}
+
+/// The `extensions.code` of the first error in a GraphQL response.
+pub fn error_code(body: &serde_json::Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<no error code>")
 }
 
 impl Drop for TestApp {

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod auth;
 mod config;
 mod graphql;
 mod health;

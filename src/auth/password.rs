@@ -1,0 +1,154 @@
+//! Password hashing with argon2id at OWASP's parameters, off the async workers.
+//!
+//! One hash costs tens of milliseconds of CPU; it runs on the blocking pool behind a semaphore
+//! so that a burst of logins queues instead of taking every core from other requests.
+
+use std::sync::Arc;
+
+use argon2::{
+    Algorithm, Argon2, Params, Version,
+    password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::PasswordHash},
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{OnceCell, Semaphore};
+
+/// OWASP's argon2id recommendation: m = 19 MiB, t = 2, p = 1.
+const MEMORY_KIB: u32 = 19 * 1024;
+const ITERATIONS: u32 = 2;
+const PARALLELISM: u32 = 1;
+
+/// Shortest password `user create` accepts.
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// Longest password accepted anywhere (hashing cost grows with length; nobody needs more).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Hashing failed (only on a malformed stored hash or an internal fault).
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+fn argon2() -> Result<Argon2<'static>, HashError> {
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
+        .map_err(|e| HashError(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes `password` to an argon2id PHC string (blocking; call from a blocking context).
+pub fn hash_blocking(password: &str) -> Result<String, HashError> {
+    argon2()?
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+/// Whether `password` matches the PHC string `phc` (blocking).
+pub fn verify_blocking(password: &str, phc: &str) -> Result<bool, HashError> {
+    let parsed = PasswordHash::new(phc).map_err(|e| HashError(e.to_string()))?;
+    // The parameters come from the stored hash, so older hashes keep verifying.
+    Ok(argon2()?
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
+}
+
+/// Runs hashing on the blocking pool, at most `permits` at a time.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    dummy: Arc<OnceCell<String>>,
+}
+
+impl Hasher {
+    /// A hasher allowing half the cores (at least one) to hash at once.
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            permits: Arc::new(Semaphore::new((cores / 2).max(1))),
+            dummy: Arc::new(OnceCell::new()),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| HashError(e.to_string()))?
+    }
+
+    /// Hashes a password.
+    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+        self.run(move || hash_blocking(password.expose_secret()))
+            .await
+    }
+
+    /// Verifies `password` against `phc`; with `None` (no such user) it verifies against a
+    /// dummy hash and returns `false`, so both cases take the same time.
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        phc: Option<String>,
+    ) -> Result<bool, HashError> {
+        let (phc, real) = match phc {
+            Some(phc) => (phc, true),
+            None => (self.dummy_hash().await?, false),
+        };
+        let matched = self
+            .run(move || verify_blocking(password.expose_secret(), &phc))
+            .await?;
+        Ok(matched && real)
+    }
+
+    async fn dummy_hash(&self) -> Result<String, HashError> {
+        self.dummy
+            .get_or_try_init(|| async {
+                let random = SecretString::from(uuid::Uuid::new_v4().to_string());
+                self.hash(random).await
+            })
+            .await
+            .cloned()
+    }
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_phc_strings_with_owasp_parameters() {
+        let hash = hash_blocking("correct horse battery").unwrap_or_default();
+
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert_eq!(
+            verify_blocking("correct horse battery", &hash).ok(),
+            Some(true)
+        );
+        assert_eq!(
+            verify_blocking("wrong horse battery", &hash).ok(),
+            Some(false)
+        );
+    }
+
+    #[tokio::test]
+    async fn verifying_for_a_missing_user_is_always_false() {
+        let hasher = Hasher::new();
+
+        let result = hasher.verify(SecretString::from("anything"), None).await;
+
+        assert_eq!(result.ok(), Some(false));
+    }
+}

@@ -1,0 +1,161 @@
+//! HS256 JWTs with the platform's own claim names, so tokens the platform already issues with
+//! the shared secret are accepted too.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Principal;
+use crate::Config;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+const LEEWAY_SECS: u64 = 30;
+
+/// The token's claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's ID.
+    pub sub: String,
+    /// E-mail address.
+    #[serde(default)]
+    pub email: String,
+    /// Organization (UUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<Uuid>,
+    /// Role name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_role: Option<String>,
+    /// Granted permissions.
+    #[serde(default)]
+    pub permissions: BTreeSet<String>,
+    /// Issued at (seconds since the epoch).
+    pub iat: i64,
+    /// Expires at (seconds since the epoch).
+    pub exp: i64,
+    /// Not before (seconds since the epoch), when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+}
+
+/// Why a token was refused (for the log; clients only see `UNAUTHENTICATED`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Signing failed (a bug or a bad key).
+    #[error("cannot sign token: {0}")]
+    Sign(String),
+    /// The token is not acceptable.
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+}
+
+/// Issues and verifies tokens with the configured key, issuer and audience.
+#[derive(Clone)]
+pub struct TokenService {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    ttl: chrono::Duration,
+}
+
+impl TokenService {
+    /// Builds the service from the configuration.
+    pub fn new(config: &Config) -> Self {
+        let secret = config.jwt_secret.expose_secret().as_bytes();
+        // HS256 only: `alg: none`, RS256 and every other algorithm are refused.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&config.jwt_issuer]);
+        validation.set_audience(&[&config.jwt_audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            ttl: chrono::Duration::from_std(config.jwt_ttl).unwrap_or(chrono::Duration::hours(1)),
+        }
+    }
+
+    /// Signs a token for `principal`; returns it with its expiry.
+    pub fn issue(&self, principal: &Principal) -> Result<(String, DateTime<Utc>), TokenError> {
+        let now = Utc::now();
+        let expires_at = now + self.ttl;
+        let claims = Claims {
+            sub: principal.user_id.clone(),
+            email: principal.email.clone(),
+            org_id: principal.org_id,
+            user_role: principal.role.clone(),
+            permissions: principal.permissions.clone(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+            nbf: None,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok((token, expires_at))
+    }
+
+    /// Verifies `token` and turns its claims into a principal.
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                TokenError::Invalid(match e.kind() {
+                    ErrorKind::ExpiredSignature => "expired",
+                    ErrorKind::ImmatureSignature => "not yet valid",
+                    ErrorKind::InvalidIssuer => "wrong issuer",
+                    ErrorKind::InvalidAudience => "wrong audience",
+                    ErrorKind::InvalidSignature => "bad signature",
+                    ErrorKind::InvalidAlgorithm => "algorithm not allowed",
+                    ErrorKind::MissingRequiredClaim(_) => "missing claim",
+                    _ => "malformed",
+                })
+            })?;
+        let claims = data.claims;
+        if claims.sub.trim().is_empty() {
+            return Err(TokenError::Invalid("empty subject"));
+        }
+        Ok(Principal {
+            user_id: claims.sub,
+            email: claims.email,
+            org_id: claims.org_id,
+            role: claims.user_role,
+            permissions: claims.permissions,
+        })
+    }
+
+    /// Reads an `Authorization` header value (`Bearer <token>`) into an [`super::Authentication`].
+    pub fn authenticate(&self, header: Option<&str>) -> super::Authentication {
+        use super::Authentication;
+        let Some(header) = header else {
+            return Authentication::Anonymous;
+        };
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim);
+        match token {
+            Some(token) if !token.is_empty() => match self.verify(token) {
+                Ok(principal) => Authentication::Authenticated(principal),
+                Err(TokenError::Invalid(why)) => Authentication::Invalid(why),
+                Err(TokenError::Sign(_)) => Authentication::Invalid("malformed"),
+            },
+            _ => Authentication::Invalid("not a bearer token"),
+        }
+    }
+}
