@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the GraphQL server.
     Serve,
+    /// Run the reference Temporal worker (release and bootstrap workflows).
+    Worker,
     /// Apply the database migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL).
@@ -71,6 +73,24 @@ pub fn run(cli: Cli) -> ExitCode {
             let config = load_config()?;
             telemetry::init(&config.log_level, config.log_format);
             crate::serve(config).await.map_err(|e| failure(&e))
+        }),
+        Command::Worker => with_runtime(|| async {
+            let config = load_config()?;
+            telemetry::init(&config.log_level, config.log_format);
+            let db = db::connect(&config)
+                .await
+                .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
+            let local = tokio::task::LocalSet::new();
+            let simulation = config.simulation;
+            local
+                .run_until(crate::temporal::worker::run(
+                    &config,
+                    db,
+                    simulation,
+                    crate::shutdown_signal(),
+                ))
+                .await
+                .map_err(|e| failure(&e))
         }),
         Command::Migrate => with_runtime(|| async {
             let url = Config::database_url_from_env().map_err(|e| config_failure(&e))?;

@@ -7,6 +7,8 @@
 use std::{net::IpAddr, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::onboarding::providers::{Simulation, VerifyFailures};
 use url::Url;
 
 /// Minimum length of `JWT_SECRET`: HS256 wants a key at least as long as its 256-bit output.
@@ -56,6 +58,8 @@ pub struct Config {
     pub login_max_failures: u32,
     /// How long such a lock lasts (`LOGIN_LOCKOUT_SECONDS`).
     pub login_lockout: Duration,
+    /// Simulated DNS / e-mail providers of the reference worker (`SIM_*`).
+    pub simulation: Simulation,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
     pub log_level: String,
     /// Log output format (`LOG_FORMAT`).
@@ -117,6 +121,19 @@ impl Config {
             Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
             _ => Err("must be a whole number of seconds from 1 to 86400".to_owned()),
         });
+        let millis = |raw: &str| match raw.parse::<u64>() {
+            Ok(ms) if ms <= 60_000 => Ok(Duration::from_millis(ms)),
+            _ => Err("must be a number of milliseconds from 0 to 60000".to_owned()),
+        };
+        let dns_delay = env.parsed("SIM_DNS_DELAY_MS", "50", millis);
+        let email_delay = env.parsed("SIM_EMAIL_DELAY_MS", "20", millis);
+        let dns_verify_failures = env.parsed("SIM_DNS_VERIFY_FAILURES", "0", |raw| match raw {
+            "always" => Ok(VerifyFailures::Always),
+            n => n
+                .parse()
+                .map(VerifyFailures::First)
+                .map_err(|_| "must be a number of failing attempts or always".to_owned()),
+        });
         let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
                 .map(|_| raw.to_owned())
@@ -149,6 +166,11 @@ impl Config {
                 base_domain: base_domain?,
                 login_max_failures: login_max_failures?,
                 login_lockout: login_lockout?,
+                simulation: Simulation {
+                    dns_delay: dns_delay?,
+                    dns_verify_failures: dns_verify_failures?,
+                    email_delay: email_delay?,
+                },
                 log_level: log_level?,
                 log_format: log_format?,
             })

@@ -98,7 +98,6 @@ pub async fn run() -> Result<(), DevError> {
     crate::db::migrate(&pool)
         .await
         .map_err(|e| DevError::Database(e.to_string()))?;
-    pool.close().await;
 
     let host = if config.host.is_unspecified() {
         "localhost".to_owned()
@@ -107,11 +106,16 @@ pub async fn run() -> Result<(), DevError> {
     };
     let port = config.port;
     let temporal = config.temporal_address.clone();
+    // The reference worker runs in this process too, on a thread of its own.
+    let worker = crate::temporal::worker::spawn(config.clone(), config.simulation);
     let (listener, app) = crate::bind(config).await?;
     eprintln!(
         "\n  temporal-bff dev is up\n  GraphiQL:  http://{host}:{port}/graphql\n  Temporal:  {temporal}\n  Stop with Ctrl-C.\n"
     );
     let result = crate::run_server(listener, app, crate::shutdown_signal()).await;
+    if let Err(error) = tokio::task::spawn_blocking(move || worker.stop()).await {
+        tracing::warn!(%error, "worker did not stop cleanly");
+    }
     drop(children);
     Ok(result?)
 }

@@ -1,6 +1,8 @@
 //! The Temporal client as the server uses it: connected in the background, reconnected when the
 //! server comes back, and never a reason for the BFF itself to be down.
 
+pub mod worker;
+
 use std::{sync::Arc, time::Duration};
 
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};

@@ -21,8 +21,10 @@ use temporal_bff::{
         users::{self, NewUser, UserRecord},
     },
     devstack::{LocalPostgres, LocalTemporal, free_port},
+    temporal::worker::{self, WorkerThread},
     types::Email,
 };
+use temporalio_client::Client;
 use tokio::sync::oneshot;
 
 /// The shared services of this test binary.
@@ -183,6 +185,7 @@ pub struct TestApp {
     /// The configuration it runs with.
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
+    worker: Option<WorkerThread>,
 }
 
 impl TestApp {
@@ -232,7 +235,35 @@ impl TestApp {
             db,
             config,
             shutdown: Some(tx),
+            worker: None,
         }
+    }
+
+    /// An app plus a reference worker of its own: unique task queues (so tests never share a
+    /// worker) writing to this test's database.
+    pub async fn spawn_with_worker(overrides: &[(&str, String)]) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let mut all: Vec<(&str, String)> = vec![
+            ("RELEASE_TASK_QUEUE", format!("releases-{suffix}")),
+            ("BOOTSTRAP_TASK_QUEUE", format!("bootstrap-{suffix}")),
+            ("SIM_DNS_DELAY_MS", "5".into()),
+            ("SIM_EMAIL_DELAY_MS", "5".into()),
+        ];
+        all.extend(overrides.iter().cloned());
+        let mut app = Self::spawn_with(&all).await;
+        let simulation = app.config.simulation;
+        app.worker = Some(worker::spawn(app.config.clone(), simulation));
+        app
+    }
+
+    /// A Temporal client on the test server.
+    pub async fn temporal(&self) -> Client {
+        temporal_bff::temporal::connect(
+            &self.config.temporal_address,
+            &self.config.temporal_namespace,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to Temporal: {e}"))
     }
 
     /// The absolute URL of `path` on this app.
@@ -351,5 +382,27 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some(worker) = self.worker.take() {
+            // Stopping waits for in-flight tasks; do it off the test's runtime.
+            std::thread::spawn(move || drop(worker.stop()));
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `within`.
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -8,3 +8,4 @@ mod graphql;
 mod health;
 mod http;
 mod migrations;
+mod releases_worker;

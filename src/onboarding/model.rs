@@ -1,0 +1,102 @@
+//! The bootstrap workflow's input and progress, as camelCase JSON.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An administrator to invite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminUser {
+    /// E-mail address.
+    pub email: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Role granted (defaults to `provider_admin`).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// Input of `organizationBootstrapWorkflow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapInput {
+    /// The new organization's ID.
+    pub organization_id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// `provider` or `provider_partner`.
+    #[serde(rename = "type")]
+    pub org_type: String,
+    /// Subdomain (the organization's slug).
+    pub subdomain: String,
+    /// Administrators to invite.
+    pub admin_users: Vec<AdminUser>,
+}
+
+/// The default role of an invited administrator.
+pub const DEFAULT_ADMIN_ROLE: &str = "provider_admin";
+
+impl AdminUser {
+    /// The role to grant.
+    pub fn role(&self) -> &str {
+        self.role.as_deref().unwrap_or(DEFAULT_ADMIN_ROLE)
+    }
+}
+
+/// The bootstrap steps, in order (names as the GraphQL `BootstrapStep.name` shows them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Step {
+    /// Create the organization.
+    CreateOrganization,
+    /// Create its DNS record.
+    ConfigureDns,
+    /// Wait until the record resolves.
+    VerifyDns,
+    /// Grant the admin role.
+    AssignAdminRole,
+    /// Invite the admins.
+    SendInvitations,
+    /// Mark the bootstrap done.
+    Complete,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 6] = [
+        Step::CreateOrganization,
+        Step::ConfigureDns,
+        Step::VerifyDns,
+        Step::AssignAdminRole,
+        Step::SendInvitations,
+        Step::Complete,
+    ];
+
+    /// The step's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::CreateOrganization => "CREATE_ORGANIZATION",
+            Step::ConfigureDns => "CONFIGURE_DNS",
+            Step::VerifyDns => "VERIFY_DNS",
+            Step::AssignAdminRole => "ASSIGN_ADMIN_ROLE",
+            Step::SendInvitations => "SEND_INVITATIONS",
+            Step::Complete => "COMPLETE",
+        }
+    }
+}
+
+/// What `getProgress` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// The step running now (or the last one).
+    pub step: Step,
+    /// `RUNNING`, `COMPLETED`, `COMPENSATING` or `FAILED`.
+    pub state: String,
+    /// Steps finished so far.
+    pub completed_steps: Vec<Step>,
+    /// Why it failed, once it has.
+    pub failure: Option<String>,
+}

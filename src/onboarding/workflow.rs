@@ -1,0 +1,529 @@
+//! `organizationBootstrapWorkflow`, the reference onboarding: each step is an activity that
+//! writes its domain event; on failure it compensates (removes the DNS record, deactivates the
+//! organization) and records `organization.bootstrap.failed` with the step and reason.
+
+// The SDK's macros generate an undocumented constant per workflow and activity method.
+#![allow(missing_docs)]
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowResult,
+    activities::{ActivityContext, ActivityError},
+};
+use temporalio_workflow::RetryPolicy;
+use uuid::Uuid;
+
+use super::{
+    model::{AdminUser, BootstrapInput, Progress, Step},
+    providers::{DnsProvider, EmailProvider, Simulation},
+};
+use crate::events::{self, EventMetadata, NewEvent};
+
+/// The default workflow type name (`BOOTSTRAP_WORKFLOW_TYPE`).
+pub const WORKFLOW_TYPE: &str = "organizationBootstrapWorkflow";
+
+/// The workflow ID of an organization's bootstrap (deterministic: one per organization).
+pub fn workflow_id(organization_id: Uuid) -> String {
+    format!("org-bootstrap-{organization_id}")
+}
+
+/// Namespace of invitation and user-aggregate IDs (fixed forever).
+const USER_NAMESPACE: Uuid = Uuid::from_u128(0x3d5c_9a1e_7b2f_4c6d_8e0a_1b2c_3d4e_5f60);
+
+/// The ID of the invitation (and user aggregate) of `email` in `organization_id`.
+pub fn invitation_id(organization_id: Uuid, email: &str) -> Uuid {
+    Uuid::new_v5(
+        &USER_NAMESPACE,
+        format!("{organization_id}/{}", email.to_lowercase()).as_bytes(),
+    )
+}
+
+/// The reference bootstrap workflow.
+#[workflow]
+pub struct OrganizationBootstrapWorkflow {
+    input: BootstrapInput,
+    progress: Progress,
+}
+
+/// DNS verification is retried with backoff; these attempts fail the step for good.
+const VERIFY_MAX_ATTEMPTS: u32 = 5;
+
+fn step_options(max_attempts: u32) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(200))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(10))
+                .maximum_attempts(max_attempts)
+                .build(),
+        )
+        .build()
+}
+
+/// Input of every step activity: the whole request plus what earlier steps learned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepInput {
+    /// The workflow input.
+    pub input: BootstrapInput,
+    /// The admin a per-admin step is about.
+    #[serde(default)]
+    pub admin: Option<AdminUser>,
+    /// The failing step and reason, for the failure record.
+    #[serde(default)]
+    pub failure: Option<(Step, String)>,
+}
+
+impl OrganizationBootstrapWorkflow {
+    fn begin(&mut self, step: Step) {
+        self.progress.step = step;
+    }
+
+    fn finish(&mut self, step: Step) {
+        self.progress.completed_steps.push(step);
+    }
+}
+
+async fn run_steps(
+    ctx: &WorkflowContext<OrganizationBootstrapWorkflow>,
+    input: &BootstrapInput,
+) -> Result<(), (Step, String)> {
+    let step_input = |admin: Option<AdminUser>| StepInput {
+        input: input.clone(),
+        admin,
+        failure: None,
+    };
+    macro_rules! step {
+        ($step:expr, $activity:expr, $input:expr, $attempts:expr) => {{
+            ctx.state_mut(|s| s.begin($step));
+            ctx.execute_activity($activity, $input, step_options($attempts))
+                .await
+                .map_err(|e| ($step, failure_reason(&e)))?;
+        }};
+    }
+    step!(
+        Step::CreateOrganization,
+        BootstrapActivities::create_organization,
+        step_input(None),
+        5
+    );
+    ctx.state_mut(|s| s.finish(Step::CreateOrganization));
+    step!(
+        Step::ConfigureDns,
+        BootstrapActivities::create_dns_record,
+        step_input(None),
+        5
+    );
+    ctx.state_mut(|s| s.finish(Step::ConfigureDns));
+    step!(
+        Step::VerifyDns,
+        BootstrapActivities::verify_dns,
+        step_input(None),
+        VERIFY_MAX_ATTEMPTS
+    );
+    ctx.state_mut(|s| s.finish(Step::VerifyDns));
+    step!(
+        Step::AssignAdminRole,
+        BootstrapActivities::assign_admin_roles,
+        step_input(None),
+        5
+    );
+    ctx.state_mut(|s| s.finish(Step::AssignAdminRole));
+    ctx.state_mut(|s| s.begin(Step::SendInvitations));
+    for admin in &input.admin_users {
+        step!(
+            Step::SendInvitations,
+            BootstrapActivities::invite_admin,
+            step_input(Some(admin.clone())),
+            5
+        );
+    }
+    ctx.state_mut(|s| s.finish(Step::SendInvitations));
+    step!(
+        Step::Complete,
+        BootstrapActivities::complete_bootstrap,
+        step_input(None),
+        5
+    );
+    ctx.state_mut(|s| s.finish(Step::Complete));
+    Ok(())
+}
+
+/// The innermost message of an activity failure (the provider's reason, not the wrapping).
+fn failure_reason(error: &temporalio_sdk::ActivityExecutionError) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    let mut message = error.to_string();
+    while let Some(e) = source {
+        message = e.to_string();
+        source = e.source();
+    }
+    message
+}
+
+#[workflow_methods]
+impl OrganizationBootstrapWorkflow {
+    /// Starts at the first step.
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, input: BootstrapInput) -> Self {
+        Self {
+            input,
+            progress: Progress {
+                step: Step::CreateOrganization,
+                state: "RUNNING".into(),
+                completed_steps: Vec::new(),
+                failure: None,
+            },
+        }
+    }
+
+    /// Runs the steps; on failure compensates and records the failure.
+    #[run(name = "organizationBootstrapWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<String> {
+        let input = ctx.state(|s| s.input.clone());
+        match run_steps(ctx, &input).await {
+            Ok(()) => {
+                ctx.state_mut(|s| s.progress.state = "COMPLETED".into());
+                Ok("COMPLETED".into())
+            }
+            Err((step, reason)) => {
+                ctx.state_mut(|s| {
+                    s.progress.state = "COMPENSATING".into();
+                    s.progress.failure = Some(reason.clone());
+                });
+                let created_dns =
+                    ctx.state(|s| s.progress.completed_steps.contains(&Step::ConfigureDns));
+                let compensation = StepInput {
+                    input: input.clone(),
+                    admin: None,
+                    failure: Some((step, reason.clone())),
+                };
+                if created_dns {
+                    ctx.execute_activity(
+                        BootstrapActivities::remove_dns_record,
+                        compensation.clone(),
+                        step_options(10),
+                    )
+                    .await?;
+                }
+                ctx.execute_activity(
+                    BootstrapActivities::deactivate_organization,
+                    compensation.clone(),
+                    step_options(10),
+                )
+                .await?;
+                ctx.execute_activity(
+                    BootstrapActivities::record_failure,
+                    compensation,
+                    step_options(10),
+                )
+                .await?;
+                ctx.state_mut(|s| s.progress.state = "FAILED".into());
+                Err(ApplicationFailure::non_retryable(format!(
+                    "{} failed: {reason}",
+                    step.as_str()
+                ))
+                .into())
+            }
+        }
+    }
+
+    /// The current step and what is done.
+    #[query(name = "getProgress")]
+    pub fn get_progress(&self, _ctx: &WorkflowContextView) -> Progress {
+        self.progress.clone()
+    }
+}
+
+/// The bootstrap activities: each does its step and writes its event(s).
+pub struct BootstrapActivities {
+    db: PgPool,
+    dns: Arc<dyn DnsProvider>,
+    email: Arc<dyn EmailProvider>,
+    base_domain: String,
+}
+
+impl BootstrapActivities {
+    /// Activities writing to `db`, with the simulated providers.
+    pub fn new(db: PgPool, simulation: Simulation, base_domain: String) -> Self {
+        let (dns, email) = simulation.providers();
+        Self {
+            db,
+            dns,
+            email,
+            base_domain,
+        }
+    }
+
+    fn fqdn(&self, input: &BootstrapInput) -> String {
+        format!("{}.{}", input.subdomain, self.base_domain)
+    }
+
+    /// Writes one event of this activity; `discriminator` keeps several events of one activity
+    /// apart while keeping each one's ID stable across retries.
+    async fn emit(
+        &self,
+        ctx: &ActivityContext,
+        discriminator: &str,
+        event_type: &str,
+        aggregate: (&str, Uuid),
+        data: serde_json::Value,
+    ) -> Result<(), ActivityError> {
+        let info = ctx.info();
+        let at = Utc::now();
+        let event = NewEvent {
+            id: events::event_id(&[
+                info.workflow_run_id.as_deref().unwrap_or_default(),
+                &info.activity_id,
+                discriminator,
+            ]),
+            event_type: event_type.to_owned(),
+            aggregate_type: aggregate.0.to_owned(),
+            aggregate_id: aggregate.1,
+            data: with_time(data, at),
+            metadata: EventMetadata::from_activity(info, at),
+            created_at: at,
+            created_by: None,
+        };
+        events::append(&self.db, &[event])
+            .await
+            .map_err(|e| ActivityError::application(ApplicationFailure::new(e)))?;
+        Ok(())
+    }
+}
+
+fn with_time(mut data: serde_json::Value, at: DateTime<Utc>) -> serde_json::Value {
+    if let Some(object) = data.as_object_mut() {
+        object.insert("at".into(), json!(at));
+    }
+    data
+}
+
+fn org(input: &BootstrapInput) -> (&'static str, Uuid) {
+    ("organization", input.organization_id)
+}
+
+#[activities]
+impl BootstrapActivities {
+    /// Creates the organization (`organization.created`).
+    #[activity]
+    pub async fn create_organization(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        let input = &step.input;
+        self.emit(
+            &ctx,
+            "created",
+            "organization.created",
+            org(input),
+            json!({
+                "organizationId": input.organization_id,
+                "name": input.name,
+                "type": input.org_type,
+                "slug": input.subdomain,
+                "fqdn": self.fqdn(input),
+            }),
+        )
+        .await
+    }
+
+    /// Creates the DNS record (`organization.subdomain.dns_record_created`).
+    #[activity]
+    pub async fn create_dns_record(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        let fqdn = self.fqdn(&step.input);
+        let record_id = self.dns.create_record(&fqdn).await?;
+        self.emit(
+            &ctx,
+            "dns",
+            "organization.subdomain.dns_record_created",
+            org(&step.input),
+            json!({ "fqdn": fqdn, "recordId": record_id }),
+        )
+        .await
+    }
+
+    /// Verifies the DNS record (`organization.subdomain.verified`); each failed attempt records
+    /// `organization.subdomain.verification_failed` and is retried by Temporal with backoff.
+    #[activity]
+    pub async fn verify_dns(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        let fqdn = self.fqdn(&step.input);
+        let attempt = ctx.info().attempt;
+        match self.dns.verify(&fqdn, attempt).await {
+            Ok(()) => {
+                self.emit(
+                    &ctx,
+                    "verified",
+                    "organization.subdomain.verified",
+                    org(&step.input),
+                    json!({ "fqdn": fqdn, "attempt": attempt }),
+                )
+                .await
+            }
+            Err(error) => {
+                // One event per attempt, so the retries are visible in the audit trail.
+                self.emit(
+                    &ctx,
+                    &format!("verify-failed-{attempt}"),
+                    "organization.subdomain.verification_failed",
+                    org(&step.input),
+                    json!({ "fqdn": fqdn, "attempt": attempt, "reason": error.0 }),
+                )
+                .await?;
+                Err(ActivityError::application(ApplicationFailure::new(error)))
+            }
+        }
+    }
+
+    /// Grants each admin the admin role (`user.role.assigned`).
+    #[activity]
+    pub async fn assign_admin_roles(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        let input = &step.input;
+        for admin in &input.admin_users {
+            let email = admin.email.to_lowercase();
+            self.emit(
+                &ctx,
+                &format!("role-{email}"),
+                "user.role.assigned",
+                ("user", invitation_id(input.organization_id, &email)),
+                json!({
+                    "organizationId": input.organization_id,
+                    "email": email,
+                    "role": admin.role(),
+                }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Invites one admin by e-mail (`user.invited`).
+    #[activity]
+    pub async fn invite_admin(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        let input = &step.input;
+        let Some(admin) = step.admin.as_ref() else {
+            return Err(ActivityError::application(
+                ApplicationFailure::non_retryable("invite_admin needs an admin"),
+            ));
+        };
+        let email = admin.email.to_lowercase();
+        let message_id = self.email.send_invitation(&email, &input.name).await?;
+        self.emit(
+            &ctx,
+            "invited",
+            "user.invited",
+            ("user", invitation_id(input.organization_id, &email)),
+            json!({
+                "invitationId": invitation_id(input.organization_id, &email),
+                "organizationId": input.organization_id,
+                "email": email,
+                "firstName": admin.first_name,
+                "lastName": admin.last_name,
+                "role": admin.role(),
+                "messageId": message_id,
+            }),
+        )
+        .await
+    }
+
+    /// Marks the bootstrap done (`organization.bootstrap.completed`).
+    #[activity]
+    pub async fn complete_bootstrap(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        self.emit(
+            &ctx,
+            "completed",
+            "organization.bootstrap.completed",
+            org(&step.input),
+            json!({ "organizationId": step.input.organization_id }),
+        )
+        .await
+    }
+
+    /// Compensation: removes the DNS record (`organization.subdomain.dns_record_removed`).
+    #[activity]
+    pub async fn remove_dns_record(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        let fqdn = self.fqdn(&step.input);
+        self.dns.remove_record(&fqdn).await?;
+        self.emit(
+            &ctx,
+            "dns-removed",
+            "organization.subdomain.dns_record_removed",
+            org(&step.input),
+            json!({ "fqdn": fqdn }),
+        )
+        .await
+    }
+
+    /// Compensation: deactivates the organization (`organization.deactivated`).
+    #[activity]
+    pub async fn deactivate_organization(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        self.emit(
+            &ctx,
+            "deactivated",
+            "organization.deactivated",
+            org(&step.input),
+            json!({ "organizationId": step.input.organization_id, "reason": "bootstrap failed" }),
+        )
+        .await
+    }
+
+    /// Records the failure (`organization.bootstrap.failed`) with the step and reason.
+    #[activity]
+    pub async fn record_failure(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        step: StepInput,
+    ) -> Result<(), ActivityError> {
+        let (failed_step, reason) = step
+            .failure
+            .clone()
+            .unwrap_or((Step::Complete, "unknown".into()));
+        self.emit(
+            &ctx,
+            "failed",
+            "organization.bootstrap.failed",
+            org(&step.input),
+            json!({
+                "organizationId": step.input.organization_id,
+                "step": failed_step,
+                "reason": reason,
+            }),
+        )
+        .await
+    }
+}
