@@ -25,6 +25,8 @@ pub enum Command {
     Worker,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Seed demo data: a dev admin (admin@example.com / admin123), releases, organizations.
+    Demo,
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Manage login users.
@@ -89,6 +91,16 @@ pub fn run(cli: Cli) -> ExitCode {
                     simulation,
                     crate::shutdown_signal(),
                 ))
+                .await
+                .map_err(|e| failure(&e))
+        }),
+        Command::Demo => with_runtime(|| async {
+            let config = load_config()?;
+            telemetry::init(&config.log_level, config.log_format);
+            let db = db::connect(&config)
+                .await
+                .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
+            crate::demo::seed(&config, &db)
                 .await
                 .map_err(|e| failure(&e))
         }),

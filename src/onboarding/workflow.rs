@@ -13,7 +13,8 @@ use serde_json::json;
 use sqlx::PgPool;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ApplicationFailure, SyncWorkflowContext, WorkflowContext, WorkflowContextView,
+    WorkflowResult,
     activities::{ActivityContext, ActivityError},
 };
 use temporalio_workflow::RetryPolicy;
@@ -49,6 +50,7 @@ pub fn invitation_id(organization_id: Uuid, email: &str) -> Uuid {
 pub struct OrganizationBootstrapWorkflow {
     input: BootstrapInput,
     progress: Progress,
+    paused: bool,
 }
 
 /// DNS verification is retried with backoff; these attempts fail the step for good.
@@ -102,6 +104,13 @@ async fn run_steps(
     };
     macro_rules! step {
         ($step:expr, $activity:expr, $input:expr, $attempts:expr) => {{
+            // A paused bootstrap holds between steps until `resume` (the organization is always
+            // created first, so a paused bootstrap is visible).
+            if $step != Step::CreateOrganization {
+                ctx.wait_condition(|s| !s.paused)
+                    .await
+                    .map_err(|e| ($step, e.to_string()))?;
+            }
             ctx.state_mut(|s| s.begin($step));
             ctx.execute_activity($activity, $input, step_options($attempts))
                 .await
@@ -180,6 +189,7 @@ impl OrganizationBootstrapWorkflow {
                 completed_steps: Vec::new(),
                 failure: None,
             },
+            paused: false,
         }
     }
 
@@ -234,10 +244,26 @@ impl OrganizationBootstrapWorkflow {
         }
     }
 
-    /// The current step and what is done.
+    /// The current step and what is done (`state` is `PAUSED` while paused).
     #[query(name = "getProgress")]
     pub fn get_progress(&self, _ctx: &WorkflowContextView) -> Progress {
-        self.progress.clone()
+        let mut progress = self.progress.clone();
+        if self.paused && progress.state == "RUNNING" {
+            progress.state = "PAUSED".into();
+        }
+        progress
+    }
+
+    /// Holds the bootstrap before its next step (the running step finishes).
+    #[signal(name = "pause")]
+    pub fn pause(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
+        self.paused = true;
+    }
+
+    /// Continues a paused bootstrap.
+    #[signal(name = "resume")]
+    pub fn resume(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
+        self.paused = false;
     }
 }
 

@@ -97,7 +97,7 @@ pub enum IdError {
 /// A validated key: `[a-z0-9][a-z0-9._-]{0,62}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Key(String);
+pub struct Key(pub(crate) String);
 
 impl Key {
     /// Parses a key.

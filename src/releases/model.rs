@@ -291,3 +291,47 @@ impl ReleaseSpec {
         Ok(())
     }
 }
+
+impl ReleaseSpec {
+    /// A generated release of `waves` × `clusters` × `apps` (keys `wave-1`, `cluster-1`,
+    /// `app-1`, …), for demo data, tests and benchmarks.
+    pub fn synthetic(
+        key: &Key,
+        name: &str,
+        (waves, clusters, apps): (usize, usize, usize),
+        options: RolloutOptions,
+    ) -> Self {
+        const REGIONS: [&str; 4] = ["us-west", "us-east", "eu-central", "ap-south"];
+        let key_of = |prefix: &str, i: usize| Key(format!("{prefix}-{}", i + 1));
+        Self {
+            key: key.clone(),
+            name: name.to_owned(),
+            waves: (0..waves)
+                .map(|w| WaveSpec {
+                    key: key_of("wave", w),
+                    name: format!("Wave {}", w + 1),
+                    clusters: (0..clusters)
+                        .map(|c| ClusterSpec {
+                            key: key_of("cluster", c),
+                            name: format!("Cluster {}", c + 1),
+                            region: REGIONS[c % REGIONS.len()].to_owned(),
+                            bundle: BundleSpec {
+                                key: Key("web-services".into()),
+                                name: "Web services".into(),
+                                version: "2025.1.0".into(),
+                                apps: (0..apps)
+                                    .map(|a| AppSpec {
+                                        key: key_of("app", a),
+                                        name: format!("App {}", a + 1),
+                                        version: format!("1.{a}.0"),
+                                    })
+                                    .collect(),
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+            options,
+        }
+    }
+}

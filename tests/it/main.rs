@@ -8,4 +8,5 @@ mod graphql;
 mod health;
 mod http;
 mod migrations;
+mod onboarding_worker;
 mod releases_worker;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use temporal_bff::releases::{
+    ids::Key,
     model::{Node, ReleaseSpec, RolloutStatus},
     workflow::ReleaseWorkflow,
 };
@@ -14,7 +15,7 @@ use temporalio_client::{
 
 use crate::harness::{TestApp, eventually};
 
-/// A spec of `waves` × `clusters` × `apps`, keys `w{i}`, `c{j}`, `a{k}`.
+/// A generated spec of `waves` × `clusters` × `apps` (keys `wave-1`, `cluster-1`, `app-1`, …).
 pub fn spec(
     key: &str,
     waves: usize,
@@ -22,25 +23,14 @@ pub fn spec(
     apps: usize,
     options: serde_json::Value,
 ) -> ReleaseSpec {
-    let waves: Vec<_> = (0..waves)
-        .map(|w| {
-            json!({
-                "key": format!("w{w}"), "name": format!("Wave {w}"),
-                "clusters": (0..clusters).map(|c| json!({
-                    "key": format!("c{c}"), "name": format!("Cluster {c}"), "region": format!("region-{c}"),
-                    "bundle": {
-                        "key": "bundle", "name": "Bundle", "version": "1.0.0",
-                        "apps": (0..apps).map(|a| json!({
-                            "key": format!("a{a}"), "name": format!("App {a}"), "version": format!("2.{a}.0")
-                        })).collect::<Vec<_>>()
-                    }
-                })).collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let value =
-        json!({ "key": key, "name": format!("Release {key}"), "waves": waves, "options": options });
-    serde_json::from_value(value).unwrap_or_else(|e| panic!("bad spec: {e}"))
+    let key = Key::parse(key).unwrap_or_else(|e| panic!("{e}"));
+    let options = serde_json::from_value(options).unwrap_or_else(|e| panic!("{e}"));
+    ReleaseSpec::synthetic(
+        &key,
+        &format!("Release {key}"),
+        (waves, clusters, apps),
+        options,
+    )
 }
 
 /// A release key no other test uses.
@@ -144,7 +134,7 @@ async fn a_release_runs_to_succeeded_and_the_projection_has_every_node_succeeded
 
 #[tokio::test]
 async fn a_failing_app_fails_its_ancestors_with_its_message_and_later_waves_stay_pending() {
-    // Arrange: 3 waves × 2 clusters × 2 apps; app a1 fails (in every cluster of wave 0).
+    // Arrange: 3 waves × 2 clusters × 2 apps; app-2 fails (in every cluster of wave 1).
     let app = TestApp::spawn_with_worker(&[]).await;
     let client = app.temporal().await;
     let key = unique_key("fail");
@@ -156,7 +146,7 @@ async fn a_failing_app_fails_its_ancestors_with_its_message_and_later_waves_stay
             3,
             2,
             2,
-            json!({ "stepMillis": 20, "failApps": ["a1"] }),
+            json!({ "stepMillis": 20, "failApps": ["app-2"] }),
         ),
     )
     .await;
@@ -168,16 +158,17 @@ async fn a_failing_app_fails_its_ancestors_with_its_message_and_later_waves_stay
     // Assert
     assert!(result.is_err(), "the workflow fails: {result:?}");
     let r = &key;
+    let bundle = format!("{r}/wave-1/cluster-1/web-services");
+    assert_eq!(find(&rows, &format!("app:{bundle}/app-1")), "SUCCEEDED");
+    assert_eq!(find(&rows, &format!("app:{bundle}/app-2")), "FAILED");
+    assert_eq!(find(&rows, &format!("bundle:{bundle}")), "FAILED");
     assert_eq!(
-        find(&rows, &format!("app:{r}/w0/c0/bundle/a0")),
-        "SUCCEEDED"
+        find(&rows, &format!("cluster:{r}/wave-1/cluster-1")),
+        "FAILED"
     );
-    assert_eq!(find(&rows, &format!("app:{r}/w0/c0/bundle/a1")), "FAILED");
-    assert_eq!(find(&rows, &format!("bundle:{r}/w0/c0/bundle")), "FAILED");
-    assert_eq!(find(&rows, &format!("cluster:{r}/w0/c0")), "FAILED");
-    assert_eq!(find(&rows, &format!("wave:{r}/w0")), "FAILED");
+    assert_eq!(find(&rows, &format!("wave:{r}/wave-1")), "FAILED");
     assert_eq!(find(&rows, &format!("release:{r}")), "FAILED");
-    for later in ["w1", "w2"] {
+    for later in ["wave-2", "wave-3"] {
         let below: Vec<_> = rows
             .iter()
             .filter(|(id, _, _)| id.contains(&format!("{r}/{later}")))
@@ -187,7 +178,7 @@ async fn a_failing_app_fails_its_ancestors_with_its_message_and_later_waves_stay
     }
     let app_message = rows
         .iter()
-        .find(|(id, _, _)| id == &format!("app:{r}/w0/c0/bundle/a1"))
+        .find(|(id, _, _)| id == &format!("app:{bundle}/app-2"))
         .and_then(|(_, _, m)| m.clone())
         .unwrap_or_default();
     let release_message: Option<String> =
@@ -200,7 +191,7 @@ async fn a_failing_app_fails_its_ancestors_with_its_message_and_later_waves_stay
     assert!(
         release_message
             .unwrap_or_default()
-            .contains("app a1 failed"),
+            .contains("app app-2 failed"),
         "the release says which app failed"
     );
 }

@@ -1,0 +1,253 @@
+//! `temporal-bff demo`: idempotently seeds a dev admin, releases in several states and two
+//! organizations, by starting real workflows (the reference worker must be running for them to
+//! move, as it is under `temporal-bff dev`).
+
+use secrecy::SecretString;
+use sqlx::PgPool;
+use temporalio_client::{
+    Client, WorkflowIdReusePolicy, WorkflowSignalOptions, WorkflowStartOptions,
+    errors::WorkflowStartError,
+};
+use uuid::Uuid;
+
+use crate::{
+    Config,
+    auth::{password::Hasher, permissions},
+    onboarding::{
+        model::{AdminUser, BootstrapInput},
+        workflow::{OrganizationBootstrapWorkflow, workflow_id},
+    },
+    releases::{
+        ids::Key,
+        model::{ReleaseSpec, RolloutOptions},
+        workflow::ReleaseWorkflow,
+    },
+};
+
+/// The demo login (only `demo` and `dev` ever create it).
+pub const DEMO_ADMIN_EMAIL: &str = "admin@example.com";
+/// Its password: public, for local use only.
+pub const DEMO_ADMIN_PASSWORD: &str = "admin123";
+
+/// Why seeding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Postgres failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Temporal failed.
+    #[error("temporal: {0}")]
+    Temporal(String),
+    /// Hashing failed.
+    #[error(transparent)]
+    Hash(#[from] crate::auth::password::HashError),
+}
+
+/// Seeds everything; safe to run again (existing users and workflows are left alone).
+pub async fn seed(config: &Config, db: &PgPool) -> Result<(), DemoError> {
+    seed_admin(db).await?;
+    let client = crate::temporal::connect(&config.temporal_address, &config.temporal_namespace)
+        .await
+        .map_err(|e| DemoError::Temporal(e.to_string()))?;
+    seed_releases(&client, &config.release_task_queue).await?;
+    seed_organizations(&client, &config.bootstrap_task_queue).await?;
+    Ok(())
+}
+
+async fn seed_admin(db: &PgPool) -> Result<(), DemoError> {
+    tracing::warn!(
+        "DEMO DATA: creating login {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD} with every \
+         permission. Never run `demo` against a database that matters."
+    );
+    let hash = Hasher::new()
+        .hash(SecretString::from(DEMO_ADMIN_PASSWORD))
+        .await?;
+    sqlx::query(
+        "INSERT INTO users (email, password_hash, role, permissions)
+         VALUES ($1, $2, 'platform_admin', $3)
+         ON CONFLICT (lower(email)) DO NOTHING",
+    )
+    .bind(DEMO_ADMIN_EMAIL)
+    .bind(hash)
+    .bind(vec![
+        permissions::CREATE_ROOT_ORGANIZATION.to_owned(),
+        permissions::VIEW_ALL_ORGANIZATIONS.to_owned(),
+    ])
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// One demo release.
+struct DemoRelease {
+    key: &'static str,
+    name: &'static str,
+    /// Waves × clusters × apps.
+    shape: (usize, usize, usize),
+    options: RolloutOptions,
+    /// Signal `pause` right after starting it.
+    pause: bool,
+}
+
+fn releases() -> Vec<DemoRelease> {
+    let release = |key, name, shape, step_millis, fail_apps: &[&str], between, pause| DemoRelease {
+        key,
+        name,
+        shape,
+        options: RolloutOptions {
+            step_millis,
+            fail_apps: fail_apps.iter().map(|s| (*s).to_owned()).collect(),
+            pause_between_waves_millis: between,
+        },
+        pause,
+    };
+    vec![
+        release(
+            "rel-2025-01",
+            "January release",
+            (2, 3, 3),
+            50,
+            &[],
+            0,
+            false,
+        ),
+        release(
+            "rel-2025-02",
+            "February hotfix",
+            (3, 2, 2),
+            50,
+            &["app-2"],
+            0,
+            false,
+        ),
+        release(
+            "rel-2025-03",
+            "March release (paused)",
+            (3, 3, 4),
+            500,
+            &[],
+            0,
+            true,
+        ),
+        release(
+            "rel-2025-04",
+            "April release (rolling out)",
+            (4, 3, 5),
+            4_000,
+            &[],
+            15_000,
+            false,
+        ),
+        release(
+            "rel-2025-05",
+            "Platform-wide upgrade",
+            (10, 10, 10),
+            10,
+            &[],
+            0,
+            false,
+        ),
+        release("rel-2025-06", "June canary", (1, 1, 3), 100, &[], 0, false),
+    ]
+}
+
+async fn seed_releases(client: &Client, task_queue: &str) -> Result<(), DemoError> {
+    for DemoRelease {
+        key,
+        name,
+        shape,
+        options,
+        pause,
+    } in releases()
+    {
+        let key = Key::parse(key).map_err(|e| DemoError::Temporal(e.to_string()))?;
+        let spec = ReleaseSpec::synthetic(&key, name, shape, options);
+        let id = spec.id().to_string();
+        let started = client
+            .start_workflow(
+                ReleaseWorkflow::run,
+                spec,
+                WorkflowStartOptions::new(task_queue, id.clone())
+                    .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+                    .build(),
+            )
+            .await;
+        match started {
+            Ok(handle) if pause => handle
+                .signal(ReleaseWorkflow::pause, (), WorkflowSignalOptions::default())
+                .await
+                .map_err(|e| DemoError::Temporal(e.to_string()))?,
+            Ok(_) => {}
+            Err(WorkflowStartError::AlreadyStarted { .. }) => {
+                tracing::info!(release.id = %id, "demo release exists; left alone");
+            }
+            Err(error) => return Err(DemoError::Temporal(error.to_string())),
+        }
+    }
+    Ok(())
+}
+
+async fn seed_organizations(client: &Client, task_queue: &str) -> Result<(), DemoError> {
+    let admin = |email: &str, first: &str, last: &str| AdminUser {
+        email: email.into(),
+        first_name: first.into(),
+        last_name: last.into(),
+        role: None,
+    };
+    // Fixed IDs keep seeding idempotent (the workflow ID derives from the organization ID).
+    let namespace = Uuid::from_u128(0x9e2f_4d61_0c3b_4a7e_b5d8_2f1a_6c9e_3b70);
+    let organizations = [
+        (
+            BootstrapInput {
+                organization_id: Uuid::new_v5(&namespace, b"acme"),
+                name: "Acme Health".into(),
+                org_type: "provider".into(),
+                subdomain: "acme-health".into(),
+                admin_users: vec![
+                    admin("ada@acme-health.example", "Ada", "Lovelace"),
+                    admin("grace@acme-health.example", "Grace", "Hopper"),
+                ],
+            },
+            false,
+        ),
+        (
+            BootstrapInput {
+                organization_id: Uuid::new_v5(&namespace, b"globex"),
+                name: "Globex Partners".into(),
+                org_type: "provider_partner".into(),
+                subdomain: "globex".into(),
+                admin_users: vec![admin("hank@globex.example", "Hank", "Scorpio")],
+            },
+            // Paused after its first step, so there is always one onboarding in progress.
+            true,
+        ),
+    ];
+    for (input, pause) in organizations {
+        let id = workflow_id(input.organization_id);
+        let started = client
+            .start_workflow(
+                OrganizationBootstrapWorkflow::run,
+                input,
+                WorkflowStartOptions::new(task_queue, id.clone())
+                    .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+                    .build(),
+            )
+            .await;
+        match started {
+            Ok(handle) if pause => handle
+                .signal(
+                    OrganizationBootstrapWorkflow::pause,
+                    (),
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+                .map_err(|e| DemoError::Temporal(e.to_string()))?,
+            Ok(_) => {}
+            Err(WorkflowStartError::AlreadyStarted { .. }) => {
+                tracing::info!(workflow.id = %id, "demo organization exists; left alone");
+            }
+            Err(error) => return Err(DemoError::Temporal(error.to_string())),
+        }
+    }
+    Ok(())
+}
