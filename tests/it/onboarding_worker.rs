@@ -298,3 +298,53 @@ async fn replaying_every_event_into_empty_projections_rebuilds_them_row_for_row(
     assert!(before.len() > 20, "something to compare: {}", before.len());
     assert_eq!(before, after);
 }
+
+#[tokio::test]
+async fn demo_seeds_an_admin_releases_and_organizations_and_can_run_twice() {
+    // Arrange
+    let app = TestApp::spawn_with_worker(&[]).await;
+
+    // Act
+    let first = temporal_bff::demo::seed(&app.config, &app.db).await;
+    let second = temporal_bff::demo::seed(&app.config, &app.db).await;
+    let login = app
+        .login(
+            temporal_bff::demo::DEMO_ADMIN_EMAIL,
+            temporal_bff::demo::DEMO_ADMIN_PASSWORD,
+        )
+        .await;
+    let releases = crate::harness::eventually(std::time::Duration::from_secs(20), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM release_projection")
+            .fetch_one(&app.db)
+            .await
+            .ok()?;
+        (n == 6).then_some(n)
+    })
+    .await;
+    let organizations = crate::harness::eventually(std::time::Duration::from_secs(20), || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, status FROM organizations_projection ORDER BY name")
+                .fetch_all(&app.db)
+                .await
+                .ok()?;
+        (rows.len() == 2 && rows[0].1 == "active").then_some(rows)
+    })
+    .await;
+
+    // Assert
+    assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.db)
+        .await
+        .unwrap_or_default();
+    assert_eq!(users, 1);
+    assert!(login["data"]["login"]["token"].is_string(), "{login}");
+    assert_eq!(releases, Some(6));
+    assert_eq!(
+        organizations,
+        Some(vec![
+            ("Acme Health".to_owned(), "active".to_owned()),
+            ("Globex Partners".to_owned(), "pending".to_owned()),
+        ])
+    );
+}
