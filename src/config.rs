@@ -58,6 +58,11 @@ pub struct Config {
     pub login_max_failures: u32,
     /// How long such a lock lasts (`LOGIN_LOCKOUT_SECONDS`).
     pub login_lockout: Duration,
+    /// How long a live `getHierarchy` may take before the projection is served
+    /// (`TEMPORAL_QUERY_TIMEOUT_MS`).
+    pub temporal_query_timeout: Duration,
+    /// How long a live tree is reused for (`HIERARCHY_CACHE_MS`).
+    pub hierarchy_cache_ttl: Duration,
     /// Simulated DNS / e-mail providers of the reference worker (`SIM_*`).
     pub simulation: Simulation,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
@@ -125,6 +130,14 @@ impl Config {
             Ok(ms) if ms <= 60_000 => Ok(Duration::from_millis(ms)),
             _ => Err("must be a number of milliseconds from 0 to 60000".to_owned()),
         };
+        let temporal_query_timeout =
+            env.parsed("TEMPORAL_QUERY_TIMEOUT_MS", "1000", |raw| {
+                match raw.parse::<u64>() {
+                    Ok(ms) if (10..=30_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+                    _ => Err("must be a number of milliseconds from 10 to 30000".to_owned()),
+                }
+            });
+        let hierarchy_cache_ttl = env.parsed("HIERARCHY_CACHE_MS", "1000", millis);
         let dns_delay = env.parsed("SIM_DNS_DELAY_MS", "50", millis);
         let email_delay = env.parsed("SIM_EMAIL_DELAY_MS", "20", millis);
         let dns_verify_failures = env.parsed("SIM_DNS_VERIFY_FAILURES", "0", |raw| match raw {
@@ -166,6 +179,8 @@ impl Config {
                 base_domain: base_domain?,
                 login_max_failures: login_max_failures?,
                 login_lockout: login_lockout?,
+                temporal_query_timeout: temporal_query_timeout?,
+                hierarchy_cache_ttl: hierarchy_cache_ttl?,
                 simulation: Simulation {
                     dns_delay: dns_delay?,
                     dns_verify_failures: dns_verify_failures?,

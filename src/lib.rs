@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod onboarding;
 pub mod releases;
 pub mod telemetry;
@@ -37,6 +38,10 @@ pub struct AppState {
     pub db: sqlx::PgPool,
     /// The Temporal client, which may be (re)connecting in the background.
     pub temporal: temporal::TemporalHandle,
+    /// Process-wide counters (`/metrics`).
+    pub metrics: Arc<metrics::Metrics>,
+    /// Live release trees, shared across requests.
+    pub live: Arc<releases::live::LiveHierarchy>,
     /// Verifies bearer tokens.
     pub tokens: auth::token::TokenService,
     /// The GraphQL schema.
@@ -81,11 +86,21 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
             lockout: config.login_lockout,
         },
     );
-    let schema = graphql::schema_builder().data(login).finish();
+    let live = Arc::new(releases::live::LiveHierarchy::new(
+        temporal.clone(),
+        config.temporal_query_timeout,
+        config.hierarchy_cache_ttl,
+    ));
+    let schema = graphql::schema_builder()
+        .data(login)
+        .data(db.clone())
+        .finish();
     Ok(AppState {
         config: Arc::new(config),
         db,
         temporal,
+        metrics: Arc::default(),
+        live,
         tokens,
         schema,
     })

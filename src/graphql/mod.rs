@@ -14,10 +14,16 @@ use axum::{
     response::{Html, IntoResponse},
 };
 
+pub mod node;
+
+use std::sync::Arc;
+
 use crate::{
     AppState,
     auth::{self, Authentication},
     error::ApiError,
+    metrics::RequestStats,
+    releases::graphql::{ReleaseLoader, ReleasesQuery},
 };
 
 /// The schema type served at `/graphql`.
@@ -30,7 +36,12 @@ const MAX_COMPLEXITY: usize = 5_000;
 
 /// The root query: every domain's fields merged.
 #[derive(MergedObject, Default)]
-pub struct Query(ServiceQuery, auth::graphql::AuthQuery);
+pub struct Query(
+    ServiceQuery,
+    auth::graphql::AuthQuery,
+    node::NodeQuery,
+    ReleasesQuery,
+);
 
 /// The root mutation: every domain's mutations merged.
 #[derive(MergedObject, Default)]
@@ -94,11 +105,28 @@ pub async fn graphql_handler(
         ])
         .into();
     }
-    state
+    let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
+    let loader = ReleaseLoader::new(
+        state.db.clone(),
+        Arc::clone(&state.live),
+        Arc::clone(&stats),
+    );
+    let response = state
         .schema
-        .execute(request.data(authentication))
-        .await
-        .into()
+        .execute(
+            request
+                .data(authentication)
+                .data(loader)
+                .data(Arc::clone(&stats)),
+        )
+        .await;
+    let (sql, temporal) = stats.totals();
+    tracing::info!(
+        graphql.sql_statements = sql,
+        graphql.temporal_queries = temporal,
+        "graphql request done"
+    );
+    response.into()
 }
 
 /// `GET /graphql`: the GraphiQL explorer.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::{
     Router,
+    extract::State,
     http::{HeaderName, HeaderValue, Request, StatusCode},
     routing::get,
 };
@@ -62,6 +63,10 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move { state.metrics.render() }),
+        )
         .route(
             "/graphql",
             get(graphql::graphiql).post(graphql::graphql_handler),

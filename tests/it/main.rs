@@ -9,4 +9,5 @@ mod health;
 mod http;
 mod migrations;
 mod onboarding_worker;
+mod releases_graphql;
 mod releases_worker;

@@ -1,0 +1,121 @@
+//! Live trees from running workflows, with cost control: concurrent readers of one release
+//! share a single in-flight `getHierarchy` query, and its answer is reused for a short window.
+//! A query that fails or does not answer in time yields `None`, and the caller serves the
+//! projection instead: Temporal being down never turns an answerable read into an error.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use temporalio_client::{QueryRejectCondition, WorkflowQueryOptions};
+use tokio::sync::OnceCell;
+
+use super::{model::Node, workflow::ReleaseWorkflow};
+use crate::{metrics::RequestStats, temporal::TemporalHandle};
+
+#[derive(Clone)]
+struct Fetched {
+    at: Instant,
+    as_of: DateTime<Utc>,
+    tree: Option<Arc<Node>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    cell: OnceCell<Fetched>,
+}
+
+/// Shared, deduplicating reader of `getHierarchy`.
+pub struct LiveHierarchy {
+    temporal: TemporalHandle,
+    timeout: Duration,
+    ttl: Duration,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl LiveHierarchy {
+    /// A reader giving Temporal `timeout` per query and reusing answers for `ttl`.
+    pub fn new(temporal: TemporalHandle, timeout: Duration, ttl: Duration) -> Self {
+        Self {
+            temporal,
+            timeout,
+            ttl,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The live tree of `workflow_id` and when it was read, or `None` if Temporal did not
+    /// answer in time (or the workflow is not running).
+    pub async fn get(
+        &self,
+        workflow_id: &str,
+        stats: &RequestStats,
+    ) -> Option<(Arc<Node>, DateTime<Utc>)> {
+        let slot = self.slot(workflow_id);
+        let fetched = slot
+            .cell
+            .get_or_init(|| async {
+                stats.temporal_query();
+                let fetched = self.fetch(workflow_id).await;
+                if fetched.tree.is_none() {
+                    stats.fallback();
+                }
+                fetched
+            })
+            .await;
+        fetched.tree.clone().map(|tree| (tree, fetched.as_of))
+    }
+
+    /// The slot to read through: the in-flight or fresh one, else a new one.
+    fn slot(&self, workflow_id: &str) -> Arc<Slot> {
+        let mut slots = match self.slots.lock() {
+            Ok(slots) => slots,
+            // A panic elsewhere cannot leave the map inconsistent: keep using it.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let ttl = self.ttl;
+        let fresh = |slot: &Slot| slot.cell.get().is_none_or(|f| f.at.elapsed() < ttl);
+        if let Some(slot) = slots.get(workflow_id).filter(|s| fresh(s)) {
+            return Arc::clone(slot);
+        }
+        slots.retain(|_, slot| fresh(slot));
+        let slot = Arc::new(Slot::default());
+        slots.insert(workflow_id.to_owned(), Arc::clone(&slot));
+        slot
+    }
+
+    #[tracing::instrument(skip(self), fields(temporal.query = "getHierarchy"))]
+    async fn fetch(&self, workflow_id: &str) -> Fetched {
+        let query = async {
+            let client = self.temporal.client().await.map_err(|e| e.to_string())?;
+            let handle = client.get_workflow_handle::<ReleaseWorkflow>(workflow_id);
+            // A closed workflow would have to be replayed by a worker: refuse instead.
+            let options = WorkflowQueryOptions::builder()
+                .reject_condition(QueryRejectCondition::NotOpen)
+                .build();
+            handle
+                .query(ReleaseWorkflow::get_hierarchy, (), options)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let tree = match tokio::time::timeout(self.timeout, query).await {
+            Ok(Ok(tree)) => Some(Arc::new(tree)),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "getHierarchy failed; serving the projection");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?self.timeout, "getHierarchy timed out; serving the projection");
+                None
+            }
+        };
+        Fetched {
+            at: Instant::now(),
+            as_of: Utc::now(),
+            tree,
+        }
+    }
+}

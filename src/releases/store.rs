@@ -1,0 +1,228 @@
+//! Reading the release projections.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use super::model::{Node, RolloutStatus};
+
+/// A row of `release_projection`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReleaseRow {
+    /// Global ID.
+    pub id: String,
+    /// Key.
+    pub key: String,
+    /// Name.
+    pub name: String,
+    /// Status (as stored).
+    pub status: String,
+    /// Workflow ID.
+    pub workflow_id: String,
+    /// When it was created (the list's order).
+    pub created_at: DateTime<Utc>,
+}
+
+impl ReleaseRow {
+    /// Whether the rollout may still change (so a live read is worth it).
+    pub fn is_running(&self) -> bool {
+        RolloutStatus::parse(&self.status).is_some_and(|s| !s.is_terminal())
+    }
+}
+
+/// The list filter.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseFilter {
+    /// Only these statuses.
+    pub statuses: Vec<RolloutStatus>,
+    /// Name or key contains this (case-insensitive).
+    pub search: Option<String>,
+}
+
+/// A keyset position in the newest-first order.
+pub type Cursor = (DateTime<Utc>, String);
+
+const ROW_COLUMNS: &str =
+    "SELECT id, key, name, status, workflow_id, created_at FROM release_projection";
+
+fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
+    query.push(" WHERE true");
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        query
+            .push(" AND status = ANY(")
+            .push_bind(statuses)
+            .push(")");
+    }
+    if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
+        // Escape LIKE's wildcards so the search is literal.
+        let pattern = format!(
+            "%{}%",
+            search
+                .trim()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        query
+            .push(" AND (name ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR key ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+}
+
+/// Up to `limit` rows after (`forward`) or before `cursor` in newest-first order, returned
+/// newest first either way.
+#[tracing::instrument(skip_all)]
+pub async fn page(
+    pool: &PgPool,
+    filter: &ReleaseFilter,
+    cursor: Option<&Cursor>,
+    forward: bool,
+    limit: i64,
+) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    let mut query = QueryBuilder::new(ROW_COLUMNS);
+    push_filter(&mut query, filter);
+    if let Some((at, id)) = cursor {
+        query
+            .push(if forward {
+                " AND (created_at, id) < ("
+            } else {
+                " AND (created_at, id) > ("
+            })
+            .push_bind(*at)
+            .push(", ")
+            .push_bind(id.clone())
+            .push(")");
+    }
+    query.push(if forward {
+        " ORDER BY created_at DESC, id DESC LIMIT "
+    } else {
+        " ORDER BY created_at ASC, id ASC LIMIT "
+    });
+    query.push_bind(limit);
+    let mut rows: Vec<ReleaseRow> = query.build_query_as().fetch_all(pool).await?;
+    if !forward {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+/// How many releases match `filter`.
+#[tracing::instrument(skip_all)]
+pub async fn count(pool: &PgPool, filter: &ReleaseFilter) -> Result<i64, sqlx::Error> {
+    let mut query = QueryBuilder::new("SELECT count(*) FROM release_projection");
+    push_filter(&mut query, filter);
+    query.build_query_scalar().fetch_one(pool).await
+}
+
+/// The rows of these releases.
+#[tracing::instrument(skip_all, fields(releases.count = ids.len()))]
+pub async fn rows(pool: &PgPool, ids: &[String]) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{ROW_COLUMNS} WHERE id = ANY($1)"
+    )))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+struct EntityRow {
+    id: String,
+    release_id: String,
+    parent_id: Option<String>,
+    kind: String,
+    key: String,
+    name: String,
+    status: String,
+    version: Option<String>,
+    region: Option<String>,
+    message: Option<String>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A release tree read from the projection, with the time of the last event folded into it.
+pub type StoredTree = (Node, DateTime<Utc>);
+
+/// The whole trees of these releases, in one statement.
+#[tracing::instrument(skip_all, fields(releases.count = ids.len()))]
+pub async fn trees(
+    pool: &PgPool,
+    ids: &[String],
+) -> Result<HashMap<String, StoredTree>, sqlx::Error> {
+    let rows: Vec<EntityRow> = sqlx::query_as(
+        "SELECT id, release_id, parent_id, kind, key, name, status, version, region, message,
+                started_at, completed_at, updated_at
+           FROM release_entity_projection
+          WHERE release_id = ANY($1)
+          ORDER BY release_id, parent_id NULLS FIRST, position",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+
+    let mut by_release: HashMap<String, Vec<EntityRow>> = HashMap::new();
+    for row in rows {
+        by_release
+            .entry(row.release_id.clone())
+            .or_default()
+            .push(row);
+    }
+    Ok(by_release
+        .into_iter()
+        .filter_map(|(release, rows)| {
+            let as_of = rows.iter().map(|r| r.updated_at).max()?;
+            assemble(rows).map(|tree| (release, (tree, as_of)))
+        })
+        .collect())
+}
+
+/// Nests flat rows (ordered by position within each parent) under their parents.
+fn assemble(rows: Vec<EntityRow>) -> Option<Node> {
+    let mut children: HashMap<String, Vec<EntityRow>> = HashMap::new();
+    let mut root = None;
+    for row in rows {
+        match row.parent_id.clone() {
+            Some(parent) => children.entry(parent).or_default().push(row),
+            None => root = Some(row),
+        }
+    }
+    fn nest(row: EntityRow, children: &mut HashMap<String, Vec<EntityRow>>) -> Node {
+        let kids: Vec<Node> = children
+            .remove(&row.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|child| nest(child, children))
+            .collect();
+        let mut node = Node {
+            id: row.id,
+            key: row.key,
+            name: row.name,
+            status: RolloutStatus::parse(&row.status).unwrap_or(RolloutStatus::Pending),
+            started_at: row.started_at,
+            completed_at: row.completed_at,
+            message: row.message,
+            version: row.version,
+            region: row.region,
+            waves: None,
+            clusters: None,
+            bundle: None,
+            apps: None,
+        };
+        match row.kind.as_str() {
+            "release" => node.waves = Some(kids),
+            "wave" => node.clusters = Some(kids),
+            "cluster" => node.bundle = kids.into_iter().next().map(Box::new),
+            "bundle" => node.apps = Some(kids),
+            _ => {}
+        }
+        node
+    }
+    root.map(|root| nest(root, &mut children))
+}

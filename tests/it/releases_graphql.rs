@@ -1,0 +1,388 @@
+//! The release hierarchy over GraphQL: paging, filters, every kind through `node` / `entity`,
+//! live versus projection reads, and the cost bounds.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use temporal_bff::devstack::{LocalTemporal, free_port};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowSignalOptions};
+
+use crate::{
+    harness::{TestApp, error_code, eventually, scratch_dir, watchdog},
+    releases_worker::{spec, start, unique_key},
+};
+
+const TREE: &str = r#"
+fragment Times on Release { startedAt completedAt }
+query($id: ID!) {
+  release(id: $id) {
+    id key name status source asOf ...Times
+    progress { total succeeded failed inProgress pending percent }
+    waves { id position status progress { total succeeded }
+      clusters { id region status progress { total succeeded }
+        bundle { id version status progress { total succeeded }
+          apps { id name version status message startedAt completedAt } } } }
+  }
+}"#;
+
+/// Appends the events of a closed, one-node release created at `minute` past an hour.
+async fn seed_closed_release(app: &TestApp, key: &str, name: &str, minute: u32, status: &str) {
+    let at = format!("2025-01-01T10:{minute:02}:00Z");
+    let id = format!("release:{key}");
+    let events = json!([
+        { "type": "release.created", "data": { "id": id, "key": key, "name": name, "at": at,
+          "nodes": [{ "id": id, "kind": "release", "key": key, "name": name, "position": 0 }] } },
+        { "type": "release.status_changed", "data": { "id": id, "kind": "release", "status": status, "at": at } },
+    ]);
+    for event in events.as_array().into_iter().flatten() {
+        sqlx::query(
+            "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at)
+             VALUES ($1, 'release', gen_random_uuid(), $2, $3::timestamptz)",
+        )
+        .bind(event["type"].as_str())
+        .bind(&event["data"])
+        .bind(&at)
+        .execute(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics: {text}"))
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["node"]["key"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn releases_page_forwards_and_backwards_without_duplicates_and_count_them_all() {
+    // Arrange: 25 releases, r-00 oldest … r-24 newest.
+    let app = TestApp::spawn().await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    for i in 0..25 {
+        seed_closed_release(
+            &app,
+            &format!("r-{i:02}"),
+            &format!("Release {i}"),
+            i,
+            "SUCCEEDED",
+        )
+        .await;
+    }
+    let page = |args: Value| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let body = app
+                .graphql_as(
+                    &token,
+                    "query($first: Int, $after: String, $last: Int, $before: String) {
+                       releases(first: $first, after: $after, last: $last, before: $before) {
+                         totalCount edges { cursor node { key } }
+                         pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }",
+                    args,
+                )
+                .await;
+            body["data"]["releases"].clone()
+        }
+    };
+
+    // Act: forwards in pages of 10, then backwards from the end.
+    let mut forward = Vec::new();
+    let mut after = Value::Null;
+    let mut pages = 0;
+    loop {
+        let p = page(json!({ "first": 10, "after": after })).await;
+        forward.extend(ids(&p));
+        pages += 1;
+        assert_eq!(p["totalCount"], 25);
+        if p["pageInfo"]["hasNextPage"] != json!(true) || pages > 5 {
+            break;
+        }
+        after = p["pageInfo"]["endCursor"].clone();
+    }
+    let last_page = page(json!({ "last": 10 })).await;
+    let before_that =
+        page(json!({ "last": 10, "before": last_page["pageInfo"]["startCursor"] })).await;
+
+    // Assert
+    let expected: Vec<String> = (0..25).rev().map(|i| format!("r-{i:02}")).collect();
+    assert_eq!(forward, expected, "newest first, each once");
+    assert_eq!(pages, 3);
+    assert_eq!(ids(&last_page), expected[15..]);
+    assert_eq!(last_page["pageInfo"]["hasPreviousPage"], true);
+    assert_eq!(last_page["pageInfo"]["hasNextPage"], false);
+    assert_eq!(ids(&before_that), expected[5..15]);
+}
+
+#[tokio::test]
+async fn releases_filter_by_status_and_search_and_refuse_bad_arguments() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    seed_closed_release(&app, "jan", "January", 1, "SUCCEEDED").await;
+    seed_closed_release(&app, "feb", "February hotfix", 2, "FAILED").await;
+    seed_closed_release(&app, "mar", "March hotfix", 3, "SUCCEEDED").await;
+    let query = "query($f: ReleaseFilter, $first: Int, $after: String) {
+        releases(filter: $f, first: $first, after: $after) { totalCount edges { node { key status } } } }";
+
+    let failed = app
+        .graphql_as(&token, query, json!({ "f": { "status": ["FAILED"] } }))
+        .await;
+    let hotfixes = app
+        .graphql_as(&token, query, json!({ "f": { "search": "HOTFIX" } }))
+        .await;
+    let wildcard = app
+        .graphql_as(&token, query, json!({ "f": { "search": "%" } }))
+        .await;
+    let too_many = app
+        .graphql_as(&token, query, json!({ "first": 1000 }))
+        .await;
+    let bad_cursor = app
+        .graphql_as(&token, query, json!({ "after": "garbage" }))
+        .await;
+
+    assert_eq!(ids(&failed["data"]["releases"]), ["feb"]);
+    assert_eq!(ids(&hotfixes["data"]["releases"]), ["mar", "feb"]);
+    assert_eq!(hotfixes["data"]["releases"]["totalCount"], 2);
+    assert_eq!(
+        wildcard["data"]["releases"]["totalCount"], 0,
+        "search is literal"
+    );
+    assert_eq!(error_code(&too_many), "BAD_USER_INPUT");
+    assert_eq!(error_code(&bad_cursor), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn a_finished_10x10x10_release_is_returned_whole_from_the_projection_with_consistent_rollups()
+{
+    // Arrange: a real rollout of 1 + 10 + 100 + 100 + 1000 nodes.
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let client = app.temporal().await;
+    let key = unique_key("big");
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 10, 10, 10, json!({ "stepMillis": 0 })),
+    )
+    .await;
+    let result = handle.get_result(WorkflowGetResultOptions::default()).await;
+    let queries_before = metric(&app, "bff_temporal_queries_total").await;
+
+    // Act
+    let body = app
+        .graphql_as(&token, TREE, json!({ "id": format!("release:{key}") }))
+        .await;
+
+    // Assert
+    assert!(result.is_ok(), "{result:?}");
+    let release = &body["data"]["release"];
+    assert_eq!(release["source"], "PROJECTION", "{body}");
+    assert_eq!(release["status"], "SUCCEEDED");
+    assert_eq!(
+        release["progress"],
+        json!({ "total": 1000, "succeeded": 1000, "failed": 0, "inProgress": 0, "pending": 0, "percent": 100.0 })
+    );
+    let waves = release["waves"].as_array().cloned().unwrap_or_default();
+    assert_eq!(waves.len(), 10);
+    let mut nodes = 1;
+    for (i, wave) in waves.iter().enumerate() {
+        assert_eq!(wave["position"], i + 1);
+        assert_eq!(wave["progress"]["total"], 100);
+        let clusters = wave["clusters"].as_array().cloned().unwrap_or_default();
+        nodes += 1 + clusters.len();
+        for cluster in &clusters {
+            let apps = cluster["bundle"]["apps"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            nodes += 1 + apps.len();
+            assert_eq!(cluster["progress"]["succeeded"], 10);
+            assert_eq!(cluster["bundle"]["progress"]["total"], 10);
+            assert!(
+                apps.iter()
+                    .all(|a| a["status"] == "SUCCEEDED" && a["completedAt"].is_string())
+            );
+        }
+    }
+    assert_eq!(nodes, 1211);
+    assert_eq!(
+        metric(&app, "bff_temporal_queries_total").await,
+        queries_before,
+        "a closed release costs no Temporal query"
+    );
+}
+
+#[tokio::test]
+async fn node_and_entity_resolve_every_kind_and_tell_malformed_from_missing() {
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let client = app.temporal().await;
+    let key = unique_key("kinds");
+    let handle = start(&client, &app, spec(&key, 1, 1, 1, json!({}))).await;
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+    let path = format!("{key}/wave-1/cluster-1/web-services/app-1");
+    let kinds = [
+        ("Release", format!("release:{key}")),
+        ("Wave", format!("wave:{key}/wave-1")),
+        ("Cluster", format!("cluster:{key}/wave-1/cluster-1")),
+        (
+            "Bundle",
+            format!("bundle:{key}/wave-1/cluster-1/web-services"),
+        ),
+        ("App", format!("app:{path}")),
+    ];
+    let query = "query($id: ID!) {
+        node(id: $id) { __typename id }
+        entity(id: $id) { __typename ... on App { version } ... on Cluster { region } } }";
+
+    for (typename, id) in &kinds {
+        let body = app.graphql_as(&token, query, json!({ "id": id })).await;
+        assert_eq!(body["data"]["node"]["__typename"], *typename, "{body}");
+        assert_eq!(body["data"]["node"]["id"], *id);
+        assert_eq!(body["data"]["entity"]["__typename"], *typename);
+    }
+    let missing = app
+        .graphql_as(
+            &token,
+            query,
+            json!({ "id": format!("app:{key}/wave-1/cluster-1/web-services/nope") }),
+        )
+        .await;
+    let malformed = app
+        .graphql_as(&token, query, json!({ "id": "app:Not Valid" }))
+        .await;
+    let wrong_kind = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { id } }",
+            json!({ "id": format!("wave:{key}/wave-1") }),
+        )
+        .await;
+
+    assert!(missing["errors"].is_null(), "{missing}");
+    assert!(missing["data"]["node"].is_null() && missing["data"]["entity"].is_null());
+    assert_eq!(error_code(&malformed), "BAD_USER_INPUT", "{malformed}");
+    assert_eq!(error_code(&wrong_kind), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn a_running_release_is_live_and_concurrent_readers_share_one_temporal_query() {
+    // Arrange: a release held running by a pause.
+    let app = TestApp::spawn_with_worker(&[("HIERARCHY_CACHE_MS", "5000".into())]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let client = app.temporal().await;
+    let key = unique_key("live");
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 2, 2, 3, json!({ "stepMillis": 300 })),
+    )
+    .await;
+    handle
+        .signal(
+            temporal_bff::releases::workflow::ReleaseWorkflow::pause,
+            (),
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = format!("release:{key}");
+    eventually(Duration::from_secs(10), || async {
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM release_projection WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&app.db)
+                .await
+                .ok()?;
+        (status == "PAUSED").then_some(())
+    })
+    .await;
+    let before = metric(&app, "bff_temporal_queries_total").await;
+
+    // Act: 50 viewers at once.
+    let bodies = futures::future::join_all(
+        (0..50).map(|_| app.graphql_as(&token, TREE, json!({ "id": id }))),
+    )
+    .await;
+    let after = metric(&app, "bff_temporal_queries_total").await;
+
+    // Assert
+    for body in &bodies {
+        assert_eq!(body["data"]["release"]["source"], "TEMPORAL", "{body}");
+        assert_eq!(body["data"]["release"]["status"], "PAUSED");
+        assert_eq!(body["data"]["release"]["progress"]["total"], 12);
+    }
+    assert!(
+        after - before <= 2,
+        "50 readers caused {} getHierarchy calls",
+        after - before
+    );
+}
+
+#[tokio::test]
+async fn with_temporal_stopped_a_running_release_is_still_answered_whole_from_the_projection() {
+    // Arrange: a private Temporal server this test can stop, and a release left running on it.
+    let dir = scratch_dir("temporal-bff-t-");
+    let mut temporal = LocalTemporal::start(&dir, free_port().unwrap_or(0))
+        .unwrap_or_else(|e| panic!("private temporal: {e}"));
+    watchdog("", Some(temporal.pid()), &dir);
+    let app = TestApp::spawn_with_worker(&[
+        ("TEMPORAL_ADDRESS", temporal.address()),
+        ("TEMPORAL_QUERY_TIMEOUT_MS", "800".into()),
+        ("HIERARCHY_CACHE_MS", "0".into()),
+    ])
+    .await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let client = app.temporal().await;
+    let key = unique_key("down");
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 2, 2, 2, json!({ "stepMillis": 200 })),
+    )
+    .await;
+    let id = format!("release:{key}");
+    let live = eventually(Duration::from_secs(10), || async {
+        let body = app.graphql_as(&token, TREE, json!({ "id": id })).await;
+        (body["data"]["release"]["source"] == "TEMPORAL"
+            && body["data"]["release"]["progress"]["succeeded"].as_i64() >= Some(1))
+        .then_some(body)
+    })
+    .await;
+    drop(handle);
+
+    // Act
+    temporal.stop();
+    let started = std::time::Instant::now();
+    let body = app.graphql_as(&token, TREE, json!({ "id": id })).await;
+    let took = started.elapsed();
+
+    // Assert
+    assert!(live.is_some(), "it was live while Temporal ran");
+    assert!(body["errors"].is_null(), "{body}");
+    let release = &body["data"]["release"];
+    assert_eq!(release["source"], "PROJECTION");
+    assert_eq!(release["progress"]["total"], 8);
+    assert_eq!(release["waves"].as_array().map(Vec::len), Some(2));
+    assert!(took < Duration::from_millis(2_500), "answered in {took:?}");
+}
