@@ -63,6 +63,8 @@ pub struct Config {
     pub temporal_query_timeout: Duration,
     /// How long a live tree is reused for (`HIERARCHY_CACHE_MS`).
     pub hierarchy_cache_ttl: Duration,
+    /// Longest wait between attempts to start a queued bootstrap (`DISPATCH_MAX_BACKOFF_MS`).
+    pub dispatch_max_backoff: Duration,
     /// Simulated DNS / e-mail providers of the reference worker (`SIM_*`).
     pub simulation: Simulation,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
@@ -138,6 +140,12 @@ impl Config {
                 }
             });
         let hierarchy_cache_ttl = env.parsed("HIERARCHY_CACHE_MS", "1000", millis);
+        let dispatch_max_backoff = env.parsed("DISPATCH_MAX_BACKOFF_MS", "30000", |raw| match raw
+            .parse::<u64>()
+        {
+            Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+            _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
+        });
         let dns_delay = env.parsed("SIM_DNS_DELAY_MS", "50", millis);
         let email_delay = env.parsed("SIM_EMAIL_DELAY_MS", "20", millis);
         let dns_verify_failures = env.parsed("SIM_DNS_VERIFY_FAILURES", "0", |raw| match raw {
@@ -181,6 +189,7 @@ impl Config {
                 login_lockout: login_lockout?,
                 temporal_query_timeout: temporal_query_timeout?,
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
+                dispatch_max_backoff: dispatch_max_backoff?,
                 simulation: Simulation {
                     dns_delay: dns_delay?,
                     dns_verify_failures: dns_verify_failures?,

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Live release trees, shared across requests.
     pub live: Arc<releases::live::LiveHierarchy>,
+    /// Starts organization bootstraps (GraphQL and REST).
+    pub starter: onboarding::start::BootstrapStarter,
     /// Verifies bearer tokens.
     pub tokens: auth::token::TokenService,
     /// The GraphQL schema.
@@ -91,12 +93,24 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         config.temporal_query_timeout,
         config.hierarchy_cache_ttl,
     ));
+    let config = Arc::new(config);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let starter = onboarding::start::BootstrapStarter::new(
+        db.clone(),
+        temporal.clone(),
+        Arc::clone(&config),
+        Arc::clone(&wake),
+    );
+    // Starts queued bootstraps when Temporal is reachable; runs as long as the process.
+    onboarding::dispatcher::spawn(starter.clone(), wake, config.dispatch_max_backoff);
     let schema = graphql::schema_builder()
         .data(login)
         .data(db.clone())
+        .data(starter.clone())
         .finish();
     Ok(AppState {
-        config: Arc::new(config),
+        config,
+        starter,
         db,
         temporal,
         metrics: Arc::default(),

@@ -23,8 +23,20 @@ use crate::{
     auth::{self, Authentication},
     error::ApiError,
     metrics::RequestStats,
+    onboarding::graphql::{OnboardingLoader, OnboardingMutation, OnboardingQuery},
     releases::graphql::{ReleaseLoader, ReleasesQuery},
 };
+
+/// `totalCount` of a connection.
+#[derive(async_graphql::SimpleObject)]
+pub struct ConnectionTotal {
+    /// How many items match, over all pages.
+    pub total_count: i64,
+}
+
+/// The request's `x-request-id`, used as the correlation ID of what it writes.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// The schema type served at `/graphql`.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -41,11 +53,12 @@ pub struct Query(
     auth::graphql::AuthQuery,
     node::NodeQuery,
     ReleasesQuery,
+    OnboardingQuery,
 );
 
 /// The root mutation: every domain's mutations merged.
 #[derive(MergedObject, Default)]
-pub struct Mutation(auth::graphql::AuthMutation);
+pub struct Mutation(auth::graphql::AuthMutation, OnboardingMutation);
 
 /// Fields about the service itself.
 #[derive(Default)]
@@ -106,17 +119,26 @@ pub async fn graphql_handler(
         .into();
     }
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
-    let loader = ReleaseLoader::new(
+    let releases = ReleaseLoader::new(
         state.db.clone(),
         Arc::clone(&state.live),
         Arc::clone(&stats),
     );
+    let onboarding =
+        OnboardingLoader::new(state.db.clone(), state.temporal.clone(), Arc::clone(&stats));
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let response = state
         .schema
         .execute(
             request
                 .data(authentication)
-                .data(loader)
+                .data(releases)
+                .data(onboarding)
+                .data(RequestId(request_id))
                 .data(Arc::clone(&stats)),
         )
         .await;

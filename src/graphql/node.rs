@@ -2,8 +2,11 @@
 
 use async_graphql::{Context, ID, Interface, Object};
 
-use crate::releases::graphql::{
-    App, Bundle, Cluster, HierarchyEntity, Release, Wave, find_entity, parse_id,
+use crate::{
+    onboarding::graphql::{Organization, parse_organization_id, visible_organization},
+    releases::graphql::{
+        App, Bundle, Cluster, HierarchyEntity, Release, Wave, find_entity, parse_id,
+    },
 };
 
 /// Anything with a global ID that `node(id:)` can fetch again.
@@ -20,6 +23,8 @@ pub enum Node {
     Bundle(Bundle),
     /// An app.
     App(App),
+    /// An organization.
+    Organization(Organization),
 }
 
 impl From<HierarchyEntity> for Node {
@@ -42,6 +47,10 @@ pub struct NodeQuery;
 impl NodeQuery {
     /// Fetches any object by its global ID; `null` if it does not exist.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        if id.starts_with("organization:") {
+            let id = parse_organization_id(&id)?;
+            return Ok(visible_organization(ctx, id).await?.map(Node::Organization));
+        }
         let id = parse_id("id", &id)?;
         Ok(find_entity(ctx, &id)
             .await?

@@ -68,6 +68,10 @@ pub fn router(state: AppState) -> Router {
             get(|State(state): State<AppState>| async move { state.metrics.render() }),
         )
         .route(
+            "/api/v1/workflows/organization-bootstrap",
+            axum::routing::post(crate::onboarding::rest::start_bootstrap),
+        )
+        .route(
             "/graphql",
             get(graphql::graphiql).post(graphql::graphql_handler),
         )

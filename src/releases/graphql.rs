@@ -8,7 +8,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_graphql::{
-    Context, ID, InputObject, Object, ResultExt, SimpleObject, Union,
+    Context, ID, InputObject, Object, ResultExt, Union,
     connection::{Connection, Edge},
     dataloader::{DataLoader, Loader},
 };
@@ -23,7 +23,7 @@ use super::{
     store::{self, Cursor, ReleaseFilter as StoreFilter},
     tree::{DataSource, Progress, ReleaseTree, TreeNode},
 };
-use crate::{error::ApiError, metrics::RequestStats};
+use crate::{error::ApiError, graphql::ConnectionTotal, metrics::RequestStats};
 
 /// Loads whole release trees by release global ID.
 pub struct ReleaseLoader {
@@ -313,13 +313,6 @@ pub struct ReleaseFilter {
     pub status: Option<Vec<RolloutStatus>>,
     /// Name or key contains this text (case-insensitive).
     pub search: Option<String>,
-}
-
-/// `totalCount` of a connection.
-#[derive(SimpleObject)]
-pub struct ConnectionTotal {
-    /// How many items match, over all pages.
-    pub total_count: i64,
 }
 
 /// Largest page.

@@ -125,3 +125,106 @@ pub async fn connect(target: &Url, namespace: &str) -> Result<Client, TemporalEr
     Client::new(connection, ClientOptions::new(namespace).build())
         .map_err(|error| TemporalError::Unreachable(error.to_string()))
 }
+
+/// A JSON payload, the encoding every Temporal SDK reads by default.
+pub fn json_payload(
+    value: &serde_json::Value,
+) -> temporalio_common::protos::temporal::api::common::v1::Payload {
+    temporalio_common::protos::temporal::api::common::v1::Payload {
+        metadata: std::collections::HashMap::from([(
+            "encoding".to_owned(),
+            b"json/plain".to_vec(),
+        )]),
+        data: serde_json::to_vec(value).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// Starts workflow type `workflow_type` (by name, so another team's worker can serve it) with
+/// a JSON input. Idempotent by workflow ID: if that workflow already runs, or already ran, this
+/// counts as started. Returns the run ID when the server gives one.
+#[tracing::instrument(skip(client, input), fields(temporal.workflow_id = %workflow_id))]
+pub async fn start_workflow_json(
+    client: &Client,
+    workflow_type: &str,
+    workflow_id: &str,
+    task_queue: &str,
+    input: &serde_json::Value,
+) -> Result<Option<String>, TemporalError> {
+    use temporalio_client::{
+        UntypedWorkflow, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+        errors::WorkflowStartError,
+    };
+    use temporalio_common::data_converters::RawValue;
+
+    let options = WorkflowStartOptions::new(task_queue, workflow_id)
+        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+        // A closed run with this ID means the request was already served: never start it again.
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .build();
+    let started = client
+        .start_workflow(
+            UntypedWorkflow::new(workflow_type),
+            RawValue::new(vec![json_payload(input)]),
+            options,
+        )
+        .await;
+    match started {
+        Ok(handle) => Ok(handle.run_id().map(str::to_owned)),
+        Err(WorkflowStartError::AlreadyStarted { run_id, .. }) => Ok(run_id),
+        Err(WorkflowStartError::Rpc(status)) => Err(TemporalError::Call(status.code().to_string())),
+        Err(error) => Err(TemporalError::Call(error.to_string())),
+    }
+}
+
+/// What `DescribeWorkflowExecution` says about a workflow.
+#[derive(Debug, Clone)]
+pub struct WorkflowSummary {
+    /// Run ID.
+    pub run_id: String,
+    /// Status, e.g. `RUNNING`, `COMPLETED`, `FAILED`.
+    pub status: String,
+    /// When it started.
+    pub start_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it closed.
+    pub close_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The pending activity's type, attempt and last failure, if one is retrying.
+    pub pending_activity: Option<(String, i32, Option<String>)>,
+}
+
+/// Describes workflow `workflow_id` (its latest run).
+#[tracing::instrument(skip(client))]
+pub async fn describe_workflow(
+    client: &Client,
+    workflow_id: &str,
+) -> Result<WorkflowSummary, TemporalError> {
+    use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
+    let description = client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .map_err(|e| TemporalError::Call(e.to_string()))?;
+    let status = format!("{:?}", description.status()).to_uppercase();
+    let pending_activity = description
+        .raw_description
+        .pending_activities
+        .first()
+        .map(|activity| {
+            (
+                activity
+                    .activity_type
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                activity.attempt,
+                activity.last_failure.as_ref().map(|f| f.message.clone()),
+            )
+        });
+    Ok(WorkflowSummary {
+        run_id: description.run_id().to_owned(),
+        status,
+        start_time: description.start_time().map(chrono::DateTime::from),
+        close_time: description.close_time().map(chrono::DateTime::from),
+        pending_activity,
+    })
+}

@@ -8,6 +8,7 @@ mod graphql;
 mod health;
 mod http;
 mod migrations;
+mod onboarding_graphql;
 mod onboarding_worker;
 mod releases_graphql;
 mod releases_worker;

@@ -1,0 +1,194 @@
+//! The outbox dispatcher inside `serve`: starts queued bootstrap workflows once Temporal can be
+//! reached, also after a restart. Several replicas may run it: rows are claimed with
+//! `FOR UPDATE SKIP LOCKED`, so none is started twice and none is skipped; a claim left by a
+//! crashed replica is taken over after a minute.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::start::{BootstrapStarter, QueuedStart};
+use crate::{
+    events::{self, EventMetadata, NewEvent},
+    temporal::TemporalError,
+};
+
+/// Rows claimed per round.
+const BATCH: i64 = 20;
+/// Longest idle sleep between looks at the outbox.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+/// A start the server refuses (not an outage) fails the row after this many attempts.
+const MAX_REJECTED_ATTEMPTS: i32 = 5;
+
+/// Runs the dispatcher until the process ends.
+pub fn spawn(
+    starter: BootstrapStarter,
+    wake: Arc<Notify>,
+    max_backoff: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let instance = format!("{}-{}", std::process::id(), Uuid::new_v4().simple());
+    tokio::spawn(async move {
+        loop {
+            let due = match claim(&starter, &instance).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!(%error, "outbox claim failed");
+                    Vec::new()
+                }
+            };
+            let worked = !due.is_empty();
+            for row in due {
+                dispatch(&starter, &instance, row, max_backoff).await;
+            }
+            if !worked {
+                let sleep = next_due_in(&starter)
+                    .await
+                    .unwrap_or(IDLE_POLL)
+                    .min(IDLE_POLL);
+                tokio::select! {
+                    () = tokio::time::sleep(sleep) => {},
+                    () = wake.notified() => {},
+                }
+            }
+        }
+    })
+}
+
+async fn claim(
+    starter: &BootstrapStarter,
+    instance: &str,
+) -> Result<Vec<QueuedStart>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE workflow_queue_projection q
+            SET status = 'processing', claimed_by = $1, claimed_at = now(),
+                attempts = q.attempts + 1, updated_at = now()
+          WHERE q.id IN (
+                SELECT id FROM workflow_queue_projection
+                 WHERE (status = 'pending' AND next_attempt_at <= now())
+                    OR (status = 'processing' AND claimed_at < now() - interval '60 seconds')
+                 ORDER BY next_attempt_at
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+          RETURNING q.id, q.organization_id, q.workflow_id, q.workflow_type, q.task_queue,
+                    q.workflow_input, q.attempts",
+    )
+    .bind(instance)
+    .bind(BATCH)
+    .fetch_all(starter.db())
+    .await
+}
+
+async fn next_due_in(starter: &BootstrapStarter) -> Option<Duration> {
+    let next: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT min(next_attempt_at) FROM workflow_queue_projection WHERE status = 'pending'",
+    )
+    .fetch_one(starter.db())
+    .await
+    .ok()
+    .flatten();
+    next.map(|at| {
+        (at - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::from_millis(50))
+    })
+}
+
+/// Exponential backoff from 500 ms, capped.
+fn backoff(attempts: i32, max: Duration) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 16) - 1).unwrap_or(0);
+    Duration::from_millis(500u64.saturating_mul(1 << exp)).min(max)
+}
+
+fn is_outage(error: &TemporalError) -> bool {
+    match error {
+        TemporalError::Unreachable(_) | TemporalError::Timeout => true,
+        TemporalError::Call(code) => {
+            let code = code.to_ascii_lowercase();
+            code.contains("unavailable") || code.contains("deadline") || code.contains("transport")
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(temporal.workflow_id = %row.workflow_id, outbox.attempts = row.attempts))]
+async fn dispatch(
+    starter: &BootstrapStarter,
+    instance: &str,
+    row: QueuedStart,
+    max_backoff: Duration,
+) {
+    let outcome = tokio::time::timeout(Duration::from_secs(10), starter.dispatch(&row))
+        .await
+        .unwrap_or(Err(TemporalError::Timeout));
+    let Err(error) = outcome else {
+        tracing::info!("queued bootstrap started");
+        return;
+    };
+    let reason = error.to_string();
+    let give_up = !is_outage(&error) && row.attempts >= MAX_REJECTED_ATTEMPTS;
+    let result = if give_up {
+        tracing::error!(%reason, "bootstrap could not be started; giving up");
+        fail(starter, &row, &reason).await
+    } else {
+        // An outage is retried for as long as it lasts: an accepted request is never dropped.
+        tracing::warn!(%reason, "bootstrap start failed; will retry");
+        sqlx::query(
+            "UPDATE workflow_queue_projection
+                SET status = 'pending', claimed_by = NULL, last_error = $3,
+                    next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+              WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
+        )
+        .bind(row.id)
+        .bind(instance)
+        .bind(&reason)
+        .bind(backoff(row.attempts, max_backoff).as_secs_f64())
+        .execute(starter.db())
+        .await
+        .map(drop)
+    };
+    if let Err(error) = result {
+        tracing::error!(%error, "cannot record the dispatch outcome; the claim will expire and be retried");
+    }
+}
+
+async fn fail(
+    starter: &BootstrapStarter,
+    row: &QueuedStart,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let now = Utc::now();
+    let event = NewEvent {
+        id: Uuid::new_v4(),
+        event_type: "workflow.queue.failed".into(),
+        aggregate_type: "organization".into(),
+        aggregate_id: row.organization_id.unwrap_or_default(),
+        data: json!({ "queueId": row.id, "workflowId": row.workflow_id, "reason": reason, "attempts": row.attempts, "at": now }),
+        metadata: EventMetadata {
+            workflow_id: Some(row.workflow_id.clone()),
+            timestamp: now,
+            source: "temporal-bff".into(),
+            ..EventMetadata::default()
+        },
+        created_at: now,
+        created_by: None,
+    };
+    events::append(starter.db(), &[event]).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_up_to_the_cap() {
+        let cap = Duration::from_secs(30);
+
+        let delays: Vec<u64> = (1..=8)
+            .map(|a| backoff(a, cap).as_millis() as u64)
+            .collect();
+
+        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    }
+}
