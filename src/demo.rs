@@ -172,19 +172,34 @@ async fn seed_releases(client: &Client, task_queue: &str) -> Result<(), DemoErro
                     .build(),
             )
             .await;
-        match started {
-            Ok(handle) if pause => handle
+        seeded(&id, started, pause, async |handle| {
+            handle
                 .signal(ReleaseWorkflow::pause, (), WorkflowSignalOptions::default())
                 .await
-                .map_err(|e| DemoError::Temporal(e.to_string()))?,
-            Ok(_) => {}
-            Err(WorkflowStartError::AlreadyStarted { .. }) => {
-                tracing::info!(release.id = %id, "demo release exists; left alone");
-            }
-            Err(error) => return Err(DemoError::Temporal(error.to_string())),
-        }
+        })
+        .await?;
     }
     Ok(())
+}
+
+/// Handles a demo start: pauses a new workflow if asked, leaves an existing one alone.
+async fn seeded<H, E: std::fmt::Display>(
+    id: &str,
+    started: Result<H, WorkflowStartError>,
+    pause: bool,
+    send_pause: impl AsyncFnOnce(H) -> Result<(), E>,
+) -> Result<(), DemoError> {
+    match started {
+        Ok(handle) if pause => send_pause(handle)
+            .await
+            .map_err(|e| DemoError::Temporal(e.to_string())),
+        Ok(_) => Ok(()),
+        Err(WorkflowStartError::AlreadyStarted { .. }) => {
+            tracing::info!(workflow.id = %id, "demo workflow exists; left alone");
+            Ok(())
+        }
+        Err(error) => Err(DemoError::Temporal(error.to_string())),
+    }
 }
 
 async fn seed_organizations(client: &Client, task_queue: &str) -> Result<(), DemoError> {
@@ -233,21 +248,16 @@ async fn seed_organizations(client: &Client, task_queue: &str) -> Result<(), Dem
                     .build(),
             )
             .await;
-        match started {
-            Ok(handle) if pause => handle
+        seeded(&id, started, pause, async |handle| {
+            handle
                 .signal(
                     OrganizationBootstrapWorkflow::pause,
                     (),
                     WorkflowSignalOptions::default(),
                 )
                 .await
-                .map_err(|e| DemoError::Temporal(e.to_string()))?,
-            Ok(_) => {}
-            Err(WorkflowStartError::AlreadyStarted { .. }) => {
-                tracing::info!(workflow.id = %id, "demo organization exists; left alone");
-            }
-            Err(error) => return Err(DemoError::Temporal(error.to_string())),
-        }
+        })
+        .await?;
     }
     Ok(())
 }

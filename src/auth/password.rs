@@ -1,16 +1,17 @@
 //! Password hashing with argon2id at OWASP's parameters, off the async workers.
 //!
-//! One hash costs tens of milliseconds of CPU; it runs on the blocking pool behind a semaphore
-//! so that a burst of logins queues instead of taking every core from other requests.
+//! One hash costs tens of milliseconds of CPU. Hashes run on a few dedicated threads (half the
+//! cores, at least one) at the lowest CPU priority, so a burst of logins queues up instead of
+//! taking cores from other requests, and the scheduler always prefers those requests.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use argon2::{
     Algorithm, Argon2, Params, Version,
     password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::PasswordHash},
 };
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, oneshot};
 
 /// OWASP's argon2id recommendation: m = 19 MiB, t = 2, p = 1.
 const MEMORY_KIB: u32 = 19 * 1024;
@@ -50,19 +51,60 @@ pub fn verify_blocking(password: &str, phc: &str) -> Result<bool, HashError> {
         .is_ok())
 }
 
-/// Runs hashing on the blocking pool, at most `permits` at a time.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs hashing on its own low-priority threads.
 #[derive(Clone)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     dummy: Arc<OnceCell<String>>,
 }
 
+/// Lowers the calling thread's CPU priority to the minimum (nice 19).
+#[allow(unsafe_code)]
+fn lower_current_thread_priority() {
+    // SAFETY: `gettid` and `setpriority` on the calling thread's own ID have no memory-safety
+    // preconditions; a failure is only reported through the return value.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, u32::try_from(tid).unwrap_or(0), 19)
+    };
+    if result != 0 {
+        tracing::debug!("could not lower the hashing thread's priority");
+    }
+}
+
 impl Hasher {
-    /// A hasher allowing half the cores (at least one) to hash at once.
+    /// A hasher with half the cores' worth of threads (at least one).
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..(cores / 2).max(1) {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    lower_current_thread_priority();
+                    loop {
+                        // The lock is held only while taking a job, never while hashing.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            // Every Hasher was dropped.
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a hashing thread");
+            }
+        }
         Self {
-            permits: Arc::new(Semaphore::new((cores / 2).max(1))),
+            jobs,
             dummy: Arc::new(OnceCell::new()),
         }
     }
@@ -71,14 +113,15 @@ impl Hasher {
         &self,
         job: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(job());
+            }))
+            .map_err(|_| HashError("hashing threads are gone".into()))?;
+        result
             .await
-            .map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| HashError(e.to_string()))?
+            .map_err(|_| HashError("hashing thread stopped".into()))?
     }
 
     /// Hashes a password.

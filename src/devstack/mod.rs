@@ -314,6 +314,9 @@ impl LocalTemporal {
             .args(["--ui-port", &ui_port.to_string()])
             .arg("--db-filename")
             .arg(dir.join("temporal.sqlite"))
+            // Like the local Postgres (fsync off): fast, and only for data that does not matter.
+            .args(["--sqlite-pragma", "journal_mode=wal"])
+            .args(["--sqlite-pragma", "synchronous=off"])
             .args(["--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

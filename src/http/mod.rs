@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
             get(graphql::graphiql).post(graphql::graphql_handler),
         )
         .with_state(state)
+        .layer(axum::middleware::from_fn(server_timing))
         .layer(middleware);
     match cors {
         Some(cors) => router.layer(cors),
@@ -107,4 +108,16 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .expose_headers([REQUEST_ID.clone()])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// Adds `Server-Timing: app;dur=<ms>`: the time the server spent on the request (execution and
+/// serialization), visible in browser dev tools and used by the benchmarks.
+async fn server_timing(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let value = format!("app;dur={:.3}", started.elapsed().as_secs_f64() * 1e3);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
 }

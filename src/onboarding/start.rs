@@ -116,18 +116,28 @@ impl BootstrapStarter {
         };
         let events = self.request_events(principal, &request, &queued, correlation_id);
 
-        let mut tx = self.db.begin().await?;
-        match events::append(&mut *tx, &events).await {
-            Ok(_) => tx.commit().await?,
-            Err(error) if db::is_unique_violation(&error) => {
-                drop(tx);
-                return self.existing(&request).await;
-            }
+        // One multi-row INSERT is one atomic statement: both events (and the rows their triggers
+        // write) or neither, without a BEGIN/COMMIT round trip.
+        match events::append(&self.db, &events).await {
+            Ok(_) => {}
+            Err(error) if db::is_unique_violation(&error) => return self.existing(&request).await,
             Err(error) => return Err(error.into()),
         }
 
-        let status = match tokio::time::timeout(FAST_PATH_TIMEOUT, self.dispatch(&queued)).await {
-            Ok(Ok(())) => BootstrapRequestStatus::Started,
+        let started = tokio::time::timeout(FAST_PATH_TIMEOUT, self.start_workflow(&queued)).await;
+        let status = match started {
+            Ok(Ok(run_id)) => {
+                // Recording the start does not hold up the answer; if it fails, the dispatcher
+                // finds the row still pending after the grace period, and its start of the
+                // same workflow ID returns this run, which it then records.
+                let starter = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = starter.record_started(&queued, run_id).await {
+                        tracing::warn!(%error, "recording the start failed; the dispatcher will");
+                    }
+                });
+                BootstrapRequestStatus::Started
+            }
             outcome => {
                 let reason = match outcome {
                     Ok(Err(error)) => error.to_string(),
@@ -239,15 +249,29 @@ impl BootstrapStarter {
 
     /// Starts the workflow of `queued` and records that it started.
     pub async fn dispatch(&self, queued: &QueuedStart) -> Result<(), TemporalError> {
+        let run_id = self.start_workflow(queued).await?;
+        self.record_started(queued, run_id).await
+    }
+
+    /// Starts the workflow (idempotent by workflow ID); returns the run ID.
+    async fn start_workflow(&self, queued: &QueuedStart) -> Result<Option<String>, TemporalError> {
         let client = self.temporal.client().await?;
-        let run_id = start_workflow_json(
+        start_workflow_json(
             &client,
             &queued.workflow_type,
             &queued.workflow_id,
             &queued.task_queue,
             &queued.workflow_input,
         )
-        .await?;
+        .await
+    }
+
+    /// Appends `organization.bootstrap.workflow_started`, which completes the outbox row.
+    async fn record_started(
+        &self,
+        queued: &QueuedStart,
+        run_id: Option<String>,
+    ) -> Result<(), TemporalError> {
         let now = Utc::now();
         let event = NewEvent {
             // Random on purpose: a request started twice would show as two events.

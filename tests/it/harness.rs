@@ -273,10 +273,23 @@ impl TestApp {
 
     /// Sends a GraphQL `query` with `variables`, returning the JSON response.
     pub async fn graphql(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
-        let response = self
+        self.send_graphql(None, query, variables).await
+    }
+
+    async fn send_graphql(
+        &self,
+        authorization: Option<&str>,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut request = self
             .http
             .post(self.url("/graphql"))
-            .json(&serde_json::json!({ "query": query, "variables": variables }))
+            .json(&serde_json::json!({ "query": query, "variables": variables }));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request
             .send()
             .await
             .unwrap_or_else(|e| panic!("request failed: {e}"));
@@ -344,18 +357,8 @@ impl TestApp {
         query: &str,
         variables: serde_json::Value,
     ) -> serde_json::Value {
-        let response = self
-            .http
-            .post(self.url("/graphql"))
-            .header("authorization", authorization)
-            .json(&serde_json::json!({ "query": query, "variables": variables }))
-            .send()
+        self.send_graphql(Some(authorization), query, variables)
             .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"));
-        response
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
     }
 
     /// Sends a GraphQL request as the holder of `token`.

@@ -26,6 +26,12 @@ async fn a_request_id_is_generated_when_absent_and_echoed_when_given() {
         36,
         "a UUID is generated: {generated_id:?}"
     );
+    let timing = generated
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(timing.starts_with("app;dur="), "server time is reported: {timing:?}");
     assert_eq!(
         echoed
             .headers()
