@@ -6,7 +6,12 @@
 //!
 //! Every response is checked for GraphQL `errors`; a scenario with errors says so.
 
-#![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::{
     future::Future,
@@ -262,15 +267,25 @@ const TREE: &str = "query($id: ID!) { release(id: $id) { id status source asOf p
 
 async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
     out.push("### Releases\n\n| scenario | requests | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|".into());
-    let client = temporal_bff::temporal::connect(&bench.config.temporal_address, "default").await.unwrap();
+    let client = temporal_bff::temporal::connect(&bench.config.temporal_address, "default")
+        .await
+        .unwrap();
     let key = Key::parse("bench-big").unwrap();
     let spec = ReleaseSpec::synthetic(&key, "Bench 10x10x10", (10, 10, 10), Default::default());
     let started = Instant::now();
     let handle = client
-        .start_workflow(ReleaseWorkflow::run, spec, WorkflowStartOptions::new(bench.config.release_task_queue.clone(), "release:bench-big").build())
+        .start_workflow(
+            ReleaseWorkflow::run,
+            spec,
+            WorkflowStartOptions::new(bench.config.release_task_queue.clone(), "release:bench-big")
+                .build(),
+        )
         .await
         .unwrap();
-    handle.get_result(WorkflowGetResultOptions::default()).await.unwrap();
+    handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
     let rollout = started.elapsed();
     let id = "release:bench-big".to_owned();
 
@@ -279,8 +294,12 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
     let mut sql = Vec::new();
     for _ in 0..100 {
         let t = Instant::now();
-        temporal_bff::releases::store::rows(&bench.db, &ids).await.unwrap();
-        temporal_bff::releases::store::trees(&bench.db, &ids).await.unwrap();
+        temporal_bff::releases::store::rows(&bench.db, &ids)
+            .await
+            .unwrap();
+        temporal_bff::releases::store::trees(&bench.db, &ids)
+            .await
+            .unwrap();
         sql.push(t.elapsed());
     }
     let sql = stats(sql, 0, Duration::from_secs(1));
@@ -295,7 +314,9 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
         let (b, i) = (Arc::clone(&b), i.clone());
         async move {
             let body = b.graphql(&b.token, TREE, json!({ "id": i })).await?;
-            (body["data"]["release"]["progress"]["total"] == 1000).then_some(()).ok_or("incomplete tree".into())
+            (body["data"]["release"]["progress"]["total"] == 1000)
+                .then_some(())
+                .ok_or("incomplete tree".into())
         }
     })
     .await;
@@ -306,7 +327,9 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
         let (b, i) = (Arc::clone(&b), i.clone());
         async move {
             let body = b.graphql(&b.token, TREE, json!({ "id": i })).await?;
-            (body["data"]["release"]["progress"]["total"] == 1000).then_some(()).ok_or("incomplete tree".into())
+            (body["data"]["release"]["progress"]["total"] == 1000)
+                .then_some(())
+                .ok_or("incomplete tree".into())
         }
     })
     .await;
@@ -314,13 +337,32 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
 
     // Live: a release held running by a pause, 200 viewers.
     let key = Key::parse("bench-live").unwrap();
-    let spec = ReleaseSpec::synthetic(&key, "Bench live", (4, 5, 5), temporal_bff::releases::model::RolloutOptions { step_millis: 500, ..Default::default() });
+    let spec = ReleaseSpec::synthetic(
+        &key,
+        "Bench live",
+        (4, 5, 5),
+        temporal_bff::releases::model::RolloutOptions {
+            step_millis: 500,
+            ..Default::default()
+        },
+    );
     let handle = client
-        .start_workflow(ReleaseWorkflow::run, spec, WorkflowStartOptions::new(bench.config.release_task_queue.clone(), "release:bench-live").build())
+        .start_workflow(
+            ReleaseWorkflow::run,
+            spec,
+            WorkflowStartOptions::new(
+                bench.config.release_task_queue.clone(),
+                "release:bench-live",
+            )
+            .build(),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    handle.signal(ReleaseWorkflow::pause, (), WorkflowSignalOptions::default()).await.unwrap();
+    handle
+        .signal(ReleaseWorkflow::pause, (), WorkflowSignalOptions::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = bench.metric("bff_temporal_queries_total").await;
     let seconds = 10;
@@ -328,14 +370,25 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
     let live = load(200, Duration::from_secs(seconds), move |_| {
         let b = Arc::clone(&b);
         async move {
-            let body = b.graphql(&b.token, TREE, json!({ "id": "release:bench-live" })).await?;
-            (body["data"]["release"]["source"] == "TEMPORAL").then_some(()).ok_or(format!("not live: {}", body["data"]["release"]["source"]))
+            let body = b
+                .graphql(&b.token, TREE, json!({ "id": "release:bench-live" }))
+                .await?;
+            (body["data"]["release"]["source"] == "TEMPORAL")
+                .then_some(())
+                .ok_or(format!("not live: {}", body["data"]["release"]["source"]))
         }
     })
     .await;
     let queries = bench.metric("bff_temporal_queries_total").await - before;
     out.push(live.row("101-node tree live (TEMPORAL), 200 concurrent viewers"));
-    handle.signal(ReleaseWorkflow::resume, (), WorkflowSignalOptions::default()).await.ok();
+    handle
+        .signal(
+            ReleaseWorkflow::resume,
+            (),
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .ok();
 
     // A page of 20 out of 120 releases.
     for i in 0..120 {
@@ -382,8 +435,12 @@ async fn bootstrap(bench: Arc<Bench>, out: &mut Vec<String>) {
             async move {
                 let input = json!({ "name": "Bench Org", "subdomain": format!("bench-{}-{i}", uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("x")), "type": "PROVIDER",
                     "adminUsers": [{ "email": "a@bench.example", "firstName": "A", "lastName": "B" }] });
-                let body = b.graphql(&b.token, start, json!({ "input": input })).await?;
-                (body["data"]["startOrganizationBootstrap"]["status"] == "STARTED").then_some(()).ok_or(format!("not started: {body}"))
+                let body = b
+                    .graphql(&b.token, start, json!({ "input": input }))
+                    .await?;
+                (body["data"]["startOrganizationBootstrap"]["status"] == "STARTED")
+                    .then_some(())
+                    .ok_or(format!("not started: {body}"))
             }
         })
     };
@@ -393,7 +450,9 @@ async fn bootstrap(bench: Arc<Bench>, out: &mut Vec<String>) {
     out.push(concurrent.row("startOrganizationBootstrap, 8 concurrent"));
 
     // The floor: one INSERT into domain_events plus one bare StartWorkflowExecution.
-    let client = temporal_bff::temporal::connect(&bench.config.temporal_address, "default").await.unwrap();
+    let client = temporal_bff::temporal::connect(&bench.config.temporal_address, "default")
+        .await
+        .unwrap();
     let b = Arc::clone(&bench);
     let floor = load(1, Duration::from_secs(10), move |_| {
         let (b, client) = (Arc::clone(&b), client.clone());
@@ -414,14 +473,31 @@ async fn bootstrap(bench: Arc<Bench>, out: &mut Vec<String>) {
 }
 
 fn main() {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
-        let dir = tempfile::Builder::new().prefix("bff-bench-").tempdir().unwrap();
-        let mut postgres = LocalPostgres::start(&dir.path().join("pg"), free_port().unwrap()).unwrap();
-        let mut temporal = LocalTemporal::start(&dir.path().join("temporal"), free_port().unwrap()).unwrap();
-        create_database_if_missing(&postgres.url("postgres"), "bench").await.unwrap();
-        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let dir = tempfile::Builder::new()
+            .prefix("bff-bench-")
+            .tempdir()
+            .unwrap();
+        let mut postgres =
+            LocalPostgres::start(&dir.path().join("pg"), free_port().unwrap()).unwrap();
+        let mut temporal =
+            LocalTemporal::start(&dir.path().join("temporal"), free_port().unwrap()).unwrap();
+        create_database_if_missing(&postgres.url("postgres"), "bench")
+            .await
+            .unwrap();
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let env = std::collections::HashMap::from([
             ("DATABASE_URL", postgres.url("bench")),
             ("TEMPORAL_ADDRESS", temporal.address()),
@@ -438,25 +514,54 @@ fn main() {
         let mut app_env = env.clone();
         app_env.insert("BOOTSTRAP_TASK_QUEUE", "bench-unserved".to_owned());
         let app_config = Config::from_lookup(|k| app_env.get(k).cloned()).unwrap();
-        users::create(&db, &Hasher::new(), users::NewUser {
-            email: Email::parse("bench@example.com").unwrap(),
-            password: "benchmark-password".to_owned().into(),
-            org_id: None,
-            role: None,
-            permissions: vec!["organization.create_root".into(), "organization.view_all".into()],
-        }).await.unwrap();
+        users::create(
+            &db,
+            &Hasher::new(),
+            users::NewUser {
+                email: Email::parse("bench@example.com").unwrap(),
+                password: "benchmark-password".to_owned().into(),
+                org_id: None,
+                role: None,
+                permissions: vec![
+                    "organization.create_root".into(),
+                    "organization.view_all".into(),
+                ],
+            },
+        )
+        .await
+        .unwrap();
         let app = temporal_bff::build_app(app_config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(temporal_bff::run_server(listener, app, std::future::pending()));
-        let mut bench = Bench { base, http: reqwest::Client::new(), config, db, token: String::new() };
+        tokio::spawn(temporal_bff::run_server(
+            listener,
+            app,
+            std::future::pending(),
+        ));
+        let mut bench = Bench {
+            base,
+            http: reqwest::Client::new(),
+            config,
+            db,
+            token: String::new(),
+        };
         bench.token = login(&bench, "bench@example.com").await.unwrap();
         let bench = Arc::new(bench);
 
-        let mut out = vec![format!("Run on {} ({} cores), release build.\n", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"), std::thread::available_parallelism().map_or(0, usize::from))];
-        if "auth".contains(&filter) || filter.is_empty() { auth(Arc::clone(&bench), &mut out).await; }
-        if "releases".contains(&filter) || filter.is_empty() { releases(Arc::clone(&bench), &mut out).await; }
-        if "bootstrap".contains(&filter) || filter.is_empty() { bootstrap(Arc::clone(&bench), &mut out).await; }
+        let mut out = vec![format!(
+            "Run on {} ({} cores), release build.\n",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            std::thread::available_parallelism().map_or(0, usize::from)
+        )];
+        if "auth".contains(&filter) || filter.is_empty() {
+            auth(Arc::clone(&bench), &mut out).await;
+        }
+        if "releases".contains(&filter) || filter.is_empty() {
+            releases(Arc::clone(&bench), &mut out).await;
+        }
+        if "bootstrap".contains(&filter) || filter.is_empty() {
+            bootstrap(Arc::clone(&bench), &mut out).await;
+        }
         println!("{}", out.join("\n"));
         drop(worker);
         temporal.stop();

@@ -112,7 +112,10 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 
 /// Adds `Server-Timing: app;dur=<ms>`: the time the server spent on the request (execution and
 /// serialization), visible in browser dev tools and used by the benchmarks.
-async fn server_timing(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn server_timing(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let started = std::time::Instant::now();
     let mut response = next.run(request).await;
     let value = format!("app;dur={:.3}", started.elapsed().as_secs_f64() * 1e3);

@@ -31,7 +31,10 @@ async fn a_request_id_is_generated_when_absent_and_echoed_when_given() {
         .get("server-timing")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    assert!(timing.starts_with("app;dur="), "server time is reported: {timing:?}");
+    assert!(
+        timing.starts_with("app;dur="),
+        "server time is reported: {timing:?}"
+    );
     assert_eq!(
         echoed
             .headers()
