@@ -1,7 +1,7 @@
 //! Password hashing with argon2id at OWASP's parameters, off the async workers.
 //!
 //! One hash costs tens of milliseconds of CPU. Hashes run on a few dedicated threads (half the
-//! cores, at least one) at the lowest CPU priority, so a burst of logins queues up instead of
+//! cores, at least one) in the idle scheduling class, so a burst of logins queues up instead of
 //! taking cores from other requests, and the scheduler always prefers those requests.
 
 use std::sync::{Arc, Mutex, mpsc};
@@ -60,16 +60,23 @@ pub struct Hasher {
     dummy: Arc<OnceCell<String>>,
 }
 
-/// Lowers the calling thread's CPU priority to the minimum (nice 19).
+/// Puts the calling thread in the `SCHED_IDLE` class (it runs only when a core would otherwise
+/// idle, and yields at once to request handling), or at least at nice 19.
 #[allow(unsafe_code)]
 fn lower_current_thread_priority() {
-    // SAFETY: `gettid` and `setpriority` on the calling thread's own ID have no memory-safety
-    // preconditions; a failure is only reported through the return value.
-    let result = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, u32::try_from(tid).unwrap_or(0), 19)
+    // SAFETY: `sched_setscheduler`, `gettid` and `setpriority` on the calling thread (pid 0 /
+    // its own TID) with a valid, fully initialised `sched_param` have no memory-safety
+    // preconditions; failures are only reported through the return values.
+    let lowered = unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0
+            || libc::setpriority(
+                libc::PRIO_PROCESS,
+                u32::try_from(libc::gettid()).unwrap_or(0),
+                19,
+            ) == 0
     };
-    if result != 0 {
+    if !lowered {
         tracing::debug!("could not lower the hashing thread's priority");
     }
 }

@@ -148,7 +148,20 @@ pub async fn graphql_handler(
         graphql.temporal_queries = temporal,
         "graphql request done"
     );
-    response.into()
+    with_codes(response).into()
+}
+
+/// Gives a code to the errors async-graphql raises itself (syntax, unknown fields, wrong
+/// variable types, depth and complexity limits): every one is the client's request.
+fn with_codes(mut response: Response) -> Response {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            tracing::info!(error.message = %error.message, "request rejected by GraphQL validation");
+            extensions.set("code", "BAD_USER_INPUT");
+        }
+    }
+    response
 }
 
 /// `GET /graphql`: the GraphiQL explorer.

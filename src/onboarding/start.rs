@@ -217,7 +217,8 @@ impl BootstrapStarter {
                     "at": now,
                 }),
                 metadata,
-                created_at: now,
+                // Strictly after the request it belongs to, so time order is causal order.
+                created_at: now + chrono::Duration::microseconds(1),
                 created_by,
             },
         ]

@@ -48,6 +48,10 @@ async fn malformed_requests_get_a_client_error_not_a_crash() {
 
     assert_eq!(garbage.status().as_u16(), 400);
     assert!(bad_query["errors"][0]["message"].is_string(), "{bad_query}");
+    assert_eq!(
+        bad_query["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{bad_query}"
+    );
     assert!(health.is_ok_and(|r| r.status().is_success()));
 }
 
