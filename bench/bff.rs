@@ -308,31 +308,21 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
         server.push(bench.server_time(TREE, json!({ "id": id })).await.unwrap());
     }
     let server = stats(server, 0, Duration::from_secs(1));
-    let b = Arc::clone(&bench);
-    let i = id.clone();
-    let single = load(1, Duration::from_secs(5), move |_| {
-        let (b, i) = (Arc::clone(&b), i.clone());
-        async move {
-            let body = b.graphql(&b.token, TREE, json!({ "id": i })).await?;
-            (body["data"]["release"]["progress"]["total"] == 1000)
-                .then_some(())
-                .ok_or("incomplete tree".into())
-        }
-    })
-    .await;
+    let tree_load = |concurrency: usize, seconds: u64| {
+        let (b, i) = (Arc::clone(&bench), id.clone());
+        load(concurrency, Duration::from_secs(seconds), move |_| {
+            let (b, i) = (Arc::clone(&b), i.clone());
+            async move {
+                let body = b.graphql(&b.token, TREE, json!({ "id": i })).await?;
+                (body["data"]["release"]["progress"]["total"] == 1000)
+                    .then_some(())
+                    .ok_or("incomplete tree".into())
+            }
+        })
+    };
+    let single = tree_load(1, 5).await;
     out.push(single.row("1,211-node tree (projection), 1 at a time"));
-    let b = Arc::clone(&bench);
-    let i = id.clone();
-    let c16 = load(16, Duration::from_secs(10), move |_| {
-        let (b, i) = (Arc::clone(&b), i.clone());
-        async move {
-            let body = b.graphql(&b.token, TREE, json!({ "id": i })).await?;
-            (body["data"]["release"]["progress"]["total"] == 1000)
-                .then_some(())
-                .ok_or("incomplete tree".into())
-        }
-    })
-    .await;
+    let c16 = tree_load(16, 10).await;
     out.push(c16.row("1,211-node tree (projection), 16 concurrent"));
 
     // Live: a release held running by a pause, 200 viewers.
