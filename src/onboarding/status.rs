@@ -355,3 +355,141 @@ pub fn steps(events: &[EventRow], admins: usize, state: BootstrapState) -> Vec<B
     }
     steps
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(second: u32, event_type: &str, data: Value) -> EventRow {
+        EventRow {
+            id: Uuid::new_v4(),
+            event_type: event_type.to_owned(),
+            event_data: data,
+            event_metadata: json!({}),
+            created_at: Utc
+                .with_ymd_and_hms(2025, 1, 1, 10, 0, second)
+                .single()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn summary(steps: &[BootstrapStep]) -> Vec<(&str, StepStatus, Option<i32>)> {
+        steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.status, s.attempt))
+            .collect()
+    }
+
+    #[test]
+    fn a_retrying_verification_is_the_running_step_with_its_attempt_and_error() {
+        let events = [
+            event(0, "organization.bootstrap.workflow_started", json!({})),
+            event(1, "organization.created", json!({})),
+            event(2, "organization.subdomain.dns_record_created", json!({})),
+            event(
+                3,
+                "organization.subdomain.verification_failed",
+                json!({ "attempt": 2, "reason": "no record" }),
+            ),
+        ];
+
+        let steps = steps(&events, 1, BootstrapState::Running);
+
+        assert_eq!(
+            summary(&steps),
+            [
+                ("CREATE_ORGANIZATION", StepStatus::Succeeded, None),
+                ("CONFIGURE_DNS", StepStatus::Succeeded, None),
+                ("VERIFY_DNS", StepStatus::Running, Some(2)),
+                ("ASSIGN_ADMIN_ROLE", StepStatus::Pending, None),
+                ("SEND_INVITATIONS", StepStatus::Pending, None),
+                ("COMPLETE", StepStatus::Pending, None),
+            ]
+        );
+        assert_eq!(steps[2].error.as_deref(), Some("no record"));
+        assert_eq!(
+            steps[2].started_at, steps[1].completed_at,
+            "a step starts when the last ended"
+        );
+    }
+
+    #[test]
+    fn a_failure_marks_its_step_failed_and_compensated_steps_keep_their_times() {
+        let events = [
+            event(1, "organization.created", json!({})),
+            event(2, "organization.subdomain.dns_record_created", json!({})),
+            event(
+                3,
+                "organization.subdomain.verification_failed",
+                json!({ "attempt": 5, "reason": "no record" }),
+            ),
+            event(4, "organization.subdomain.dns_record_removed", json!({})),
+            event(5, "organization.deactivated", json!({})),
+            event(
+                6,
+                "organization.bootstrap.failed",
+                json!({ "step": "VERIFY_DNS", "reason": "no record" }),
+            ),
+        ];
+
+        let steps = steps(&events, 1, BootstrapState::Failed);
+
+        let statuses: Vec<StepStatus> = steps.iter().map(|s| s.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                StepStatus::Compensated,
+                StepStatus::Compensated,
+                StepStatus::Failed,
+                StepStatus::Pending,
+                StepStatus::Pending,
+                StepStatus::Pending,
+            ]
+        );
+        assert_eq!(steps[1].completed_at, Some(events[1].created_at));
+    }
+
+    #[test]
+    fn invitations_complete_only_when_every_admin_is_invited() {
+        let events = [event(1, "user.invited", json!({}))];
+
+        let partial = steps(&events, 2, BootstrapState::Running);
+        let complete = steps(&events, 1, BootstrapState::Running);
+
+        assert_eq!(partial[4].status, StepStatus::Running);
+        assert_eq!(complete[4].status, StepStatus::Succeeded);
+    }
+
+    #[test]
+    fn the_state_comes_from_the_organization_and_its_outbox_row() {
+        let outbox = |status: &str| OutboxRow {
+            organization_id: Uuid::nil(),
+            status: status.to_owned(),
+            attempts: 1,
+            last_error: None,
+            completed_at: None,
+        };
+
+        assert_eq!(
+            state("pending", Some(&outbox("pending"))),
+            BootstrapState::Queued
+        );
+        assert_eq!(
+            state("pending", Some(&outbox("completed"))),
+            BootstrapState::Running
+        );
+        assert_eq!(
+            state("deactivated", Some(&outbox("completed"))),
+            BootstrapState::Running
+        );
+        assert_eq!(state("failed", None), BootstrapState::Failed);
+        assert_eq!(
+            state("pending", Some(&outbox("failed"))),
+            BootstrapState::Failed
+        );
+        assert_eq!(state("active", None), BootstrapState::Completed);
+    }
+}
