@@ -44,16 +44,13 @@ BEGIN
                                 THEN at ELSE completed_at END,
             updated_at = at
          WHERE id = d ->> 'id' AND updated_at <= at;
+        -- The release row mirrors its node: one rule for both.
         IF d ->> 'kind' = 'release' THEN
-            UPDATE release_projection SET
-                status = d ->> 'status',
-                message = d ->> 'message',
-                started_at = CASE WHEN d ->> 'status' = 'IN_PROGRESS'
-                                  THEN COALESCE(started_at, at) ELSE started_at END,
-                completed_at = CASE WHEN d ->> 'status' IN ('SUCCEEDED', 'FAILED', 'CANCELLED')
-                                    THEN at ELSE completed_at END,
-                updated_at = at
-             WHERE id = d ->> 'id' AND updated_at <= at;
+            UPDATE release_projection r
+               SET status = e.status, message = e.message, started_at = e.started_at,
+                   completed_at = e.completed_at, updated_at = e.updated_at
+              FROM release_entity_projection e
+             WHERE e.id = d ->> 'id' AND r.id = e.id;
         END IF;
 
     ELSIF NEW.event_type IN ('organization.bootstrap.initiated', 'organization.created') THEN

@@ -77,9 +77,10 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl ErrorExtensions for ApiError {
-    fn extend(&self) -> async_graphql::Error {
-        // The one place errors are logged: client mistakes at info, our failures at error.
+impl ApiError {
+    /// Logs the error once, at the boundary that answers it (GraphQL or REST): client mistakes
+    /// at info, outages at warn, our failures at error with their cause.
+    pub fn log(&self) {
         match self {
             Self::Internal(cause) => {
                 tracing::error!(error.code = self.code(), error.cause = ?cause, "request failed")
@@ -91,6 +92,12 @@ impl ErrorExtensions for ApiError {
                 tracing::info!(error.code = self.code(), error.message = %self, "request rejected")
             }
         }
+    }
+}
+
+impl ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        self.log();
         async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
             ext.set("code", self.code());
             match self {

@@ -28,7 +28,6 @@ fn error(status: StatusCode, message: &str, details: Value) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // Logged once, here at the boundary, like the GraphQL errors.
         let (status, details) = match &self {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, Value::Null),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, Value::Null),
@@ -44,14 +43,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, Value::Null)
             }
         };
-        match &self {
-            ApiError::Internal(cause) => {
-                tracing::error!(error.code = self.code(), error.cause = ?cause, "request failed")
-            }
-            _ => {
-                tracing::info!(error.code = self.code(), error.message = %self, "request rejected")
-            }
-        }
+        self.log();
         let message = match &self {
             ApiError::Internal(_) => "temporarily unavailable".to_owned(),
             other => other.to_string(),

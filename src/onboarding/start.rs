@@ -321,11 +321,6 @@ impl BootstrapStarter {
     pub fn db(&self) -> &PgPool {
         &self.db
     }
-
-    /// The configuration (for the dispatcher).
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
 }
 
 /// The workflow input, exactly the contract of `organizationBootstrapWorkflow`.

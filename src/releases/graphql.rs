@@ -20,7 +20,7 @@ use super::{
     ids::{EntityId, Kind},
     live::LiveHierarchy,
     model::RolloutStatus,
-    store::{self, Cursor, ReleaseFilter as StoreFilter},
+    store::{self, Cursor, ReleaseFilter as StoreFilter, ReleaseRow},
     tree::{DataSource, Progress, ReleaseTree, TreeNode},
 };
 use crate::{error::ApiError, graphql::ConnectionTotal, metrics::RequestStats};
@@ -48,8 +48,17 @@ impl Loader<String> for ReleaseLoader {
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
         self.stats.sql(1);
         let rows = store::rows(&self.db, keys).await.map_err(Arc::new)?;
-        // Running releases are read live (concurrently); the rest, and any live read that did
-        // not answer, from the projection.
+        self.trees(&rows).await
+    }
+}
+
+impl ReleaseLoader {
+    /// The trees of releases whose rows are already read: running ones live (concurrently),
+    /// the rest, and any live read that did not answer, from the projection in one statement.
+    async fn trees(
+        &self,
+        rows: &[ReleaseRow],
+    ) -> Result<HashMap<String, Arc<ReleaseTree>>, Arc<sqlx::Error>> {
         let live = futures::future::join_all(rows.iter().filter(|row| row.is_running()).map(
             |row| async move {
                 (
@@ -59,13 +68,10 @@ impl Loader<String> for ReleaseLoader {
             },
         ))
         .await;
-        let mut trees = HashMap::new();
-        for (id, answer) in live {
-            if let Some((tree, as_of)) = answer {
-                let tree = ReleaseTree::new((*tree).clone(), DataSource::Temporal, as_of);
-                trees.insert(id, Arc::new(tree));
-            }
-        }
+        let mut trees: HashMap<String, Arc<ReleaseTree>> = live
+            .into_iter()
+            .filter_map(|(id, tree)| tree.map(|tree| (id, tree)))
+            .collect();
         let stored: Vec<String> = rows
             .iter()
             .map(|row| row.id.clone())
@@ -416,10 +422,11 @@ impl ReleasesQuery {
             has_next,
             ConnectionTotal { total_count: total },
         );
-        let loader = ctx.data::<DataLoader<ReleaseLoader>>()?;
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let trees = loader
-            .load_many(ids)
+        // The page already has the rows: load their trees without reading the rows again.
+        let trees = ctx
+            .data::<DataLoader<ReleaseLoader>>()?
+            .loader()
+            .trees(&rows)
             .await
             .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))
             .extend()?;

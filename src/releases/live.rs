@@ -9,18 +9,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use temporalio_client::{QueryRejectCondition, WorkflowQueryOptions};
 use tokio::sync::OnceCell;
 
-use super::{model::Node, workflow::ReleaseWorkflow};
+use super::{
+    tree::{DataSource, ReleaseTree},
+    workflow::ReleaseWorkflow,
+};
 use crate::{metrics::RequestStats, temporal::TemporalHandle};
 
 #[derive(Clone)]
 struct Fetched {
     at: Instant,
-    as_of: DateTime<Utc>,
-    tree: Option<Arc<Node>>,
+    /// Built once per fetch (roll-ups, index) and shared by every reader of the window.
+    tree: Option<Arc<ReleaseTree>>,
 }
 
 #[derive(Default)]
@@ -47,13 +50,9 @@ impl LiveHierarchy {
         }
     }
 
-    /// The live tree of `workflow_id` and when it was read, or `None` if Temporal did not
-    /// answer in time (or the workflow is not running).
-    pub async fn get(
-        &self,
-        workflow_id: &str,
-        stats: &RequestStats,
-    ) -> Option<(Arc<Node>, DateTime<Utc>)> {
+    /// The live tree of `workflow_id`, or `None` if Temporal did not answer in time (or the
+    /// workflow is not running).
+    pub async fn get(&self, workflow_id: &str, stats: &RequestStats) -> Option<Arc<ReleaseTree>> {
         let slot = self.slot(workflow_id);
         let fetched = slot
             .cell
@@ -66,7 +65,7 @@ impl LiveHierarchy {
                 fetched
             })
             .await;
-        fetched.tree.clone().map(|tree| (tree, fetched.as_of))
+        fetched.tree.clone()
     }
 
     /// The slot to read through: the in-flight or fresh one, else a new one.
@@ -102,7 +101,11 @@ impl LiveHierarchy {
                 .map_err(|e| e.to_string())
         };
         let tree = match tokio::time::timeout(self.timeout, query).await {
-            Ok(Ok(tree)) => Some(Arc::new(tree)),
+            Ok(Ok(tree)) => Some(Arc::new(ReleaseTree::new(
+                tree,
+                DataSource::Temporal,
+                Utc::now(),
+            ))),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "getHierarchy failed; serving the projection");
                 None
@@ -114,7 +117,6 @@ impl LiveHierarchy {
         };
         Fetched {
             at: Instant::now(),
-            as_of: Utc::now(),
             tree,
         }
     }
