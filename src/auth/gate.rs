@@ -1,88 +1,270 @@
-//! Which operations need a token: all but `login` and schema introspection.
+//! The front door: what a document may do before anything in it runs.
 //!
-//! Checked per operation, before execution, so a request without a valid token gets
-//! `UNAUTHENTICATED` and no data at all (not a partial answer with some fields nulled).
+//! A request without a valid token may run a document only when it holds **exactly one**
+//! operation whose root fields are only one `login`, or only introspection (`__schema`,
+//! `__type`, `__typename`). Anything the gate cannot decide (a syntax error, several operations,
+//! an operation name that is not in the document, fragments nested too deep) needs a token.
+//!
+//! Every caller's operation is also held to a few shape limits here: at most
+//! [`MAX_ROOT_FIELDS`] root fields (aliases count), and at most one `login` per request, so one
+//! request cannot check forty passwords.
 
-use async_graphql::parser::{
-    parse_query,
-    types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet},
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet,
 };
 
-/// Root fields anyone may call: `login`, and introspection so GraphiQL can show the schema.
-fn is_public_field(name: &str) -> bool {
-    name == "login" || name.starts_with("__")
+/// Most root fields, aliases included, in one operation.
+pub const MAX_ROOT_FIELDS: usize = 20;
+
+/// How deep fragment spreads may nest at the root before the gate gives up.
+const MAX_FRAGMENT_NESTING: usize = 8;
+
+/// Root fields that need no token.
+const INTROSPECTION_FIELDS: [&str; 3] = ["__schema", "__type", "__typename"];
+
+/// What the gate made of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Anyone may run it.
+    Public,
+    /// Only an authenticated caller may run it.
+    NeedsToken,
+    /// Nobody may run it: the operation breaks a shape limit.
+    TooMany(Limit),
 }
 
-/// Whether executing `operation_name` of `query` needs an authenticated caller.
-///
-/// A document that does not parse, or names no operation it holds, needs no token: execution
-/// then fails with the parser's or executor's own error, without touching any data.
-pub fn needs_authentication(query: &str, operation_name: Option<&str>) -> bool {
-    let Ok(document) = parse_query(query) else {
-        return false;
-    };
-    let selection = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(&op.node.selection_set.node),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops
-            .iter()
-            .find(|(op_name, _)| op_name.as_str() == name)
-            .map(|(_, op)| &op.node.selection_set.node),
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    selection.is_some_and(|set| !all_public(&document, set, 0))
+/// A shape limit an operation broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// More than [`MAX_ROOT_FIELDS`] root fields.
+    RootFields,
+    /// More than one `login`.
+    Logins,
 }
 
-fn all_public(document: &ExecutableDocument, set: &SelectionSet, depth: usize) -> bool {
-    // Fragments can nest; a cycle is a validation error anyway, so a depth bound is enough.
-    if depth > 8 {
+impl Limit {
+    /// What the client is told.
+    pub fn message(self) -> String {
+        match self {
+            Self::RootFields => {
+                format!(
+                    "an operation may select at most {MAX_ROOT_FIELDS} root fields, aliases included"
+                )
+            }
+            Self::Logins => "a request may log in only once".to_owned(),
+        }
+    }
+}
+
+/// Judges `operation_name` of `document` (`None` when the document did not parse).
+pub fn judge(document: Option<&ExecutableDocument>, operation_name: Option<&str>) -> Verdict {
+    let Some(document) = document else {
+        return Verdict::NeedsToken;
+    };
+    let (operation, only_one) = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => (Some(&op.node), true),
+        // A name given for an unnamed operation: the executor refuses it; so does the gate.
+        (DocumentOperations::Single(_), Some(_)) => (None, true),
+        (DocumentOperations::Multiple(ops), Some(name)) => (
+            ops.iter()
+                .find(|(op_name, _)| op_name.as_str() == name)
+                .map(|(_, op)| &op.node),
+            ops.len() == 1,
+        ),
+        (DocumentOperations::Multiple(ops), None) => (
+            (ops.len() == 1)
+                .then(|| ops.values().next().map(|op| &op.node))
+                .flatten(),
+            ops.len() == 1,
+        ),
+    };
+    let Some(operation) = operation else {
+        return Verdict::NeedsToken;
+    };
+    let Some(fields) = root_fields(document, &operation.selection_set.node) else {
+        return Verdict::NeedsToken;
+    };
+    let logins = fields.iter().filter(|name| **name == "login").count();
+    if fields.len() > MAX_ROOT_FIELDS {
+        return Verdict::TooMany(Limit::RootFields);
+    }
+    if logins > 1 {
+        return Verdict::TooMany(Limit::Logins);
+    }
+    if only_one && is_public(operation, &fields, logins) {
+        Verdict::Public
+    } else {
+        Verdict::NeedsToken
+    }
+}
+
+fn is_public(operation: &OperationDefinition, fields: &[&str], logins: usize) -> bool {
+    let only_login = operation.ty == OperationType::Mutation && logins == 1 && fields.len() == 1;
+    let only_introspection =
+        !fields.is_empty() && fields.iter().all(|f| INTROSPECTION_FIELDS.contains(f));
+    only_login || only_introspection
+}
+
+/// The names of the root fields `set` selects, fragments expanded (aliases count once each);
+/// `None` if fragments nest too deep or name a fragment that does not exist.
+fn root_fields<'a>(
+    document: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+) -> Option<Vec<&'a str>> {
+    let mut fields = Vec::new();
+    collect(document, set, 0, &mut fields).then_some(fields)
+}
+
+fn collect<'a>(
+    document: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    depth: usize,
+    out: &mut Vec<&'a str>,
+) -> bool {
+    // Fragments may nest (and a cycle is a validation error anyway): a depth bound decides.
+    // Collection also stops early once the limit is broken, whatever the document's size.
+    if depth > MAX_FRAGMENT_NESTING {
         return false;
     }
-    set.items.iter().all(|item| match &item.node {
-        Selection::Field(field) => is_public_field(field.node.name.node.as_str()),
-        Selection::InlineFragment(fragment) => {
-            all_public(document, &fragment.node.selection_set.node, depth + 1)
+    for item in &set.items {
+        if out.len() > MAX_ROOT_FIELDS {
+            return true;
         }
-        Selection::FragmentSpread(spread) => document
-            .fragments
-            .get(&spread.node.fragment_name.node)
-            .is_some_and(|f| all_public(document, &f.node.selection_set.node, depth + 1)),
-    })
+        let complete = match &item.node {
+            Selection::Field(field) => {
+                out.push(field.node.name.node.as_str());
+                true
+            }
+            Selection::InlineFragment(fragment) => {
+                collect(document, &fragment.node.selection_set.node, depth + 1, out)
+            }
+            Selection::FragmentSpread(spread) => document
+                .fragments
+                .get(&spread.node.fragment_name.node)
+                .is_some_and(|f| collect(document, &f.node.selection_set.node, depth + 1, out)),
+        };
+        if !complete {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
 mod tests {
+    use async_graphql::parser::parse_query;
+
     use super::*;
 
+    fn verdict(query: &str, operation: Option<&str>) -> Verdict {
+        judge(parse_query(query).ok().as_ref(), operation)
+    }
+
+    const LOGIN: &str = r#"login(email: "a@example.com", password: "b") { token }"#;
+
     #[test]
-    fn login_and_introspection_are_public() {
-        assert!(!needs_authentication(
-            "mutation { login(email: \"a\", password: \"b\") { token } }",
-            None
-        ));
-        assert!(!needs_authentication(
-            "{ __schema { types { name } } }",
-            None
-        ));
-        assert!(!needs_authentication("{ __typename }", None));
+    fn one_login_or_only_introspection_is_public_named_or_not() {
+        assert_eq!(
+            verdict(&format!("mutation {{ {LOGIN} }}"), None),
+            Verdict::Public
+        );
+        assert_eq!(
+            verdict(&format!("mutation L {{ {LOGIN} }}"), None),
+            Verdict::Public
+        );
+        assert_eq!(
+            verdict(&format!("mutation L {{ {LOGIN} }}"), Some("L")),
+            Verdict::Public
+        );
+        assert_eq!(
+            verdict("{ __schema { types { name } } }", None),
+            Verdict::Public
+        );
+        assert_eq!(
+            verdict("query I { __typename }", Some("I")),
+            Verdict::Public
+        );
     }
 
     #[test]
-    fn any_other_root_field_needs_a_token() {
-        assert!(needs_authentication("{ me { email } }", None));
-        assert!(needs_authentication("{ __typename me { email } }", None));
-        assert!(needs_authentication(
+    fn a_named_query_of_data_needs_a_token() {
+        for query in [
+            "query Q { releases(first: 3) { totalCount } }",
+            "query Q { release(id: \"release:r\") { id } }",
+            "query Q { version }",
+            "{ __typename me { email } }",
             "{ ...F } fragment F on Query { me { id } }",
-            None
-        ));
-        assert!(needs_authentication("{ ... on Query { version } }", None));
+            "{ ... on Query { version } }",
+        ] {
+            assert_eq!(verdict(query, None), Verdict::NeedsToken, "{query}");
+            assert_eq!(verdict(query, Some("Q")), Verdict::NeedsToken, "{query}");
+        }
     }
 
     #[test]
-    fn the_named_operation_is_the_one_checked() {
-        let doc =
-            "mutation L { login(email: \"a\", password: \"b\") { token } } query M { me { id } }";
+    fn what_the_gate_cannot_decide_needs_a_token() {
+        let two = format!("mutation L {{ {LOGIN} }} query M {{ me {{ id }} }}");
 
-        assert!(!needs_authentication(doc, Some("L")));
-        assert!(needs_authentication(doc, Some("M")));
+        assert_eq!(
+            verdict(&two, Some("L")),
+            Verdict::NeedsToken,
+            "two operations"
+        );
+        assert_eq!(verdict(&two, None), Verdict::NeedsToken);
+        assert_eq!(
+            verdict(&format!("mutation L {{ {LOGIN} }}"), Some("X")),
+            Verdict::NeedsToken
+        );
+        assert_eq!(
+            verdict(&format!("mutation {{ {LOGIN} }}"), Some("L")),
+            Verdict::NeedsToken
+        );
+        assert_eq!(
+            verdict("mutation { login(", None),
+            Verdict::NeedsToken,
+            "syntax error"
+        );
+        assert_eq!(verdict("{ ...Missing }", None), Verdict::NeedsToken);
+        assert_eq!(
+            verdict(&format!("mutation {{ {LOGIN} __typename }}"), None),
+            Verdict::NeedsToken,
+            "login must be alone"
+        );
+        assert_eq!(
+            verdict(&format!("query {{ {LOGIN} }}"), None),
+            Verdict::NeedsToken
+        );
+    }
+
+    #[test]
+    fn deeply_nested_fragments_need_a_token() {
+        let mut document = String::from("{ ...F0 }");
+        for i in 0..12 {
+            document.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        document.push_str(" fragment F12 on Query { __typename }");
+
+        assert_eq!(verdict(&document, None), Verdict::NeedsToken);
+    }
+
+    #[test]
+    fn aliases_count_toward_the_root_field_limit_and_logins_toward_one() {
+        let aliases: String = (0..21).map(|i| format!("a{i}: __typename ")).collect();
+        let logins: String = (0..2).map(|i| format!("l{i}: {LOGIN} ")).collect();
+        let twenty: String = (0..20).map(|i| format!("a{i}: version ")).collect();
+
+        assert_eq!(
+            verdict(&format!("{{ {aliases} }}"), None),
+            Verdict::TooMany(Limit::RootFields)
+        );
+        assert_eq!(
+            verdict(&format!("mutation {{ {logins} }}"), None),
+            Verdict::TooMany(Limit::Logins)
+        );
+        assert_eq!(
+            verdict(&format!("{{ {twenty} }}"), None),
+            Verdict::NeedsToken
+        );
     }
 }

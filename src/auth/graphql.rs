@@ -1,11 +1,57 @@
-//! The auth part of the GraphQL schema: `login`, `me`, and the permission guard.
+//! The auth part of the GraphQL schema: `login`, `me`, the permission guard, and
+//! [`RequireCaller`], the schema-wide check that every data field has a caller.
 
-use async_graphql::{Context, Guard, ID, Object, ResultExt, SimpleObject};
+use std::{net::IpAddr, sync::Arc};
+
+use async_graphql::{
+    Context, ErrorExtensions, Guard, ID, Object, ResultExt, ServerResult, SimpleObject, Value,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
+};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use super::{Authentication, LoginService, Principal};
 use crate::error::ApiError;
+
+/// The client's address, as the login throttle counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Root fields that need no caller.
+const PUBLIC_ROOT_FIELDS: [&str; 4] = ["login", "__schema", "__type", "__typename"];
+
+/// Defence in depth behind the gate: every root field that reads or writes data refuses to run
+/// without an authenticated caller, whatever a future gate bug lets through.
+pub struct RequireCaller;
+
+impl ExtensionFactory for RequireCaller {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RequireCallerExtension)
+    }
+}
+
+struct RequireCallerExtension;
+
+#[async_trait::async_trait]
+impl Extension for RequireCallerExtension {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let is_root = info.path_node.parent.is_none();
+        if is_root && !PUBLIC_ROOT_FIELDS.contains(&info.name) {
+            let authentication = ctx
+                .data_opt::<Authentication>()
+                .unwrap_or(&Authentication::Anonymous);
+            if let Err(error) = authentication.principal() {
+                return Err(error.extend().into_server_error(info.field.name.pos));
+            }
+        }
+        next.run(ctx, info).await
+    }
+}
 
 /// The caller as resolvers see it.
 pub trait ContextExt {
@@ -97,8 +143,11 @@ impl AuthMutation {
         password: String,
     ) -> async_graphql::Result<AuthPayload> {
         let service = ctx.data::<LoginService>()?;
+        let client = ctx
+            .data_opt::<ClientAddr>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.0);
         let logged_in = service
-            .login(&email, SecretString::from(password))
+            .login(&email, SecretString::from(password), client)
             .await
             .map_err(ApiError::from)
             .extend()?;

@@ -1,17 +1,19 @@
 //! The login use case: throttle check, constant-shape password check, token.
 
+use std::{net::IpAddr, sync::Arc};
+
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
 use super::{
     Principal,
-    password::{Hasher, MAX_PASSWORD_LEN},
-    throttle::{self, ThrottlePolicy},
+    password::{HashError, Hasher, MAX_PASSWORD_LEN},
+    throttle::{self, AttemptKeys, Reservation, ThrottlePolicy},
     token::TokenService,
     users,
 };
-use crate::{error::ApiError, types::Email};
+use crate::{error::ApiError, metrics::Metrics, types::Email};
 
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum LoginError {
         /// Seconds until the next attempt is allowed.
         retry_after_secs: i64,
     },
+    /// Too many logins are being checked right now; try again in a moment.
+    #[error("too many logins at once; try again in a moment")]
+    Busy,
     /// The input cannot be a credential at all.
     #[error("{0}")]
     BadInput(&'static str),
@@ -38,6 +43,9 @@ impl From<LoginError> for ApiError {
         match error {
             LoginError::InvalidCredentials => Self::Unauthenticated,
             LoginError::Throttled { retry_after_secs } => Self::RateLimited { retry_after_secs },
+            LoginError::Busy => Self::RateLimited {
+                retry_after_secs: 1,
+            },
             LoginError::BadInput(message) => Self::BadUserInput {
                 message: message.to_owned(),
                 field: None,
@@ -65,47 +73,76 @@ pub struct LoginService {
     hasher: Hasher,
     tokens: TokenService,
     policy: ThrottlePolicy,
+    metrics: Arc<Metrics>,
 }
 
 impl LoginService {
-    /// Builds the service.
-    pub fn new(pool: PgPool, hasher: Hasher, tokens: TokenService, policy: ThrottlePolicy) -> Self {
+    /// Builds the service; it counts the passwords it checks in `metrics`.
+    pub fn new(
+        pool: PgPool,
+        hasher: Hasher,
+        tokens: TokenService,
+        policy: ThrottlePolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             pool,
             hasher,
             tokens,
             policy,
+            metrics,
         }
     }
 
-    /// Checks `email` / `password` and issues a token.
+    /// Checks `email` / `password` from client address `client` and issues a token.
+    ///
+    /// The attempt is counted before the password is hashed (see [`throttle`]), so parallel
+    /// guesses cannot outrun the limit, and a correct password sent while locked gets no token.
     #[tracing::instrument(skip_all)]
-    pub async fn login(&self, email: &str, password: SecretString) -> Result<LoggedIn, LoginError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: SecretString,
+        client: IpAddr,
+    ) -> Result<LoggedIn, LoginError> {
         use secrecy::ExposeSecret;
         let email = Email::parse(email).map_err(|_| LoginError::InvalidCredentials)?;
         if password.expose_secret().len() > MAX_PASSWORD_LEN {
             return Err(LoginError::BadInput("password is too long"));
         }
         let internal = |e: &dyn std::fmt::Display| LoginError::Internal(e.to_string());
+        let keys = AttemptKeys::new(client, &email);
 
-        if let Some(until) = throttle::locked_until(&self.pool, &email)
+        let locks_at = match throttle::reserve(&self.pool, &self.policy, &keys)
             .await
             .map_err(|e| internal(&e))?
         {
-            return Err(throttled(until));
-        }
+            Reservation::Refused { until } => return Err(throttled(until)),
+            Reservation::Allowed { locked_until } => locked_until,
+        };
         let user = users::find_by_email(&self.pool, &email)
             .await
             .map_err(|e| internal(&e))?;
         // Always verify, against a dummy hash when there is no user, so timing tells nothing.
-        let matched = self
+        self.metrics.password_check();
+        let matched = match self
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await
-            .map_err(|e| internal(&e))?;
+        {
+            Ok(matched) => matched,
+            Err(HashError::Busy) => {
+                // Never checked: the attempt does not count against anyone.
+                throttle::refund(&self.pool, &keys)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                return Err(LoginError::Busy);
+            }
+            Err(error) => return Err(internal(&error)),
+        };
         match user {
             Some(user) if matched && !user.disabled => {
-                throttle::clear(&self.pool, &email)
+                throttle::succeeded(&self.pool, &keys)
                     .await
                     .map_err(|e| internal(&e))?;
                 let principal = user.principal();
@@ -118,12 +155,7 @@ impl LoginService {
                     principal,
                 })
             }
-            _ => {
-                let locked = throttle::record_failure(&self.pool, &email, self.policy)
-                    .await
-                    .map_err(|e| internal(&e))?;
-                Err(locked.map_or(LoginError::InvalidCredentials, throttled))
-            }
+            _ => Err(locks_at.map_or(LoginError::InvalidCredentials, throttled)),
         }
     }
 }

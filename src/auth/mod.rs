@@ -4,7 +4,8 @@
 //! Resolvers never see raw claims: a verified token becomes a [`Principal`], and permission
 //! checks go through [`Principal::require`] (or the [`RequirePermission`] GraphQL guard).
 
-mod gate;
+pub mod authenticator;
+pub mod gate;
 pub mod graphql;
 mod login;
 pub mod password;
@@ -14,7 +15,7 @@ pub mod users;
 
 use std::collections::BTreeSet;
 
-pub use gate::needs_authentication;
+pub use authenticator::Authenticator;
 pub use graphql::RequirePermission;
 pub use login::{LoginError, LoginService};
 use uuid::Uuid;
@@ -77,14 +78,20 @@ pub enum Authentication {
     Authenticated(Principal),
     /// A token was given but is not acceptable (the reason is for the log, not the client).
     Invalid(&'static str),
+    /// The token is valid, but whether its user may still use it cannot be checked right now
+    /// (the database does not answer).
+    Unverified,
 }
 
 impl Authentication {
-    /// The principal, or `UNAUTHENTICATED`.
+    /// The principal, or `UNAUTHENTICATED` (`UNAVAILABLE` when it cannot be checked now).
     pub fn principal(&self) -> Result<&Principal, ApiError> {
         match self {
             Self::Authenticated(principal) => Ok(principal),
             Self::Anonymous | Self::Invalid(_) => Err(ApiError::Unauthenticated),
+            Self::Unverified => Err(ApiError::Unavailable(
+                "cannot verify the caller right now; try again shortly".into(),
+            )),
         }
     }
 }

@@ -1,10 +1,15 @@
 //! Password hashing with argon2id at OWASP's parameters, off the async workers.
 //!
 //! One hash costs tens of milliseconds of CPU. Hashes run on a few dedicated threads (half the
-//! cores, at least one) in the idle scheduling class, so a burst of logins queues up instead of
-//! taking cores from other requests, and the scheduler always prefers those requests.
+//! cores, at least one) at a slightly lower priority than request handling, behind a bounded
+//! queue: when the queue is full a login is refused at once (the caller answers
+//! `RATE_LIMITED`) instead of waiting behind a backlog, a job whose request has gone is
+//! skipped, and no job starts after its deadline.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::{
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
 
 use argon2::{
     Algorithm, Argon2, Params, Version,
@@ -23,14 +28,28 @@ pub const MIN_PASSWORD_LEN: usize = 10;
 /// Longest password accepted anywhere (hashing cost grows with length; nobody needs more).
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
-/// Hashing failed (only on a malformed stored hash or an internal fault).
+/// Jobs waiting for a hashing thread, at most, per thread.
+const QUEUE_PER_THREAD: usize = 16;
+/// The longest a request waits for its hash, queueing included.
+const JOB_DEADLINE: Duration = Duration::from_secs(2);
+/// Niceness of the hashing threads: a little below request handling, so a burst of logins
+/// cannot take whole cores from other requests, but not so low that logins starve under load.
+const HASH_NICE: i32 = 5;
+
+/// Hashing failed or could not be done now.
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    /// Every hashing thread is busy and the queue is full, or the job missed its deadline.
+    #[error("password hashing is busy")]
+    Busy,
+    /// A malformed stored hash or an internal fault.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
 
 fn argon2() -> Result<Argon2<'static>, HashError> {
     let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
-        .map_err(|e| HashError(e.to_string()))?;
+        .map_err(|e| HashError::Failed(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -39,12 +58,12 @@ pub fn hash_blocking(password: &str) -> Result<String, HashError> {
     argon2()?
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
-        .map_err(|e| HashError(e.to_string()))
+        .map_err(|e| HashError::Failed(e.to_string()))
 }
 
 /// Whether `password` matches the PHC string `phc` (blocking).
 pub fn verify_blocking(password: &str, phc: &str) -> Result<bool, HashError> {
-    let parsed = PasswordHash::new(phc).map_err(|e| HashError(e.to_string()))?;
+    let parsed = PasswordHash::new(phc).map_err(|e| HashError::Failed(e.to_string()))?;
     // The parameters come from the stored hash, so older hashes keep verifying.
     Ok(argon2()?
         .verify_password(password.as_bytes(), &parsed)
@@ -53,28 +72,24 @@ pub fn verify_blocking(password: &str, phc: &str) -> Result<bool, HashError> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs hashing on its own low-priority threads.
+/// Runs hashing on its own threads behind a bounded queue.
 #[derive(Clone)]
 pub struct Hasher {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
     dummy: Arc<OnceCell<String>>,
 }
 
-/// Puts the calling thread in the `SCHED_IDLE` class (it runs only when a core would otherwise
-/// idle, and yields at once to request handling), or at least at nice 19.
+/// Lowers the calling thread's priority to [`HASH_NICE`].
 #[allow(unsafe_code)]
 fn lower_current_thread_priority() {
-    // SAFETY: `sched_setscheduler`, `gettid` and `setpriority` on the calling thread (pid 0 /
-    // its own TID) with a valid, fully initialised `sched_param` have no memory-safety
-    // preconditions; failures are only reported through the return values.
+    // SAFETY: `gettid` and `setpriority` on the calling thread's own TID have no memory-safety
+    // preconditions; failure is only reported through the return value.
     let lowered = unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0
-            || libc::setpriority(
-                libc::PRIO_PROCESS,
-                u32::try_from(libc::gettid()).unwrap_or(0),
-                19,
-            ) == 0
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            u32::try_from(libc::gettid()).unwrap_or(0),
+            HASH_NICE,
+        ) == 0
     };
     if !lowered {
         tracing::debug!("could not lower the hashing thread's priority");
@@ -85,9 +100,10 @@ impl Hasher {
     /// A hasher with half the cores' worth of threads (at least one).
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let threads = (cores / 2).max(1);
+        let (jobs, queue) = mpsc::sync_channel::<Job>(threads * QUEUE_PER_THREAD);
         let queue = Arc::new(Mutex::new(queue));
-        for i in 0..(cores / 2).max(1) {
+        for i in 0..threads {
             let queue = Arc::clone(&queue);
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
@@ -121,14 +137,25 @@ impl Hasher {
         job: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         let (done, result) = oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
-                let _ = done.send(job());
-            }))
-            .map_err(|_| HashError("hashing threads are gone".into()))?;
-        result
-            .await
-            .map_err(|_| HashError("hashing thread stopped".into()))?
+        let deadline = Instant::now() + JOB_DEADLINE;
+        let job: Job = Box::new(move || {
+            // Nobody waits any more, or too late to be of use: skip the work.
+            if done.is_closed() || Instant::now() >= deadline {
+                return;
+            }
+            let _ = done.send(job());
+        });
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::TrySendError::Full(_) => HashError::Busy,
+            mpsc::TrySendError::Disconnected(_) => {
+                HashError::Failed("hashing threads are gone".into())
+            }
+        })?;
+        match tokio::time::timeout_at(deadline.into(), result).await {
+            Ok(Ok(outcome)) => outcome,
+            // Skipped at its deadline, or timed out waiting: the caller may retry later.
+            Ok(Err(_)) | Err(_) => Err(HashError::Busy),
+        }
     }
 
     /// Hashes a password.
@@ -191,6 +218,26 @@ mod tests {
             verify_blocking("wrong horse battery", &hash).ok(),
             Some(false)
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_instead_of_queueing_without_bound() {
+        let hasher = Hasher::new();
+        let phc = hash_blocking("the real password").unwrap_or_default();
+
+        // Far more than the queue holds, all at the same moment.
+        let results = futures::future::join_all(
+            (0..200).map(|_| hasher.verify(SecretString::from("a guess"), Some(phc.clone()))),
+        )
+        .await;
+
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(HashError::Busy)))
+            .count();
+        let checked = results.iter().filter(|r| matches!(r, Ok(false))).count();
+        assert!(busy > 0, "a burst beyond the queue is refused");
+        assert_eq!(busy + checked, 200, "every other guess was really checked");
     }
 
     #[tokio::test]

@@ -1,10 +1,18 @@
-//! Login throttling per e-mail, in Postgres so every replica shares it.
+//! Login throttling in Postgres, so every replica shares it.
 //!
-//! After `max_failures` failed logins within the window the e-mail is locked for `lockout`;
-//! when the lock ends the count starts over, and a successful login clears it. Nobody is locked
-//! out for longer than one `lockout` at a time.
+//! An attempt is counted *before* its password is hashed, in one atomic call
+//! (`login_throttle_reserve`, row locks): fifty parallel guesses for one e-mail check at most
+//! `LOGIN_MAX_FAILURES` passwords. Three keys count each attempt:
+//!
+//! - the (client address, e-mail) pair, with the low limit, and a lock that doubles each time it
+//!   locks again: the guesser is slowed down, the owner at another address is not;
+//! - the e-mail alone, with a much higher ceiling, against guessing from many addresses;
+//! - the address alone, so one address cannot spray many e-mails.
+//!
+//! A successful login clears its pair and gives the attempt back to the other two keys. Rows
+//! expire and are deleted by [`purge_expired`].
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -14,180 +22,195 @@ use crate::types::Email;
 /// Throttling policy.
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
-    /// Failures allowed within `window` before locking.
+    /// Failures per (address, e-mail) within `window` before that pair is locked.
     pub max_failures: u32,
+    /// Failures per e-mail, from any address, within `window` before the e-mail is locked.
+    pub max_failures_per_email: u32,
+    /// Failures per address, for any e-mail, within `window` before the address is locked.
+    pub max_failures_per_address: u32,
     /// How far back failures count.
     pub window: Duration,
-    /// How long a lock lasts.
+    /// How long a lock lasts (the first pair lock; later ones double).
     pub lockout: Duration,
+    /// The longest a pair lock can grow to.
+    pub max_lockout: Duration,
 }
 
-/// A stored failure count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureCount {
-    /// Failures in the current window.
-    pub failures: i32,
-    /// When the current window began.
-    pub window_started_at: DateTime<Utc>,
-    /// When the current lock ends, if locked.
-    pub locked_until: Option<DateTime<Utc>>,
+/// The keys one login attempt is counted under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptKeys {
+    pair: String,
+    email: String,
+    address: String,
 }
 
-impl FailureCount {
-    /// The count after one more failure at `now`: a window that has passed, or a lock that has
-    /// ended, starts the count over; reaching the limit locks.
-    pub fn after_failure(self, now: DateTime<Utc>, policy: ThrottlePolicy) -> Self {
-        let window = chrono::Duration::from_std(policy.window).unwrap_or(chrono::Duration::MAX);
-        let lockout = chrono::Duration::from_std(policy.lockout).unwrap_or(chrono::Duration::MAX);
-        let start_over = self.window_started_at + window < now
-            || self.locked_until.is_some_and(|until| until <= now);
-        let (failures, window_started_at) = if start_over {
-            (1, now)
-        } else {
-            (self.failures.saturating_add(1), self.window_started_at)
+impl AttemptKeys {
+    /// The keys of an attempt for `email` from `address`.
+    pub fn new(address: IpAddr, email: &Email) -> Self {
+        // IPv4-mapped IPv6 addresses count as the IPv4 address they are.
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
         };
-        let limit = i32::try_from(policy.max_failures).unwrap_or(i32::MAX);
         Self {
-            failures,
-            window_started_at,
-            locked_until: (failures >= limit).then(|| now + lockout),
+            pair: format!("pair:{address}|{}", email.as_str()),
+            email: format!("email:{}", email.as_str()),
+            address: format!("addr:{address}"),
         }
     }
 }
 
-/// If `email` is locked, until when.
-#[tracing::instrument(skip_all)]
-pub async fn locked_until(
-    pool: &PgPool,
-    email: &Email,
-) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT locked_until FROM login_throttle WHERE email = $1 AND locked_until > now()",
-    )
-    .bind(email.as_str())
-    .fetch_optional(pool)
-    .await
-    .map(Option::flatten)
+/// The outcome of reserving an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Go ahead and check the password. `locks_at` is set when this attempt was the last one
+    /// allowed: a failure now answers "throttled until then".
+    Allowed {
+        /// The lock this attempt started, if it reached a limit.
+        locked_until: Option<DateTime<Utc>>,
+    },
+    /// Refused without checking anything, until this time.
+    Refused {
+        /// When the next attempt may be made.
+        until: DateTime<Utc>,
+    },
 }
 
-/// Records a failed login; returns the lock's end if the e-mail is now locked.
+/// Counts one attempt under every key of `keys`, before the password is checked.
 #[tracing::instrument(skip_all)]
-pub async fn record_failure(
+pub async fn reserve(
     pool: &PgPool,
-    email: &Email,
-    policy: ThrottlePolicy,
-) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    // Make sure a row exists, then lock it: concurrent failures are counted one after another.
-    sqlx::query(
-        "INSERT INTO login_throttle (email, failures, window_started_at)
-         VALUES ($1, 0, now()) ON CONFLICT (email) DO NOTHING",
+    policy: &ThrottlePolicy,
+    keys: &AttemptKeys,
+) -> Result<Reservation, sqlx::Error> {
+    let limit = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT key, allowed, locked_until
+           FROM login_throttle_reserve($1, $2, $3, make_interval(secs => $4),
+                                       make_interval(secs => $5), make_interval(secs => $6))",
     )
-    .bind(email.as_str())
-    .execute(&mut *tx)
+    .bind([&keys.pair, &keys.email, &keys.address])
+    .bind([
+        limit(policy.max_failures),
+        limit(policy.max_failures_per_email),
+        limit(policy.max_failures_per_address),
+    ])
+    .bind([true, false, false])
+    .bind(policy.window.as_secs_f64())
+    .bind(policy.lockout.as_secs_f64())
+    .bind(policy.max_lockout.as_secs_f64())
+    .fetch_all(pool)
     .await?;
-    let (failures, window_started_at, locked_until, now): (
-        i32,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        DateTime<Utc>,
-    ) = sqlx::query_as(
-        "SELECT failures, window_started_at, locked_until, now()
-           FROM login_throttle WHERE email = $1 FOR UPDATE",
-    )
-    .bind(email.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    let next = FailureCount {
-        failures,
-        window_started_at,
-        locked_until,
+    Ok(decide(&rows))
+}
+
+/// The reservation a set of per-key answers amounts to: refused while any key is locked
+/// (until the latest lock ends), otherwise allowed, noting the earliest lock it started.
+fn decide(rows: &[(String, bool, Option<DateTime<Utc>>)]) -> Reservation {
+    let refused_until = rows
+        .iter()
+        .filter(|(_, allowed, _)| !allowed)
+        .filter_map(|(_, _, until)| *until)
+        .max();
+    match refused_until {
+        Some(until) => Reservation::Refused { until },
+        None if rows.iter().any(|(_, allowed, _)| !allowed) => Reservation::Refused {
+            until: Utc::now() + chrono::Duration::seconds(1),
+        },
+        None => Reservation::Allowed {
+            locked_until: rows.iter().filter_map(|(_, _, until)| *until).min(),
+        },
     }
-    .after_failure(now, policy);
-    sqlx::query(
-        "UPDATE login_throttle SET failures = $2, window_started_at = $3, locked_until = $4
-          WHERE email = $1",
-    )
-    .bind(email.as_str())
-    .bind(next.failures)
-    .bind(next.window_started_at)
-    .bind(next.locked_until)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(next.locked_until)
 }
 
-/// Clears the count after a successful login.
+/// After a successful login: the pair starts over, and the e-mail and address get the attempt
+/// back.
 #[tracing::instrument(skip_all)]
-pub async fn clear(pool: &PgPool, email: &Email) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM login_throttle WHERE email = $1")
-        .bind(email.as_str())
+pub async fn succeeded(pool: &PgPool, keys: &AttemptKeys) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH pair AS (DELETE FROM login_throttle WHERE key = $1)
+         UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($2)",
+    )
+    .bind(&keys.pair)
+    .bind([&keys.email, &keys.address])
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Gives a reserved attempt back to every key (it was never checked, e.g. the server was too
+/// busy to hash it).
+#[tracing::instrument(skip_all)]
+pub async fn refund(pool: &PgPool, keys: &AttemptKeys) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($1)",
+    )
+    .bind([&keys.pair, &keys.email, &keys.address])
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Deletes rows whose window and lock have both passed; returns how many.
+#[tracing::instrument(skip_all)]
+pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM login_throttle WHERE expires_at < now()")
         .execute(pool)
         .await
-        .map(drop)
+        .map(|done| done.rows_affected())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const POLICY: ThrottlePolicy = ThrottlePolicy {
-        max_failures: 3,
-        window: Duration::from_secs(900),
-        lockout: Duration::from_secs(60),
-    };
-
-    fn fresh(now: DateTime<Utc>) -> FailureCount {
-        FailureCount {
-            failures: 0,
-            window_started_at: now,
-            locked_until: None,
-        }
+    fn at(seconds: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0)
     }
 
     #[test]
-    fn the_limit_th_failure_locks_for_the_lockout() {
-        let now = Utc::now();
+    fn any_locked_key_refuses_until_the_latest_lock_ends() {
+        let rows = [
+            ("pair".to_owned(), false, at(60)),
+            ("email".to_owned(), true, None),
+            ("addr".to_owned(), false, at(600)),
+        ];
 
-        let third = fresh(now)
-            .after_failure(now, POLICY)
-            .after_failure(now, POLICY)
-            .after_failure(now, POLICY);
+        let reservation = decide(&rows);
 
-        assert_eq!(third.failures, 3);
         assert_eq!(
-            third.locked_until,
-            Some(now + chrono::Duration::seconds(60))
+            reservation,
+            Reservation::Refused {
+                until: at(600).unwrap_or_default()
+            }
         );
     }
 
     #[test]
-    fn a_failure_after_the_lock_ended_starts_the_count_over() {
-        let now = Utc::now();
-        let locked = FailureCount {
-            failures: 3,
-            window_started_at: now,
-            locked_until: Some(now + chrono::Duration::seconds(60)),
-        };
+    fn the_attempt_that_reaches_a_limit_is_allowed_and_reports_the_lock() {
+        let rows = [
+            ("pair".to_owned(), true, at(60)),
+            ("email".to_owned(), true, None),
+            ("addr".to_owned(), true, None),
+        ];
 
-        let later = locked.after_failure(now + chrono::Duration::seconds(61), POLICY);
-
-        assert_eq!(later.failures, 1);
-        assert_eq!(later.locked_until, None);
+        assert_eq!(
+            decide(&rows),
+            Reservation::Allowed {
+                locked_until: at(60)
+            }
+        );
     }
 
     #[test]
-    fn failures_older_than_the_window_do_not_count() {
-        let now = Utc::now();
-        let old = FailureCount {
-            failures: 2,
-            window_started_at: now - chrono::Duration::seconds(901),
-            locked_until: None,
-        };
+    fn ipv4_mapped_addresses_share_the_ipv4_keys() {
+        let email = Email::parse("a@example.com").unwrap_or_else(|e| panic!("{e}"));
+        let v4: IpAddr = [10, 0, 0, 1].into();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap_or(v4);
 
-        let next = old.after_failure(now, POLICY);
-
-        assert_eq!((next.failures, next.locked_until), (1, None));
+        assert_eq!(
+            AttemptKeys::new(v4, &email),
+            AttemptKeys::new(mapped, &email)
+        );
     }
 }

@@ -145,10 +145,12 @@ impl TokenService {
         let Some(header) = header else {
             return Authentication::Anonymous;
         };
+        // `Bearer <token>`: the scheme in any case, then spaces, then one token.
         let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim);
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim_matches(' '))
+            .filter(|token| !token.contains(char::is_whitespace));
         match token {
             Some(token) if !token.is_empty() => match self.verify(token) {
                 Ok(principal) => Authentication::Authenticated(principal),

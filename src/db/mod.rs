@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use crate::Config;
 
@@ -10,14 +13,17 @@ use crate::Config;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens the pool and checks one connection, so an unreachable database fails start-up.
+/// Every statement on it runs under `DB_STATEMENT_TIMEOUT_MS`.
 #[tracing::instrument(skip_all)]
 pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.database_url().parse()?;
+    let timeout_ms = config.db_statement_timeout.as_millis().to_string();
     PgPoolOptions::new()
         .max_connections(32)
         .min_connections(1)
         // A request waiting longer than this for a connection gets an error instead of hanging.
         .acquire_timeout(Duration::from_secs(3))
-        .connect(config.database_url())
+        .connect_with(options.options([("statement_timeout", timeout_ms.as_str())]))
         .await
 }
 

@@ -1,50 +1,27 @@
-//! GraphQL wiring: the schema object, the HTTP handlers and GraphiQL.
-//!
-//! Domain modules contribute their root fields as objects merged into [`Query`]; this module
-//! only assembles them and sets the limits every operation runs under.
+//! The GraphQL schema: domain modules contribute their root fields as objects merged into
+//! [`Query`] and [`Mutation`]; this module only assembles them and sets the limits every
+//! operation runs under. The HTTP side (handler, GraphiQL) is in `http::graphql`.
 
-use async_graphql::{
-    EmptySubscription, ErrorExtensions, MergedObject, Object, Response, Schema, SchemaBuilder,
-    http::GraphiQLSource,
-};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::{
-    extract::State,
-    http::{HeaderMap, header::AUTHORIZATION},
-    response::{Html, IntoResponse},
-};
+use async_graphql::{EmptySubscription, MergedObject, Object, Schema, SchemaBuilder};
 
+pub mod connection;
+pub mod context;
 pub mod node;
 
-use std::sync::Arc;
-
 use crate::{
-    AppState,
-    auth::{self, Authentication},
-    error::ApiError,
-    metrics::RequestStats,
-    onboarding::graphql::{OnboardingLoader, OnboardingMutation, OnboardingQuery},
-    releases::graphql::{ReleaseLoader, ReleasesQuery},
+    auth::{self, graphql::RequireCaller},
+    onboarding::graphql::{OnboardingMutation, OnboardingQuery},
+    releases::graphql::ReleasesQuery,
 };
-
-/// `totalCount` of a connection.
-#[derive(async_graphql::SimpleObject)]
-pub struct ConnectionTotal {
-    /// How many items match, over all pages.
-    pub total_count: i64,
-}
-
-/// The request's `x-request-id`, used as the correlation ID of what it writes.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// The schema type served at `/graphql`.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Deepest selection nesting accepted (the release tree is 6 levels; fragments add a few).
-const MAX_DEPTH: usize = 16;
-/// Largest complexity accepted, so a single request cannot ask for unbounded work.
-const MAX_COMPLEXITY: usize = 5_000;
+pub const MAX_DEPTH: usize = 16;
+/// Largest complexity accepted. Connections and lists multiply (see [`connection`]): the whole
+/// 10×10×10 release tree with every field costs about 11,400, so one passes and two do not.
+pub const MAX_COMPLEXITY: usize = 15_000;
 
 /// The root query: every domain's fields merged.
 #[derive(MergedObject, Default)]
@@ -72,11 +49,13 @@ impl ServiceQuery {
     }
 }
 
-/// The schema with its limits; the caller adds the services resolvers use as data.
+/// The schema with its limits and the caller check; the caller adds the services resolvers
+/// use as data.
 pub fn schema_builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(RequireCaller)
 }
 
 /// The schema in SDL, as `temporal-bff schema` prints it and `schema.graphql` holds it.
@@ -84,92 +63,42 @@ pub fn sdl() -> String {
     schema_builder().finish().sdl()
 }
 
-/// `POST /graphql`: authenticates the caller, then executes one operation.
-///
-/// Every operation but `login` (and introspection) needs a valid bearer token; without one the
-/// answer is `UNAUTHENTICATED` and nothing is executed.
-#[tracing::instrument(skip_all, fields(graphql.operation = tracing::field::Empty, auth.user = tracing::field::Empty))]
-pub async fn graphql_handler(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    let request = request.into_inner();
-    let span = tracing::Span::current();
-    if let Some(name) = &request.operation_name {
-        span.record("graphql.operation", name.as_str());
-    }
-    let header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let authentication = state.tokens.authenticate(header);
-    match &authentication {
-        Authentication::Authenticated(principal) => {
-            span.record("auth.user", principal.user_id.as_str());
-        }
-        Authentication::Invalid(why) => tracing::info!(auth.rejected = *why, "token refused"),
-        Authentication::Anonymous => {}
-    }
-    if !matches!(authentication, Authentication::Authenticated(_))
-        && auth::needs_authentication(&request.query, request.operation_name.as_deref())
-    {
-        return Response::from_errors(vec![
-            ApiError::Unauthenticated
-                .extend()
-                .into_server_error(async_graphql::Pos::default()),
-        ])
-        .into();
-    }
-    let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
-    let releases = ReleaseLoader::new(
-        state.db.clone(),
-        Arc::clone(&state.live),
-        Arc::clone(&stats),
-    );
-    let onboarding =
-        OnboardingLoader::new(state.db.clone(), state.temporal.clone(), Arc::clone(&stats));
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let response = state
-        .schema
-        .execute(
-            request
-                .data(authentication)
-                .data(releases)
-                .data(onboarding)
-                .data(RequestId(request_id))
-                .data(Arc::clone(&stats)),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY_FIELD: &str = "id key name status startedAt completedAt message \
+        progress { total succeeded failed inProgress pending percent }";
+
+    fn whole_tree(alias: &str) -> String {
+        format!(
+            "{alias}: release(id: \"release:r\") {{ {EVERY_FIELD} source asOf waves {{ {EVERY_FIELD} position \
+             clusters {{ {EVERY_FIELD} region bundle {{ {EVERY_FIELD} version \
+             apps {{ id key name version status message startedAt completedAt }} }} }} }} }}"
         )
-        .await;
-    let (sql, temporal) = stats.totals();
-    tracing::info!(
-        graphql.sql_statements = sql,
-        graphql.temporal_queries = temporal,
-        "graphql request done"
-    );
-    with_codes(response).into()
-}
-
-/// Gives a code to the errors async-graphql raises itself (syntax, unknown fields, wrong
-/// variable types, depth and complexity limits): every one is the client's request.
-fn with_codes(mut response: Response) -> Response {
-    for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            tracing::info!(error.message = %error.message, "request rejected by GraphQL validation");
-            extensions.set("code", "BAD_USER_INPUT");
-        }
     }
-    response
-}
 
-/// `GET /graphql`: the GraphiQL explorer.
-pub async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("temporal-bff")
-            .finish(),
-    )
+    async fn too_complex(query: &str) -> bool {
+        let response = schema_builder().finish().execute(query).await;
+        response
+            .errors
+            .iter()
+            .any(|e| e.message.contains("too complex"))
+    }
+
+    #[tokio::test]
+    async fn one_whole_ten_by_ten_by_ten_tree_is_allowed_and_two_are_too_complex() {
+        let one = format!("{{ {} }}", whole_tree("a"));
+        let two = format!("{{ {} {} }}", whole_tree("a"), whole_tree("b"));
+
+        assert!(!too_complex(&one).await, "one tree must pass");
+        assert!(too_complex(&two).await, "two trees must not");
+    }
+
+    #[tokio::test]
+    async fn a_page_of_a_hundred_trees_is_too_complex() {
+        let query = "{ releases(first: 100) { edges { node { waves { clusters { bundle { apps { id } } } } } } } }";
+
+        assert!(too_complex(query).await);
+    }
 }

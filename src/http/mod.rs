@@ -1,5 +1,7 @@
 //! The HTTP surface: routes and the middleware every request passes through.
 
+pub mod client;
+pub mod graphql;
 mod health;
 
 use std::time::Duration;
@@ -20,7 +22,7 @@ use tower_http::{
 };
 use tracing::Level;
 
-use crate::{AppState, graphql};
+use crate::AppState;
 
 /// Largest request body accepted; GraphQL documents are small, so this only stops abuse.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -33,7 +35,9 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.config.cors_allowed_origins);
     let middleware = ServiceBuilder::new()
-        // Accept the caller's x-request-id or make one, before anything logs.
+        // Drop a client x-request-id that is not safe to log, then accept the caller's or make
+        // one, before anything logs.
+        .layer(axum::middleware::from_fn(drop_unsafe_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -108,6 +112,24 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .expose_headers([REQUEST_ID.clone()])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// Removes an `x-request-id` the client sent that is not a plain short ID (see
+/// [`client::is_acceptable_request_id`]), so a new one is made instead.
+async fn drop_unsafe_request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let unsafe_id = request
+        .headers()
+        .get_all(&REQUEST_ID)
+        .iter()
+        .enumerate()
+        .any(|(i, value)| i > 0 || !client::is_acceptable_request_id(value));
+    if unsafe_id {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// Adds `Server-Timing: app;dur=<ms>`: the time the server spent on the request (execution and

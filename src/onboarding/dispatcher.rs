@@ -1,7 +1,13 @@
 //! The outbox dispatcher inside `serve`: starts queued bootstrap workflows once Temporal can be
 //! reached, also after a restart. Several replicas may run it: rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, so none is started twice and none is skipped; a claim left by a
-//! crashed replica is taken over after a minute.
+//! crashed replica is taken over after a minute, and a replica renews its claim on a row just
+//! before working on it (skipping the row if the claim was lost).
+//!
+//! What it accepted it never gives up on: failures are classified by gRPC code, an outage is
+//! retried with backoff for as long as it lasts, and only the server refusing the start itself
+//! (`InvalidArgument`, `FailedPrecondition`, `PermissionDenied`) ends a row `failed`. A start
+//! that succeeded but could not be recorded is retried as a recording, not as a failed start.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,18 +16,22 @@ use serde_json::json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::start::{BootstrapStarter, QueuedStart};
+use super::start::{BootstrapStarter, DispatchError, QueuedStart};
 use crate::{
     events::{self, EventMetadata, NewEvent},
     temporal::TemporalError,
 };
 
-/// Rows claimed per round.
-const BATCH: i64 = 20;
+/// Rows claimed per round: few, so each is worked on long before its claim could expire.
+const BATCH: i64 = 5;
+/// Longest one dispatch may take; far below the 60 s after which a claim can be taken over.
+const DISPATCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest idle sleep between looks at the outbox.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// A start the server refuses (not an outage) fails the row after this many attempts.
 const MAX_REJECTED_ATTEMPTS: i32 = 5;
+/// The recorded reason while a started workflow's start is being recorded again.
+const RECORDING_RETRY: &str = "the workflow started; recording the start will be retried";
 
 /// Runs the dispatcher until the process ends.
 pub fn spawn(
@@ -41,7 +51,13 @@ pub fn spawn(
             };
             let worked = !due.is_empty();
             for row in due {
-                dispatch(&starter, &instance, row, max_backoff).await;
+                match renew_claim(&starter, &instance, &row).await {
+                    Ok(true) => dispatch(&starter, &instance, row, max_backoff).await,
+                    Ok(false) => {
+                        tracing::warn!(temporal.workflow_id = %row.workflow_id, "claim lost to another replica; skipped")
+                    }
+                    Err(error) => tracing::error!(%error, "cannot renew an outbox claim"),
+                }
             }
             if !worked {
                 let sleep = next_due_in(&starter)
@@ -81,6 +97,23 @@ async fn claim(
     .await
 }
 
+/// Renews this replica's claim on `row` just before working on it; `false` if it was lost.
+async fn renew_claim(
+    starter: &BootstrapStarter,
+    instance: &str,
+    row: &QueuedStart,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE workflow_queue_projection SET claimed_at = now()
+          WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
+    )
+    .bind(row.id)
+    .bind(instance)
+    .execute(starter.db())
+    .await
+    .map(|done| done.rows_affected() == 1)
+}
+
 async fn next_due_in(starter: &BootstrapStarter) -> Option<Duration> {
     let next: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
         "SELECT min(next_attempt_at) FROM workflow_queue_projection WHERE status = 'pending'",
@@ -102,16 +135,6 @@ fn backoff(attempts: i32, max: Duration) -> Duration {
     Duration::from_millis(500u64.saturating_mul(1 << exp)).min(max)
 }
 
-fn is_outage(error: &TemporalError) -> bool {
-    match error {
-        TemporalError::Unreachable(_) | TemporalError::Timeout => true,
-        TemporalError::Call(code) => {
-            let code = code.to_ascii_lowercase();
-            code.contains("unavailable") || code.contains("deadline") || code.contains("transport")
-        }
-    }
-}
-
 #[tracing::instrument(skip_all, fields(temporal.workflow_id = %row.workflow_id, outbox.attempts = row.attempts))]
 async fn dispatch(
     starter: &BootstrapStarter,
@@ -119,38 +142,70 @@ async fn dispatch(
     row: QueuedStart,
     max_backoff: Duration,
 ) {
-    let outcome = tokio::time::timeout(Duration::from_secs(10), starter.dispatch(&row))
+    let outcome = tokio::time::timeout(DISPATCH_TIMEOUT, starter.dispatch(&row))
         .await
-        .unwrap_or(Err(TemporalError::Timeout));
-    let Err(error) = outcome else {
-        tracing::info!("queued bootstrap started");
-        return;
-    };
-    let reason = error.to_string();
-    let give_up = !is_outage(&error) && row.attempts >= MAX_REJECTED_ATTEMPTS;
-    let result = if give_up {
-        tracing::error!(%reason, "bootstrap could not be started; giving up");
-        fail(starter, &row, &reason).await
-    } else {
-        // An outage is retried for as long as it lasts: an accepted request is never dropped.
-        tracing::warn!(%reason, "bootstrap start failed; will retry");
-        sqlx::query(
-            "UPDATE workflow_queue_projection
-                SET status = 'pending', claimed_by = NULL, last_error = $3,
-                    next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
-              WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
-        )
-        .bind(row.id)
-        .bind(instance)
-        .bind(&reason)
-        .bind(backoff(row.attempts, max_backoff).as_secs_f64())
-        .execute(starter.db())
-        .await
-        .map(drop)
+        .unwrap_or(Err(DispatchError::Start(TemporalError::Timeout)));
+    let result = match outcome {
+        Ok(()) => {
+            tracing::info!("queued bootstrap started");
+            return;
+        }
+        Err(DispatchError::Record(error)) => {
+            // The start happened: only the recording is retried, and it is not an attempt.
+            tracing::warn!(%error, "bootstrap started, but recording it failed; will retry");
+            reschedule(
+                starter,
+                instance,
+                &row,
+                RECORDING_RETRY,
+                Duration::from_millis(500),
+                -1,
+            )
+            .await
+        }
+        Err(DispatchError::Start(error))
+            if !error.is_retryable() && row.attempts >= MAX_REJECTED_ATTEMPTS =>
+        {
+            tracing::error!(%error, "Temporal refused the bootstrap start; giving up");
+            fail(starter, &row, error.reason()).await
+        }
+        Err(DispatchError::Start(error)) => {
+            // An outage is retried for as long as it lasts: an accepted request is never dropped.
+            tracing::warn!(%error, "bootstrap start failed; will retry");
+            let wait = backoff(row.attempts, max_backoff);
+            reschedule(starter, instance, &row, error.reason(), wait, 0).await
+        }
     };
     if let Err(error) = result {
         tracing::error!(%error, "cannot record the dispatch outcome; the claim will expire and be retried");
     }
+}
+
+/// Puts a claimed row back to `pending`, due after `wait`, with a readable `reason`;
+/// `attempts_delta` corrects the claim's attempt count (-1: this was no real attempt).
+async fn reschedule(
+    starter: &BootstrapStarter,
+    instance: &str,
+    row: &QueuedStart,
+    reason: &str,
+    wait: Duration,
+    attempts_delta: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE workflow_queue_projection
+            SET status = 'pending', claimed_by = NULL, last_error = $3,
+                attempts = greatest(attempts + $5, 0),
+                next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+          WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
+    )
+    .bind(row.id)
+    .bind(instance)
+    .bind(reason)
+    .bind(wait.as_secs_f64())
+    .bind(attempts_delta)
+    .execute(starter.db())
+    .await
+    .map(drop)
 }
 
 async fn fail(

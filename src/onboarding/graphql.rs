@@ -4,16 +4,16 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_graphql::{
-    Context, ID, InputObject, Json, Object, ResultExt, SimpleObject,
+    Context, ErrorExtensions, ID, InputObject, Json, Object, ResultExt, SimpleObject,
     connection::{Connection, Edge},
     dataloader::{DataLoader, Loader},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
+    model::Step,
     request::{OrganizationType, RawAdmin, RawRequest},
     start::{BootstrapRequestStatus, BootstrapStarter},
     status::{self, BootstrapDetails, BootstrapState, BootstrapStep, OrganizationRow},
@@ -21,7 +21,13 @@ use super::{
 use crate::{
     auth::{RequirePermission, graphql::ContextExt, permissions},
     error::ApiError,
-    graphql::{ConnectionTotal, RequestId},
+    graphql::{
+        connection::{
+            ConnectionTotal, DEFAULT_PAGE, bad_cursor, check_page_size, decode_cursor,
+            decode_keyset, encode_cursor, encode_keyset, page_complexity,
+        },
+        context::RequestId,
+    },
     metrics::RequestStats,
     temporal::{TemporalHandle, WorkflowSummary, describe_workflow},
 };
@@ -64,10 +70,12 @@ impl Loader<Uuid> for OnboardingLoader {
     type Error = Arc<sqlx::Error>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, OrganizationRow>, Self::Error> {
-        self.stats.sql(1);
-        let rows = status::organizations(&self.db, keys)
-            .await
-            .map_err(Arc::new)?;
+        let rows = {
+            let _slot = self.stats.sql(1).await;
+            status::organizations(&self.db, keys)
+                .await
+                .map_err(Arc::new)?
+        };
         Ok(rows.into_iter().map(|row| (row.id, row)).collect())
     }
 }
@@ -80,9 +88,11 @@ impl Loader<DetailsKey> for OnboardingLoader {
         &self,
         keys: &[DetailsKey],
     ) -> Result<HashMap<DetailsKey, BootstrapDetails>, Self::Error> {
-        self.stats.sql(3);
         let pairs: Vec<(Uuid, String)> = keys.iter().map(|k| (k.0, k.1.clone())).collect();
-        let mut details = status::details(&self.db, &pairs).await.map_err(Arc::new)?;
+        let mut details = {
+            let _slots = self.stats.sql(3).await;
+            status::details(&self.db, &pairs).await.map_err(Arc::new)?
+        };
         Ok(keys
             .iter()
             .filter_map(|key| details.remove(&key.0).map(|d| (key.clone(), d)))
@@ -106,7 +116,7 @@ impl Loader<WorkflowKey> for OnboardingLoader {
         let described = futures::future::join_all(keys.iter().map(|key| {
             let client = client.clone();
             async move {
-                self.stats.temporal_query();
+                let _slot = self.stats.temporal_query().await;
                 let summary =
                     tokio::time::timeout(DESCRIBE_TIMEOUT, describe_workflow(&client, &key.0))
                         .await;
@@ -281,6 +291,14 @@ pub struct WorkflowExecution {
     pub pending_activity_last_failure: Option<String>,
 }
 
+/// A fixed reason for a pending activity's earlier failure (the real message is logged).
+fn last_failure_reason(activity_type: &str) -> String {
+    match activity_type {
+        "verify_dns" => "the DNS record did not resolve; Temporal retries the check".to_owned(),
+        _ => "the last attempt failed; Temporal retries it".to_owned(),
+    }
+}
+
 /// Why a bootstrap failed.
 #[derive(SimpleObject)]
 pub struct BootstrapFailure {
@@ -330,7 +348,8 @@ impl BootstrapStatus {
 
 #[Object]
 impl BootstrapStatus {
-    /// Overall state.
+    /// Overall state, from the events and the outbox: it changes the moment the step that
+    /// decides it is recorded.
     async fn state(&self) -> BootstrapState {
         self.current_state()
     }
@@ -353,7 +372,10 @@ impl BootstrapStatus {
             .collect()
     }
 
-    /// The workflow as Temporal describes it; absent when Temporal does not answer.
+    /// The workflow as Temporal describes it; absent when Temporal does not answer. This is
+    /// Temporal's own view and may lag the events by a moment: `state` can already say
+    /// `COMPLETED` or `FAILED` while `workflow.status` still says `RUNNING`, until the workflow
+    /// has closed.
     async fn workflow(
         &self,
         ctx: &Context<'_>,
@@ -368,19 +390,19 @@ impl BootstrapStatus {
             .map_err(loader_error)
             .extend()?;
         Ok(summary.map(|s| {
-            let (activity, attempt, failure) = match s.pending_activity {
-                Some((activity, attempt, failure)) => (Some(activity), Some(attempt), failure),
-                None => (None, None, None),
-            };
+            let pending = s.pending_activity;
             WorkflowExecution {
                 workflow_id: self.workflow_id.clone(),
                 run_id: Some(s.run_id),
                 status: s.status,
                 start_time: s.start_time,
                 close_time: s.close_time,
-                pending_activity: activity,
-                pending_activity_attempt: attempt,
-                pending_activity_last_failure: failure,
+                pending_activity_attempt: pending.as_ref().map(|p| p.attempt),
+                pending_activity_last_failure: pending
+                    .as_ref()
+                    .filter(|p| p.failed_before)
+                    .map(|p| last_failure_reason(&p.activity_type)),
+                pending_activity: pending.map(|p| p.activity_type),
             }
         }))
     }
@@ -394,14 +416,12 @@ impl BootstrapStatus {
             .rev()
             .find(|e| e.event_type == "organization.bootstrap.failed");
         if let Some(event) = failed {
+            // The reason is the step's fixed text: the event's own may hold raw internals.
+            let step = status::failed_step(&event.event_data);
             return Some(BootstrapFailure {
-                step: event.event_data["step"]
-                    .as_str()
-                    .unwrap_or("UNKNOWN")
-                    .to_owned(),
-                reason: event.event_data["reason"]
-                    .as_str()
-                    .unwrap_or_default()
+                step: step.map_or("UNKNOWN", Step::as_str).to_owned(),
+                reason: step
+                    .map_or("the bootstrap failed", Step::failure_reason)
                     .to_owned(),
                 at: Some(event.created_at),
             });
@@ -418,22 +438,17 @@ impl BootstrapStatus {
         })
     }
 
-    /// The audit trail of this bootstrap, oldest first.
+    /// The audit trail of this bootstrap, oldest first (at most 100 per page, 20 by default).
+    #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
     async fn events(
         &self,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, DomainEvent, ConnectionTotal>> {
-        let first = usize::try_from(first.unwrap_or(50).clamp(0, 200)).unwrap_or(50);
+        check_page_size("first", first)?;
+        let first = usize::try_from(first.unwrap_or(DEFAULT_PAGE)).unwrap_or(0);
         let start = match after {
-            Some(cursor) => {
-                decode_index(&cursor)
-                    .ok_or_else(|| {
-                        ApiError::bad_input("after", "after is not a cursor from this API")
-                    })
-                    .extend()?
-                    + 1
-            }
+            Some(cursor) => decode_index(&cursor)?,
             None => 0,
         };
         let all = &self.details.events;
@@ -447,7 +462,7 @@ impl BootstrapStatus {
         );
         for (index, event) in page {
             connection.edges.push(Edge::new(
-                URL_SAFE_NO_PAD.encode(format!("event|{index}")),
+                encode_cursor(&format!("event|{index}")),
                 DomainEvent {
                     id: ID(event.id.to_string()),
                     event_type: event.event_type.clone(),
@@ -461,9 +476,14 @@ impl BootstrapStatus {
     }
 }
 
-fn decode_index(cursor: &str) -> Option<usize> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
-    text.strip_prefix("event|")?.parse().ok()
+/// The index of the event after the one `cursor` points at.
+fn decode_index(cursor: &str) -> async_graphql::Result<usize> {
+    decode_cursor("after", cursor)?
+        .strip_prefix("event|")
+        .and_then(|index| index.parse::<usize>().ok())
+        // A crafted index at usize::MAX must not overflow.
+        .and_then(|index| index.checked_add(1))
+        .ok_or_else(|| bad_cursor("after").extend())
 }
 
 /// Parses `organization:{uuid}` or a bare UUID.
@@ -510,7 +530,8 @@ impl OnboardingQuery {
     }
 
     /// Organizations the caller may see (their own, or all with `organization.view_all`),
-    /// oldest first.
+    /// oldest first (at most 100 per page, 20 by default).
+    #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
     async fn organizations(
         &self,
         ctx: &Context<'_>,
@@ -524,26 +545,24 @@ impl OnboardingQuery {
             // Without an organization of their own, a caller sees none.
             Some(principal.org_id.unwrap_or(Uuid::nil()))
         };
-        let first = first.unwrap_or(20);
-        if !(0..=100).contains(&first) {
-            return Err(ApiError::bad_input("first", "first must be from 0 to 100")).extend();
-        }
+        check_page_size("first", first)?;
+        let first = first.unwrap_or(DEFAULT_PAGE);
         let after = match after {
-            Some(cursor) => Some(
-                decode_org_cursor(&cursor)
-                    .ok_or_else(|| {
-                        ApiError::bad_input("after", "after is not a cursor from this API")
-                    })
-                    .extend()?,
-            ),
+            Some(cursor) => {
+                let (at, id) = decode_keyset("after", &cursor)?;
+                let id = Uuid::parse_str(&id).map_err(|_| bad_cursor("after").extend())?;
+                Some((at, id))
+            }
             None => None,
         };
-        ctx.data::<Arc<RequestStats>>()?.sql(2);
-        let (rows, total) =
+        let stats = ctx.data::<Arc<RequestStats>>()?;
+        let (rows, total) = {
+            let _slots = stats.sql(2).await;
             status::organization_page(ctx.data::<PgPool>()?, only, after, i64::from(first) + 1)
                 .await
                 .map_err(ApiError::from)
-                .extend()?;
+                .extend()?
+        };
         let limit = usize::try_from(first).unwrap_or(0);
         let has_next = rows.len() > limit;
         let mut connection = Connection::with_additional_fields(
@@ -552,23 +571,13 @@ impl OnboardingQuery {
             ConnectionTotal { total_count: total },
         );
         for row in rows.into_iter().take(limit) {
-            let cursor =
-                URL_SAFE_NO_PAD.encode(format!("{}|{}", row.created_at.to_rfc3339(), row.id));
+            let cursor = encode_keyset(row.created_at, &row.id.to_string());
             connection
                 .edges
                 .push(Edge::new(cursor, Organization(Box::new(row))));
         }
         Ok(connection)
     }
-}
-
-fn decode_org_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
-    let (at, id) = text.split_once('|')?;
-    Some((
-        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-        Uuid::parse_str(id).ok()?,
-    ))
 }
 
 /// An administrator to invite.

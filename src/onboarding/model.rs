@@ -74,6 +74,19 @@ impl Step {
         Step::Complete,
     ];
 
+    /// A fixed, readable reason for this step failing, safe to store and show: never the
+    /// provider's, database's or Temporal's own text (that goes to the worker's log).
+    pub fn failure_reason(self) -> &'static str {
+        match self {
+            Step::CreateOrganization => "the organization could not be created",
+            Step::ConfigureDns => "the DNS record could not be created",
+            Step::VerifyDns => "DNS verification failed after 5 attempts",
+            Step::AssignAdminRole => "the admin role could not be assigned",
+            Step::SendInvitations => "an invitation could not be sent",
+            Step::Complete => "the bootstrap could not be completed",
+        }
+    }
+
     /// The step's name.
     pub fn as_str(self) -> &'static str {
         match self {

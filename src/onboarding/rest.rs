@@ -3,20 +3,17 @@
 //! shape `{ workflowId, organizationId, status }`, and JSON errors `{ error, details }`.
 
 use axum::{
-    Json,
+    Extension, Json,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode, header::AUTHORIZATION},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
+use tower_http::request_id::RequestId;
 
 use super::{request::RawRequest, start::BootstrapRequestStatus};
-use crate::{
-    AppState,
-    auth::{Authentication, permissions},
-    error::ApiError,
-};
+use crate::{AppState, auth::permissions, error::ApiError, http::client::Caller};
 
 fn error(status: StatusCode, message: &str, details: Value) -> Response {
     (
@@ -56,21 +53,26 @@ impl IntoResponse for ApiError {
 #[tracing::instrument(skip_all)]
 pub async fn start_bootstrap(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
+    request_id: Option<Extension<RequestId>>,
     body: Bytes,
 ) -> Response {
-    match start(&state, &headers, &body).await {
+    let correlation = request_id
+        .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
+        .unwrap_or_default();
+    match start(&state, &caller, &correlation, &body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn start(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
-    let header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = match state.tokens.authenticate(header) {
-        Authentication::Authenticated(principal) => principal,
-        _ => return Err(ApiError::Unauthenticated),
-    };
+async fn start(
+    state: &AppState,
+    caller: &crate::auth::Authentication,
+    correlation: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let principal = caller.principal()?;
     principal.require(permissions::CREATE_ROOT_ORGANIZATION)?;
     let raw: RawRequest = serde_json::from_slice(body).map_err(|e| ApiError::BadUserInput {
         // serde's message names the field and position, never anything of ours.
@@ -78,14 +80,7 @@ async fn start(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
         field: None,
     })?;
     let request = raw.parse()?;
-    let correlation = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let outcome = state
-        .starter
-        .start(&principal, request, correlation)
-        .await?;
+    let outcome = state.starter.start(principal, request, correlation).await?;
     let (code, status) = match outcome.status {
         BootstrapRequestStatus::Started => (StatusCode::CREATED, "initiated"),
         BootstrapRequestStatus::Queued => (StatusCode::ACCEPTED, "queued"),

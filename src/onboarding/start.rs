@@ -14,7 +14,11 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{request::BootstrapRequest, workflow::workflow_id};
+use super::{
+    model::{AdminUser, BootstrapInput},
+    request::BootstrapRequest,
+    workflow::workflow_id,
+};
 use crate::{
     Config,
     auth::Principal,
@@ -23,6 +27,17 @@ use crate::{
     events::{self, EventMetadata, NewEvent},
     temporal::{TemporalError, TemporalHandle, start_workflow_json},
 };
+
+/// Why dispatching a queued start did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Temporal did not start the workflow.
+    #[error(transparent)]
+    Start(#[from] TemporalError),
+    /// The workflow started, but recording that failed: retry the recording, not the start.
+    #[error("started, but recording it failed: {0}")]
+    Record(#[source] sqlx::Error),
+}
 
 /// How long the fast path waits for Temporal before answering `QUEUED`.
 const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(1_500);
@@ -114,13 +129,18 @@ impl BootstrapStarter {
             workflow_input: workflow_input(organization_id, &request),
             attempts: 0,
         };
+        let caller = Uuid::parse_str(&principal.user_id).ok();
         let events = self.request_events(principal, &request, &queued, correlation_id);
 
         // One multi-row INSERT is one atomic statement: both events (and the rows their triggers
         // write) or neither, without a BEGIN/COMMIT round trip.
         match events::append(&self.db, &events).await {
             Ok(_) => {}
-            Err(error) if db::is_unique_violation(&error) => return self.existing(&request).await,
+            Err(error) if db::is_unique_violation(&error) => {
+                return self
+                    .existing(caller, &request, &queued.workflow_input)
+                    .await;
+            }
             Err(error) => return Err(error.into()),
         }
 
@@ -139,12 +159,12 @@ impl BootstrapStarter {
                 BootstrapRequestStatus::Started
             }
             outcome => {
-                let reason = match outcome {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => "temporal did not answer in time".to_owned(),
+                let error = match outcome {
+                    Ok(Err(error)) => error,
+                    _ => TemporalError::Timeout,
                 };
-                tracing::warn!(%reason, temporal.workflow_id = %workflow_id, "bootstrap queued");
-                self.schedule_retry(&queued, &reason).await?;
+                tracing::warn!(%error, temporal.workflow_id = %workflow_id, "bootstrap queued");
+                self.schedule_retry(&queued, error.reason()).await?;
                 self.wake_dispatcher.notify_one();
                 BootstrapRequestStatus::Queued
             }
@@ -224,34 +244,66 @@ impl BootstrapStarter {
         ]
     }
 
-    /// The organization a repeated request refers to.
-    async fn existing(&self, request: &BootstrapRequest) -> Result<StartOutcome, ApiError> {
-        let found: Option<(Uuid, Option<String>)> = sqlx::query_as(
-            "SELECT organization_id, workflow_id FROM workflow_queue_projection
-              WHERE idempotency_key = $1 AND organization_id IS NOT NULL
+    /// The organization a repeated request refers to: the caller's own request with the same
+    /// idempotency key (the same body, or a conflict), or the live organization with that
+    /// subdomain (the caller's, or a conflict: another caller's organization is never returned).
+    async fn existing(
+        &self,
+        caller: Option<Uuid>,
+        request: &BootstrapRequest,
+        input: &Value,
+    ) -> Result<StartOutcome, ApiError> {
+        let found: Option<(Uuid, Option<String>, bool, bool)> = sqlx::query_as(
+            "SELECT organization_id, workflow_id, true AS by_key,
+                    (workflow_input - 'organizationId') = $3 AS same
+               FROM workflow_queue_projection
+              WHERE idempotency_key = $2 AND organization_id IS NOT NULL
+                AND COALESCE(created_by, '00000000-0000-0000-0000-000000000000'::uuid)
+                    = COALESCE($1, '00000000-0000-0000-0000-000000000000'::uuid)
              UNION ALL
-             SELECT id, workflow_id FROM organizations_projection
-              WHERE slug = $2 AND status NOT IN ('failed', 'deactivated')
+             SELECT o.id, o.workflow_id, false,
+                    q.created_by IS NOT DISTINCT FROM $1
+               FROM organizations_projection o
+               LEFT JOIN workflow_queue_projection q ON q.organization_id = o.id
+              WHERE o.slug = $4 AND o.status NOT IN ('failed', 'deactivated')
+             ORDER BY by_key DESC
              LIMIT 1",
         )
+        .bind(caller)
         .bind(&request.idempotency_key)
+        .bind(without_organization(input))
         .bind(request.subdomain.as_str())
         .fetch_optional(&self.db)
         .await?;
-        let (organization_id, workflow) = found.ok_or_else(|| {
-            ApiError::internal(anyhow::anyhow!("unique violation without an existing row"))
-        })?;
-        Ok(StartOutcome {
-            organization_id,
-            workflow_id: workflow.unwrap_or_else(|| workflow_id(organization_id)),
-            status: BootstrapRequestStatus::AlreadyExists,
-        })
+        match found {
+            Some((organization_id, workflow, _, true)) => Ok(StartOutcome {
+                organization_id,
+                workflow_id: workflow.unwrap_or_else(|| workflow_id(organization_id)),
+                status: BootstrapRequestStatus::AlreadyExists,
+            }),
+            Some((_, _, true, false)) => Err(ApiError::bad_input(
+                "idempotencyKey",
+                "this idempotency key was already used for a different request",
+            )),
+            Some((_, _, false, false)) => Err(ApiError::bad_input(
+                "input.subdomain",
+                format!(
+                    "subdomain {:?} is already taken",
+                    request.subdomain.as_str()
+                ),
+            )),
+            None => Err(ApiError::internal(anyhow::anyhow!(
+                "unique violation without an existing row"
+            ))),
+        }
     }
 
     /// Starts the workflow of `queued` and records that it started.
-    pub async fn dispatch(&self, queued: &QueuedStart) -> Result<(), TemporalError> {
+    pub async fn dispatch(&self, queued: &QueuedStart) -> Result<(), DispatchError> {
         let run_id = self.start_workflow(queued).await?;
-        self.record_started(queued, run_id).await
+        self.record_started(queued, run_id)
+            .await
+            .map_err(DispatchError::Record)
     }
 
     /// Starts the workflow (idempotent by workflow ID); returns the run ID.
@@ -272,7 +324,7 @@ impl BootstrapStarter {
         &self,
         queued: &QueuedStart,
         run_id: Option<String>,
-    ) -> Result<(), TemporalError> {
+    ) -> Result<(), sqlx::Error> {
         let now = Utc::now();
         let event = NewEvent {
             // Random on purpose: a request started twice would show as two events.
@@ -297,10 +349,7 @@ impl BootstrapStarter {
             created_at: now,
             created_by: None,
         };
-        events::append(&self.db, &[event])
-            .await
-            .map_err(|e| TemporalError::Call(format!("started, but recording it failed: {e}")))?;
-        Ok(())
+        events::append(&self.db, &[event]).await.map(drop)
     }
 
     async fn schedule_retry(&self, queued: &QueuedStart, reason: &str) -> Result<(), ApiError> {
@@ -323,18 +372,32 @@ impl BootstrapStarter {
     }
 }
 
-/// The workflow input, exactly the contract of `organizationBootstrapWorkflow`.
+/// The workflow input: the `organizationBootstrapWorkflow` contract type, serialized.
 fn workflow_input(organization_id: Uuid, request: &BootstrapRequest) -> Value {
-    json!({
-        "organizationId": organization_id,
-        "name": request.name,
-        "type": request.org_type.as_str(),
-        "subdomain": request.subdomain.as_str(),
-        "adminUsers": request.admins.iter().map(|admin| json!({
-            "email": admin.email.as_str(),
-            "firstName": admin.first_name,
-            "lastName": admin.last_name,
-            "role": admin.role,
-        })).collect::<Vec<_>>(),
-    })
+    let input = BootstrapInput {
+        organization_id,
+        name: request.name.clone(),
+        org_type: request.org_type.as_str().to_owned(),
+        subdomain: request.subdomain.as_str().to_owned(),
+        admin_users: request
+            .admins
+            .iter()
+            .map(|admin| AdminUser {
+                email: admin.email.as_str().to_owned(),
+                first_name: admin.first_name.clone(),
+                last_name: admin.last_name.clone(),
+                role: admin.role.clone(),
+            })
+            .collect(),
+    };
+    serde_json::to_value(input).unwrap_or(Value::Null)
+}
+
+/// The request part of a workflow input (what two requests must share to be the same one).
+fn without_organization(input: &Value) -> Value {
+    let mut input = input.clone();
+    if let Some(object) = input.as_object_mut() {
+        object.remove("organizationId");
+    }
+    input
 }

@@ -255,6 +255,11 @@ pub fn state(org_status: &str, outbox: Option<&OutboxRow>) -> BootstrapState {
     }
 }
 
+/// The step an `organization.bootstrap.failed` event names, if it names a known one.
+pub fn failed_step(data: &Value) -> Option<Step> {
+    serde_json::from_value::<Step>(data["step"].clone()).ok()
+}
+
 fn step_index(step: Step) -> usize {
     Step::ALL.iter().position(|s| *s == step).unwrap_or(0)
 }
@@ -293,7 +298,8 @@ pub fn steps(events: &[EventRow], admins: usize, state: BootstrapState) -> Vec<B
                 let s = &mut steps[step_index(Step::VerifyDns)];
                 s.status = StepStatus::Running;
                 s.attempt = data["attempt"].as_i64().and_then(|a| i32::try_from(a).ok());
-                s.error = data["reason"].as_str().map(str::to_owned);
+                // Fixed text: an event's own reason may come from another team's worker.
+                s.error = Some("the DNS record does not resolve yet; retrying".to_owned());
             }
             "organization.subdomain.verified" => {
                 finish(Step::VerifyDns, StepStatus::Succeeded);
@@ -319,12 +325,11 @@ pub fn steps(events: &[EventRow], admins: usize, state: BootstrapState) -> Vec<B
                 steps[step_index(Step::CreateOrganization)].status = StepStatus::Compensated;
             }
             "organization.bootstrap.failed" => {
-                let step =
-                    serde_json::from_value::<Step>(data["step"].clone()).unwrap_or(Step::Complete);
+                let step = failed_step(data).unwrap_or(Step::Complete);
                 let s = &mut steps[step_index(step)];
                 s.status = StepStatus::Failed;
                 s.completed_at = Some(at);
-                s.error = data["reason"].as_str().map(str::to_owned);
+                s.error = Some(step.failure_reason().to_owned());
             }
             _ => {}
         }
@@ -409,7 +414,11 @@ mod tests {
                 ("COMPLETE", StepStatus::Pending, None),
             ]
         );
-        assert_eq!(steps[2].error.as_deref(), Some("no record"));
+        assert_eq!(
+            steps[2].error.as_deref(),
+            Some("the DNS record does not resolve yet; retrying"),
+            "fixed text, never the event's own reason"
+        );
         assert_eq!(
             steps[2].started_at, steps[1].completed_at,
             "a step starts when the last ended"

@@ -53,8 +53,12 @@ pub struct OrganizationBootstrapWorkflow {
     paused: bool,
 }
 
-/// DNS verification is retried with backoff; these attempts fail the step for good.
+/// DNS verification is retried with backoff; these attempts fail the step for good (the
+/// fixed failure reason, [`Step::failure_reason`], names the same number).
 const VERIFY_MAX_ATTEMPTS: u32 = 5;
+
+/// What every failed DNS verification attempt records: fixed text, the provider's goes to the log.
+const NOT_RESOLVING: &str = "the DNS record does not resolve yet";
 
 fn step_options(max_attempts: u32) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
@@ -78,7 +82,8 @@ pub struct StepInput {
     /// The admin a per-admin step is about.
     #[serde(default)]
     pub admin: Option<AdminUser>,
-    /// The failing step and reason, for the failure record.
+    /// The failing step and the underlying cause (for the worker's log; the event records
+    /// the step's fixed reason).
     #[serde(default)]
     pub failure: Option<(Step, String)>,
 }
@@ -114,7 +119,7 @@ async fn run_steps(
             ctx.state_mut(|s| s.begin($step));
             ctx.execute_activity($activity, $input, step_options($attempts))
                 .await
-                .map_err(|e| ($step, failure_reason(&e)))?;
+                .map_err(|e| ($step, innermost_cause(&e)))?;
         }};
     }
     step!(
@@ -166,7 +171,7 @@ async fn run_steps(
 }
 
 /// The innermost message of an activity failure (the provider's reason, not the wrapping).
-fn failure_reason(error: &temporalio_sdk::ActivityExecutionError) -> String {
+fn innermost_cause(error: &temporalio_sdk::ActivityExecutionError) -> String {
     let mut source: Option<&dyn std::error::Error> = Some(error);
     let mut message = error.to_string();
     while let Some(e) = source {
@@ -205,7 +210,7 @@ impl OrganizationBootstrapWorkflow {
             Err((step, reason)) => {
                 ctx.state_mut(|s| {
                     s.progress.state = "COMPENSATING".into();
-                    s.progress.failure = Some(reason.clone());
+                    s.progress.failure = Some(step.failure_reason().to_owned());
                 });
                 let created_dns =
                     ctx.state(|s| s.progress.completed_steps.contains(&Step::ConfigureDns));
@@ -236,8 +241,9 @@ impl OrganizationBootstrapWorkflow {
                 .await?;
                 ctx.state_mut(|s| s.progress.state = "FAILED".into());
                 Err(ApplicationFailure::non_retryable(format!(
-                    "{} failed: {reason}",
-                    step.as_str()
+                    "{}: {}",
+                    step.as_str(),
+                    step.failure_reason()
                 ))
                 .into())
             }
@@ -403,12 +409,13 @@ impl BootstrapActivities {
             }
             Err(error) => {
                 // One event per attempt, so the retries are visible in the audit trail.
+                tracing::warn!(dns.fqdn = %fqdn, attempt, cause = %error.0, "DNS verification attempt failed");
                 self.emit(
                     &ctx,
                     &format!("verify-failed-{attempt}"),
                     "organization.subdomain.verification_failed",
                     org(&step.input),
-                    json!({ "fqdn": fqdn, "attempt": attempt, "reason": error.0 }),
+                    json!({ "fqdn": fqdn, "attempt": attempt, "reason": NOT_RESOLVING }),
                 )
                 .await?;
                 Err(ActivityError::application(ApplicationFailure::new(error)))
@@ -535,10 +542,11 @@ impl BootstrapActivities {
         ctx: ActivityContext,
         step: StepInput,
     ) -> Result<(), ActivityError> {
-        let (failed_step, reason) = step
+        let (failed_step, cause) = step
             .failure
             .clone()
             .unwrap_or((Step::Complete, "unknown".into()));
+        tracing::warn!(bootstrap.step = failed_step.as_str(), %cause, "organization bootstrap failed");
         self.emit(
             &ctx,
             "failed",
@@ -547,7 +555,7 @@ impl BootstrapActivities {
             json!({
                 "organizationId": step.input.organization_id,
                 "step": failed_step,
-                "reason": reason,
+                "reason": failed_step.failure_reason(),
             }),
         )
         .await

@@ -12,7 +12,6 @@ use async_graphql::{
     connection::{Connection, Edge},
     dataloader::{DataLoader, Loader},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
@@ -20,10 +19,17 @@ use super::{
     ids::{EntityId, Kind},
     live::LiveHierarchy,
     model::RolloutStatus,
-    store::{self, Cursor, ReleaseFilter as StoreFilter, ReleaseRow},
+    store::{self, ReleaseFilter as StoreFilter, ReleaseRow},
     tree::{DataSource, Progress, ReleaseTree, TreeNode},
 };
-use crate::{error::ApiError, graphql::ConnectionTotal, metrics::RequestStats};
+use crate::{
+    error::ApiError,
+    graphql::connection::{
+        ConnectionTotal, DEFAULT_PAGE, check_page_size, decode_keyset, encode_keyset,
+        list_complexity, page_complexity,
+    },
+    metrics::RequestStats,
+};
 
 /// Loads whole release trees by release global ID.
 pub struct ReleaseLoader {
@@ -46,8 +52,10 @@ impl Loader<String> for ReleaseLoader {
 
     #[tracing::instrument(skip_all, fields(releases.count = keys.len()))]
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        self.stats.sql(1);
-        let rows = store::rows(&self.db, keys).await.map_err(Arc::new)?;
+        let rows = {
+            let _slot = self.stats.sql(1).await;
+            store::rows(&self.db, keys).await.map_err(Arc::new)?
+        };
         self.trees(&rows).await
     }
 }
@@ -78,8 +86,11 @@ impl ReleaseLoader {
             .filter(|id| !trees.contains_key(id))
             .collect();
         if !stored.is_empty() {
-            self.stats.sql(1);
-            for (id, (tree, as_of)) in store::trees(&self.db, &stored).await.map_err(Arc::new)? {
+            let stored = {
+                let _slot = self.stats.sql(1).await;
+                store::trees(&self.db, &stored).await.map_err(Arc::new)?
+            };
+            for (id, (tree, as_of)) in stored {
                 trees.insert(
                     id,
                     Arc::new(ReleaseTree::new(tree, DataSource::Projection, as_of)),
@@ -150,8 +161,11 @@ pub fn parse_id(field: &str, id: &ID) -> async_graphql::Result<EntityId> {
 
 /// Emits `#[Object] impl $ty` with the fields every hierarchy node has, then `$extra`.
 /// (A macro inside an `#[Object]` impl would expand too late to become fields.)
+/// `$ty, list $field: $child "doc"` adds the list of children, priced as a list (the
+/// complexity attribute must be written here, in the same expansion as `#[Object]`, to see
+/// `child_complexity`).
 macro_rules! hierarchy_object {
-    ($ty:ident { $($extra:tt)* }) => {
+    ($ty:ident $(, list $field:ident: $child:ident $doc:literal)? { $($extra:tt)* }) => {
         #[Object]
         impl $ty {
             /// Global ID, `{kind}:{path}`.
@@ -190,6 +204,14 @@ macro_rules! hierarchy_object {
             }
 
             $($extra)*
+
+            $(
+                #[doc = $doc]
+                #[graphql(complexity = "list_complexity(child_complexity)")]
+                async fn $field(&self) -> Vec<$child> {
+                    self.0.children().into_iter().map($child).collect()
+                }
+            )?
         }
     };
 }
@@ -197,7 +219,7 @@ macro_rules! hierarchy_object {
 /// A release: waves rolled out in order.
 pub struct Release(Entity);
 
-hierarchy_object!(Release {
+hierarchy_object!(Release, list waves: Wave "The waves, in rollout order." {
 
 /// Roll-up over every app of the release.
 async fn progress(&self) -> Progress {
@@ -215,16 +237,12 @@ async fn source(&self) -> DataSource {
 async fn as_of(&self) -> DateTime<Utc> {
     self.0.tree.as_of
 }
-
-/// The waves, in rollout order.
-async fn waves(&self) -> Vec<Wave> {
-    self.0.children().into_iter().map(Wave).collect()
-}});
+});
 
 /// A wave: its clusters roll out in parallel.
 pub struct Wave(Entity);
 
-hierarchy_object!(Wave {
+hierarchy_object!(Wave, list clusters: Cluster "The clusters." {
 
 /// Position in the release, from 1.
 async fn position(&self) -> i32 {
@@ -235,11 +253,7 @@ async fn position(&self) -> i32 {
 async fn progress(&self) -> Progress {
     self.0.node.progress
 }
-
-/// The clusters.
-async fn clusters(&self) -> Vec<Cluster> {
-    self.0.children().into_iter().map(Cluster).collect()
-}});
+});
 
 /// A cluster: one bundle deployed in one region.
 pub struct Cluster(Entity);
@@ -270,7 +284,7 @@ async fn bundle(&self) -> async_graphql::Result<Bundle> {
 /// A bundle: apps deployed in order.
 pub struct Bundle(Entity);
 
-hierarchy_object!(Bundle {
+hierarchy_object!(Bundle, list apps: App "The apps, in deploy order." {
 
 /// Bundle version.
 async fn version(&self) -> Option<&str> {
@@ -281,11 +295,7 @@ async fn version(&self) -> Option<&str> {
 async fn progress(&self) -> Progress {
     self.0.node.progress
 }
-
-/// The apps, in deploy order.
-async fn apps(&self) -> Vec<App> {
-    self.0.children().into_iter().map(App).collect()
-}});
+});
 
 /// An app: one deploy.
 pub struct App(Entity);
@@ -321,30 +331,8 @@ pub struct ReleaseFilter {
     pub search: Option<String>,
 }
 
-/// Largest page.
-const MAX_PAGE: i32 = 100;
-/// Page size when neither `first` nor `last` is given.
-const DEFAULT_PAGE: i32 = 20;
-
-fn encode_cursor((at, id): &Cursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
-}
-
-fn decode_cursor(field: &str, raw: &str) -> async_graphql::Result<Cursor> {
-    let bad = || ApiError::bad_input(field, format!("{field} is not a cursor from this API"));
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(bad)
-        .extend()?;
-    let (at, id) = text.split_once('|').ok_or_else(bad).extend()?;
-    let at = DateTime::parse_from_rfc3339(at)
-        .map_err(|_| bad())
-        .extend()?
-        .with_timezone(&Utc);
-    Ok((at, id.to_owned()))
-}
+/// Longest `filter.search` accepted.
+pub const MAX_SEARCH_CHARS: usize = 100;
 
 /// The release root fields.
 #[derive(Default)]
@@ -355,6 +343,7 @@ impl ReleasesQuery {
     /// Releases, newest first, as a Relay connection (forwards with `first`/`after`,
     /// backwards with `last`/`before`; at most 100 per page, 20 by default).
     #[tracing::instrument(skip_all)]
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
     async fn releases(
         &self,
         ctx: &Context<'_>,
@@ -367,14 +356,14 @@ impl ReleasesQuery {
         if first.is_some() && last.is_some() {
             return Err(ApiError::bad_input("first", "give first or last, not both")).extend();
         }
-        for (field, value) in [("first", first), ("last", last)] {
-            if value.is_some_and(|n| !(0..=MAX_PAGE).contains(&n)) {
-                return Err(ApiError::bad_input(
-                    field,
-                    format!("{field} must be from 0 to {MAX_PAGE}"),
-                ))
-                .extend();
-            }
+        check_page_size("first", first)?;
+        check_page_size("last", last)?;
+        if first.is_some() && before.is_some() || last.is_some() && after.is_some() {
+            return Err(ApiError::bad_input(
+                "after",
+                "page forwards with first/after or backwards with last/before, not both",
+            ))
+            .extend();
         }
         let forward = last.is_none();
         let size = i64::from(if forward {
@@ -383,24 +372,37 @@ impl ReleasesQuery {
             last.unwrap_or(DEFAULT_PAGE)
         });
         let cursor = match (forward, &after, &before) {
-            (true, Some(after), _) => Some(decode_cursor("after", after)?),
-            (false, _, Some(before)) => Some(decode_cursor("before", before)?),
+            (true, Some(after), _) => Some(decode_keyset("after", after)?),
+            (false, _, Some(before)) => Some(decode_keyset("before", before)?),
             _ => None,
         };
         let filter = filter.unwrap_or_default();
+        if filter
+            .search
+            .as_deref()
+            .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
+        {
+            return Err(ApiError::bad_input(
+                "filter.search",
+                format!("search must be at most {MAX_SEARCH_CHARS} characters"),
+            ))
+            .extend();
+        }
         let filter = StoreFilter {
             statuses: filter.status.unwrap_or_default(),
             search: filter.search,
         };
         let db = ctx.data::<PgPool>()?;
         let stats = ctx.data::<Arc<RequestStats>>()?;
-        stats.sql(2);
-        let (rows, total) = tokio::try_join!(
-            store::page(db, &filter, cursor.as_ref(), forward, size + 1),
-            store::count(db, &filter),
-        )
-        .map_err(ApiError::from)
-        .extend()?;
+        let (rows, total) = {
+            let _slots = stats.sql(2).await;
+            tokio::try_join!(
+                store::page(db, &filter, cursor.as_ref(), forward, size + 1),
+                store::count(db, &filter),
+            )
+            .map_err(ApiError::from)
+            .extend()?
+        };
         let has_more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > size;
         let rows: Vec<_> = if forward {
             rows.into_iter()
@@ -437,7 +439,7 @@ impl ReleasesQuery {
                     tree: Arc::clone(tree),
                 };
                 connection.edges.push(Edge::new(
-                    encode_cursor(&(row.created_at, row.id)),
+                    encode_keyset(row.created_at, &row.id),
                     Release(entity),
                 ));
             }
@@ -466,20 +468,5 @@ impl ReleasesQuery {
     ) -> async_graphql::Result<Option<HierarchyEntity>> {
         let id = parse_id("id", &id)?;
         Ok(find_entity(ctx, &id).await?.map(Entity::into_object))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        let cursor = (Utc::now(), "release:r-1".to_owned());
-
-        let decoded = decode_cursor("after", &encode_cursor(&cursor)).ok();
-
-        assert_eq!(decoded, Some(cursor));
-        assert!(decode_cursor("after", "not-a-cursor").is_err());
     }
 }

@@ -57,7 +57,7 @@ impl LiveHierarchy {
         let fetched = slot
             .cell
             .get_or_init(|| async {
-                stats.temporal_query();
+                let _slot = stats.temporal_query().await;
                 let fetched = self.fetch(workflow_id).await;
                 if fetched.tree.is_none() {
                     stats.fallback();

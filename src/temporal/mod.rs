@@ -17,7 +17,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest pause between background reconnection attempts.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Why a Temporal call could not be made.
+/// Why a Temporal call could not be made. The `Display` text is for logs only: clients and
+/// stored rows get [`TemporalError::reason`].
 #[derive(Debug, thiserror::Error)]
 pub enum TemporalError {
     /// No connection could be established.
@@ -26,9 +27,74 @@ pub enum TemporalError {
     /// The call did not answer in time.
     #[error("temporal call timed out")]
     Timeout,
-    /// The server answered with an error.
-    #[error("temporal call failed: {0}")]
-    Call(String),
+    /// The server answered with a gRPC error.
+    #[error("temporal call failed ({code:?}): {message}")]
+    Rpc {
+        /// The gRPC status code, which decides whether to retry.
+        code: tonic::Code,
+        /// The server's message (logs only).
+        message: String,
+    },
+    /// The SDK failed before or after the call (logs only).
+    #[error("temporal client error: {0}")]
+    Client(String),
+}
+
+impl TemporalError {
+    /// A gRPC status as an error.
+    pub fn rpc(status: &tonic::Status) -> Self {
+        Self::Rpc {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+
+    /// Whether the call may succeed later: everything but the server refusing the request
+    /// itself (`InvalidArgument`, `FailedPrecondition`, `PermissionDenied`). An outage, however
+    /// long, is always worth retrying.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Self::Rpc {
+                code: tonic::Code::InvalidArgument
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::PermissionDenied,
+                ..
+            }
+        )
+    }
+
+    /// A fixed, readable reason, safe to store and show (never the server's text).
+    pub fn reason(&self) -> &'static str {
+        use tonic::Code;
+        match self {
+            Self::Unreachable(_)
+            | Self::Timeout
+            | Self::Rpc {
+                code: Code::Unavailable | Code::DeadlineExceeded,
+                ..
+            } => "Temporal is unreachable; the start will be retried",
+            Self::Rpc {
+                code: Code::ResourceExhausted,
+                ..
+            } => "Temporal is overloaded; the start will be retried",
+            Self::Rpc {
+                code: Code::InvalidArgument,
+                ..
+            } => "Temporal refused the workflow start as invalid",
+            Self::Rpc {
+                code: Code::FailedPrecondition,
+                ..
+            } => "Temporal refused the workflow start (failed precondition)",
+            Self::Rpc {
+                code: Code::PermissionDenied,
+                ..
+            } => "Temporal refused the workflow start (permission denied)",
+            Self::Rpc { .. } | Self::Client(_) => {
+                "Temporal could not start the workflow; the start will be retried"
+            }
+        }
+    }
 }
 
 /// A shareable, lazily connected Temporal client.
@@ -104,7 +170,7 @@ impl TemporalHandle {
                 .get_system_info(tonic::Request::new(GetSystemInfoRequest::default()))
                 .await
                 .map(drop)
-                .map_err(|status| TemporalError::Call(status.code().to_string()))
+                .map_err(|status| TemporalError::rpc(&status))
         };
         tokio::time::timeout(timeout, call)
             .await
@@ -172,8 +238,8 @@ pub async fn start_workflow_json(
     match started {
         Ok(handle) => Ok(handle.run_id().map(str::to_owned)),
         Err(WorkflowStartError::AlreadyStarted { run_id, .. }) => Ok(run_id),
-        Err(WorkflowStartError::Rpc(status)) => Err(TemporalError::Call(status.code().to_string())),
-        Err(error) => Err(TemporalError::Call(error.to_string())),
+        Err(WorkflowStartError::Rpc(status)) => Err(TemporalError::rpc(&status)),
+        Err(error) => Err(TemporalError::Client(error.to_string())),
     }
 }
 
@@ -188,8 +254,19 @@ pub struct WorkflowSummary {
     pub start_time: Option<chrono::DateTime<chrono::Utc>>,
     /// When it closed.
     pub close_time: Option<chrono::DateTime<chrono::Utc>>,
-    /// The pending activity's type, attempt and last failure, if one is retrying.
-    pub pending_activity: Option<(String, i32, Option<String>)>,
+    /// The pending activity, if one is scheduled or retrying.
+    pub pending_activity: Option<PendingActivity>,
+}
+
+/// An activity a workflow is waiting for.
+#[derive(Debug, Clone)]
+pub struct PendingActivity {
+    /// Its type, e.g. `verify_dns`.
+    pub activity_type: String,
+    /// The attempt running or due.
+    pub attempt: i32,
+    /// Whether an earlier attempt failed (its message went to the log, never to clients).
+    pub failed_before: bool,
 }
 
 /// Describes workflow `workflow_id` (its latest run).
@@ -203,22 +280,31 @@ pub async fn describe_workflow(
         .get_workflow_handle::<UntypedWorkflow>(workflow_id)
         .describe(WorkflowDescribeOptions::default())
         .await
-        .map_err(|e| TemporalError::Call(e.to_string()))?;
+        .map_err(|e| TemporalError::Client(e.to_string()))?;
     let status = format!("{:?}", description.status()).to_uppercase();
     let pending_activity = description
         .raw_description
         .pending_activities
         .first()
         .map(|activity| {
-            (
-                activity
-                    .activity_type
-                    .as_ref()
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-                activity.attempt,
-                activity.last_failure.as_ref().map(|f| f.message.clone()),
-            )
+            let activity_type = activity
+                .activity_type
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            if let Some(failure) = &activity.last_failure {
+                tracing::info!(
+                    temporal.activity = %activity_type,
+                    temporal.attempt = activity.attempt,
+                    cause = %failure.message,
+                    "pending activity failed before"
+                );
+            }
+            PendingActivity {
+                activity_type,
+                attempt: activity.attempt,
+                failed_before: activity.last_failure.is_some(),
+            }
         });
     Ok(WorkflowSummary {
         run_id: description.run_id().to_owned(),

@@ -34,6 +34,7 @@ async fn a_query_is_answered_over_http() {
 #[tokio::test]
 async fn malformed_requests_get_a_client_error_not_a_crash() {
     let app = TestApp::spawn().await;
+    let token = app.token_for("ada@example.com", None, &[]).await;
 
     let garbage = app
         .http
@@ -43,7 +44,10 @@ async fn malformed_requests_get_a_client_error_not_a_crash() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let bad_query = app.graphql("{ version { nope } ", json!({})).await;
+    let bad_query = app
+        .graphql_as(&token, "{ version { nope } ", json!({}))
+        .await;
+    let anonymous_bad_query = app.graphql("{ version { nope } ", json!({})).await;
     let health = app.http.get(app.url("/health")).send().await;
 
     assert_eq!(garbage.status().as_u16(), 400);
@@ -51,6 +55,10 @@ async fn malformed_requests_get_a_client_error_not_a_crash() {
     assert_eq!(
         bad_query["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
         "{bad_query}"
+    );
+    assert_eq!(
+        anonymous_bad_query["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "what the gate cannot read needs a token: {anonymous_bad_query}"
     );
     assert!(health.is_ok_and(|r| r.status().is_success()));
 }

@@ -4,6 +4,7 @@ mod harness;
 
 mod auth;
 mod config;
+mod front_door;
 mod graphql;
 mod health;
 mod http;

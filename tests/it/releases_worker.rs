@@ -9,8 +9,8 @@ use temporal_bff::releases::{
     workflow::ReleaseWorkflow,
 };
 use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions,
-    WorkflowStartOptions,
+    Client, WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
+    WorkflowSignalOptions, WorkflowStartOptions,
 };
 
 use crate::harness::{TestApp, eventually};
@@ -237,10 +237,26 @@ async fn pause_stops_new_deploys_and_resume_finishes_the_release() {
         (status == "PAUSED").then_some(())
     })
     .await;
-    // The deploy in flight may finish; nothing new starts.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The deploy in flight may finish; then nothing runs: no activity is pending in Temporal
+    // and no app is in progress in the projection.
+    let idle = || async {
+        let description = handle
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .ok()?;
+        let in_progress: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM release_entity_projection WHERE release_id = $1 AND kind = 'app' AND status = 'IN_PROGRESS'",
+        )
+        .bind(format!("release:{key}"))
+        .fetch_one(&app.db)
+        .await
+        .ok()?;
+        (description.raw_description.pending_activities.is_empty() && in_progress == 0)
+            .then_some(())
+    };
+    let settled = eventually(Duration::from_secs(10), idle).await;
     let held = succeeded().await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let still_idle = idle().await;
     let still_held = succeeded().await;
     let live: Option<Node> = handle
         .query(
@@ -262,6 +278,11 @@ async fn pause_stops_new_deploys_and_resume_finishes_the_release() {
 
     // Assert
     assert!(paused.is_some(), "the projection shows PAUSED");
+    assert!(
+        settled.is_some(),
+        "the deploy in flight finished and none followed"
+    );
+    assert!(still_idle.is_some(), "still nothing runs while paused");
     assert_eq!(live.map(|t| t.status), Some(RolloutStatus::Paused));
     assert_eq!(held, still_held, "no deploy completes while paused");
     assert!(held < 6);

@@ -1,0 +1,118 @@
+//! Who is calling: the bearer token, verified, and then checked against the user as they are
+//! *now*, so revocation does not wait for the token to expire.
+//!
+//! For a token whose subject is a user of this service, the user's current row decides: a
+//! disabled (or deleted) user is refused, and the role, organization and permissions come from
+//! the row, not from the token. Rows are cached per process for at most `AUTH_USER_CACHE_MS`
+//! (≤ 60 s), which bounds how long a change takes to apply. Tokens the platform issued for
+//! users this service does not know carry their own claims.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Authentication, Principal, token::TokenService};
+
+/// Cached rows kept at most; beyond this the cache starts over (it is only a cache).
+const MAX_CACHED_USERS: usize = 10_000;
+
+/// The parts of a user that decide what their token may still do.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct UserState {
+    email: String,
+    role: Option<String>,
+    org_id: Option<Uuid>,
+    permissions: Vec<String>,
+    disabled: bool,
+}
+
+/// Verifies tokens and applies the user's current state.
+pub struct Authenticator {
+    tokens: TokenService,
+    pool: PgPool,
+    ttl: Duration,
+    cache: Mutex<HashMap<Uuid, (Instant, Option<UserState>)>>,
+}
+
+impl Authenticator {
+    /// An authenticator that re-reads a user at most every `ttl`.
+    pub fn new(tokens: TokenService, pool: PgPool, ttl: Duration) -> Self {
+        Self {
+            tokens,
+            pool,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The token service (for issuing tokens).
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
+    }
+
+    /// Reads an `Authorization` header value into an [`Authentication`].
+    #[tracing::instrument(skip_all, fields(auth.user = tracing::field::Empty))]
+    pub async fn authenticate(&self, header: Option<&str>) -> Authentication {
+        let principal = match self.tokens.authenticate(header) {
+            Authentication::Authenticated(principal) => principal,
+            other => return other,
+        };
+        let Ok(user_id) = Uuid::parse_str(&principal.user_id) else {
+            return Authentication::Authenticated(principal);
+        };
+        tracing::Span::current().record("auth.user", principal.user_id.as_str());
+        match self.current(user_id).await {
+            Ok(None) => Authentication::Authenticated(principal),
+            Ok(Some(user)) if user.disabled => Authentication::Invalid("user disabled"),
+            Ok(Some(user)) => Authentication::Authenticated(Principal {
+                user_id: principal.user_id,
+                email: user.email,
+                org_id: user.org_id,
+                role: user.role,
+                permissions: user.permissions.into_iter().collect(),
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the caller's user");
+                Authentication::Unverified
+            }
+        }
+    }
+
+    /// The user's current state (`None`: not a user of this service), cached for `ttl`.
+    async fn current(&self, id: Uuid) -> Result<Option<UserState>, sqlx::Error> {
+        if let Some(state) = self.cached(id) {
+            return Ok(state);
+        }
+        let state: Option<UserState> = sqlx::query_as(
+            "SELECT email, role, org_id, permissions, disabled FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let mut cache = match self.cache.lock() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if cache.len() >= MAX_CACHED_USERS {
+            cache.clear();
+        }
+        cache.insert(id, (Instant::now(), state.clone()));
+        Ok(state)
+    }
+
+    fn cached(&self, id: Uuid) -> Option<Option<UserState>> {
+        let cache = match self.cache.lock() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache
+            .get(&id)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, state)| state.clone())
+    }
+}

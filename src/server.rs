@@ -1,0 +1,178 @@
+//! Building and running the server: the state every handler shares, the router, binding,
+//! graceful shutdown, and the background tasks `serve` runs (the outbox dispatcher and
+//! housekeeping).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::{
+    App, AppState, Config, auth, db, graphql, http, metrics, onboarding, releases, temporal,
+};
+
+/// How often expired login-throttle rows are deleted.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Postgres could not be reached or used at start-up.
+    #[error("cannot connect to Postgres: {0}")]
+    Database(#[source] sqlx::Error),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address that was tried.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Connects to the backing services and builds the state every handler shares.
+///
+/// Postgres is connected eagerly (an unreachable database stops start-up); Temporal is connected
+/// in the background so the service starts, and reports not-ready, while Temporal is down.
+pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
+    let db = db::connect(&config).await.map_err(StartupError::Database)?;
+    let temporal = temporal::TemporalHandle::spawn(&config);
+    let tokens = auth::token::TokenService::new(&config);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let login = auth::LoginService::new(
+        db.clone(),
+        auth::password::Hasher::new(),
+        tokens.clone(),
+        auth::throttle::ThrottlePolicy {
+            max_failures: config.login_max_failures,
+            max_failures_per_email: config.login_max_failures_per_email,
+            max_failures_per_address: config.login_max_failures_per_address,
+            window: Duration::from_secs(15 * 60),
+            lockout: config.login_lockout,
+            max_lockout: Duration::from_secs(3600),
+        },
+        Arc::clone(&metrics),
+    );
+    let authenticator = Arc::new(auth::Authenticator::new(
+        tokens,
+        db.clone(),
+        config.auth_user_cache_ttl,
+    ));
+    let live = Arc::new(releases::live::LiveHierarchy::new(
+        temporal.clone(),
+        config.temporal_query_timeout,
+        config.hierarchy_cache_ttl,
+    ));
+    let config = Arc::new(config);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let starter = onboarding::start::BootstrapStarter::new(
+        db.clone(),
+        temporal.clone(),
+        Arc::clone(&config),
+        Arc::clone(&wake),
+    );
+    // Starts queued bootstraps when Temporal is reachable; runs as long as the process.
+    onboarding::dispatcher::spawn(starter.clone(), wake, config.dispatch_max_backoff);
+    spawn_housekeeping(db.clone());
+    let schema = graphql::schema_builder()
+        .data(login)
+        .data(db.clone())
+        .data(starter.clone())
+        .finish();
+    Ok(AppState(Arc::new(App {
+        config,
+        starter,
+        db,
+        temporal,
+        metrics,
+        live,
+        authenticator,
+        schema,
+    })))
+}
+
+/// Deletes expired login-throttle rows now and then, as long as the process runs.
+fn spawn_housekeeping(db: sqlx::PgPool) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            every.tick().await;
+            match auth::throttle::purge_expired(&db).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "expired login throttle rows deleted"),
+                Err(error) => tracing::warn!(%error, "cannot delete expired login throttle rows"),
+            }
+        }
+    });
+}
+
+/// Builds the whole HTTP application for `config`: what `serve` runs and what tests call.
+pub async fn build_app(config: Config) -> Result<Router, StartupError> {
+    Ok(http::router(build_state(config).await?))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Handlers see the peer address (for login throttling).
+pub async fn run_server(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(StartupError::Serve)
+}
+
+/// Builds the app for `config` and binds `HOST:PORT`, ready for [`run_server`].
+pub async fn bind(config: Config) -> Result<(TcpListener, Router), StartupError> {
+    let addr = SocketAddr::new(config.host, config.port);
+    let app = build_app(config).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tracing::info!(http.addr = %addr, "listening; GraphiQL at http://{addr}/graphql");
+    Ok((listener, app))
+}
+
+/// The `serve` command: binds `HOST:PORT` and runs until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), StartupError> {
+    let (listener, app) = bind(config).await?;
+    run_server(listener, app, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
