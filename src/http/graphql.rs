@@ -8,11 +8,11 @@
 use std::{io::Write, sync::Arc};
 
 use async_graphql::{ErrorExtensions, Response, ServerError, http::GraphiQLSource};
-use async_graphql_axum::GraphQLRequest;
 use axum::{
     Extension,
-    extract::State,
-    http::{HeaderValue, header},
+    body::Bytes,
+    extract::{FromRequest, State},
+    http::{HeaderValue, StatusCode, header},
     response::{Html, IntoResponse},
 };
 use tower_http::request_id::RequestId as HttpRequestId;
@@ -39,9 +39,8 @@ pub async fn graphql_handler(
     ClientIp(client): ClientIp,
     request_id: Option<Extension<HttpRequestId>>,
     Caller(authentication): Caller,
-    request: GraphQLRequest,
+    GraphQLBody(mut request): GraphQLBody,
 ) -> axum::response::Response {
-    let mut request = request.into_inner();
     let span = tracing::Span::current();
     let operation_name = request.operation_name.clone();
     if let Some(name) = operation_name.as_deref().filter(|n| is_plain_name(n)) {
@@ -120,6 +119,55 @@ pub async fn graphql_handler(
     encode(with_codes(response), state.config.max_response_bytes)
 }
 
+/// One GraphQL request from a `POST` body: `Content-Type: application/json` only (no form
+/// posts a browser could send cross-site, no multipart uploads written to disk), one JSON
+/// object (no batches). Anything else is refused with a GraphQL error before it is looked at.
+pub struct GraphQLBody(pub async_graphql::Request);
+
+impl<S: Send + Sync> FromRequest<S> for GraphQLBody {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(rejected(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the request as Content-Type: application/json",
+            ));
+        }
+        // The body limit applies here: an oversized body is answered 413.
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match serde_json::from_slice::<async_graphql::Request>(&bytes) {
+            Ok(request) => Ok(Self(request)),
+            Err(_) => Err(rejected(
+                StatusCode::BAD_REQUEST,
+                "the body must be one JSON object with a `query` string (batches are not accepted)",
+            )),
+        }
+    }
+}
+
+/// A transport-level refusal, with the GraphQL error shape so clients read it the same way.
+fn rejected(status: StatusCode, message: &str) -> axum::response::Response {
+    let error = ApiError::BadUserInput {
+        message: message.to_owned(),
+        field: None,
+    };
+    let mut response = encode(refused(&error), usize::MAX);
+    *response.status_mut() = status;
+    response
+}
+
 /// A GraphQL name (`[_A-Za-z][_0-9A-Za-z]*`), short enough to log.
 fn is_plain_name(name: &str) -> bool {
     name.len() <= 64
@@ -129,11 +177,12 @@ fn is_plain_name(name: &str) -> bool {
 
 /// An answer with only `error` and no `data`.
 fn refused(error: &ApiError) -> Response {
-    Response::from_errors(vec![
-        error
-            .extend()
-            .into_server_error(async_graphql::Pos::default()),
-    ])
+    let mut error = error
+        .extend()
+        .into_server_error(async_graphql::Pos::default());
+    // About the request as a whole: no place in the document to point at.
+    error.locations.clear();
+    Response::from_errors(vec![error])
 }
 
 fn with_code(mut error: ServerError, code: &str) -> ServerError {

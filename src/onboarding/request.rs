@@ -30,6 +30,25 @@ const RESERVED: &[&str] = &[
     "auth",
     "login",
     "dashboard",
+    // Names mail clients, browsers and certificate authorities look up by convention.
+    "autodiscover",
+    "autoconfig",
+    "mta-sts",
+    "wpad",
+    "isatap",
+    "localhost",
+    "webmail",
+    "mx",
+    "email",
+];
+
+/// Roles an invited administrator may be given.
+pub const ROLES: &[&str] = &[
+    "provider_admin",
+    "provider_partner_admin",
+    "billing_admin",
+    "support_admin",
+    "viewer",
 ];
 /// Most administrators one request may invite.
 pub const MAX_ADMINS: usize = 20;
@@ -84,6 +103,9 @@ impl Slug {
             Err("subdomain may contain only lowercase letters, digits and hyphens".into())
         } else if raw.starts_with('-') || raw.ends_with('-') {
             Err("subdomain must not start or end with a hyphen".into())
+        } else if raw.get(2..4) == Some("--") {
+            // `xn--…` is punycode for another name, and RFC 5891 keeps every `??--` for it.
+            Err("subdomain must not have -- as its third and fourth characters (punycode)".into())
         } else if RESERVED.contains(&raw) {
             Err(format!("subdomain {raw:?} is reserved"))
         } else {
@@ -167,10 +189,10 @@ fn text(field: &str, raw: &str, max: usize) -> Result<String, ApiError> {
             format!("{field} must be at most {max} characters"),
         ));
     }
-    if value.chars().any(char::is_control) {
+    if value.chars().any(crate::types::is_invisible) {
         return Err(ApiError::bad_input(
             field,
-            format!("{field} must not contain control characters"),
+            format!("{field} must not contain control or invisible formatting characters"),
         ));
     }
     Ok(value.to_owned())
@@ -209,16 +231,11 @@ impl RawRequest {
                 .map(str::trim)
                 .filter(|r| !r.is_empty())
             {
-                Some(role)
-                    if role.len() <= 64
-                        && role.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
-                {
-                    Some(role.to_owned())
-                }
+                Some(role) if ROLES.contains(&role) => Some(role.to_owned()),
                 Some(_) => {
                     return Err(ApiError::bad_input(
                         field("role"),
-                        "role must be lowercase letters and underscores, at most 64",
+                        format!("role must be one of {}", ROLES.join(", ")),
                     ));
                 }
                 None => None,
@@ -291,6 +308,10 @@ mod tests {
             "acme-",
             "www",
             "admin",
+            "autodiscover",
+            "mta-sts",
+            "xn--80ak6aa92e",
+            "ab--cd",
             &"a".repeat(64),
         ] {
             assert!(Slug::parse(bad).is_err(), "{bad:?} accepted");
@@ -322,6 +343,22 @@ mod tests {
             (
                 "input.adminUsers[0].firstName",
                 Box::new(|r| r.admin_users[0].first_name = "".into()),
+            ),
+            (
+                "input.adminUsers[0].role",
+                Box::new(|r| r.admin_users[0].role = Some("superuser".into())),
+            ),
+            (
+                "input.name",
+                Box::new(|r| r.name = "Acme\u{202E}moc.evil".into()),
+            ),
+            (
+                "input.adminUsers[0].lastName",
+                Box::new(|r| r.admin_users[0].last_name = "Love\u{200B}lace".into()),
+            ),
+            (
+                "input.adminUsers[0].email",
+                Box::new(|r| r.admin_users[0].email = "ada\u{200B}@acme.example".into()),
             ),
             (
                 "input.adminUsers[0].role",

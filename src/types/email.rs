@@ -32,11 +32,13 @@ impl Email {
             && !domain.contains("..")
             && domain
                 .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+                .all(|c| (c.is_alphanumeric() || c == '-' || c == '.') && !super::is_invisible(c));
         let local_ok = !local.is_empty()
             && local.len() <= 64
             && !local.contains('@')
-            && !local.chars().any(|c| c.is_whitespace() || c.is_control());
+            && !local
+                .chars()
+                .any(|c| c.is_whitespace() || super::is_invisible(c));
         if local_ok && domain_ok {
             Ok(Self(email))
         } else {

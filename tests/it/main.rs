@@ -4,9 +4,11 @@ mod harness;
 
 mod auth;
 mod config;
+mod event_store;
 mod front_door;
 mod graphql;
 mod health;
+mod hostile;
 mod http;
 mod migrations;
 mod onboarding_graphql;
