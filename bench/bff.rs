@@ -262,6 +262,65 @@ async fn auth(bench: Arc<Bench>, out: &mut Vec<String>) {
     ));
 }
 
+/// Runs `wrk` against the tree of `id` with `connections` readers for `seconds`; `None` when
+/// wrk is not installed. Latencies come from wrk's own `--latency` report.
+async fn wrk_tree(bench: &Bench, id: &str, connections: usize, seconds: u64) -> Option<Stats> {
+    let dir = tempfile::tempdir().ok()?;
+    let body = json!({ "query": TREE, "variables": { "id": id } }).to_string();
+    let script = format!(
+        "wrk.method = \"POST\"\nwrk.body = {body:?}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         wrk.headers[\"Authorization\"] = \"Bearer {}\"\n",
+        bench.token
+    );
+    let path = dir.path().join("tree.lua");
+    std::fs::write(&path, script).ok()?;
+    let output = tokio::process::Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&path)
+        .arg(format!("{}/graphql", bench.base))
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let millis = |label: &str| {
+        let line = text.lines().find(|l| l.trim_start().starts_with(label))?;
+        let value = line.split_whitespace().nth(1)?;
+        let (number, unit) = value.split_at(value.find(|c: char| c.is_alphabetic())?);
+        let number: f64 = number.parse().ok()?;
+        Some(Duration::from_secs_f64(match unit {
+            "us" => number / 1e6,
+            "ms" => number / 1e3,
+            "s" => number,
+            _ => return None,
+        }))
+    };
+    let requests: usize = text
+        .lines()
+        .find(|l| l.contains("requests in"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Non-2xx"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0);
+    Some(Stats {
+        count: requests,
+        errors,
+        p50: millis("50%")?,
+        p99: millis("99%")?,
+        rps: requests as f64 / seconds as f64,
+    })
+}
+
 const TREE: &str = "query($id: ID!) { release(id: $id) { id status source asOf progress { total succeeded percent }
   waves { id status progress { percent } clusters { id region status bundle { id version apps { id name version status startedAt completedAt } } } } } }";
 
@@ -324,6 +383,44 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
     out.push(single.row("1,211-node tree (projection), 1 at a time"));
     let c16 = tree_load(16, 10).await;
     out.push(c16.row("1,211-node tree (projection), 16 concurrent"));
+    // The same load from another process (wrk), with and without someone logging in every
+    // 250 ms: logins must not starve behind the reads, and the reads must not suffer much
+    // from the hashing.
+    if let Some(alone) = wrk_tree(&bench, &id, 16, 10).await {
+        let b = Arc::clone(&bench);
+        let logins = tokio::spawn(async move {
+            load_timed(
+                1,
+                Duration::from_secs(10),
+                Duration::from_millis(250),
+                move |_| {
+                    let b = Arc::clone(&b);
+                    async move { login(&b, "bench@example.com").await.map(drop) }
+                },
+            )
+            .await
+        });
+        let with_logins = wrk_tree(&bench, &id, 16, 10).await;
+        let logins = logins.await.unwrap();
+        out.push(alone.row("1,211-node tree, wrk -c16 (another process)"));
+        if let Some(with_logins) = with_logins {
+            out.push(with_logins.row("1,211-node tree, wrk -c16, while logging in every 250 ms"));
+            out.push(logins.row("login every 250 ms, during the wrk -c16 tree reads"));
+            out.push(format!(
+                "\nUnder the wrk -c16 tree load: login p99 {:.1} ms (goal ≤ 200 ms); the readers' p99 went from {:.1} ms to \
+                 {:.1} ms while logins ran, {:+.0}% (goal ≤ +20%).\n",
+                logins.p99.as_secs_f64() * 1e3,
+                alone.p99.as_secs_f64() * 1e3,
+                with_logins.p99.as_secs_f64() * 1e3,
+                (with_logins.p99.as_secs_f64() / alone.p99.as_secs_f64() - 1.0) * 100.0
+            ));
+        }
+    } else {
+        out.push(
+            "\n(wrk is not installed: `apt-get install wrk` for the cross-process tree load.)\n"
+                .into(),
+        );
+    }
 
     // Live: a release held running by a pause, 200 viewers.
     let key = Key::parse("bench-live").unwrap();

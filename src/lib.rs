@@ -46,6 +46,8 @@ pub struct App {
     pub authenticator: Arc<auth::Authenticator>,
     /// The GraphQL schema.
     pub schema: graphql::AppSchema,
+    /// GraphQL operations executing at once (two per core); the rest wait their turn.
+    pub execution_slots: tokio::sync::Semaphore,
 }
 
 /// The state every handler shares: one `Arc` clone per request.

@@ -11,6 +11,14 @@ use crate::{
     App, AppState, Config, auth, db, graphql, http, metrics, onboarding, releases, temporal,
 };
 
+/// GraphQL operations executing at once, per core (see `http::graphql`).
+const EXECUTION_SLOTS_PER_CORE: usize = 2;
+
+/// Cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// How often expired login-throttle rows are deleted.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -92,6 +100,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         live,
         authenticator,
         schema,
+        execution_slots: tokio::sync::Semaphore::new(EXECUTION_SLOTS_PER_CORE * cores()),
     })))
 }
 

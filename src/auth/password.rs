@@ -34,7 +34,7 @@ const QUEUE_PER_THREAD: usize = 16;
 const JOB_DEADLINE: Duration = Duration::from_secs(2);
 /// Niceness of the hashing threads: a little below request handling, so a burst of logins
 /// cannot take whole cores from other requests, but not so low that logins starve under load.
-const HASH_NICE: i32 = 5;
+const HASH_NICE: i32 = 0;
 
 /// Hashing failed or could not be done now.
 #[derive(Debug, thiserror::Error)]

@@ -87,6 +87,13 @@ pub async fn graphql_handler(
         );
     }
 
+    // Admission: data operations take turns for an execution slot, so the CPU-heavy ones
+    // (whole trees) cannot crowd a login or a small read out of the scheduler. Logins and
+    // introspection are cheap and skip the line.
+    let _slot = match verdict {
+        Verdict::Public => None,
+        _ => state.execution_slots.acquire().await.ok(),
+    };
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
     let releases = ReleaseLoader::new(
         state.db.clone(),

@@ -314,3 +314,50 @@ pub async fn describe_workflow(
         pending_activity,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    fn rpc(code: Code) -> TemporalError {
+        TemporalError::rpc(&tonic::Status::new(
+            code,
+            "grpc internals: connection reset by peer",
+        ))
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_request_itself_is_not_worth_retrying() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Aborted,
+            Code::Internal,
+            Code::Unknown,
+        ] {
+            assert!(rpc(code).is_retryable(), "{code:?}");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::PermissionDenied,
+        ] {
+            assert!(!rpc(code).is_retryable(), "{code:?}");
+        }
+        assert!(TemporalError::Timeout.is_retryable());
+        assert!(TemporalError::Unreachable("refused".into()).is_retryable());
+    }
+
+    #[test]
+    fn the_stored_reason_is_fixed_text_never_the_servers() {
+        for code in [Code::Unavailable, Code::Internal, Code::InvalidArgument] {
+            let reason = rpc(code).reason();
+
+            assert!(!reason.contains("grpc"), "{reason}");
+            assert!(reason.starts_with("Temporal"), "{reason}");
+        }
+    }
+}

@@ -13,5 +13,6 @@ mod http;
 mod migrations;
 mod onboarding_graphql;
 mod onboarding_worker;
+mod outbox;
 mod releases_graphql;
 mod releases_worker;

@@ -1,0 +1,202 @@
+//! The outbox never gives up on what it accepted: a start that could not be recorded is
+//! retried as a recording, and idempotency keys belong to their caller.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, error_code, eventually};
+
+const START: &str = "mutation($input: StartOrganizationBootstrapInput!) {
+  startOrganizationBootstrap(input: $input) { organizationId workflowId status }
+}";
+
+fn input(subdomain: &str, key: &str) -> Value {
+    json!({
+        "name": "Outbox Org",
+        "subdomain": subdomain,
+        "type": "PROVIDER",
+        "adminUsers": [{ "email": "ada@outbox.example", "firstName": "Ada", "lastName": "Lovelace" }],
+        "idempotencyKey": key,
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+async fn execute(app: &TestApp, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[tokio::test]
+async fn a_start_that_could_not_be_recorded_is_retried_as_a_recording_and_starts_once() {
+    // Arrange: recording a start fails until the switch is turned off.
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app
+        .token_for("root@example.com", None, &["organization.create_root"])
+        .await;
+    execute(&app, "CREATE TABLE fail_recording (on_ boolean)").await;
+    execute(&app, "INSERT INTO fail_recording VALUES (true)").await;
+    execute(
+        &app,
+        "CREATE FUNCTION fail_recording() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.event_type = 'organization.bootstrap.workflow_started'
+              AND EXISTS (SELECT 1 FROM fail_recording) THEN
+             RAISE EXCEPTION 'the disk is full (simulated)';
+           END IF;
+           RETURN NEW;
+         END $$",
+    )
+    .await;
+    execute(
+        &app,
+        "CREATE TRIGGER fail_recording BEFORE INSERT ON domain_events
+         FOR EACH ROW EXECUTE FUNCTION fail_recording()",
+    )
+    .await;
+
+    // Act
+    let started = app
+        .graphql_as(
+            &token,
+            START,
+            json!({ "input": input(&unique("rec"), "k-1") }),
+        )
+        .await;
+    let org = started["data"]["startOrganizationBootstrap"]["organizationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let outbox = || async {
+        sqlx::query_as::<_, (String, i32, Option<String>)>(
+            "SELECT status, attempts, last_error FROM workflow_queue_projection
+              WHERE organization_id = $1::uuid",
+        )
+        .bind(&org)
+        .fetch_one(&app.db)
+        .await
+        .ok()
+    };
+    // The dispatcher takes the row once the fast path's grace has passed, starts (the same
+    // workflow, already running) and fails to record again.
+    let retrying = eventually(Duration::from_secs(40), || async {
+        let row = outbox().await?;
+        row.2
+            .as_deref()
+            .is_some_and(|e| e.contains("recording the start will be retried"))
+            .then_some(row)
+    })
+    .await;
+    execute(&app, "DELETE FROM fail_recording").await;
+    let recorded = eventually(Duration::from_secs(40), || async {
+        let row = outbox().await?;
+        (row.0 == "completed").then_some(row)
+    })
+    .await;
+    let done = eventually(Duration::from_secs(30), || async {
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM organizations_projection WHERE id = $1::uuid")
+                .bind(&org)
+                .fetch_one(&app.db)
+                .await
+                .ok()?;
+        (status == "active").then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(
+        started["data"]["startOrganizationBootstrap"]["status"], "STARTED",
+        "{started}"
+    );
+    let retrying = retrying.unwrap_or_else(|| panic!("the recording was never retried"));
+    assert_eq!(retrying.0, "pending", "waiting to record again, not failed");
+    assert_eq!(
+        retrying.1, 0,
+        "a failed recording is not a failed start attempt"
+    );
+    let recorded = recorded.unwrap_or_else(|| panic!("the start was never recorded"));
+    assert_eq!(recorded.1, 1, "one attempt: the one that recorded it");
+    assert!(done.is_some(), "the bootstrap ran to the end");
+    let starts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM domain_events
+          WHERE event_type = 'organization.bootstrap.workflow_started' AND aggregate_id = $1::uuid",
+    )
+    .bind(&org)
+    .fetch_one(&app.db)
+    .await
+    .unwrap_or_default();
+    assert_eq!(starts, 1, "recorded once");
+    let created: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM domain_events WHERE event_type = 'organization.created' AND aggregate_id = $1::uuid",
+    )
+    .bind(&org)
+    .fetch_one(&app.db)
+    .await
+    .unwrap_or_default();
+    assert_eq!(created, 1, "one workflow ran, once");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_belongs_to_its_caller() {
+    // Arrange: two callers who happen to pick the same key.
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let alice = app
+        .token_for("alice@example.com", None, &["organization.create_root"])
+        .await;
+    let bob = app
+        .token_for("bob@example.com", None, &["organization.create_root"])
+        .await;
+
+    // Act
+    let first = app
+        .graphql_as(
+            &alice,
+            START,
+            json!({ "input": input(&unique("alice"), "shared-key") }),
+        )
+        .await;
+    let second = app
+        .graphql_as(
+            &bob,
+            START,
+            json!({ "input": input(&unique("bob"), "shared-key") }),
+        )
+        .await;
+    let bobs_repeat = app
+        .graphql_as(
+            &bob,
+            START,
+            json!({ "input": input(&unique("bob-again"), "shared-key") }),
+        )
+        .await;
+
+    // Assert
+    let org = |body: &Value| body["data"]["startOrganizationBootstrap"]["organizationId"].clone();
+    assert_eq!(
+        first["data"]["startOrganizationBootstrap"]["status"], "STARTED",
+        "{first}"
+    );
+    assert_eq!(
+        second["data"]["startOrganizationBootstrap"]["status"], "STARTED",
+        "{second}"
+    );
+    assert_ne!(
+        org(&first),
+        org(&second),
+        "never someone else's organization"
+    );
+    assert_eq!(error_code(&bobs_repeat), "BAD_USER_INPUT");
+    assert_eq!(
+        bobs_repeat["errors"][0]["extensions"]["field"],
+        "idempotencyKey"
+    );
+}
