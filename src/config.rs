@@ -11,6 +11,40 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::onboarding::providers::{Simulation, VerifyFailures};
 use url::Url;
 
+/// Every environment variable [`Config`] reads (the README's configuration tables list them).
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "BOOTSTRAP_TASK_QUEUE",
+    "BOOTSTRAP_WORKFLOW_TYPE",
+    "RELEASE_TASK_QUEUE",
+    "JWT_SECRET",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_TTL_SECONDS",
+    "HOST",
+    "PORT",
+    "CORS_ALLOWED_ORIGINS",
+    "BASE_DOMAIN",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_MAX_FAILURES_PER_EMAIL",
+    "LOGIN_MAX_FAILURES_PER_ADDRESS",
+    "LOGIN_LOCKOUT_SECONDS",
+    "TRUSTED_PROXIES",
+    "AUTH_USER_CACHE_MS",
+    "DB_STATEMENT_TIMEOUT_MS",
+    "MAX_RESPONSE_BYTES",
+    "TEMPORAL_QUERY_TIMEOUT_MS",
+    "HIERARCHY_CACHE_MS",
+    "DISPATCH_MAX_BACKOFF_MS",
+    "SIM_DNS_DELAY_MS",
+    "SIM_EMAIL_DELAY_MS",
+    "SIM_DNS_VERIFY_FAILURES",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+];
+
 /// Minimum length of `JWT_SECRET`: HS256 wants a key at least as long as its 256-bit output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -533,6 +567,23 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn the_list_of_variables_is_exactly_what_the_configuration_reads() {
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+        let _ = Config::from_lookup(|name| {
+            if let Ok(mut asked) = asked.lock() {
+                asked.insert(name.to_owned());
+            }
+            None
+        });
+
+        let asked = asked.into_inner().unwrap_or_default();
+        let listed: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        assert_eq!(asked, listed);
     }
 
     #[test]

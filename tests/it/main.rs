@@ -3,6 +3,7 @@
 mod harness;
 
 mod auth;
+mod compose;
 mod config;
 mod event_store;
 mod front_door;

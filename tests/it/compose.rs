@@ -1,0 +1,143 @@
+//! `docker-compose.yml` as far as a machine without a Docker engine can check it: it parses as
+//! the Compose specification, and its services fit together and fit the binary.
+
+use std::collections::{BTreeSet, HashMap};
+
+use compose_spec::{
+    Compose, ListOrMap, Service, ShortOrLong,
+    service::{Condition, Restart},
+};
+
+/// The file, parsed and validated as the Compose specification (typed: every field it sets
+/// must exist in the specification and hold a valid value).
+fn compose() -> Compose {
+    let text = include_str!("../../docker-compose.yml");
+    let mut yaml: serde_yaml::Value =
+        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("docker-compose.yml: {e}"));
+    // `<<: *anchor` merge keys, as Compose applies them.
+    yaml.apply_merge()
+        .unwrap_or_else(|e| panic!("docker-compose.yml: {e}"));
+    let compose: Compose =
+        serde_yaml::from_value(yaml).unwrap_or_else(|e| panic!("docker-compose.yml: {e}"));
+    if let Err(error) = compose.validate_all() {
+        panic!("docker-compose.yml: {error}");
+    }
+    compose
+}
+
+/// The services the README's Docker Compose section names (in backticks).
+fn services_the_readme_names() -> BTreeSet<String> {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Running with Docker Compose")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_default();
+    section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| !matches!(*word, "serve" | "docker-compose.yml"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn environment(service: &Service) -> Vec<String> {
+    match &service.environment {
+        ListOrMap::Map(map) => map.keys().map(|k| k.to_string()).collect(),
+        ListOrMap::List(list) => list
+            .iter()
+            .map(|entry| entry.split('=').next().unwrap_or_default().to_owned())
+            .collect(),
+    }
+}
+
+#[test]
+fn every_service_the_readme_names_exists() {
+    let compose = compose();
+    let named = services_the_readme_names();
+
+    assert!(named.len() >= 6, "the README names {named:?}");
+    for service in &named {
+        assert!(
+            compose.services.keys().any(|k| k.as_str() == service),
+            "the README names {service}, docker-compose.yml has no such service"
+        );
+    }
+}
+
+#[test]
+fn every_depends_on_condition_has_what_it_waits_for() {
+    let compose = compose();
+
+    for (name, service) in &compose.services {
+        for (target, dependency) in service.depends_on.clone().into_long() {
+            let target_service = compose
+                .services
+                .get(&target)
+                .unwrap_or_else(|| panic!("{name} depends on {target}, which does not exist"));
+            match dependency.condition {
+                Condition::ServiceHealthy => assert!(
+                    target_service.healthcheck.is_some(),
+                    "{name} waits for {target} to be healthy, but {target} has no healthcheck"
+                ),
+                Condition::ServiceCompletedSuccessfully => assert!(
+                    matches!(target_service.restart, Some(Restart::No)),
+                    "{name} waits for {target} to complete, but {target} restarts"
+                ),
+                Condition::ServiceStarted => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn no_two_services_publish_the_same_host_port() {
+    let compose = compose();
+    let mut published: HashMap<String, String> = HashMap::new();
+
+    for (name, service) in &compose.services {
+        for port in &service.ports {
+            let host = match port {
+                ShortOrLong::Short(short) => short.ranges.host().map(|h| h.to_string()),
+                ShortOrLong::Long(long) => long.published.as_ref().map(|p| p.to_string()),
+            };
+            if let Some(host) = host {
+                let previous = published.insert(host.clone(), name.to_string());
+                assert!(
+                    previous.is_none(),
+                    "host port {host} is published by {name} and {}",
+                    previous.unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_variable_given_to_the_binary_is_one_it_reads() {
+    let compose = compose();
+    let binary_services: Vec<_> = compose
+        .services
+        .iter()
+        .filter(|(_, service)| service.build.is_some())
+        .collect();
+
+    assert!(
+        binary_services.len() >= 3,
+        "migrate, bff and worker run the binary"
+    );
+    for (name, service) in binary_services {
+        let variables = environment(service);
+        for variable in &variables {
+            assert!(
+                temporal_bff::config::VARIABLES.contains(&variable.as_str()),
+                "{name} sets {variable}, which temporal-bff does not read"
+            );
+        }
+        assert!(
+            variables.iter().any(|v| v == "DATABASE_URL"),
+            "{name} needs DATABASE_URL"
+        );
+    }
+}
