@@ -23,10 +23,10 @@ use serde_json::{Value, json};
 use temporal_bff::{
     Config,
     auth::{password::Hasher, token::TokenService, users},
+    contracts::{ids::Key, release::ReleaseSpec},
     devstack::{LocalPostgres, LocalTemporal, dev::create_database_if_missing, free_port},
-    releases::{ids::Key, model::ReleaseSpec, workflow::ReleaseWorkflow},
-    temporal::worker,
     types::Email,
+    worker::{self, WorkerConfig, release::ReleaseWorkflow},
 };
 use temporalio_client::{WorkflowGetResultOptions, WorkflowSignalOptions, WorkflowStartOptions};
 use tokio::sync::Mutex;
@@ -428,7 +428,7 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
         &key,
         "Bench live",
         (4, 5, 5),
-        temporal_bff::releases::model::RolloutOptions {
+        temporal_bff::contracts::release::RolloutOptions {
             step_millis: 500,
             ..Default::default()
         },
@@ -595,7 +595,7 @@ fn main() {
         let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
         let db = temporal_bff::db::connect(&config).await.unwrap();
         temporal_bff::db::migrate(&db).await.unwrap();
-        let worker = worker::spawn(config.clone(), config.simulation);
+        let worker = worker::spawn(config.clone(), WorkerConfig::default());
         // The app starts bootstraps on a queue no worker serves, so the start path is measured
         // without this same machine also running the workflows it starts (as the floor is).
         let mut app_env = env.clone();

@@ -5,7 +5,7 @@ use std::{io::Write, process::ExitCode};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
-use crate::{Config, config::ConfigError, db, devstack::dev, graphql, telemetry};
+use crate::{Config, config::ConfigError, db, graphql, telemetry};
 
 /// GraphQL backend-for-frontend for release rollouts and organization onboarding.
 #[derive(Debug, Parser)]
@@ -22,10 +22,12 @@ pub enum Command {
     /// Run the GraphQL server.
     Serve,
     /// Run the reference Temporal worker (release and bootstrap workflows).
+    #[cfg(feature = "worker")]
     Worker,
     /// Apply the database migrations and exit.
     Migrate,
     /// Seed demo data: a dev admin (admin@example.com / admin123), releases, organizations.
+    #[cfg(feature = "worker")]
     Demo,
     /// Print the GraphQL schema (SDL).
     Schema,
@@ -37,6 +39,7 @@ pub enum Command {
     },
     /// Run everything locally: starts Postgres and a Temporal dev server when DATABASE_URL /
     /// TEMPORAL_ADDRESS are unset, migrates, and serves.
+    #[cfg(feature = "worker")]
     Dev,
 }
 
@@ -76,31 +79,33 @@ pub fn run(cli: Cli) -> ExitCode {
             telemetry::init(&config.log_level, config.log_format);
             crate::serve(config).await.map_err(|e| failure(&e))
         }),
+        #[cfg(feature = "worker")]
         Command::Worker => with_runtime(|| async {
             let config = load_config()?;
+            let worker = crate::worker::WorkerConfig::from_env().map_err(|e| config_failure(&e))?;
             telemetry::init(&config.log_level, config.log_format);
             let db = db::connect(&config)
                 .await
                 .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
             let local = tokio::task::LocalSet::new();
-            let simulation = config.simulation;
             local
-                .run_until(crate::temporal::worker::run(
+                .run_until(crate::worker::run(
                     &config,
+                    worker,
                     db,
-                    simulation,
                     crate::shutdown_signal(),
                 ))
                 .await
                 .map_err(|e| failure(&e))
         }),
+        #[cfg(feature = "worker")]
         Command::Demo => with_runtime(|| async {
             let config = load_config()?;
             telemetry::init(&config.log_level, config.log_format);
             let db = db::connect(&config)
                 .await
                 .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
-            crate::demo::seed(&config, &db)
+            crate::worker::demo::seed(&config, &db)
                 .await
                 .map_err(|e| failure(&e))
         }),
@@ -117,7 +122,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User {
             command: UserCommand::Create(args),
         } => with_runtime(|| create_user(args)),
-        Command::Dev => with_runtime(|| async { dev::run().await.map_err(|e| failure(&e)) }),
+        #[cfg(feature = "worker")]
+        Command::Dev => {
+            with_runtime(|| async { crate::devstack::dev::run().await.map_err(|e| failure(&e)) })
+        }
     }
 }
 

@@ -8,8 +8,8 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod contracts;
 pub mod db;
-pub mod demo;
 pub mod devstack;
 pub mod error;
 pub mod events;
@@ -22,6 +22,8 @@ pub mod server;
 pub mod telemetry;
 pub mod temporal;
 pub mod types;
+#[cfg(feature = "worker")]
+pub mod worker;
 
 use std::{ops::Deref, sync::Arc};
 

@@ -107,15 +107,16 @@ pub async fn run() -> Result<(), DevError> {
     let port = config.port;
     let temporal = config.temporal_address.clone();
     // The reference worker runs in this process too, on a thread of its own.
-    let worker = crate::temporal::worker::spawn(config.clone(), config.simulation);
-    crate::demo::seed(&config, &pool)
+    let worker_config = crate::worker::WorkerConfig::from_env()?;
+    let worker = crate::worker::spawn(config.clone(), worker_config);
+    crate::worker::demo::seed(&config, &pool)
         .await
         .map_err(|e| DevError::Database(format!("seeding demo data: {e}")))?;
     let (listener, app) = crate::bind(config).await?;
     eprintln!(
         "\n  temporal-bff dev is up\n  GraphiQL:  http://{host}:{port}/graphql\n  Login:     {} / {} (demo data; local use only)\n  Temporal:  {temporal}\n  Stop with Ctrl-C.\n",
-        crate::demo::DEMO_ADMIN_EMAIL,
-        crate::demo::DEMO_ADMIN_PASSWORD,
+        crate::worker::demo::DEMO_ADMIN_EMAIL,
+        crate::worker::demo::DEMO_ADMIN_PASSWORD,
     );
     let result = crate::run_server(listener, app, crate::shutdown_signal()).await;
     if let Err(error) = tokio::task::spawn_blocking(move || worker.stop()).await {

@@ -12,13 +12,16 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use serde_json::json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::start::{BootstrapStarter, DispatchError, QueuedStart};
+use super::{
+    start::{BootstrapStarter, DispatchError},
+    store::{self, QueuedStart},
+};
 use crate::{
-    events::{self, EventMetadata, NewEvent},
+    contracts::events::{EventMetadata, QueueFailed},
+    events::{self, NewEvent},
     temporal::TemporalError,
 };
 
@@ -42,7 +45,7 @@ pub fn spawn(
     let instance = format!("{}-{}", std::process::id(), Uuid::new_v4().simple());
     tokio::spawn(async move {
         loop {
-            let due = match claim(&starter, &instance).await {
+            let due = match store::claim(starter.db(), &instance, BATCH).await {
                 Ok(rows) => rows,
                 Err(error) => {
                     tracing::error!(%error, "outbox claim failed");
@@ -51,7 +54,7 @@ pub fn spawn(
             };
             let worked = !due.is_empty();
             for row in due {
-                match renew_claim(&starter, &instance, &row).await {
+                match store::renew_claim(starter.db(), &instance, row.id).await {
                     Ok(true) => dispatch(&starter, &instance, row, max_backoff).await,
                     Ok(false) => {
                         tracing::warn!(temporal.workflow_id = %row.workflow_id, "claim lost to another replica; skipped")
@@ -73,55 +76,8 @@ pub fn spawn(
     })
 }
 
-async fn claim(
-    starter: &BootstrapStarter,
-    instance: &str,
-) -> Result<Vec<QueuedStart>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE workflow_queue_projection q
-            SET status = 'processing', claimed_by = $1, claimed_at = now(),
-                attempts = q.attempts + 1, updated_at = now()
-          WHERE q.id IN (
-                SELECT id FROM workflow_queue_projection
-                 WHERE (status = 'pending' AND next_attempt_at <= now())
-                    OR (status = 'processing' AND claimed_at < now() - interval '60 seconds')
-                 ORDER BY next_attempt_at
-                 LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
-          RETURNING q.id, q.organization_id, q.workflow_id, q.workflow_type, q.task_queue,
-                    q.workflow_input, q.attempts",
-    )
-    .bind(instance)
-    .bind(BATCH)
-    .fetch_all(starter.db())
-    .await
-}
-
-/// Renews this replica's claim on `row` just before working on it; `false` if it was lost.
-async fn renew_claim(
-    starter: &BootstrapStarter,
-    instance: &str,
-    row: &QueuedStart,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection SET claimed_at = now()
-          WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
-    )
-    .bind(row.id)
-    .bind(instance)
-    .execute(starter.db())
-    .await
-    .map(|done| done.rows_affected() == 1)
-}
-
 async fn next_due_in(starter: &BootstrapStarter) -> Option<Duration> {
-    let next: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT min(next_attempt_at) FROM workflow_queue_projection WHERE status = 'pending'",
-    )
-    .fetch_one(starter.db())
-    .await
-    .ok()
-    .flatten();
+    let next = store::next_due(starter.db()).await.ok().flatten();
     next.map(|at| {
         (at - Utc::now())
             .to_std()
@@ -191,44 +147,39 @@ async fn reschedule(
     wait: Duration,
     attempts_delta: i32,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection
-            SET status = 'pending', claimed_by = NULL, last_error = $3,
-                attempts = greatest(attempts + $5, 0),
-                next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
-          WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
+    store::reschedule(
+        starter.db(),
+        instance,
+        row.id,
+        reason,
+        wait.as_secs_f64(),
+        attempts_delta,
     )
-    .bind(row.id)
-    .bind(instance)
-    .bind(reason)
-    .bind(wait.as_secs_f64())
-    .bind(attempts_delta)
-    .execute(starter.db())
     .await
-    .map(drop)
 }
 
+/// Records that Temporal refused the start for good (`workflow.queue.failed`).
 async fn fail(
     starter: &BootstrapStarter,
     row: &QueuedStart,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let now = Utc::now();
-    let event = NewEvent {
-        id: Uuid::new_v4(),
-        event_type: "workflow.queue.failed".into(),
-        aggregate_type: "organization".into(),
-        aggregate_id: row.organization_id.unwrap_or_default(),
-        data: json!({ "queueId": row.id, "workflowId": row.workflow_id, "reason": reason, "attempts": row.attempts, "at": now }),
-        metadata: EventMetadata {
-            workflow_id: Some(row.workflow_id.clone()),
-            timestamp: now,
-            source: "temporal-bff".into(),
-            ..EventMetadata::default()
-        },
-        created_at: now,
-        created_by: None,
+    let payload = QueueFailed {
+        queue_id: row.id,
+        workflow_id: row.workflow_id.clone(),
+        reason: reason.to_owned(),
+        attempts: row.attempts,
+        at: now,
     };
+    let metadata = EventMetadata {
+        workflow_id: Some(row.workflow_id.clone()),
+        timestamp: now,
+        source: "temporal-bff".into(),
+        ..EventMetadata::default()
+    };
+    let organization = ("organization", row.organization_id.unwrap_or_default());
+    let event = NewEvent::new(Uuid::new_v4(), &payload, organization, metadata);
     events::append(starter.db(), &[event]).await.map(drop)
 }
 

@@ -13,13 +13,16 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    model::Step,
-    request::{OrganizationType, RawAdmin, RawRequest},
+    request::{RawAdmin, RawRequest},
     start::{BootstrapRequestStatus, BootstrapStarter},
-    status::{self, BootstrapDetails, BootstrapState, BootstrapStep, OrganizationRow},
+    steps::{self, BootstrapState, BootstrapStep},
+    store::{
+        self, BootstrapDetails, OrganizationRow, OrganizationStatus, QueueStatus, SubdomainStatus,
+    },
 };
 use crate::{
     auth::{RequirePermission, graphql::ContextExt, permissions},
+    contracts::bootstrap::{OrganizationType, Step, workflow_id},
     error::ApiError,
     graphql::{
         connection::{
@@ -70,12 +73,9 @@ impl Loader<Uuid> for OnboardingLoader {
     type Error = Arc<sqlx::Error>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, OrganizationRow>, Self::Error> {
-        let rows = {
-            let _slot = self.stats.sql(1).await;
-            status::organizations(&self.db, keys)
-                .await
-                .map_err(Arc::new)?
-        };
+        let rows = store::organizations(&self.db, &self.stats, keys)
+            .await
+            .map_err(Arc::new)?;
         Ok(rows.into_iter().map(|row| (row.id, row)).collect())
     }
 }
@@ -89,10 +89,9 @@ impl Loader<DetailsKey> for OnboardingLoader {
         keys: &[DetailsKey],
     ) -> Result<HashMap<DetailsKey, BootstrapDetails>, Self::Error> {
         let pairs: Vec<(Uuid, String)> = keys.iter().map(|k| (k.0, k.1.clone())).collect();
-        let mut details = {
-            let _slots = self.stats.sql(3).await;
-            status::details(&self.db, &pairs).await.map_err(Arc::new)?
-        };
+        let mut details = store::details(&self.db, &self.stats, &pairs)
+            .await
+            .map_err(Arc::new)?;
         Ok(keys
             .iter()
             .filter_map(|key| details.remove(&key.0).map(|d| (key.clone(), d)))
@@ -145,34 +144,6 @@ fn loader_error(error: Arc<sqlx::Error>) -> ApiError {
     ApiError::internal(anyhow::anyhow!(error.to_string()))
 }
 
-/// The status of an organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
-pub enum OrganizationStatus {
-    /// Being onboarded.
-    Pending,
-    /// Onboarded.
-    Active,
-    /// Onboarding failed.
-    Failed,
-    /// Deactivated.
-    Deactivated,
-}
-
-/// The state of an organization's subdomain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
-pub enum SubdomainStatus {
-    /// Nothing done yet.
-    Pending,
-    /// The DNS record exists.
-    DnsRecordCreated,
-    /// Verification is being retried.
-    Verifying,
-    /// It resolves.
-    Verified,
-    /// Verification failed (the record was removed).
-    Failed,
-}
-
 /// An organization and its onboarding (boxed: it is much larger than the other `Node`s).
 pub struct Organization(pub Box<OrganizationRow>);
 
@@ -196,17 +167,12 @@ impl Organization {
     /// Kind.
     #[graphql(name = "type")]
     async fn org_type(&self) -> Option<OrganizationType> {
-        OrganizationType::parse(&self.0.org_type)
+        Some(self.0.org_type)
     }
 
     /// Status.
     async fn status(&self) -> OrganizationStatus {
-        match self.0.status.as_str() {
-            "active" => OrganizationStatus::Active,
-            "failed" => OrganizationStatus::Failed,
-            "deactivated" => OrganizationStatus::Deactivated,
-            _ => OrganizationStatus::Pending,
-        }
+        self.0.status
     }
 
     /// `{slug}.{BASE_DOMAIN}`.
@@ -216,13 +182,7 @@ impl Organization {
 
     /// Where its subdomain is.
     async fn subdomain_status(&self) -> SubdomainStatus {
-        match self.0.subdomain_status.as_str() {
-            "dns_record_created" => SubdomainStatus::DnsRecordCreated,
-            "verifying" => SubdomainStatus::Verifying,
-            "verified" => SubdomainStatus::Verified,
-            "failed" => SubdomainStatus::Failed,
-            _ => SubdomainStatus::Pending,
-        }
+        self.0.subdomain_status
     }
 
     /// When it was requested.
@@ -236,7 +196,7 @@ impl Organization {
             .0
             .workflow_id
             .clone()
-            .unwrap_or_else(|| super::workflow::workflow_id(self.0.id));
+            .unwrap_or_else(|| workflow_id(self.0.id));
         let details = ctx
             .data::<DataLoader<OnboardingLoader>>()?
             .load_one(DetailsKey(self.0.id, workflow_id.clone()))
@@ -327,7 +287,7 @@ pub struct DomainEvent {
 
 impl BootstrapStatus {
     fn current_state(&self) -> BootstrapState {
-        status::state(&self.org.status, self.details.outbox.as_ref())
+        steps::state(self.org.status, self.details.outbox.as_ref())
     }
 
     fn admins(&self) -> usize {
@@ -356,7 +316,7 @@ impl BootstrapStatus {
 
     /// The steps, in order, derived from the events.
     async fn steps(&self) -> Vec<BootstrapStep> {
-        status::steps(&self.details.events, self.admins(), self.current_state())
+        steps::steps(&self.details.events, self.admins(), self.current_state())
     }
 
     /// Invitations sent.
@@ -417,7 +377,7 @@ impl BootstrapStatus {
             .find(|e| e.event_type == "organization.bootstrap.failed");
         if let Some(event) = failed {
             // The reason is the step's fixed text: the event's own may hold raw internals.
-            let step = status::failed_step(&event.event_data);
+            let step = steps::failed_step(&event.event_data);
             return Some(BootstrapFailure {
                 step: step.map_or("UNKNOWN", Step::as_str).to_owned(),
                 reason: step
@@ -430,7 +390,7 @@ impl BootstrapStatus {
             .details
             .outbox
             .as_ref()
-            .filter(|o| o.status == "failed")?;
+            .filter(|o| o.status == QueueStatus::Failed)?;
         Some(BootstrapFailure {
             step: "START".into(),
             reason: outbox.last_error.clone().unwrap_or_default(),
@@ -556,13 +516,16 @@ impl OnboardingQuery {
             None => None,
         };
         let stats = ctx.data::<Arc<RequestStats>>()?;
-        let (rows, total) = {
-            let _slots = stats.sql(2).await;
-            status::organization_page(ctx.data::<PgPool>()?, only, after, i64::from(first) + 1)
-                .await
-                .map_err(ApiError::from)
-                .extend()?
-        };
+        let (rows, total) = store::organization_page(
+            ctx.data::<PgPool>()?,
+            stats,
+            only,
+            after,
+            i64::from(first) + 1,
+        )
+        .await
+        .map_err(ApiError::from)
+        .extend()?;
         let limit = usize::try_from(first).unwrap_or(0);
         let has_next = rows.len() > limit;
         let mut connection = Connection::with_additional_fields(

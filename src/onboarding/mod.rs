@@ -1,14 +1,12 @@
-//! Organization onboarding: the validated start request and its never-lost write path
-//! (`request`, `start`, `dispatcher`), the status read (`status`, `graphql`), the old REST route
-//! (`rest`), and the reference bootstrap workflow with its simulated providers (`workflow`,
-//! `providers`, `model`).
+//! Organization onboarding as the BFF serves it: the validated start request and its
+//! never-lost write path (`request`, `start`, `dispatcher`), the status read (`status`,
+//! `graphql`) and the old REST route (`rest`). The workflow itself is another process's
+//! (`worker::bootstrap` is the reference one); its shapes are `contracts::bootstrap`.
 
 pub mod dispatcher;
 pub mod graphql;
-pub mod model;
-pub mod providers;
 pub mod request;
 pub mod rest;
 pub mod start;
-pub mod status;
-pub mod workflow;
+pub mod steps;
+pub mod store;

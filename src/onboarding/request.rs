@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::{error::ApiError, types::Email};
+use crate::{contracts::bootstrap::OrganizationType, error::ApiError, types::Email};
 
 /// Subdomains that belong to the platform itself.
 const RESERVED: &[&str] = &[
@@ -116,34 +116,6 @@ impl Slug {
     /// The subdomain.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// The organization's kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
-pub enum OrganizationType {
-    /// A provider.
-    Provider,
-    /// A provider's partner.
-    ProviderPartner,
-}
-
-impl OrganizationType {
-    /// The name stored in events and tables.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provider => "provider",
-            Self::ProviderPartner => "provider_partner",
-        }
-    }
-
-    /// Parses a stored or REST name (any case).
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw.to_ascii_lowercase().as_str() {
-            "provider" => Some(Self::Provider),
-            "provider_partner" => Some(Self::ProviderPartner),
-            _ => None,
-        }
     }
 }
 

@@ -9,22 +9,23 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    model::{AdminUser, BootstrapInput},
     request::BootstrapRequest,
-    workflow::workflow_id,
+    store::{self, Existing, QueuedStart},
 };
 use crate::{
     Config,
     auth::Principal,
+    contracts::bootstrap::{AdminUser, BootstrapInput, workflow_id},
+    contracts::events::{BootstrapInitiated, EventMetadata, QueuePending, WorkflowStarted},
     db,
     error::ApiError,
-    events::{self, EventMetadata, NewEvent},
+    events::{self, NewEvent},
     temporal::{TemporalError, TemporalHandle, start_workflow_json},
 };
 
@@ -66,25 +67,6 @@ pub struct StartOutcome {
     pub status: BootstrapRequestStatus,
 }
 
-/// A row of the outbox, as the dispatcher and the fast path start it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct QueuedStart {
-    /// Outbox row ID.
-    pub id: Uuid,
-    /// Organization.
-    pub organization_id: Option<Uuid>,
-    /// Workflow ID.
-    pub workflow_id: String,
-    /// Workflow type.
-    pub workflow_type: String,
-    /// Task queue.
-    pub task_queue: String,
-    /// Workflow input.
-    pub workflow_input: Value,
-    /// Dispatch attempts so far.
-    pub attempts: i32,
-}
-
 /// Starts bootstraps; shared by GraphQL and the REST route.
 #[derive(Clone)]
 pub struct BootstrapStarter {
@@ -120,17 +102,19 @@ impl BootstrapStarter {
     ) -> Result<StartOutcome, ApiError> {
         let organization_id = Uuid::new_v4();
         let workflow_id = workflow_id(organization_id);
+        let input = bootstrap_input(organization_id, &request);
         let queued = QueuedStart {
             id: Uuid::new_v4(),
             organization_id: Some(organization_id),
             workflow_id: workflow_id.clone(),
             workflow_type: self.config.bootstrap_workflow_type.clone(),
             task_queue: self.config.bootstrap_task_queue.clone(),
-            workflow_input: workflow_input(organization_id, &request),
+            // Plain data: serializing it cannot fail.
+            workflow_input: serde_json::to_value(&input).unwrap_or(Value::Null),
             attempts: 0,
         };
         let caller = Uuid::parse_str(&principal.user_id).ok();
-        let events = self.request_events(principal, &request, &queued, correlation_id);
+        let events = self.request_events(principal, &request, &queued, &input, correlation_id);
 
         // One multi-row INSERT is one atomic statement: both events (and the rows their triggers
         // write) or neither, without a BEGIN/COMMIT round trip.
@@ -164,7 +148,7 @@ impl BootstrapStarter {
                     _ => TemporalError::Timeout,
                 };
                 tracing::warn!(%error, temporal.workflow_id = %workflow_id, "bootstrap queued");
-                self.schedule_retry(&queued, error.reason()).await?;
+                store::schedule_retry(&self.db, queued.id, error.reason()).await?;
                 self.wake_dispatcher.notify_one();
                 BootstrapRequestStatus::Queued
             }
@@ -181,10 +165,11 @@ impl BootstrapStarter {
         principal: &Principal,
         request: &BootstrapRequest,
         queued: &QueuedStart,
+        input: &BootstrapInput,
         correlation_id: &str,
     ) -> Vec<NewEvent> {
         let now = Utc::now();
-        let organization_id = queued.organization_id.unwrap_or_default();
+        let organization = ("organization", input.organization_id);
         let metadata = EventMetadata {
             workflow_id: Some(queued.workflow_id.clone()),
             workflow_run_id: None,
@@ -197,50 +182,36 @@ impl BootstrapStarter {
         };
         let initiated_id = Uuid::new_v4();
         let created_by = Uuid::parse_str(&principal.user_id).ok();
+        let initiated = BootstrapInitiated {
+            organization_id: input.organization_id,
+            name: request.name.clone(),
+            org_type: request.org_type,
+            slug: request.subdomain.as_str().to_owned(),
+            fqdn: format!("{}.{}", request.subdomain.as_str(), self.config.base_domain),
+            workflow_id: queued.workflow_id.clone(),
+            admin_users: input.admin_users.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            at: now,
+        };
+        let pending = QueuePending {
+            queue_id: queued.id,
+            event_id: initiated_id,
+            organization_id: input.organization_id,
+            workflow_id: queued.workflow_id.clone(),
+            workflow_type: queued.workflow_type.clone(),
+            task_queue: queued.task_queue.clone(),
+            input: input.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            // Left to the fast path for a moment before the dispatcher may take it.
+            not_before: now + FAST_PATH_GRACE,
+            at: now,
+        };
+        // Strictly after the request it belongs to, so time order is causal order.
+        let mut pending_metadata = metadata.clone();
+        pending_metadata.timestamp = now + chrono::Duration::microseconds(1);
         vec![
-            NewEvent {
-                id: initiated_id,
-                event_type: "organization.bootstrap.initiated".into(),
-                aggregate_type: "organization".into(),
-                aggregate_id: organization_id,
-                data: json!({
-                    "organizationId": organization_id,
-                    "name": request.name,
-                    "type": request.org_type.as_str(),
-                    "slug": request.subdomain.as_str(),
-                    "fqdn": format!("{}.{}", request.subdomain.as_str(), self.config.base_domain),
-                    "workflowId": queued.workflow_id,
-                    "adminUsers": queued.workflow_input["adminUsers"],
-                    "idempotencyKey": request.idempotency_key,
-                    "at": now,
-                }),
-                metadata: metadata.clone(),
-                created_at: now,
-                created_by,
-            },
-            NewEvent {
-                id: Uuid::new_v4(),
-                event_type: "workflow.queue.pending".into(),
-                aggregate_type: "organization".into(),
-                aggregate_id: organization_id,
-                data: json!({
-                    "queueId": queued.id,
-                    "eventId": initiated_id,
-                    "organizationId": organization_id,
-                    "workflowId": queued.workflow_id,
-                    "workflowType": queued.workflow_type,
-                    "taskQueue": queued.task_queue,
-                    "input": queued.workflow_input,
-                    "idempotencyKey": request.idempotency_key,
-                    // Left to the fast path for a moment before the dispatcher may take it.
-                    "notBefore": now + FAST_PATH_GRACE,
-                    "at": now,
-                }),
-                metadata,
-                // Strictly after the request it belongs to, so time order is causal order.
-                created_at: now + chrono::Duration::microseconds(1),
-                created_by,
-            },
+            NewEvent::new(initiated_id, &initiated, organization, metadata).by(created_by),
+            NewEvent::new(Uuid::new_v4(), &pending, organization, pending_metadata).by(created_by),
         ]
     }
 
@@ -253,39 +224,30 @@ impl BootstrapStarter {
         request: &BootstrapRequest,
         input: &Value,
     ) -> Result<StartOutcome, ApiError> {
-        let found: Option<(Uuid, Option<String>, bool, bool)> = sqlx::query_as(
-            "SELECT organization_id, workflow_id, true AS by_key,
-                    (workflow_input - 'organizationId') = $3 AS same
-               FROM workflow_queue_projection
-              WHERE idempotency_key = $2 AND organization_id IS NOT NULL
-                AND COALESCE(created_by, '00000000-0000-0000-0000-000000000000'::uuid)
-                    = COALESCE($1, '00000000-0000-0000-0000-000000000000'::uuid)
-             UNION ALL
-             SELECT o.id, o.workflow_id, false,
-                    q.created_by IS NOT DISTINCT FROM $1
-               FROM organizations_projection o
-               LEFT JOIN workflow_queue_projection q ON q.organization_id = o.id
-              WHERE o.slug = $4 AND o.status NOT IN ('failed', 'deactivated')
-             ORDER BY by_key DESC
-             LIMIT 1",
+        let found = store::existing(
+            &self.db,
+            caller,
+            request.idempotency_key.as_deref(),
+            &without_organization(input),
+            request.subdomain.as_str(),
         )
-        .bind(caller)
-        .bind(&request.idempotency_key)
-        .bind(without_organization(input))
-        .bind(request.subdomain.as_str())
-        .fetch_optional(&self.db)
         .await?;
         match found {
-            Some((organization_id, workflow, _, true)) => Ok(StartOutcome {
+            Some(Existing {
+                organization_id,
+                workflow_id: workflow,
+                same: true,
+                ..
+            }) => Ok(StartOutcome {
                 organization_id,
                 workflow_id: workflow.unwrap_or_else(|| workflow_id(organization_id)),
                 status: BootstrapRequestStatus::AlreadyExists,
             }),
-            Some((_, _, true, false)) => Err(ApiError::bad_input(
+            Some(Existing { by_key: true, .. }) => Err(ApiError::bad_input(
                 "idempotencyKey",
                 "this idempotency key was already used for a different request",
             )),
-            Some((_, _, false, false)) => Err(ApiError::bad_input(
+            Some(Existing { by_key: false, .. }) => Err(ApiError::bad_input(
                 "input.subdomain",
                 format!(
                     "subdomain {:?} is already taken",
@@ -326,44 +288,24 @@ impl BootstrapStarter {
         run_id: Option<String>,
     ) -> Result<(), sqlx::Error> {
         let now = Utc::now();
-        let event = NewEvent {
-            // Random on purpose: a request started twice would show as two events.
-            id: Uuid::new_v4(),
-            event_type: "organization.bootstrap.workflow_started".into(),
-            aggregate_type: "organization".into(),
-            aggregate_id: queued.organization_id.unwrap_or_default(),
-            data: json!({
-                "queueId": queued.id,
-                "workflowId": queued.workflow_id,
-                "runId": run_id,
-                "at": now,
-            }),
-            metadata: EventMetadata {
-                workflow_id: Some(queued.workflow_id.clone()),
-                workflow_run_id: run_id,
-                workflow_type: Some(queued.workflow_type.clone()),
-                timestamp: now,
-                source: "temporal-bff".into(),
-                ..EventMetadata::default()
-            },
-            created_at: now,
-            created_by: None,
+        let payload = WorkflowStarted {
+            queue_id: queued.id,
+            workflow_id: queued.workflow_id.clone(),
+            run_id: run_id.clone(),
+            at: now,
         };
+        let metadata = EventMetadata {
+            workflow_id: Some(queued.workflow_id.clone()),
+            workflow_run_id: run_id,
+            workflow_type: Some(queued.workflow_type.clone()),
+            timestamp: now,
+            source: "temporal-bff".into(),
+            ..EventMetadata::default()
+        };
+        let organization = ("organization", queued.organization_id.unwrap_or_default());
+        // A random ID on purpose: a request started twice would show as two events.
+        let event = NewEvent::new(Uuid::new_v4(), &payload, organization, metadata);
         events::append(&self.db, &[event]).await.map(drop)
-    }
-
-    async fn schedule_retry(&self, queued: &QueuedStart, reason: &str) -> Result<(), ApiError> {
-        sqlx::query(
-            "UPDATE workflow_queue_projection
-                SET attempts = attempts + 1, last_error = $2, next_attempt_at = now(),
-                    updated_at = now()
-              WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(queued.id)
-        .bind(reason)
-        .execute(&self.db)
-        .await?;
-        Ok(())
     }
 
     /// The database pool (for the dispatcher).
@@ -372,12 +314,12 @@ impl BootstrapStarter {
     }
 }
 
-/// The workflow input: the `organizationBootstrapWorkflow` contract type, serialized.
-fn workflow_input(organization_id: Uuid, request: &BootstrapRequest) -> Value {
-    let input = BootstrapInput {
+/// The workflow input of a request (the `organizationBootstrapWorkflow` contract).
+fn bootstrap_input(organization_id: Uuid, request: &BootstrapRequest) -> BootstrapInput {
+    BootstrapInput {
         organization_id,
         name: request.name.clone(),
-        org_type: request.org_type.as_str().to_owned(),
+        org_type: request.org_type,
         subdomain: request.subdomain.as_str().to_owned(),
         admin_users: request
             .admins
@@ -389,8 +331,7 @@ fn workflow_input(organization_id: Uuid, request: &BootstrapRequest) -> Value {
                 role: admin.role.clone(),
             })
             .collect(),
-    };
-    serde_json::to_value(input).unwrap_or(Value::Null)
+    }
 }
 
 /// The request part of a workflow input (what two requests must share to be the same one).

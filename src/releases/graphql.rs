@@ -16,13 +16,15 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::{
-    ids::{EntityId, Kind},
     live::LiveHierarchy,
-    model::RolloutStatus,
     store::{self, ReleaseFilter as StoreFilter, ReleaseRow},
     tree::{DataSource, Progress, ReleaseTree, TreeNode},
 };
 use crate::{
+    contracts::{
+        ids::{EntityId, Kind},
+        release::RolloutStatus,
+    },
     error::ApiError,
     graphql::connection::{
         ConnectionTotal, DEFAULT_PAGE, check_page_size, decode_keyset, encode_keyset,

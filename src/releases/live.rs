@@ -10,14 +10,14 @@ use std::{
 };
 
 use chrono::Utc;
-use temporalio_client::{QueryRejectCondition, WorkflowQueryOptions};
 use tokio::sync::OnceCell;
 
-use super::{
-    tree::{DataSource, ReleaseTree},
-    workflow::ReleaseWorkflow,
+use super::tree::{DataSource, ReleaseTree};
+use crate::{
+    contracts::release::{HIERARCHY_QUERY, Node},
+    metrics::RequestStats,
+    temporal::{self, TemporalHandle},
 };
-use crate::{metrics::RequestStats, temporal::TemporalHandle};
 
 #[derive(Clone)]
 struct Fetched {
@@ -89,16 +89,8 @@ impl LiveHierarchy {
     #[tracing::instrument(skip(self), fields(temporal.query = "getHierarchy"))]
     async fn fetch(&self, workflow_id: &str) -> Fetched {
         let query = async {
-            let client = self.temporal.client().await.map_err(|e| e.to_string())?;
-            let handle = client.get_workflow_handle::<ReleaseWorkflow>(workflow_id);
-            // A closed workflow would have to be replayed by a worker: refuse instead.
-            let options = WorkflowQueryOptions::builder()
-                .reject_condition(QueryRejectCondition::NotOpen)
-                .build();
-            handle
-                .query(ReleaseWorkflow::get_hierarchy, (), options)
-                .await
-                .map_err(|e| e.to_string())
+            let client = self.temporal.client().await?;
+            temporal::query_open::<Node>(&client, workflow_id, HIERARCHY_QUERY).await
         };
         let tree = match tokio::time::timeout(self.timeout, query).await {
             Ok(Ok(tree)) => Some(Arc::new(ReleaseTree::new(

@@ -1,12 +1,11 @@
 //! Release rollouts: `Release → Wave → Cluster → Bundle → App`.
 //!
-//! `ids` parses global IDs, `model` holds the spec and tree as the workflow exchanges them,
-//! `workflow` is the reference `ReleaseWorkflow` and its activities.
+//! The read side: projection reads (`store`), live reads shared across requests (`live`),
+//! trees with roll-ups (`tree`) and the GraphQL objects (`graphql`). The IDs and the tree's
+//! shape are contracts (`contracts::ids`, `contracts::release`); the workflow is another
+//! process's (`worker::release` is the reference one).
 
 pub mod graphql;
-pub mod ids;
 pub mod live;
-pub mod model;
 pub mod store;
 pub mod tree;
-pub mod workflow;

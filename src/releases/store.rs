@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::model::{Node, RolloutStatus};
+use crate::contracts::release::{Node, RolloutStatus};
 
 /// A row of `release_projection`.
 #[derive(Debug, Clone, sqlx::FromRow)]

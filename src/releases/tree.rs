@@ -7,9 +7,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 
-use super::{
+use crate::contracts::{
     ids::Kind,
-    model::{Node, RolloutStatus},
+    release::{Node, RolloutStatus},
 };
 
 /// Where a tree came from.
@@ -164,7 +164,7 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::releases::{ids::Key, model::ReleaseSpec};
+    use crate::contracts::{ids::Key, release::ReleaseSpec};
 
     #[test]
     fn progress_rolls_up_over_the_apps_below_each_node() {

@@ -1,8 +1,6 @@
 //! The Temporal client as the server uses it: connected in the background, reconnected when the
 //! server comes back, and never a reason for the BFF itself to be down.
 
-pub mod worker;
-
 use std::{sync::Arc, time::Duration};
 
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
@@ -241,6 +239,36 @@ pub async fn start_workflow_json(
         Err(WorkflowStartError::Rpc(status)) => Err(TemporalError::rpc(&status)),
         Err(error) => Err(TemporalError::Client(error.to_string())),
     }
+}
+
+/// Asks open workflow `workflow_id` query `name` (no argument) by name, so any team's worker
+/// can answer, and decodes its JSON answer as `T`. A closed workflow is refused rather than
+/// replayed by a worker (`QueryRejectCondition::NotOpen`).
+#[tracing::instrument(skip(client), fields(temporal.workflow_id = %workflow_id, temporal.query = name))]
+pub async fn query_open<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    workflow_id: &str,
+    name: &str,
+) -> Result<T, TemporalError> {
+    use temporalio_client::{
+        QueryRejectCondition, UntypedQuery, UntypedWorkflow, WorkflowQueryOptions,
+    };
+    use temporalio_common::data_converters::RawValue;
+
+    let options = WorkflowQueryOptions::builder()
+        .reject_condition(QueryRejectCondition::NotOpen)
+        .build();
+    let answer = client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .query(UntypedQuery::new(name), RawValue::new(Vec::new()), options)
+        .await
+        .map_err(|e| TemporalError::Client(e.to_string()))?;
+    let payload = answer
+        .payloads
+        .first()
+        .ok_or_else(|| TemporalError::Client(format!("{name} answered nothing")))?;
+    serde_json::from_slice(&payload.data)
+        .map_err(|e| TemporalError::Client(format!("{name} answered an unexpected shape: {e}")))
 }
 
 /// What `DescribeWorkflowExecution` says about a workflow.

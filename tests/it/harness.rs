@@ -21,8 +21,8 @@ use temporal_bff::{
         users::{self, NewUser, UserRecord},
     },
     devstack::{LocalPostgres, LocalTemporal, free_port},
-    temporal::worker::{self, WorkerThread},
     types::Email,
+    worker::{self, WorkerConfig, WorkerThread},
 };
 use temporalio_client::Client;
 use tokio::sync::oneshot;
@@ -250,9 +250,15 @@ impl TestApp {
             ("SIM_EMAIL_DELAY_MS", "5".into()),
         ];
         all.extend(overrides.iter().cloned());
+        let worker_config = WorkerConfig::from_lookup(|name| {
+            all.iter()
+                .rev()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        })
+        .unwrap_or_else(|e| panic!("worker config invalid: {e}"));
         let mut app = Self::spawn_with(&all).await;
-        let simulation = app.config.simulation;
-        app.worker = Some(worker::spawn(app.config.clone(), simulation));
+        app.worker = Some(worker::spawn(app.config.clone(), worker_config));
         app
     }
 

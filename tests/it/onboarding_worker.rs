@@ -3,11 +3,12 @@
 
 use serde_json::json;
 use temporal_bff::{
-    events::{self, EventMetadata, NewEvent},
-    onboarding::{
-        model::{BootstrapInput, Progress},
-        workflow::{OrganizationBootstrapWorkflow, workflow_id},
+    contracts::{
+        bootstrap::{BootstrapInput, Progress, workflow_id},
+        events::EventMetadata,
     },
+    events::{self, NewEvent},
+    worker::bootstrap::OrganizationBootstrapWorkflow,
 };
 use temporalio_client::{WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions};
 use uuid::Uuid;
@@ -305,12 +306,12 @@ async fn demo_seeds_an_admin_releases_and_organizations_and_can_run_twice() {
     let app = TestApp::spawn_with_worker(&[]).await;
 
     // Act
-    let first = temporal_bff::demo::seed(&app.config, &app.db).await;
-    let second = temporal_bff::demo::seed(&app.config, &app.db).await;
+    let first = temporal_bff::worker::demo::seed(&app.config, &app.db).await;
+    let second = temporal_bff::worker::demo::seed(&app.config, &app.db).await;
     let login = app
         .login(
-            temporal_bff::demo::DEMO_ADMIN_EMAIL,
-            temporal_bff::demo::DEMO_ADMIN_PASSWORD,
+            temporal_bff::worker::demo::DEMO_ADMIN_EMAIL,
+            temporal_bff::worker::demo::DEMO_ADMIN_PASSWORD,
         )
         .await;
     let releases = crate::harness::eventually(std::time::Duration::from_secs(20), || async {

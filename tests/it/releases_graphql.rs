@@ -300,7 +300,7 @@ async fn a_running_release_is_live_and_concurrent_readers_share_one_temporal_que
     .await;
     handle
         .signal(
-            temporal_bff::releases::workflow::ReleaseWorkflow::pause,
+            temporal_bff::worker::release::ReleaseWorkflow::pause,
             (),
             WorkflowSignalOptions::default(),
         )

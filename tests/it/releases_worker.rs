@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use serde_json::json;
-use temporal_bff::releases::{
-    ids::Key,
-    model::{Node, ReleaseSpec, RolloutStatus},
-    workflow::ReleaseWorkflow,
+use temporal_bff::{
+    contracts::{
+        ids::Key,
+        release::{Node, ReleaseSpec, RolloutStatus},
+    },
+    worker::release::ReleaseWorkflow,
 };
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowQueryOptions,

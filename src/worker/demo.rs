@@ -10,17 +10,14 @@ use temporalio_client::{
 };
 use uuid::Uuid;
 
+use super::{bootstrap::OrganizationBootstrapWorkflow, release::ReleaseWorkflow};
 use crate::{
     Config,
     auth::{password::Hasher, permissions},
-    onboarding::{
-        model::{AdminUser, BootstrapInput},
-        workflow::{OrganizationBootstrapWorkflow, workflow_id},
-    },
-    releases::{
+    contracts::{
+        bootstrap::{AdminUser, BootstrapInput, OrganizationType, workflow_id},
         ids::Key,
-        model::{ReleaseSpec, RolloutOptions},
-        workflow::ReleaseWorkflow,
+        release::{ReleaseSpec, RolloutOptions},
     },
 };
 
@@ -216,7 +213,7 @@ async fn seed_organizations(client: &Client, task_queue: &str) -> Result<(), Dem
             BootstrapInput {
                 organization_id: Uuid::new_v5(&namespace, b"acme"),
                 name: "Acme Health".into(),
-                org_type: "provider".into(),
+                org_type: OrganizationType::Provider,
                 subdomain: "acme-health".into(),
                 admin_users: vec![
                     admin("ada@acme-health.example", "Ada", "Lovelace"),
@@ -229,7 +226,7 @@ async fn seed_organizations(client: &Client, task_queue: &str) -> Result<(), Dem
             BootstrapInput {
                 organization_id: Uuid::new_v5(&namespace, b"globex"),
                 name: "Globex Partners".into(),
-                org_type: "provider_partner".into(),
+                org_type: OrganizationType::ProviderPartner,
                 subdomain: "globex".into(),
                 admin_users: vec![admin("hank@globex.example", "Hank", "Scorpio")],
             },

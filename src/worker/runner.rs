@@ -1,5 +1,4 @@
-//! The reference worker: runs `ReleaseWorkflow` and the organization bootstrap workflow with
-//! their activities (`temporal-bff worker`, and inside `temporal-bff dev`).
+//! Running the reference worker: both workflows with their activities, on their task queues.
 //!
 //! The SDK's worker future is not `Send`, so it runs on a `LocalSet`; [`spawn`] gives it a
 //! thread of its own for callers that live on a multi-threaded runtime.
@@ -10,14 +9,12 @@ use sqlx::PgPool;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::watch;
 
-use crate::{
-    Config,
-    onboarding::{
-        providers::Simulation,
-        workflow::{BootstrapActivities, OrganizationBootstrapWorkflow},
-    },
-    releases::workflow::{ReleaseActivities, ReleaseWorkflow},
+use super::{
+    WorkerConfig,
+    bootstrap::{BootstrapActivities, OrganizationBootstrapWorkflow},
+    release::{ReleaseActivities, ReleaseWorkflow},
 };
+use crate::{Config, temporal};
 
 /// Why the worker stopped.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +34,12 @@ fn sdk(error: impl std::fmt::Display) -> WorkerError {
 /// simply begins once it is up. Must run inside a `LocalSet`.
 pub async fn run(
     config: &Config,
+    worker: WorkerConfig,
     db: PgPool,
-    simulation: Simulation,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let client = loop {
-        match super::connect(&config.temporal_address, &config.temporal_namespace).await {
+        match temporal::connect(&config.temporal_address, &config.temporal_namespace).await {
             Ok(client) => break client,
             Err(error) => {
                 tracing::warn!(%error, "worker waiting for Temporal");
@@ -62,7 +59,7 @@ pub async fn run(
         .map_err(sdk)?
         .register_activities(BootstrapActivities::new(
             db,
-            simulation,
+            worker.simulation,
             config.base_domain.clone(),
         ))
         .build();
@@ -108,7 +105,7 @@ impl WorkerThread {
 
 /// Starts the worker on its own thread (with its own single-threaded runtime, `LocalSet` and
 /// Postgres pool: connections belong to the runtime that opened them).
-pub fn spawn(config: Config, simulation: Simulation) -> WorkerThread {
+pub fn spawn(config: Config, worker: WorkerConfig) -> WorkerThread {
     let (stop, mut stopped) = watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("temporal-worker".into())
@@ -123,7 +120,7 @@ pub fn spawn(config: Config, simulation: Simulation) -> WorkerThread {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
                 let db = crate::db::connect(&config).await.map_err(sdk)?;
-                run(&config, db, simulation, shutdown).await
+                run(&config, worker, db, shutdown).await
             })
         });
     match thread {

@@ -1,4 +1,5 @@
-//! Typed configuration, read once from the environment and validated at start-up.
+//! Typed configuration of the service, read once from the environment and validated at
+//! start-up. (The reference worker's `SIM_*` knobs are its own: `worker::config`.)
 //!
 //! Every variable is checked before the process does anything else; all problems are reported
 //! together in one message so an operator fixes them in one round. Secrets are wrapped in
@@ -7,9 +8,11 @@
 use std::{net::IpAddr, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
-
-use crate::onboarding::providers::{Simulation, VerifyFailures};
 use url::Url;
+
+pub mod env;
+
+use self::env::{Reader, millis};
 
 /// Every environment variable [`Config`] reads (the README's configuration tables list them).
 pub const VARIABLES: &[&str] = &[
@@ -38,9 +41,6 @@ pub const VARIABLES: &[&str] = &[
     "TEMPORAL_QUERY_TIMEOUT_MS",
     "HIERARCHY_CACHE_MS",
     "DISPATCH_MAX_BACKOFF_MS",
-    "SIM_DNS_DELAY_MS",
-    "SIM_EMAIL_DELAY_MS",
-    "SIM_DNS_VERIFY_FAILURES",
     "LOG_LEVEL",
     "LOG_FORMAT",
 ];
@@ -116,8 +116,6 @@ pub struct Config {
     pub hierarchy_cache_ttl: Duration,
     /// Longest wait between attempts to start a queued bootstrap (`DISPATCH_MAX_BACKOFF_MS`).
     pub dispatch_max_backoff: Duration,
-    /// Simulated DNS / e-mail providers of the reference worker (`SIM_*`).
-    pub simulation: Simulation,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
     pub log_level: String,
     /// Log output format (`LOG_FORMAT`).
@@ -141,10 +139,7 @@ impl Config {
     /// Reads configuration through `lookup` (a variable name → its value), so callers and tests
     /// can overlay values without touching the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Reader {
-            lookup: &lookup,
-            problems: Vec::new(),
-        };
+        let mut env = Reader::new(&lookup);
 
         let database_url = read_database_url(&mut env);
         let temporal_address =
@@ -212,10 +207,6 @@ impl Config {
                 _ => Err("must be a number of bytes from 1024 to 1073741824".to_owned()),
             }
         });
-        let millis = |raw: &str| match raw.parse::<u64>() {
-            Ok(ms) if ms <= 60_000 => Ok(Duration::from_millis(ms)),
-            _ => Err("must be a number of milliseconds from 0 to 60000".to_owned()),
-        };
         let temporal_query_timeout =
             env.parsed("TEMPORAL_QUERY_TIMEOUT_MS", "1000", |raw| {
                 match raw.parse::<u64>() {
@@ -229,15 +220,6 @@ impl Config {
         {
             Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
             _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
-        });
-        let dns_delay = env.parsed("SIM_DNS_DELAY_MS", "50", millis);
-        let email_delay = env.parsed("SIM_EMAIL_DELAY_MS", "20", millis);
-        let dns_verify_failures = env.parsed("SIM_DNS_VERIFY_FAILURES", "0", |raw| match raw {
-            "always" => Ok(VerifyFailures::Always),
-            n => n
-                .parse()
-                .map(VerifyFailures::First)
-                .map_err(|_| "must be a number of failing attempts or always".to_owned()),
         });
         let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
@@ -280,99 +262,24 @@ impl Config {
                 temporal_query_timeout: temporal_query_timeout?,
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
                 dispatch_max_backoff: dispatch_max_backoff?,
-                simulation: Simulation {
-                    dns_delay: dns_delay?,
-                    dns_verify_failures: dns_verify_failures?,
-                    email_delay: email_delay?,
-                },
                 log_level: log_level?,
                 log_format: log_format?,
             })
         })();
-        match config {
-            Some(config) if env.problems.is_empty() => Ok(config),
-            _ => Err(ConfigError {
-                problems: env.problems,
-            }),
-        }
+        env.finish(config)
     }
 
     /// Reads only `DATABASE_URL`, for commands that need nothing else (`migrate`).
     pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
         let lookup = |name: &str| std::env::var(name).ok();
-        let mut env = Reader {
-            lookup: &lookup,
-            problems: Vec::new(),
-        };
-        read_database_url(&mut env).ok_or(ConfigError {
-            problems: env.problems,
-        })
+        let mut env = Reader::new(&lookup);
+        let url = read_database_url(&mut env);
+        env.finish(url)
     }
 
     /// The Postgres URL, for the few places that must hand it to a driver.
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
-    }
-}
-
-/// Collects problems while reading variables so all of them can be reported together.
-struct Reader<'a, F: Fn(&str) -> Option<String>> {
-    lookup: &'a F,
-    problems: Vec<String>,
-}
-
-impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
-    /// A set, non-blank value, trimmed.
-    fn value(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn required(&mut self, name: &str) -> Option<String> {
-        let value = self.value(name);
-        if value.is_none() {
-            self.problems
-                .push(format!("{name} is required but not set"));
-        }
-        value
-    }
-
-    fn check(&mut self, name: &str, result: Result<(), String>) -> Option<()> {
-        match result {
-            Ok(()) => Some(()),
-            Err(why) => {
-                self.problems.push(format!("{name} {why}"));
-                None
-            }
-        }
-    }
-
-    fn parsed<T>(
-        &mut self,
-        name: &str,
-        default: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        let raw = self.value(name).unwrap_or_else(|| default.to_owned());
-        match parse(&raw) {
-            Ok(value) => Some(value),
-            Err(why) => {
-                self.problems.push(format!("{name} {why}"));
-                None
-            }
-        }
-    }
-
-    /// A Temporal name (namespace, task queue, workflow type): non-empty, no whitespace.
-    fn name(&mut self, name: &str, default: &str) -> Option<String> {
-        self.parsed(name, default, |raw| {
-            if raw.chars().any(char::is_whitespace) || raw.len() > 255 {
-                Err("must be a single word of at most 255 characters".to_owned())
-            } else {
-                Ok(raw.to_owned())
-            }
-        })
     }
 }
 

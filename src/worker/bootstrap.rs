@@ -9,7 +9,6 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgPool;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
@@ -18,32 +17,22 @@ use temporalio_sdk::{
     activities::{ActivityContext, ActivityError},
 };
 use temporalio_workflow::RetryPolicy;
-use uuid::Uuid;
 
 use super::{
-    model::{AdminUser, BootstrapInput, Progress, Step},
+    events::{event, record},
     providers::{DnsProvider, EmailProvider, Simulation},
 };
-use crate::events::{self, EventMetadata, NewEvent};
-
-/// The default workflow type name (`BOOTSTRAP_WORKFLOW_TYPE`).
-pub const WORKFLOW_TYPE: &str = "organizationBootstrapWorkflow";
-
-/// The workflow ID of an organization's bootstrap (deterministic: one per organization).
-pub fn workflow_id(organization_id: Uuid) -> String {
-    format!("org-bootstrap-{organization_id}")
-}
-
-/// Namespace of invitation and user-aggregate IDs (fixed forever).
-const USER_NAMESPACE: Uuid = Uuid::from_u128(0x3d5c_9a1e_7b2f_4c6d_8e0a_1b2c_3d4e_5f60);
-
-/// The ID of the invitation (and user aggregate) of `email` in `organization_id`.
-pub fn invitation_id(organization_id: Uuid, email: &str) -> Uuid {
-    Uuid::new_v5(
-        &USER_NAMESPACE,
-        format!("{organization_id}/{}", email.to_lowercase()).as_bytes(),
-    )
-}
+use crate::{
+    contracts::{
+        bootstrap::{AdminUser, BootstrapInput, Progress, Step, invitation_id},
+        events::{
+            BootstrapCompleted, BootstrapFailed, DnsRecordCreated, DnsRecordRemoved, EventPayload,
+            OrganizationCreated, OrganizationDeactivated, RoleAssigned, UserInvited,
+            VerificationFailed, Verified,
+        },
+    },
+    events::Aggregate,
+};
 
 /// The reference bootstrap workflow.
 #[workflow]
@@ -297,47 +286,24 @@ impl BootstrapActivities {
         format!("{}.{}", input.subdomain, self.base_domain)
     }
 
-    /// Writes one event of this activity; `discriminator` keeps several events of one activity
-    /// apart while keeping each one's ID stable across retries.
+    /// Writes one event of this activity, which happened `at` (the payload's own time).
     async fn emit(
         &self,
         ctx: &ActivityContext,
         discriminator: &str,
-        event_type: &str,
-        aggregate: (&str, Uuid),
-        data: serde_json::Value,
+        aggregate: Aggregate<'_>,
+        payload: &impl EventPayload,
+        at: DateTime<Utc>,
     ) -> Result<(), ActivityError> {
-        let info = ctx.info();
-        let at = Utc::now();
-        let event = NewEvent {
-            id: events::event_id(&[
-                info.workflow_run_id.as_deref().unwrap_or_default(),
-                &info.activity_id,
-                discriminator,
-            ]),
-            event_type: event_type.to_owned(),
-            aggregate_type: aggregate.0.to_owned(),
-            aggregate_id: aggregate.1,
-            data: with_time(data, at),
-            metadata: EventMetadata::from_activity(info, at),
-            created_at: at,
-            created_by: None,
-        };
-        events::append(&self.db, &[event])
-            .await
-            .map_err(|e| ActivityError::application(ApplicationFailure::new(e)))?;
-        Ok(())
+        record(
+            &self.db,
+            &[event(ctx, discriminator, payload, aggregate, at)],
+        )
+        .await
     }
 }
 
-fn with_time(mut data: serde_json::Value, at: DateTime<Utc>) -> serde_json::Value {
-    if let Some(object) = data.as_object_mut() {
-        object.insert("at".into(), json!(at));
-    }
-    data
-}
-
-fn org(input: &BootstrapInput) -> (&'static str, Uuid) {
+fn org(input: &BootstrapInput) -> Aggregate<'static> {
     ("organization", input.organization_id)
 }
 
@@ -351,20 +317,16 @@ impl BootstrapActivities {
         step: StepInput,
     ) -> Result<(), ActivityError> {
         let input = &step.input;
-        self.emit(
-            &ctx,
-            "created",
-            "organization.created",
-            org(input),
-            json!({
-                "organizationId": input.organization_id,
-                "name": input.name,
-                "type": input.org_type,
-                "slug": input.subdomain,
-                "fqdn": self.fqdn(input),
-            }),
-        )
-        .await
+        let at = Utc::now();
+        let payload = OrganizationCreated {
+            organization_id: input.organization_id,
+            name: input.name.clone(),
+            org_type: input.org_type,
+            slug: input.subdomain.clone(),
+            fqdn: self.fqdn(input),
+            at,
+        };
+        self.emit(&ctx, "created", org(input), &payload, at).await
     }
 
     /// Creates the DNS record (`organization.subdomain.dns_record_created`).
@@ -376,14 +338,13 @@ impl BootstrapActivities {
     ) -> Result<(), ActivityError> {
         let fqdn = self.fqdn(&step.input);
         let record_id = self.dns.create_record(&fqdn).await?;
-        self.emit(
-            &ctx,
-            "dns",
-            "organization.subdomain.dns_record_created",
-            org(&step.input),
-            json!({ "fqdn": fqdn, "recordId": record_id }),
-        )
-        .await
+        let at = Utc::now();
+        let payload = DnsRecordCreated {
+            fqdn,
+            record_id,
+            at,
+        };
+        self.emit(&ctx, "dns", org(&step.input), &payload, at).await
     }
 
     /// Verifies the DNS record (`organization.subdomain.verified`); each failed attempt records
@@ -396,28 +357,26 @@ impl BootstrapActivities {
     ) -> Result<(), ActivityError> {
         let fqdn = self.fqdn(&step.input);
         let attempt = ctx.info().attempt;
-        match self.dns.verify(&fqdn, attempt).await {
+        let outcome = self.dns.verify(&fqdn, attempt).await;
+        let at = Utc::now();
+        match outcome {
             Ok(()) => {
-                self.emit(
-                    &ctx,
-                    "verified",
-                    "organization.subdomain.verified",
-                    org(&step.input),
-                    json!({ "fqdn": fqdn, "attempt": attempt }),
-                )
-                .await
+                let payload = Verified { fqdn, attempt, at };
+                self.emit(&ctx, "verified", org(&step.input), &payload, at)
+                    .await
             }
             Err(error) => {
                 // One event per attempt, so the retries are visible in the audit trail.
                 tracing::warn!(dns.fqdn = %fqdn, attempt, cause = %error.0, "DNS verification attempt failed");
-                self.emit(
-                    &ctx,
-                    &format!("verify-failed-{attempt}"),
-                    "organization.subdomain.verification_failed",
-                    org(&step.input),
-                    json!({ "fqdn": fqdn, "attempt": attempt, "reason": NOT_RESOLVING }),
-                )
-                .await?;
+                let payload = VerificationFailed {
+                    fqdn,
+                    attempt,
+                    reason: NOT_RESOLVING.to_owned(),
+                    at,
+                };
+                let discriminator = format!("verify-failed-{attempt}");
+                self.emit(&ctx, &discriminator, org(&step.input), &payload, at)
+                    .await?;
                 Err(ActivityError::application(ApplicationFailure::new(error)))
             }
         }
@@ -433,18 +392,16 @@ impl BootstrapActivities {
         let input = &step.input;
         for admin in &input.admin_users {
             let email = admin.email.to_lowercase();
-            self.emit(
-                &ctx,
-                &format!("role-{email}"),
-                "user.role.assigned",
-                ("user", invitation_id(input.organization_id, &email)),
-                json!({
-                    "organizationId": input.organization_id,
-                    "email": email,
-                    "role": admin.role(),
-                }),
-            )
-            .await?;
+            let at = Utc::now();
+            let payload = RoleAssigned {
+                organization_id: input.organization_id,
+                email: email.clone(),
+                role: admin.role().to_owned(),
+                at,
+            };
+            let user = ("user", invitation_id(input.organization_id, &email));
+            self.emit(&ctx, &format!("role-{email}"), user, &payload, at)
+                .await?;
         }
         Ok(())
     }
@@ -464,22 +421,20 @@ impl BootstrapActivities {
         };
         let email = admin.email.to_lowercase();
         let message_id = self.email.send_invitation(&email, &input.name).await?;
-        self.emit(
-            &ctx,
-            "invited",
-            "user.invited",
-            ("user", invitation_id(input.organization_id, &email)),
-            json!({
-                "invitationId": invitation_id(input.organization_id, &email),
-                "organizationId": input.organization_id,
-                "email": email,
-                "firstName": admin.first_name,
-                "lastName": admin.last_name,
-                "role": admin.role(),
-                "messageId": message_id,
-            }),
-        )
-        .await
+        let at = Utc::now();
+        let invitation = invitation_id(input.organization_id, &email);
+        let payload = UserInvited {
+            invitation_id: invitation,
+            organization_id: input.organization_id,
+            email,
+            first_name: admin.first_name.clone(),
+            last_name: admin.last_name.clone(),
+            role: admin.role().to_owned(),
+            message_id,
+            at,
+        };
+        self.emit(&ctx, "invited", ("user", invitation), &payload, at)
+            .await
     }
 
     /// Marks the bootstrap done (`organization.bootstrap.completed`).
@@ -489,14 +444,13 @@ impl BootstrapActivities {
         ctx: ActivityContext,
         step: StepInput,
     ) -> Result<(), ActivityError> {
-        self.emit(
-            &ctx,
-            "completed",
-            "organization.bootstrap.completed",
-            org(&step.input),
-            json!({ "organizationId": step.input.organization_id }),
-        )
-        .await
+        let at = Utc::now();
+        let payload = BootstrapCompleted {
+            organization_id: step.input.organization_id,
+            at,
+        };
+        self.emit(&ctx, "completed", org(&step.input), &payload, at)
+            .await
     }
 
     /// Compensation: removes the DNS record (`organization.subdomain.dns_record_removed`).
@@ -508,14 +462,10 @@ impl BootstrapActivities {
     ) -> Result<(), ActivityError> {
         let fqdn = self.fqdn(&step.input);
         self.dns.remove_record(&fqdn).await?;
-        self.emit(
-            &ctx,
-            "dns-removed",
-            "organization.subdomain.dns_record_removed",
-            org(&step.input),
-            json!({ "fqdn": fqdn }),
-        )
-        .await
+        let at = Utc::now();
+        let payload = DnsRecordRemoved { fqdn, at };
+        self.emit(&ctx, "dns-removed", org(&step.input), &payload, at)
+            .await
     }
 
     /// Compensation: deactivates the organization (`organization.deactivated`).
@@ -525,17 +475,17 @@ impl BootstrapActivities {
         ctx: ActivityContext,
         step: StepInput,
     ) -> Result<(), ActivityError> {
-        self.emit(
-            &ctx,
-            "deactivated",
-            "organization.deactivated",
-            org(&step.input),
-            json!({ "organizationId": step.input.organization_id, "reason": "bootstrap failed" }),
-        )
-        .await
+        let at = Utc::now();
+        let payload = OrganizationDeactivated {
+            organization_id: step.input.organization_id,
+            reason: "bootstrap failed".to_owned(),
+            at,
+        };
+        self.emit(&ctx, "deactivated", org(&step.input), &payload, at)
+            .await
     }
 
-    /// Records the failure (`organization.bootstrap.failed`) with the step and reason.
+    /// Records the failure (`organization.bootstrap.failed`) with the step and its fixed reason.
     #[activity]
     pub async fn record_failure(
         self: Arc<Self>,
@@ -547,17 +497,14 @@ impl BootstrapActivities {
             .clone()
             .unwrap_or((Step::Complete, "unknown".into()));
         tracing::warn!(bootstrap.step = failed_step.as_str(), %cause, "organization bootstrap failed");
-        self.emit(
-            &ctx,
-            "failed",
-            "organization.bootstrap.failed",
-            org(&step.input),
-            json!({
-                "organizationId": step.input.organization_id,
-                "step": failed_step,
-                "reason": failed_step.failure_reason(),
-            }),
-        )
-        .await
+        let at = Utc::now();
+        let payload = BootstrapFailed {
+            organization_id: step.input.organization_id,
+            step: failed_step,
+            reason: failed_step.failure_reason().to_owned(),
+            at,
+        };
+        self.emit(&ctx, "failed", org(&step.input), &payload, at)
+            .await
     }
 }

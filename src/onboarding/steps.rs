@@ -1,202 +1,11 @@
-//! Reading a bootstrap's status: the organization row, its outbox row, invitations and the
-//! audit trail, loaded per batch of organizations (one SQL statement each), and the steps
-//! derived from the events.
-
-use std::collections::HashMap;
+//! A bootstrap's state and steps, derived from its events (pure: no I/O). The events are the
+//! truth; this reads them the way a person would read the audit trail.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
-use uuid::Uuid;
 
-use super::model::Step;
-
-/// A row of `organizations_projection`.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OrganizationRow {
-    /// ID.
-    pub id: Uuid,
-    /// Name.
-    pub name: String,
-    /// `provider` / `provider_partner`.
-    #[sqlx(rename = "type")]
-    pub org_type: String,
-    /// Slug (subdomain).
-    pub slug: String,
-    /// `{slug}.{BASE_DOMAIN}`.
-    pub fqdn: String,
-    /// `pending`, `active`, `failed`, `deactivated`.
-    pub status: String,
-    /// `pending` … `verified` / `failed`.
-    pub subdomain_status: String,
-    /// Workflow ID.
-    pub workflow_id: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-const ORG_COLUMNS: &str = "SELECT id, name, type, slug, fqdn, status, subdomain_status, workflow_id, error, created_at, updated_at FROM organizations_projection";
-
-/// Organizations by ID.
-pub async fn organizations(
-    pool: &PgPool,
-    ids: &[Uuid],
-) -> Result<Vec<OrganizationRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{ORG_COLUMNS} WHERE id = ANY($1)"
-    )))
-    .bind(ids)
-    .fetch_all(pool)
-    .await
-}
-
-/// A page of organizations, oldest first, optionally only `only` (the caller's own).
-pub async fn organization_page(
-    pool: &PgPool,
-    only: Option<Uuid>,
-    after: Option<(DateTime<Utc>, Uuid)>,
-    limit: i64,
-) -> Result<(Vec<OrganizationRow>, i64), sqlx::Error> {
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{ORG_COLUMNS} WHERE ($1::uuid IS NULL OR id = $1)
-           AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
-         ORDER BY created_at, id LIMIT $4"
-    )))
-    .bind(only)
-    .bind(after.map(|(at, _)| at))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit)
-    .fetch_all(pool);
-    let total = sqlx::query_scalar(
-        "SELECT count(*) FROM organizations_projection WHERE ($1::uuid IS NULL OR id = $1)",
-    )
-    .bind(only)
-    .fetch_one(pool);
-    tokio::try_join!(rows, total)
-}
-
-/// The outbox row of an organization's start request.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OutboxRow {
-    /// Organization.
-    pub organization_id: Uuid,
-    /// `pending`, `processing`, `completed`, `failed`.
-    pub status: String,
-    /// Attempts so far.
-    pub attempts: i32,
-    /// Last failure.
-    pub last_error: Option<String>,
-    /// When it ended.
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-/// One stored event.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct EventRow {
-    /// Event ID.
-    pub id: Uuid,
-    /// Type.
-    pub event_type: String,
-    /// Payload.
-    pub event_data: Value,
-    /// Provenance.
-    pub event_metadata: Value,
-    /// When.
-    pub created_at: DateTime<Utc>,
-}
-
-/// An invitation.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct InvitationRow {
-    /// Organization.
-    pub organization_id: Uuid,
-    /// E-mail.
-    pub email: String,
-    /// Role.
-    pub role: Option<String>,
-    /// Status.
-    pub status: String,
-}
-
-/// Everything a bootstrap status shows, for one organization.
-#[derive(Debug, Clone, Default)]
-pub struct BootstrapDetails {
-    /// Its outbox row, if the BFF started it.
-    pub outbox: Option<OutboxRow>,
-    /// Its audit trail, oldest first.
-    pub events: Vec<EventRow>,
-    /// Its invitations.
-    pub invitations: Vec<InvitationRow>,
-}
-
-/// Details of several organizations: three statements for the whole batch. Events are found
-/// through the indexed `workflow_id` metadata of each organization's bootstrap workflow.
-pub async fn details(
-    pool: &PgPool,
-    organizations: &[(Uuid, String)],
-) -> Result<HashMap<Uuid, BootstrapDetails>, sqlx::Error> {
-    let ids: Vec<Uuid> = organizations.iter().map(|(id, _)| *id).collect();
-    let workflow_ids: Vec<&str> = organizations.iter().map(|(_, w)| w.as_str()).collect();
-    let outbox = sqlx::query_as::<_, OutboxRow>(
-        "SELECT DISTINCT ON (organization_id) organization_id, status, attempts, last_error, completed_at
-           FROM workflow_queue_projection WHERE organization_id = ANY($1)
-          ORDER BY organization_id, created_at DESC",
-    )
-    .bind(&ids)
-    .fetch_all(pool);
-    let events = sqlx::query_as::<_, (String, Uuid, String, Value, Value, DateTime<Utc>)>(
-        "SELECT event_metadata ->> 'workflow_id', id, event_type, event_data, event_metadata, created_at
-           FROM domain_events WHERE event_metadata ->> 'workflow_id' = ANY($1)
-          ORDER BY created_at, id",
-    )
-    .bind(&workflow_ids)
-    .fetch_all(pool);
-    let invitations = sqlx::query_as::<_, InvitationRow>(
-        "SELECT organization_id, email, role, status FROM invitations_projection
-          WHERE organization_id = ANY($1) ORDER BY created_at, email",
-    )
-    .bind(&ids)
-    .fetch_all(pool);
-    let (outbox, events, invitations) = tokio::try_join!(outbox, events, invitations)?;
-
-    let by_workflow: HashMap<&str, Uuid> = organizations
-        .iter()
-        .map(|(id, w)| (w.as_str(), *id))
-        .collect();
-    let mut out: HashMap<Uuid, BootstrapDetails> = ids
-        .iter()
-        .map(|id| (*id, BootstrapDetails::default()))
-        .collect();
-    for row in outbox {
-        if let Some(details) = out.get_mut(&row.organization_id) {
-            details.outbox = Some(row);
-        }
-    }
-    for (workflow_id, id, event_type, event_data, event_metadata, created_at) in events {
-        if let Some(details) = by_workflow
-            .get(workflow_id.as_str())
-            .and_then(|org| out.get_mut(org))
-        {
-            details.events.push(EventRow {
-                id,
-                event_type,
-                event_data,
-                event_metadata,
-                created_at,
-            });
-        }
-    }
-    for row in invitations {
-        if let Some(details) = out.get_mut(&row.organization_id) {
-            details.invitations.push(row);
-        }
-    }
-    Ok(out)
-}
+use super::store::{EventRow, OrganizationStatus, OutboxRow, QueueStatus};
+use crate::contracts::bootstrap::Step;
 
 /// The state of a whole bootstrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
@@ -245,12 +54,12 @@ pub struct BootstrapStep {
 }
 
 /// The overall state, from the organization row and the outbox.
-pub fn state(org_status: &str, outbox: Option<&OutboxRow>) -> BootstrapState {
+pub fn state(org_status: OrganizationStatus, outbox: Option<&OutboxRow>) -> BootstrapState {
     // `deactivated` alone is compensation in progress: FAILED comes with the failure event.
-    match (org_status, outbox.map(|o| o.status.as_str())) {
-        (_, Some("failed")) | ("failed", _) => BootstrapState::Failed,
-        ("active", _) => BootstrapState::Completed,
-        (_, Some("pending" | "processing")) => BootstrapState::Queued,
+    match (org_status, outbox.map(|o| o.status)) {
+        (_, Some(QueueStatus::Failed)) | (OrganizationStatus::Failed, _) => BootstrapState::Failed,
+        (OrganizationStatus::Active, _) => BootstrapState::Completed,
+        (_, Some(QueueStatus::Pending | QueueStatus::Processing)) => BootstrapState::Queued,
         _ => BootstrapState::Running,
     }
 }
@@ -365,6 +174,7 @@ pub fn steps(events: &[EventRow], admins: usize, state: BootstrapState) -> Vec<B
 mod tests {
     use chrono::TimeZone;
     use serde_json::json;
+    use uuid::Uuid;
 
     use super::*;
 
@@ -474,31 +284,31 @@ mod tests {
 
     #[test]
     fn the_state_comes_from_the_organization_and_its_outbox_row() {
-        let outbox = |status: &str| OutboxRow {
+        use OrganizationStatus as Org;
+        let outbox = |status: QueueStatus| OutboxRow {
             organization_id: Uuid::nil(),
-            status: status.to_owned(),
-            attempts: 1,
+            status,
             last_error: None,
             completed_at: None,
         };
 
         assert_eq!(
-            state("pending", Some(&outbox("pending"))),
+            state(Org::Pending, Some(&outbox(QueueStatus::Pending))),
             BootstrapState::Queued
         );
         assert_eq!(
-            state("pending", Some(&outbox("completed"))),
+            state(Org::Pending, Some(&outbox(QueueStatus::Completed))),
             BootstrapState::Running
         );
         assert_eq!(
-            state("deactivated", Some(&outbox("completed"))),
+            state(Org::Deactivated, Some(&outbox(QueueStatus::Completed))),
             BootstrapState::Running
         );
-        assert_eq!(state("failed", None), BootstrapState::Failed);
+        assert_eq!(state(Org::Failed, None), BootstrapState::Failed);
         assert_eq!(
-            state("pending", Some(&outbox("failed"))),
+            state(Org::Pending, Some(&outbox(QueueStatus::Failed))),
             BootstrapState::Failed
         );
-        assert_eq!(state("active", None), BootstrapState::Completed);
+        assert_eq!(state(Org::Active, None), BootstrapState::Completed);
     }
 }

@@ -1,13 +1,21 @@
-//! The release spec (workflow input) and the hierarchy tree (`getHierarchy` output), both as
-//! camelCase JSON exactly as DESIGN.md describes them.
+//! `ReleaseWorkflow`'s contract: the release spec (its input) and the hierarchy tree (what
+//! `getHierarchy` returns), both camelCase JSON (see `docs/contracts.md`).
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{EntityId, Key};
 
+/// The workflow type other clients start.
+pub const WORKFLOW_TYPE: &str = "ReleaseWorkflow";
+/// The query that returns the whole tree.
+pub const HIERARCHY_QUERY: &str = "getHierarchy";
+
 /// Status of any node of the hierarchy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, async_graphql::Enum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, async_graphql::Enum,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RolloutStatus {
     /// Not started.
@@ -58,7 +66,7 @@ impl RolloutStatus {
 }
 
 /// Knobs of the simulated rollout.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RolloutOptions {
     /// How long one app deploy takes, in milliseconds.
@@ -70,7 +78,7 @@ pub struct RolloutOptions {
 }
 
 /// An app of a bundle, in the spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppSpec {
     /// Key.
@@ -82,7 +90,7 @@ pub struct AppSpec {
 }
 
 /// The bundle of a cluster, in the spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleSpec {
     /// Key.
@@ -96,7 +104,7 @@ pub struct BundleSpec {
 }
 
 /// A cluster of a wave, in the spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     /// Key.
@@ -110,7 +118,7 @@ pub struct ClusterSpec {
 }
 
 /// A wave of the release, in the spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WaveSpec {
     /// Key.
@@ -122,7 +130,7 @@ pub struct WaveSpec {
 }
 
 /// The input of `ReleaseWorkflow`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseSpec {
     /// Key (the workflow ID is `release:{key}`).
@@ -137,7 +145,7 @@ pub struct ReleaseSpec {
 }
 
 /// One node of the hierarchy tree, as `getHierarchy` returns it and the projection stores it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     /// Global ID.

@@ -13,7 +13,6 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgPool;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
@@ -23,14 +22,15 @@ use temporalio_sdk::{
     workflows::{join_all, select},
 };
 
-use super::{
-    ids::{EntityId, Kind},
-    model::{Node, ReleaseSpec, RolloutStatus},
+use super::events::{event, record};
+use crate::{
+    contracts::{
+        events::{CreatedNode, NodeStatusChanged, ReleaseCreated},
+        ids::{EntityId, Kind},
+        release::{Node, ReleaseSpec, RolloutStatus},
+    },
+    events::NewEvent,
 };
-use crate::events::{self, EventMetadata, NewEvent};
-
-/// The workflow type name other clients start.
-pub const WORKFLOW_TYPE: &str = "ReleaseWorkflow";
 
 /// Where a node sits in the tree, by position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -429,37 +429,21 @@ impl ReleaseActivities {
 /// A status-change event, with an ID fixed by (run, activity, position) so retries add nothing.
 fn status_event(ctx: &ActivityContext, index: usize, change: &StatusChange) -> Option<NewEvent> {
     let id = EntityId::parse(&change.id).ok()?;
-    let info = ctx.info();
-    let event_type = match id.kind() {
-        Kind::Release => "release.status_changed".to_owned(),
-        kind => format!("release.{}.status_changed", kind.as_str()),
+    let payload = NodeStatusChanged {
+        id: change.id.clone(),
+        release_id: id.release_id().to_string(),
+        kind: id.kind(),
+        status: change.status,
+        at: change.at,
+        message: change.message.clone(),
     };
-    Some(NewEvent {
-        id: events::event_id(&[
-            info.workflow_run_id.as_deref().unwrap_or_default(),
-            &info.activity_id,
-            &index.to_string(),
-        ]),
-        event_type,
-        aggregate_type: id.kind().as_str().to_owned(),
-        aggregate_id: id.aggregate_id(),
-        data: json!({
-            "id": change.id,
-            "releaseId": id.release_id().to_string(),
-            "kind": id.kind().as_str(),
-            "status": change.status,
-            "at": change.at,
-            "message": change.message,
-        }),
-        metadata: EventMetadata::from_activity(ctx.info(), change.at),
-        created_at: change.at,
-        created_by: None,
-    })
-}
-
-fn store_error(error: sqlx::Error) -> ActivityError {
-    // Retryable: the database may come back.
-    ActivityError::application(ApplicationFailure::new(error))
+    Some(event(
+        ctx,
+        &index.to_string(),
+        &payload,
+        (id.kind().as_str(), id.aggregate_id()),
+        change.at,
+    ))
 }
 
 #[activities]
@@ -473,33 +457,22 @@ impl ReleaseActivities {
     ) -> Result<(), ActivityError> {
         let release = EntityId::parse(&input.tree.id)
             .map_err(|e| ActivityError::application(ApplicationFailure::non_retryable(e)))?;
-        let nodes = flatten(&input.tree);
-        let info = ctx.info();
-        let event = NewEvent {
-            id: events::event_id(&[
-                info.workflow_run_id.as_deref().unwrap_or_default(),
-                &info.activity_id,
-                "created",
-            ]),
-            event_type: "release.created".into(),
-            aggregate_type: Kind::Release.as_str().into(),
-            aggregate_id: release.aggregate_id(),
-            data: json!({
-                "id": input.tree.id,
-                "key": input.tree.key,
-                "name": input.tree.name,
-                "workflowId": info.workflow_id,
-                "at": input.at,
-                "nodes": nodes,
-            }),
-            metadata: EventMetadata::from_activity(ctx.info(), input.at),
-            created_at: input.at,
-            created_by: None,
+        let payload = ReleaseCreated {
+            id: input.tree.id.clone(),
+            key: input.tree.key.clone(),
+            name: input.tree.name.clone(),
+            workflow_id: ctx.info().workflow_id.clone(),
+            at: input.at,
+            nodes: flatten(&input.tree),
         };
-        events::append(&self.db, &[event])
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        let created = event(
+            &ctx,
+            "created",
+            &payload,
+            (Kind::Release.as_str(), release.aggregate_id()),
+            input.at,
+        );
+        record(&self.db, &[created]).await
     }
 
     /// Records status changes of waves, clusters, bundles and the release.
@@ -514,10 +487,7 @@ impl ReleaseActivities {
             .enumerate()
             .filter_map(|(i, change)| status_event(&ctx, i, change))
             .collect();
-        events::append(&self.db, &batch)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        record(&self.db, &batch).await
     }
 
     /// Deploys one app (simulated): records `IN_PROGRESS`, waits `stepMillis`, then records
@@ -535,14 +505,13 @@ impl ReleaseActivities {
             at: started_at,
             message: None,
         };
-        events::append(
+        record(
             &self.db,
             &status_event(&ctx, 0, &started)
                 .into_iter()
                 .collect::<Vec<_>>(),
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
         tokio::time::sleep(Duration::from_millis(input.step_millis)).await;
         // Strictly after the start, so replaying by time can never reorder the two.
         let completed_at = Utc::now().max(started_at + chrono::Duration::microseconds(1));
@@ -563,14 +532,13 @@ impl ReleaseActivities {
             at: completed_at,
             message: message.clone(),
         };
-        events::append(
+        record(
             &self.db,
             &status_event(&ctx, 1, &finished)
                 .into_iter()
                 .collect::<Vec<_>>(),
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
         Ok(DeployOutcome {
             status,
             started_at,
@@ -581,23 +549,26 @@ impl ReleaseActivities {
 }
 
 /// One row per node for the `release.created` event, parents first, with position and parent.
-fn flatten(tree: &Node) -> Vec<serde_json::Value> {
-    fn visit(node: &Node, parent: Option<&str>, position: usize, out: &mut Vec<serde_json::Value>) {
-        let kind = EntityId::parse(&node.id)
-            .map(|id| id.kind().as_str())
-            .unwrap_or("app");
-        out.push(json!({
-            "id": node.id,
-            "parentId": parent,
-            "kind": kind,
-            "key": node.key,
-            "name": node.name,
-            "position": position,
-            "version": node.version,
-            "region": node.region,
-        }));
+fn flatten(tree: &Node) -> Vec<CreatedNode> {
+    fn visit(node: &Node, parent: Option<&str>, position: u32, out: &mut Vec<CreatedNode>) {
+        let kind = EntityId::parse(&node.id).map_or(Kind::App, |id| id.kind());
+        out.push(CreatedNode {
+            id: node.id.clone(),
+            parent_id: parent.map(str::to_owned),
+            kind,
+            key: node.key.clone(),
+            name: node.name.clone(),
+            position,
+            version: node.version.clone(),
+            region: node.region.clone(),
+        });
         for (i, child) in node.children().enumerate() {
-            visit(child, Some(&node.id), i, out);
+            visit(
+                child,
+                Some(&node.id),
+                u32::try_from(i).unwrap_or(u32::MAX),
+                out,
+            );
         }
     }
     let mut out = Vec::new();
