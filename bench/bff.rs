@@ -350,13 +350,14 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
 
     // Raw SQL: the two statements a projection read runs.
     let ids = vec![id.clone()];
+    let budget = temporal_bff::metrics::RequestStats::new(Default::default());
     let mut sql = Vec::new();
     for _ in 0..100 {
         let t = Instant::now();
-        temporal_bff::releases::store::rows(&bench.db, &ids)
+        temporal_bff::releases::store::rows(&bench.db, &budget, &ids)
             .await
             .unwrap();
-        temporal_bff::releases::store::trees(&bench.db, &ids)
+        temporal_bff::releases::store::trees(&bench.db, &budget, &ids)
             .await
             .unwrap();
         sql.push(t.elapsed());

@@ -1,5 +1,6 @@
 -- domain_events is shared with the platform: a foreign or malformed event must never make its
--- INSERT fail. The projection triggers now run only for the event types they handle (WHEN),
+-- INSERT fail. The fields read below are the event payloads of src/contracts/events.rs (JSON
+-- Schemas in contracts/*.json). The projection triggers now run only for the event types they handle (WHEN),
 -- read event fields with safe casts and defaults, and skip what they still cannot fold with a
 -- WARNING instead of an error. The one error kept on purpose: a unique violation raised by the
 -- BFF's own start request (source temporal-bff), which is how idempotency is decided.

@@ -31,6 +31,13 @@ pub enum Command {
     Demo,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Write the JSON Schema of every contract type (what other teams' workers must produce and
+    /// accept) into a directory; `contracts/` in the repository must equal it.
+    Contracts {
+        /// Where to write `{Type}.json`.
+        #[arg(default_value = "contracts")]
+        dir: std::path::PathBuf,
+    },
     /// Manage login users.
     User {
         /// What to do.
@@ -74,6 +81,7 @@ pub struct CreateUserArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Schema => print_schema(),
+        Command::Contracts { dir } => write_contracts(&dir),
         Command::Serve => with_runtime(|| async {
             let config = load_config()?;
             telemetry::init(&config.log_level, config.log_format);
@@ -164,6 +172,23 @@ fn print_schema() -> ExitCode {
     match out.write_all(graphql::sdl().as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn write_contracts(dir: &std::path::Path) -> ExitCode {
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        crate::contracts::schemas()
+            .iter()
+            .try_for_each(|(name, schema)| {
+                std::fs::write(
+                    dir.join(format!("{name}.json")),
+                    crate::contracts::schema_file(schema),
+                )
+            })
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => failure(&format!("cannot write {}: {error}", dir.display())),
     }
 }
 

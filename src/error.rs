@@ -5,9 +5,16 @@
 //! no database or gRPC text ever reaches a client.
 //!
 //! Resolvers return `async_graphql::Result` and convert with `async_graphql::ResultExt::extend`
-//! (`fallible().await.extend()?`): a bare `?` would keep the message but drop the code.
+//! (`fallible().await.extend()?`): a bare `?` would keep the message but drop the code. REST
+//! handlers return the error itself (`IntoResponse`).
 
 use async_graphql::ErrorExtensions;
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
 
 /// A client-visible error with a stable code.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +115,38 @@ impl ErrorExtensions for ApiError {
                 _ => {}
             }
         })
+    }
+}
+
+/// The REST routes' error answer: `{ "error": message, "details": … }` with a status that
+/// matches the code (the old start route's shape). Internal causes are logged, never sent.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, details) = match &self {
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, Value::Null),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, Value::Null),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, Value::Null),
+            ApiError::BadUserInput { field, .. } => {
+                (StatusCode::BAD_REQUEST, json!({ "field": field }))
+            }
+            ApiError::RateLimited { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({ "retryAfter": retry_after_secs }),
+            ),
+            ApiError::Unavailable(_) | ApiError::Internal(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Value::Null)
+            }
+        };
+        self.log();
+        let message = match &self {
+            ApiError::Internal(_) => "temporarily unavailable".to_owned(),
+            other => other.to_string(),
+        };
+        (
+            status,
+            Json(json!({ "error": message, "details": details })),
+        )
+            .into_response()
     }
 }
 

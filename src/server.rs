@@ -110,7 +110,7 @@ fn spawn_housekeeping(db: sqlx::PgPool) {
         let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
             every.tick().await;
-            match auth::throttle::purge_expired(&db).await {
+            match auth::store::purge_expired_throttle(&db).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "expired login throttle rows deleted"),
                 Err(error) => tracing::warn!(%error, "cannot delete expired login throttle rows"),

@@ -16,20 +16,14 @@ use std::{
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Authentication, Principal, token::TokenService};
+use super::{
+    Authentication, Principal,
+    store::{self, UserState},
+    token::TokenService,
+};
 
 /// Cached rows kept at most; beyond this the cache starts over (it is only a cache).
 const MAX_CACHED_USERS: usize = 10_000;
-
-/// The parts of a user that decide what their token may still do.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct UserState {
-    email: String,
-    role: Option<String>,
-    org_id: Option<Uuid>,
-    permissions: Vec<String>,
-    disabled: bool,
-}
 
 /// Verifies tokens and applies the user's current state.
 pub struct Authenticator {
@@ -88,12 +82,7 @@ impl Authenticator {
         if let Some(state) = self.cached(id) {
             return Ok(state);
         }
-        let state: Option<UserState> = sqlx::query_as(
-            "SELECT email, role, org_id, permissions, disabled FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let state = store::user_state(&self.pool, id).await?;
         let mut cache = match self.cache.lock() {
             Ok(cache) => cache,
             Err(poisoned) => poisoned.into_inner(),

@@ -9,9 +9,9 @@ use sqlx::PgPool;
 use super::{
     Principal,
     password::{HashError, Hasher, MAX_PASSWORD_LEN},
-    throttle::{self, AttemptKeys, Reservation, ThrottlePolicy},
+    store,
+    throttle::{AttemptKeys, Reservation, ThrottlePolicy},
     token::TokenService,
-    users,
 };
 use crate::{error::ApiError, metrics::Metrics, types::Email};
 
@@ -113,14 +113,14 @@ impl LoginService {
         let internal = |e: &dyn std::fmt::Display| LoginError::Internal(e.to_string());
         let keys = AttemptKeys::new(client, &email);
 
-        let locks_at = match throttle::reserve(&self.pool, &self.policy, &keys)
+        let locks_at = match store::reserve(&self.pool, &self.policy, &keys)
             .await
             .map_err(|e| internal(&e))?
         {
             Reservation::Refused { until } => return Err(throttled(until)),
             Reservation::Allowed { locked_until } => locked_until,
         };
-        let user = users::find_by_email(&self.pool, &email)
+        let user = store::find_user_by_email(&self.pool, &email)
             .await
             .map_err(|e| internal(&e))?;
         // Always verify, against a dummy hash when there is no user, so timing tells nothing.
@@ -133,7 +133,7 @@ impl LoginService {
             Ok(matched) => matched,
             Err(HashError::Busy) => {
                 // Never checked: the attempt does not count against anyone.
-                throttle::refund(&self.pool, &keys)
+                store::refund(&self.pool, &keys)
                     .await
                     .map_err(|e| internal(&e))?;
                 return Err(LoginError::Busy);
@@ -142,7 +142,7 @@ impl LoginService {
         };
         match user {
             Some(user) if matched && !user.disabled => {
-                throttle::succeeded(&self.pool, &keys)
+                store::succeeded(&self.pool, &keys)
                     .await
                     .map_err(|e| internal(&e))?;
                 let principal = user.principal();

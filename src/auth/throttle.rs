@@ -10,12 +10,11 @@
 //! - the address alone, so one address cannot spray many e-mails.
 //!
 //! A successful login clears its pair and gives the attempt back to the other two keys. Rows
-//! expire and are deleted by [`purge_expired`].
+//! expire and are deleted (`store::purge_expired_throttle`). The statements are in `store`.
 
 use std::{net::IpAddr, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 
 use crate::types::Email;
 
@@ -39,9 +38,9 @@ pub struct ThrottlePolicy {
 /// The keys one login attempt is counted under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptKeys {
-    pair: String,
-    email: String,
-    address: String,
+    pub(super) pair: String,
+    pub(super) email: String,
+    pub(super) address: String,
 }
 
 impl AttemptKeys {
@@ -76,37 +75,9 @@ pub enum Reservation {
     },
 }
 
-/// Counts one attempt under every key of `keys`, before the password is checked.
-#[tracing::instrument(skip_all)]
-pub async fn reserve(
-    pool: &PgPool,
-    policy: &ThrottlePolicy,
-    keys: &AttemptKeys,
-) -> Result<Reservation, sqlx::Error> {
-    let limit = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT key, allowed, locked_until
-           FROM login_throttle_reserve($1, $2, $3, make_interval(secs => $4),
-                                       make_interval(secs => $5), make_interval(secs => $6))",
-    )
-    .bind([&keys.pair, &keys.email, &keys.address])
-    .bind([
-        limit(policy.max_failures),
-        limit(policy.max_failures_per_email),
-        limit(policy.max_failures_per_address),
-    ])
-    .bind([true, false, false])
-    .bind(policy.window.as_secs_f64())
-    .bind(policy.lockout.as_secs_f64())
-    .bind(policy.max_lockout.as_secs_f64())
-    .fetch_all(pool)
-    .await?;
-    Ok(decide(&rows))
-}
-
 /// The reservation a set of per-key answers amounts to: refused while any key is locked
 /// (until the latest lock ends), otherwise allowed, noting the earliest lock it started.
-fn decide(rows: &[(String, bool, Option<DateTime<Utc>>)]) -> Reservation {
+pub(super) fn decide(rows: &[(String, bool, Option<DateTime<Utc>>)]) -> Reservation {
     let refused_until = rows
         .iter()
         .filter(|(_, allowed, _)| !allowed)
@@ -121,43 +92,6 @@ fn decide(rows: &[(String, bool, Option<DateTime<Utc>>)]) -> Reservation {
             locked_until: rows.iter().filter_map(|(_, _, until)| *until).min(),
         },
     }
-}
-
-/// After a successful login: the pair starts over, and the e-mail and address get the attempt
-/// back.
-#[tracing::instrument(skip_all)]
-pub async fn succeeded(pool: &PgPool, keys: &AttemptKeys) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "WITH pair AS (DELETE FROM login_throttle WHERE key = $1)
-         UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($2)",
-    )
-    .bind(&keys.pair)
-    .bind([&keys.email, &keys.address])
-    .execute(pool)
-    .await
-    .map(drop)
-}
-
-/// Gives a reserved attempt back to every key (it was never checked, e.g. the server was too
-/// busy to hash it).
-#[tracing::instrument(skip_all)]
-pub async fn refund(pool: &PgPool, keys: &AttemptKeys) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($1)",
-    )
-    .bind([&keys.pair, &keys.email, &keys.address])
-    .execute(pool)
-    .await
-    .map(drop)
-}
-
-/// Deletes rows whose window and lock have both passed; returns how many.
-#[tracing::instrument(skip_all)]
-pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    sqlx::query("DELETE FROM login_throttle WHERE expires_at < now()")
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected())
 }
 
 #[cfg(test)]

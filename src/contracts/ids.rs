@@ -69,6 +69,14 @@ impl Kind {
     }
 }
 
+impl TryFrom<String> for Kind {
+    type Error = IdError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        raw.parse()
+    }
+}
+
 impl FromStr for Kind {
     type Err = IdError;
 

@@ -32,6 +32,14 @@ pub enum RolloutStatus {
     Cancelled,
 }
 
+impl TryFrom<String> for RolloutStatus {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).ok_or_else(|| format!("unknown rollout status {raw:?}"))
+    }
+}
+
 impl RolloutStatus {
     /// The name stored in tables and events.
     pub fn as_str(self) -> &'static str {

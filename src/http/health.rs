@@ -72,10 +72,7 @@ impl Check {
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let postgres = async {
         let started = Instant::now();
-        let result =
-            tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&state.db))
-                .await
-                .map(|r| r.map(drop));
+        let result = tokio::time::timeout(CHECK_TIMEOUT, crate::db::ping(&state.db)).await;
         Check::from_result("postgres", started, result)
     };
     let temporal = async {

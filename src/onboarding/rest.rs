@@ -9,45 +9,11 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tower_http::request_id::RequestId;
 
 use super::{request::RawRequest, start::BootstrapRequestStatus};
 use crate::{AppState, auth::permissions, error::ApiError, http::client::Caller};
-
-fn error(status: StatusCode, message: &str, details: Value) -> Response {
-    (
-        status,
-        Json(json!({ "error": message, "details": details })),
-    )
-        .into_response()
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, details) = match &self {
-            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, Value::Null),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, Value::Null),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, Value::Null),
-            ApiError::BadUserInput { field, .. } => {
-                (StatusCode::BAD_REQUEST, json!({ "field": field }))
-            }
-            ApiError::RateLimited { retry_after_secs } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({ "retryAfter": retry_after_secs }),
-            ),
-            ApiError::Unavailable(_) | ApiError::Internal(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, Value::Null)
-            }
-        };
-        self.log();
-        let message = match &self {
-            ApiError::Internal(_) => "temporarily unavailable".to_owned(),
-            other => other.to_string(),
-        };
-        error(status, &message, details)
-    }
-}
 
 /// `POST /api/v1/workflows/organization-bootstrap`.
 #[tracing::instrument(skip_all)]

@@ -1,11 +1,19 @@
-//! Reading the release projections.
+//! Every SQL statement of the release read side: the release rows (list pages, counts, by ID)
+//! and whole trees. Each function counts its statements and holds the request's SQL budget
+//! while they run. Status and kind columns are parsed on the row, once.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use crate::contracts::release::{Node, RolloutStatus};
+use crate::{
+    contracts::{
+        ids::Kind,
+        release::{Node, RolloutStatus},
+    },
+    metrics::RequestStats,
+};
 
 /// A row of `release_projection`.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -16,8 +24,9 @@ pub struct ReleaseRow {
     pub key: String,
     /// Name.
     pub name: String,
-    /// Status (as stored).
-    pub status: String,
+    /// Status.
+    #[sqlx(try_from = "String")]
+    pub status: RolloutStatus,
     /// Workflow ID.
     pub workflow_id: String,
     /// When it was created (the list's order).
@@ -27,7 +36,7 @@ pub struct ReleaseRow {
 impl ReleaseRow {
     /// Whether the rollout may still change (so a live read is worth it).
     pub fn is_running(&self) -> bool {
-        RolloutStatus::parse(&self.status).is_some_and(|s| !s.is_terminal())
+        !self.status.is_terminal()
     }
 }
 
@@ -75,9 +84,24 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
 }
 
 /// Up to `limit` rows after (`forward`) or before `cursor` in newest-first order, returned
-/// newest first either way.
+/// newest first either way, with how many rows match `filter` (two statements, run together).
 #[tracing::instrument(skip_all)]
 pub async fn page(
+    pool: &PgPool,
+    stats: &RequestStats,
+    filter: &ReleaseFilter,
+    cursor: Option<&Cursor>,
+    forward: bool,
+    limit: i64,
+) -> Result<(Vec<ReleaseRow>, i64), sqlx::Error> {
+    let _slots = stats.sql(2).await;
+    tokio::try_join!(
+        page_rows(pool, filter, cursor, forward, limit),
+        count(pool, filter)
+    )
+}
+
+async fn page_rows(
     pool: &PgPool,
     filter: &ReleaseFilter,
     cursor: Option<&Cursor>,
@@ -112,16 +136,20 @@ pub async fn page(
 }
 
 /// How many releases match `filter`.
-#[tracing::instrument(skip_all)]
-pub async fn count(pool: &PgPool, filter: &ReleaseFilter) -> Result<i64, sqlx::Error> {
+async fn count(pool: &PgPool, filter: &ReleaseFilter) -> Result<i64, sqlx::Error> {
     let mut query = QueryBuilder::new("SELECT count(*) FROM release_projection");
     push_filter(&mut query, filter);
     query.build_query_scalar().fetch_one(pool).await
 }
 
-/// The rows of these releases.
+/// The rows of these releases (one statement).
 #[tracing::instrument(skip_all, fields(releases.count = ids.len()))]
-pub async fn rows(pool: &PgPool, ids: &[String]) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+pub async fn rows(
+    pool: &PgPool,
+    stats: &RequestStats,
+    ids: &[String],
+) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    let _slot = stats.sql(1).await;
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{ROW_COLUMNS} WHERE id = ANY($1)"
     )))
@@ -135,10 +163,12 @@ struct EntityRow {
     id: String,
     release_id: String,
     parent_id: Option<String>,
-    kind: String,
+    #[sqlx(try_from = "String")]
+    kind: Kind,
     key: String,
     name: String,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: RolloutStatus,
     version: Option<String>,
     region: Option<String>,
     message: Option<String>,
@@ -154,8 +184,10 @@ pub type StoredTree = (Node, DateTime<Utc>);
 #[tracing::instrument(skip_all, fields(releases.count = ids.len()))]
 pub async fn trees(
     pool: &PgPool,
+    stats: &RequestStats,
     ids: &[String],
 ) -> Result<HashMap<String, StoredTree>, sqlx::Error> {
+    let _slot = stats.sql(1).await;
     let rows: Vec<EntityRow> = sqlx::query_as(
         "SELECT id, release_id, parent_id, kind, key, name, status, version, region, message,
                 started_at, completed_at, updated_at
@@ -204,7 +236,7 @@ fn assemble(rows: Vec<EntityRow>) -> Option<Node> {
             id: row.id,
             key: row.key,
             name: row.name,
-            status: RolloutStatus::parse(&row.status).unwrap_or(RolloutStatus::Pending),
+            status: row.status,
             started_at: row.started_at,
             completed_at: row.completed_at,
             message: row.message,
@@ -215,12 +247,12 @@ fn assemble(rows: Vec<EntityRow>) -> Option<Node> {
             bundle: None,
             apps: None,
         };
-        match row.kind.as_str() {
-            "release" => node.waves = Some(kids),
-            "wave" => node.clusters = Some(kids),
-            "cluster" => node.bundle = kids.into_iter().next().map(Box::new),
-            "bundle" => node.apps = Some(kids),
-            _ => {}
+        match row.kind {
+            Kind::Release => node.waves = Some(kids),
+            Kind::Wave => node.clusters = Some(kids),
+            Kind::Cluster => node.bundle = kids.into_iter().next().map(Box::new),
+            Kind::Bundle => node.apps = Some(kids),
+            Kind::App => {}
         }
         node
     }

@@ -8,92 +8,15 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfo
 use tokio::sync::RwLock;
 use url::Url;
 
+pub use self::error::TemporalError;
 use crate::Config;
+
+mod error;
 
 /// How long one connection attempt may take before it counts as "Temporal is down".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest pause between background reconnection attempts.
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(10);
-
-/// Why a Temporal call could not be made. The `Display` text is for logs only: clients and
-/// stored rows get [`TemporalError::reason`].
-#[derive(Debug, thiserror::Error)]
-pub enum TemporalError {
-    /// No connection could be established.
-    #[error("temporal unreachable: {0}")]
-    Unreachable(String),
-    /// The call did not answer in time.
-    #[error("temporal call timed out")]
-    Timeout,
-    /// The server answered with a gRPC error.
-    #[error("temporal call failed ({code:?}): {message}")]
-    Rpc {
-        /// The gRPC status code, which decides whether to retry.
-        code: tonic::Code,
-        /// The server's message (logs only).
-        message: String,
-    },
-    /// The SDK failed before or after the call (logs only).
-    #[error("temporal client error: {0}")]
-    Client(String),
-}
-
-impl TemporalError {
-    /// A gRPC status as an error.
-    pub fn rpc(status: &tonic::Status) -> Self {
-        Self::Rpc {
-            code: status.code(),
-            message: status.message().to_owned(),
-        }
-    }
-
-    /// Whether the call may succeed later: everything but the server refusing the request
-    /// itself (`InvalidArgument`, `FailedPrecondition`, `PermissionDenied`). An outage, however
-    /// long, is always worth retrying.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            Self::Rpc {
-                code: tonic::Code::InvalidArgument
-                    | tonic::Code::FailedPrecondition
-                    | tonic::Code::PermissionDenied,
-                ..
-            }
-        )
-    }
-
-    /// A fixed, readable reason, safe to store and show (never the server's text).
-    pub fn reason(&self) -> &'static str {
-        use tonic::Code;
-        match self {
-            Self::Unreachable(_)
-            | Self::Timeout
-            | Self::Rpc {
-                code: Code::Unavailable | Code::DeadlineExceeded,
-                ..
-            } => "Temporal is unreachable; the start will be retried",
-            Self::Rpc {
-                code: Code::ResourceExhausted,
-                ..
-            } => "Temporal is overloaded; the start will be retried",
-            Self::Rpc {
-                code: Code::InvalidArgument,
-                ..
-            } => "Temporal refused the workflow start as invalid",
-            Self::Rpc {
-                code: Code::FailedPrecondition,
-                ..
-            } => "Temporal refused the workflow start (failed precondition)",
-            Self::Rpc {
-                code: Code::PermissionDenied,
-                ..
-            } => "Temporal refused the workflow start (permission denied)",
-            Self::Rpc { .. } | Self::Client(_) => {
-                "Temporal could not start the workflow; the start will be retried"
-            }
-        }
-    }
-}
 
 /// A shareable, lazily connected Temporal client.
 #[derive(Clone)]
@@ -271,13 +194,53 @@ pub async fn query_open<T: serde::de::DeserializeOwned>(
         .map_err(|e| TemporalError::Client(format!("{name} answered an unexpected shape: {e}")))
 }
 
+/// A workflow execution's status, with Temporal's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum WorkflowStatus {
+    /// Running.
+    Running,
+    /// Completed successfully.
+    Completed,
+    /// Failed.
+    Failed,
+    /// Cancelled.
+    Canceled,
+    /// Terminated (no workflow code ran to end it).
+    Terminated,
+    /// Continued as a new run.
+    ContinuedAsNew,
+    /// Timed out.
+    TimedOut,
+    /// Paused.
+    Paused,
+    /// A status this service does not know (a newer server), or none.
+    Unknown,
+}
+
+impl From<temporalio_client::WorkflowExecutionStatus> for WorkflowStatus {
+    fn from(status: temporalio_client::WorkflowExecutionStatus) -> Self {
+        use temporalio_client::WorkflowExecutionStatus as S;
+        match status {
+            S::Running => Self::Running,
+            S::Completed => Self::Completed,
+            S::Failed => Self::Failed,
+            S::Canceled => Self::Canceled,
+            S::Terminated => Self::Terminated,
+            S::ContinuedAsNew => Self::ContinuedAsNew,
+            S::TimedOut => Self::TimedOut,
+            S::Paused => Self::Paused,
+            _ => Self::Unknown,
+        }
+    }
+}
+
 /// What `DescribeWorkflowExecution` says about a workflow.
 #[derive(Debug, Clone)]
 pub struct WorkflowSummary {
     /// Run ID.
     pub run_id: String,
-    /// Status, e.g. `RUNNING`, `COMPLETED`, `FAILED`.
-    pub status: String,
+    /// Status.
+    pub status: WorkflowStatus,
     /// When it started.
     pub start_time: Option<chrono::DateTime<chrono::Utc>>,
     /// When it closed.
@@ -309,7 +272,7 @@ pub async fn describe_workflow(
         .describe(WorkflowDescribeOptions::default())
         .await
         .map_err(|e| TemporalError::Client(e.to_string()))?;
-    let status = format!("{:?}", description.status()).to_uppercase();
+    let status = WorkflowStatus::from(description.status());
     let pending_activity = description
         .raw_description
         .pending_activities
@@ -341,51 +304,4 @@ pub async fn describe_workflow(
         close_time: description.close_time().map(chrono::DateTime::from),
         pending_activity,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use tonic::Code;
-
-    use super::*;
-
-    fn rpc(code: Code) -> TemporalError {
-        TemporalError::rpc(&tonic::Status::new(
-            code,
-            "grpc internals: connection reset by peer",
-        ))
-    }
-
-    #[test]
-    fn only_a_refusal_of_the_request_itself_is_not_worth_retrying() {
-        for code in [
-            Code::Unavailable,
-            Code::DeadlineExceeded,
-            Code::ResourceExhausted,
-            Code::Aborted,
-            Code::Internal,
-            Code::Unknown,
-        ] {
-            assert!(rpc(code).is_retryable(), "{code:?}");
-        }
-        for code in [
-            Code::InvalidArgument,
-            Code::FailedPrecondition,
-            Code::PermissionDenied,
-        ] {
-            assert!(!rpc(code).is_retryable(), "{code:?}");
-        }
-        assert!(TemporalError::Timeout.is_retryable());
-        assert!(TemporalError::Unreachable("refused".into()).is_retryable());
-    }
-
-    #[test]
-    fn the_stored_reason_is_fixed_text_never_the_servers() {
-        for code in [Code::Unavailable, Code::Internal, Code::InvalidArgument] {
-            let reason = rpc(code).reason();
-
-            assert!(!reason.contains("grpc"), "{reason}");
-            assert!(reason.starts_with("Temporal"), "{reason}");
-        }
-    }
 }

@@ -438,7 +438,7 @@ async fn expired_throttle_rows_are_deleted() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
 
-    let purged = temporal_bff::auth::throttle::purge_expired(&app.db).await;
+    let purged = temporal_bff::auth::store::purge_expired_throttle(&app.db).await;
 
     let left: Vec<String> = sqlx::query_scalar("SELECT key FROM login_throttle")
         .fetch_all(&app.db)

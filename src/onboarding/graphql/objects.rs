@@ -1,148 +1,31 @@
-//! The onboarding part of the GraphQL schema: `startOrganizationBootstrap`, `organization`,
-//! `organizations` and the bootstrap status.
-
-use std::{collections::HashMap, sync::Arc, time::Duration};
+//! The onboarding GraphQL objects: an organization, its bootstrap status with steps,
+//! invitations, workflow, failure and audit trail.
 
 use async_graphql::{
-    Context, ErrorExtensions, ID, InputObject, Json, Object, ResultExt, SimpleObject,
+    Context, ErrorExtensions, ID, Json, Object, ResultExt, SimpleObject,
     connection::{Connection, Edge},
-    dataloader::{DataLoader, Loader},
+    dataloader::DataLoader,
 };
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{
-    request::{RawAdmin, RawRequest},
-    start::{BootstrapRequestStatus, BootstrapStarter},
-    steps::{self, BootstrapState, BootstrapStep},
-    store::{
-        self, BootstrapDetails, OrganizationRow, OrganizationStatus, QueueStatus, SubdomainStatus,
-    },
-};
+use super::loader::{DetailsKey, OnboardingLoader, WorkflowKey, loader_error};
 use crate::{
-    auth::{RequirePermission, graphql::ContextExt, permissions},
+    auth::graphql::ContextExt,
     contracts::bootstrap::{OrganizationType, Step, workflow_id},
     error::ApiError,
-    graphql::{
-        connection::{
-            ConnectionTotal, DEFAULT_PAGE, bad_cursor, check_page_size, decode_cursor,
-            decode_keyset, encode_cursor, encode_keyset, page_complexity,
-        },
-        context::RequestId,
+    graphql::connection::{
+        ConnectionTotal, DEFAULT_PAGE, bad_cursor, check_page_size, decode_cursor, encode_cursor,
+        page_complexity,
     },
-    metrics::RequestStats,
-    temporal::{TemporalHandle, WorkflowSummary, describe_workflow},
+    onboarding::{
+        steps::{self, BootstrapState, BootstrapStep},
+        store::{
+            BootstrapDetails, OrganizationRow, OrganizationStatus, QueueStatus, SubdomainStatus,
+        },
+    },
+    temporal::WorkflowStatus,
 };
-
-/// How long a status read waits for Temporal's describe before leaving `workflow` out.
-const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Key of a bootstrap's details: the organization and its workflow ID.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DetailsKey(Uuid, String);
-
-/// Key of a Temporal describe.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct WorkflowKey(String);
-
-/// Loads organizations, bootstrap details and workflow descriptions in batches.
-pub struct OnboardingLoader {
-    db: PgPool,
-    temporal: TemporalHandle,
-    stats: Arc<RequestStats>,
-}
-
-impl OnboardingLoader {
-    /// A per-request loader.
-    pub fn new(db: PgPool, temporal: TemporalHandle, stats: Arc<RequestStats>) -> DataLoader<Self> {
-        DataLoader::new(
-            Self {
-                db,
-                temporal,
-                stats,
-            },
-            tokio::spawn,
-        )
-        .delay(Duration::ZERO)
-    }
-}
-
-impl Loader<Uuid> for OnboardingLoader {
-    type Value = OrganizationRow;
-    type Error = Arc<sqlx::Error>;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, OrganizationRow>, Self::Error> {
-        let rows = store::organizations(&self.db, &self.stats, keys)
-            .await
-            .map_err(Arc::new)?;
-        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
-    }
-}
-
-impl Loader<DetailsKey> for OnboardingLoader {
-    type Value = BootstrapDetails;
-    type Error = Arc<sqlx::Error>;
-
-    async fn load(
-        &self,
-        keys: &[DetailsKey],
-    ) -> Result<HashMap<DetailsKey, BootstrapDetails>, Self::Error> {
-        let pairs: Vec<(Uuid, String)> = keys.iter().map(|k| (k.0, k.1.clone())).collect();
-        let mut details = store::details(&self.db, &self.stats, &pairs)
-            .await
-            .map_err(Arc::new)?;
-        Ok(keys
-            .iter()
-            .filter_map(|key| details.remove(&key.0).map(|d| (key.clone(), d)))
-            .collect())
-    }
-}
-
-impl Loader<WorkflowKey> for OnboardingLoader {
-    type Value = WorkflowSummary;
-    type Error = Arc<sqlx::Error>;
-
-    async fn load(
-        &self,
-        keys: &[WorkflowKey],
-    ) -> Result<HashMap<WorkflowKey, WorkflowSummary>, Self::Error> {
-        // Absent, not an error, when Temporal is down or slow.
-        let Ok(Ok(client)) = tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.client()).await
-        else {
-            return Ok(HashMap::new());
-        };
-        let described = futures::future::join_all(keys.iter().map(|key| {
-            let client = client.clone();
-            async move {
-                let _slot = self.stats.temporal_query().await;
-                let summary =
-                    tokio::time::timeout(DESCRIBE_TIMEOUT, describe_workflow(&client, &key.0))
-                        .await;
-                (key.clone(), summary)
-            }
-        }))
-        .await;
-        Ok(described
-            .into_iter()
-            .filter_map(|(key, summary)| match summary {
-                Ok(Ok(summary)) => Some((key, summary)),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "describe failed; workflow left out");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!("describe timed out; workflow left out");
-                    None
-                }
-            })
-            .collect())
-    }
-}
-
-fn loader_error(error: Arc<sqlx::Error>) -> ApiError {
-    ApiError::internal(anyhow::anyhow!(error.to_string()))
-}
 
 /// An organization and its onboarding (boxed: it is much larger than the other `Node`s).
 pub struct Organization(pub Box<OrganizationRow>);
@@ -237,8 +120,8 @@ pub struct WorkflowExecution {
     pub workflow_id: String,
     /// Run ID.
     pub run_id: Option<String>,
-    /// `RUNNING`, `COMPLETED`, `FAILED`, …
-    pub status: String,
+    /// Temporal's status of the workflow.
+    pub status: WorkflowStatus,
     /// Started.
     pub start_time: Option<DateTime<Utc>>,
     /// Closed.
@@ -470,181 +353,4 @@ pub async fn visible_organization(
         .map_err(loader_error)
         .extend()?;
     Ok(row.map(|row| Organization(Box::new(row))))
-}
-
-/// Onboarding queries.
-#[derive(Default)]
-pub struct OnboardingQuery;
-
-#[Object]
-impl OnboardingQuery {
-    /// One organization by global ID or bare UUID; `null` if it does not exist or is not the
-    /// caller's (without `organization.view_all`).
-    async fn organization(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Option<Organization>> {
-        let id = parse_organization_id(&id)?;
-        visible_organization(ctx, id).await
-    }
-
-    /// Organizations the caller may see (their own, or all with `organization.view_all`),
-    /// oldest first (at most 100 per page, 20 by default).
-    #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
-    async fn organizations(
-        &self,
-        ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Organization, ConnectionTotal>> {
-        let principal = ctx.principal()?;
-        let only = if principal.has(permissions::VIEW_ALL_ORGANIZATIONS) {
-            None
-        } else {
-            // Without an organization of their own, a caller sees none.
-            Some(principal.org_id.unwrap_or(Uuid::nil()))
-        };
-        check_page_size("first", first)?;
-        let first = first.unwrap_or(DEFAULT_PAGE);
-        let after = match after {
-            Some(cursor) => {
-                let (at, id) = decode_keyset("after", &cursor)?;
-                let id = Uuid::parse_str(&id).map_err(|_| bad_cursor("after").extend())?;
-                Some((at, id))
-            }
-            None => None,
-        };
-        let stats = ctx.data::<Arc<RequestStats>>()?;
-        let (rows, total) = store::organization_page(
-            ctx.data::<PgPool>()?,
-            stats,
-            only,
-            after,
-            i64::from(first) + 1,
-        )
-        .await
-        .map_err(ApiError::from)
-        .extend()?;
-        let limit = usize::try_from(first).unwrap_or(0);
-        let has_next = rows.len() > limit;
-        let mut connection = Connection::with_additional_fields(
-            after.is_some(),
-            has_next,
-            ConnectionTotal { total_count: total },
-        );
-        for row in rows.into_iter().take(limit) {
-            let cursor = encode_keyset(row.created_at, &row.id.to_string());
-            connection
-                .edges
-                .push(Edge::new(cursor, Organization(Box::new(row))));
-        }
-        Ok(connection)
-    }
-}
-
-/// An administrator to invite.
-#[derive(InputObject)]
-pub struct AdminUserInput {
-    /// E-mail address (distinct within the request).
-    pub email: String,
-    /// First name.
-    pub first_name: String,
-    /// Last name.
-    pub last_name: String,
-    /// Role (default `provider_admin`).
-    pub role: Option<String>,
-}
-
-/// What to onboard.
-#[derive(InputObject)]
-pub struct StartOrganizationBootstrapInput {
-    /// Display name, 1–200 characters.
-    pub name: String,
-    /// Subdomain: lowercase letters, digits and hyphens, 3–63, not reserved.
-    pub subdomain: String,
-    /// Kind.
-    #[graphql(name = "type")]
-    pub org_type: OrganizationType,
-    /// 1–20 administrators with distinct e-mails.
-    pub admin_users: Vec<AdminUserInput>,
-    /// Repeating a request with the same key returns the first one's result.
-    pub idempotency_key: Option<String>,
-}
-
-/// The answer to a start.
-#[derive(SimpleObject)]
-#[graphql(complex)]
-pub struct StartOrganizationBootstrapPayload {
-    /// The organization's UUID.
-    pub organization_id: ID,
-    /// Its bootstrap workflow ID, `org-bootstrap-{organizationId}`.
-    pub workflow_id: String,
-    /// `STARTED`, `QUEUED` (Temporal unreachable; it will start) or `ALREADY_EXISTS`.
-    pub status: BootstrapRequestStatus,
-    #[graphql(skip)]
-    organization: Uuid,
-}
-
-#[async_graphql::ComplexObject]
-impl StartOrganizationBootstrapPayload {
-    /// The organization and its onboarding status.
-    async fn organization(&self, ctx: &Context<'_>) -> async_graphql::Result<Organization> {
-        visible_organization(ctx, self.organization)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("organization not found".into()))
-            .extend()
-    }
-}
-
-/// Onboarding mutations.
-#[derive(Default)]
-pub struct OnboardingMutation;
-
-#[Object]
-impl OnboardingMutation {
-    /// Starts onboarding an organization (needs `organization.create_root`). Validated before
-    /// anything is written; never lost once answered; idempotent by `idempotencyKey` and by
-    /// subdomain.
-    #[graphql(guard = "RequirePermission(permissions::CREATE_ROOT_ORGANIZATION)")]
-    async fn start_organization_bootstrap(
-        &self,
-        ctx: &Context<'_>,
-        input: StartOrganizationBootstrapInput,
-    ) -> async_graphql::Result<StartOrganizationBootstrapPayload> {
-        let principal = ctx.principal()?;
-        let request = RawRequest {
-            name: input.name,
-            subdomain: input.subdomain,
-            org_type: input.org_type.as_str().to_owned(),
-            admin_users: input
-                .admin_users
-                .into_iter()
-                .map(|a| RawAdmin {
-                    email: a.email,
-                    first_name: a.first_name,
-                    last_name: a.last_name,
-                    role: a.role,
-                })
-                .collect(),
-            idempotency_key: input.idempotency_key,
-        }
-        .parse()
-        .extend()?;
-        let correlation = ctx
-            .data_opt::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        let outcome = ctx
-            .data::<BootstrapStarter>()?
-            .start(principal, request, &correlation)
-            .await
-            .extend()?;
-        Ok(StartOrganizationBootstrapPayload {
-            organization_id: ID(outcome.organization_id.to_string()),
-            workflow_id: outcome.workflow_id,
-            status: outcome.status,
-            organization: outcome.organization_id,
-        })
-    }
 }

@@ -1,0 +1,166 @@
+//! The release part of the GraphQL schema: the `releases` connection, `release(id)` and
+//! `entity(id)`. The objects are in `objects`; every one is a view into one shared tree,
+//! loaded once per request per release through `loader` (one SQL statement for the rows, one
+//! for the trees, one live `getHierarchy` per running release at most, shared across requests).
+
+mod loader;
+mod objects;
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Context, ID, Object, ResultExt,
+    connection::{Connection, Edge},
+    dataloader::DataLoader,
+};
+use sqlx::PgPool;
+
+pub use self::{
+    loader::ReleaseLoader,
+    objects::{
+        App, Bundle, Cluster, Entity, HierarchyEntity, Release, ReleaseFilter, Wave, find_entity,
+        parse_id,
+    },
+};
+use super::store::{self, ReleaseFilter as StoreFilter};
+use crate::{
+    contracts::ids::Kind,
+    error::ApiError,
+    graphql::connection::{
+        ConnectionTotal, DEFAULT_PAGE, check_page_size, decode_keyset, encode_keyset,
+        page_complexity,
+    },
+    metrics::RequestStats,
+};
+
+/// Longest `filter.search` accepted.
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+/// The release root fields.
+#[derive(Default)]
+pub struct ReleasesQuery;
+
+#[Object]
+impl ReleasesQuery {
+    /// Releases, newest first, as a Relay connection (forwards with `first`/`after`,
+    /// backwards with `last`/`before`; at most 100 per page, 20 by default).
+    #[tracing::instrument(skip_all)]
+    #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    async fn releases(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<ReleaseFilter>,
+    ) -> async_graphql::Result<Connection<String, Release, ConnectionTotal>> {
+        if first.is_some() && last.is_some() {
+            return Err(ApiError::bad_input("first", "give first or last, not both")).extend();
+        }
+        check_page_size("first", first)?;
+        check_page_size("last", last)?;
+        if first.is_some() && before.is_some() || last.is_some() && after.is_some() {
+            return Err(ApiError::bad_input(
+                "after",
+                "page forwards with first/after or backwards with last/before, not both",
+            ))
+            .extend();
+        }
+        let forward = last.is_none();
+        let size = i64::from(if forward {
+            first.unwrap_or(DEFAULT_PAGE)
+        } else {
+            last.unwrap_or(DEFAULT_PAGE)
+        });
+        let cursor = match (forward, &after, &before) {
+            (true, Some(after), _) => Some(decode_keyset("after", after)?),
+            (false, _, Some(before)) => Some(decode_keyset("before", before)?),
+            _ => None,
+        };
+        let filter = filter.unwrap_or_default();
+        if filter
+            .search
+            .as_deref()
+            .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
+        {
+            return Err(ApiError::bad_input(
+                "filter.search",
+                format!("search must be at most {MAX_SEARCH_CHARS} characters"),
+            ))
+            .extend();
+        }
+        let filter = StoreFilter {
+            statuses: filter.status.unwrap_or_default(),
+            search: filter.search,
+        };
+        let db = ctx.data::<PgPool>()?;
+        let stats = ctx.data::<Arc<RequestStats>>()?;
+        let (rows, total) = store::page(db, stats, &filter, cursor.as_ref(), forward, size + 1)
+            .await
+            .map_err(ApiError::from)
+            .extend()?;
+        let has_more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > size;
+        let rows: Vec<_> = if forward {
+            rows.into_iter()
+                .take(usize::try_from(size).unwrap_or(0))
+                .collect()
+        } else {
+            let skip = rows
+                .len()
+                .saturating_sub(usize::try_from(size).unwrap_or(0));
+            rows.into_iter().skip(skip).collect()
+        };
+        let (has_previous, has_next) = if forward {
+            (cursor.is_some(), has_more)
+        } else {
+            (has_more, cursor.is_some())
+        };
+        let mut connection = Connection::with_additional_fields(
+            has_previous,
+            has_next,
+            ConnectionTotal { total_count: total },
+        );
+        // The page already has the rows: load their trees without reading the rows again.
+        let trees = ctx
+            .data::<DataLoader<ReleaseLoader>>()?
+            .loader()
+            .trees(&rows)
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))
+            .extend()?;
+        for row in rows {
+            if let Some(tree) = trees.get(&row.id) {
+                let entity = Entity::root(Arc::clone(tree));
+                connection.edges.push(Edge::new(
+                    encode_keyset(row.created_at, &row.id),
+                    Release(entity),
+                ));
+            }
+        }
+        Ok(connection)
+    }
+
+    /// One release by global ID (`release:{key}`); `null` if there is none.
+    async fn release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Release>> {
+        let id = parse_id("id", &id)?;
+        if id.kind() != Kind::Release {
+            return Err(ApiError::bad_input(
+                "id",
+                "not a release id (release:{key})",
+            ))
+            .extend();
+        }
+        Ok(find_entity(ctx, &id).await?.map(Release))
+    }
+
+    /// Any hierarchy node by global ID; `null` if there is none.
+    async fn entity(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<HierarchyEntity>> {
+        let id = parse_id("id", &id)?;
+        Ok(find_entity(ctx, &id).await?.map(Entity::into_object))
+    }
+}

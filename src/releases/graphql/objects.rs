@@ -1,0 +1,247 @@
+//! The hierarchy objects (`Release → Wave → Cluster → Bundle → App`): each a view into one
+//! shared [`ReleaseTree`].
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, InputObject, Object, ResultExt, Union};
+use chrono::{DateTime, Utc};
+
+use super::loader::load_tree;
+use crate::{
+    contracts::{
+        ids::{EntityId, Kind},
+        release::RolloutStatus,
+    },
+    error::ApiError,
+    graphql::connection::list_complexity,
+    releases::tree::{DataSource, Progress, ReleaseTree, TreeNode},
+};
+
+/// A view of one node of a loaded tree.
+#[derive(Clone)]
+pub struct Entity {
+    tree: Arc<ReleaseTree>,
+    node: Arc<TreeNode>,
+}
+
+impl Entity {
+    /// The release node of `tree`.
+    pub fn root(tree: Arc<ReleaseTree>) -> Self {
+        Self {
+            node: Arc::clone(&tree.root),
+            tree,
+        }
+    }
+
+    fn children(&self) -> Vec<Entity> {
+        self.node
+            .children
+            .iter()
+            .map(|child| Entity {
+                tree: Arc::clone(&self.tree),
+                node: Arc::clone(child),
+            })
+            .collect()
+    }
+
+    /// The GraphQL object for this node, by its kind.
+    pub fn into_object(self) -> HierarchyEntity {
+        match self.node.kind {
+            Kind::Release => HierarchyEntity::Release(Release(self)),
+            Kind::Wave => HierarchyEntity::Wave(Wave(self)),
+            Kind::Cluster => HierarchyEntity::Cluster(Cluster(self)),
+            Kind::Bundle => HierarchyEntity::Bundle(Bundle(self)),
+            Kind::App => HierarchyEntity::App(App(self)),
+        }
+    }
+}
+
+/// Resolves a hierarchy ID to its node (`None` when the release or node does not exist).
+pub async fn find_entity(
+    ctx: &Context<'_>,
+    id: &EntityId,
+) -> async_graphql::Result<Option<Entity>> {
+    let Some(tree) = load_tree(ctx, &id.release_id().to_string()).await? else {
+        return Ok(None);
+    };
+    Ok(tree.find(&id.to_string()).map(|node| Entity { tree, node }))
+}
+
+/// Parses a GraphQL ID argument into a hierarchy ID (`BAD_USER_INPUT` if malformed).
+pub fn parse_id(field: &str, id: &ID) -> async_graphql::Result<EntityId> {
+    EntityId::parse(id.as_str())
+        .map_err(|why| ApiError::bad_input(field, format!("malformed id {:?}: {why}", id.as_str())))
+        .extend()
+}
+
+/// Emits `#[Object] impl $ty` with the fields every hierarchy node has, then `$extra`.
+/// (A macro inside an `#[Object]` impl would expand too late to become fields.)
+/// `$ty, list $field: $child "doc"` adds the list of children, priced as a list (the
+/// complexity attribute must be written here, in the same expansion as `#[Object]`, to see
+/// `child_complexity`).
+macro_rules! hierarchy_object {
+    ($ty:ident $(, list $field:ident: $child:ident $doc:literal)? { $($extra:tt)* }) => {
+        #[Object]
+        impl $ty {
+            /// Global ID, `{kind}:{path}`.
+            pub async fn id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
+                Ok(ID(self.0.node.node.id.clone()))
+            }
+
+            /// Key, unique among its siblings.
+            async fn key(&self) -> &str {
+                &self.0.node.node.key
+            }
+
+            /// Display name.
+            async fn name(&self) -> &str {
+                &self.0.node.node.name
+            }
+
+            /// Rollout status.
+            async fn status(&self) -> RolloutStatus {
+                self.0.node.node.status
+            }
+
+            /// When it started.
+            async fn started_at(&self) -> Option<DateTime<Utc>> {
+                self.0.node.node.started_at
+            }
+
+            /// When it finished.
+            async fn completed_at(&self) -> Option<DateTime<Utc>> {
+                self.0.node.node.completed_at
+            }
+
+            /// Why it failed (names the failing app).
+            async fn message(&self) -> Option<&str> {
+                self.0.node.node.message.as_deref()
+            }
+
+            $($extra)*
+
+            $(
+                #[doc = $doc]
+                #[graphql(complexity = "list_complexity(child_complexity)")]
+                async fn $field(&self) -> Vec<$child> {
+                    self.0.children().into_iter().map($child).collect()
+                }
+            )?
+        }
+    };
+}
+
+/// A release: waves rolled out in order.
+pub struct Release(pub(super) Entity);
+
+hierarchy_object!(Release, list waves: Wave "The waves, in rollout order." {
+
+/// Roll-up over every app of the release.
+async fn progress(&self) -> Progress {
+    self.0.node.progress
+}
+
+/// Where this answer came from: `TEMPORAL` (live) while the workflow runs, `PROJECTION`
+/// once it closed or when Temporal did not answer in time.
+async fn source(&self) -> DataSource {
+    self.0.tree.source
+}
+
+/// How fresh the answer is: when it was read live, or the time of the last event folded
+/// into the projection.
+async fn as_of(&self) -> DateTime<Utc> {
+    self.0.tree.as_of
+}
+});
+
+/// A wave: its clusters roll out in parallel.
+pub struct Wave(pub(super) Entity);
+
+hierarchy_object!(Wave, list clusters: Cluster "The clusters." {
+
+/// Position in the release, from 1.
+async fn position(&self) -> i32 {
+    self.0.node.position
+}
+
+/// Roll-up over the wave's apps.
+async fn progress(&self) -> Progress {
+    self.0.node.progress
+}
+});
+
+/// A cluster: one bundle deployed in one region.
+pub struct Cluster(pub(super) Entity);
+
+hierarchy_object!(Cluster {
+
+/// Region.
+async fn region(&self) -> Option<&str> {
+    self.0.node.node.region.as_deref()
+}
+
+/// Roll-up over the cluster's apps.
+async fn progress(&self) -> Progress {
+    self.0.node.progress
+}
+
+/// The cluster's bundle.
+async fn bundle(&self) -> async_graphql::Result<Bundle> {
+    self.0
+        .children()
+        .into_iter()
+        .next()
+        .map(Bundle)
+        .ok_or(ApiError::internal(anyhow::anyhow!("cluster without a bundle")))
+        .extend()
+}});
+
+/// A bundle: apps deployed in order.
+pub struct Bundle(pub(super) Entity);
+
+hierarchy_object!(Bundle, list apps: App "The apps, in deploy order." {
+
+/// Bundle version.
+async fn version(&self) -> Option<&str> {
+    self.0.node.node.version.as_deref()
+}
+
+/// Roll-up over the bundle's apps.
+async fn progress(&self) -> Progress {
+    self.0.node.progress
+}
+});
+
+/// An app: one deploy.
+pub struct App(pub(super) Entity);
+
+hierarchy_object!(App {
+
+/// Version deployed.
+async fn version(&self) -> Option<&str> {
+    self.0.node.node.version.as_deref()
+}});
+
+/// Any node of a release hierarchy.
+#[derive(Union)]
+pub enum HierarchyEntity {
+    /// A release.
+    Release(Release),
+    /// A wave.
+    Wave(Wave),
+    /// A cluster.
+    Cluster(Cluster),
+    /// A bundle.
+    Bundle(Bundle),
+    /// An app.
+    App(App),
+}
+
+/// Filters for `releases`.
+#[derive(InputObject, Default)]
+pub struct ReleaseFilter {
+    /// Only releases in one of these statuses.
+    pub status: Option<Vec<RolloutStatus>>,
+    /// Name or key contains this text (case-insensitive).
+    pub search: Option<String>,
+}

@@ -1,0 +1,270 @@
+//! The code's layout as a newcomer sees it: no import cycles between files, and nothing the
+//! server runs reaches into the reference worker.
+//!
+//! The graph is read from `src/`: a file depends on the module of every `crate::`, `super::`
+//! and `self::` path it names (in `use` trees and in code). A module naming its own
+//! descendants (declaring or re-exporting them) is its facade, not a dependency.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Every source file's module path (`auth::store`; `crate` for `lib.rs`) and text.
+fn modules() -> BTreeMap<String, String> {
+    fn walk(dir: &std::path::Path, prefix: &[String], out: &mut BTreeMap<String, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                let mut next = prefix.to_vec();
+                next.push(name);
+                walk(&path, &next, out);
+            } else if let Some(stem) = name.strip_suffix(".rs") {
+                let mut module = prefix.to_vec();
+                if !matches!(stem, "mod" | "lib" | "main") {
+                    module.push(stem.to_owned());
+                }
+                if stem == "main" {
+                    continue;
+                }
+                let key = if module.is_empty() {
+                    "crate".to_owned()
+                } else {
+                    module.join("::")
+                };
+                out.insert(key, std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &[],
+        &mut out,
+    );
+    out
+}
+
+/// Expands a `use` tree (`a::{b, c::{d}}`) into full paths.
+fn expand(tree: &str) -> Vec<String> {
+    let tree = tree.trim();
+    let Some(open) = tree.find('{') else {
+        return vec![tree.split(" as ").next().unwrap_or(tree).trim().to_owned()];
+    };
+    let prefix = tree[..open].trim().trim_end_matches("::");
+    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    parts
+        .into_iter()
+        .filter(|p| !p.trim().is_empty())
+        .flat_map(expand)
+        .map(|p| {
+            if p == "self" {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}::{p}")
+            }
+        })
+        .collect()
+}
+
+/// Every `crate::` / `super::` / `self::` path a file names (outside its unit tests, whose
+/// `super` is the file itself).
+fn paths(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let text = text.split("#[cfg(test)]").next().unwrap_or(text);
+    let code: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // `use` trees, braces and all.
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("use ") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + 4..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        if let Some(end) = rest.find(';') {
+            found.extend(expand(&rest[..end]));
+            rest = &rest[end..];
+        }
+    }
+    // Paths written in code.
+    for start in ["crate::", "super::", "self::"] {
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find(start) {
+            let before = rest[..at].chars().last();
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(tail.len());
+            if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                found.push(tail[..end].trim_end_matches(':').to_owned());
+            }
+            rest = &tail[start.len()..];
+        }
+    }
+    found
+}
+
+/// The module a path written in module `from` names: the longest known module prefix.
+/// (`super` in `a/b.rs` and in `a/b/mod.rs`, both module `a::b`, is `a`.)
+fn resolve(path: &str, from: &str, known: &BTreeMap<String, String>) -> Option<String> {
+    let segments: Vec<&str> = path.split("::").collect();
+    let mut absolute: Vec<&str> = if from == "crate" {
+        Vec::new()
+    } else {
+        from.split("::").collect()
+    };
+    let rest = match segments.first() {
+        Some(&"crate") => {
+            absolute.clear();
+            &segments[1..]
+        }
+        Some(&"self") => &segments[1..],
+        Some(&"super") => {
+            let ups = segments.iter().take_while(|s| **s == "super").count();
+            absolute.truncate(absolute.len().saturating_sub(ups));
+            &segments[ups..]
+        }
+        _ => return None,
+    };
+    absolute.extend(rest);
+    (0..=absolute.len()).rev().find_map(|n| {
+        let candidate = if n == 0 {
+            "crate".to_owned()
+        } else {
+            absolute[..n].join("::")
+        };
+        known.contains_key(&candidate).then_some(candidate)
+    })
+}
+
+fn is_descendant(module: &str, of: &str) -> bool {
+    of == "crate" || module.starts_with(&format!("{of}::"))
+}
+
+/// The file-level dependency graph, facade edges left out.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let known = modules();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, text) in &known {
+        let edges = graph.entry(module.clone()).or_default();
+        for path in paths(text) {
+            if let Some(target) = resolve(&path, module, &known)
+                && target != *module
+                && !is_descendant(&target, module)
+            {
+                edges.insert(target);
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn no_two_files_import_each_other_through_any_cycle() {
+    let graph = graph();
+    // Depth-first search for a back edge, reporting the cycle it closes.
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = stack.iter().position(|n| n == node) {
+            let mut cycle = stack[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        stack.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, stack, done) {
+                return Some(cycle);
+            }
+        }
+        stack.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        let cycle = visit(node, &graph, &mut Vec::new(), &mut done);
+        assert!(
+            cycle.is_none(),
+            "import cycle: {}",
+            cycle.unwrap_or_default().join(" → ")
+        );
+    }
+    assert!(
+        graph.len() > 40,
+        "the graph was read: {} modules",
+        graph.len()
+    );
+}
+
+#[test]
+fn nothing_serve_runs_imports_the_reference_worker() {
+    // `cli` and `devstack::dev` name the worker only behind `#[cfg(feature = "worker")]` (for the
+    // `worker`, `demo` and `dev` commands); `cargo check --no-default-features` proves the rest.
+    let gated = ["cli", "devstack::dev"];
+    let graph = graph();
+
+    let offenders: Vec<String> = graph
+        .iter()
+        .filter(|(module, _)| !module.starts_with("worker") && !gated.contains(&module.as_str()))
+        .filter(|(_, targets)| {
+            targets
+                .iter()
+                .any(|t| t == "worker" || t.starts_with("worker::"))
+        })
+        .map(|(module, _)| module.clone())
+        .collect();
+
+    assert!(offenders.is_empty(), "these import worker/: {offenders:?}");
+    assert!(
+        graph
+            .get("worker::release")
+            .is_some_and(|t| t.iter().any(|m| m.starts_with("contracts"))),
+        "the reader found the worker's imports of the contracts"
+    );
+}
+
+#[test]
+fn the_reader_finds_nested_use_trees_and_code_paths() {
+    let text = "use crate::{a::{b, c::d}, e};\nfn f() { super::g::h(); crate::x::y::z(); }";
+
+    let found = paths(text);
+
+    for expected in [
+        "crate::a::b",
+        "crate::a::c::d",
+        "crate::e",
+        "super::g::h",
+        "crate::x::y::z",
+    ] {
+        assert!(
+            found.iter().any(|p| p == expected),
+            "{expected} not in {found:?}"
+        );
+    }
+}
