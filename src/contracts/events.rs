@@ -61,6 +61,19 @@ pub struct EventMetadata {
     pub correlation_id: Option<String>,
 }
 
+impl EventMetadata {
+    /// Metadata of an event the BFF writes about workflow `workflow_id` of `workflow_type`.
+    pub fn bff(workflow_id: &str, workflow_type: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            workflow_id: Some(workflow_id.to_owned()),
+            workflow_type: Some(workflow_type.to_owned()),
+            timestamp: at,
+            source: "temporal-bff".into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// One node of a new release's tree, as `release.created` lists it (parents first).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

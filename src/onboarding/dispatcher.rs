@@ -172,12 +172,7 @@ async fn fail(
         attempts: row.attempts,
         at: now,
     };
-    let metadata = EventMetadata {
-        workflow_id: Some(row.workflow_id.clone()),
-        timestamp: now,
-        source: "temporal-bff".into(),
-        ..EventMetadata::default()
-    };
+    let metadata = EventMetadata::bff(&row.workflow_id, &row.workflow_type, now);
     let organization = ("organization", row.organization_id.unwrap_or_default());
     let event = NewEvent::new(Uuid::new_v4(), &payload, organization, metadata);
     events::append(starter.db(), &[event]).await.map(drop)

@@ -171,14 +171,9 @@ impl BootstrapStarter {
         let now = Utc::now();
         let organization = ("organization", input.organization_id);
         let metadata = EventMetadata {
-            workflow_id: Some(queued.workflow_id.clone()),
-            workflow_run_id: None,
-            workflow_type: Some(queued.workflow_type.clone()),
-            activity_id: None,
-            timestamp: now,
-            source: "temporal-bff".into(),
             user_id: Some(principal.user_id.clone()),
             correlation_id: Some(correlation_id.to_owned()),
+            ..EventMetadata::bff(&queued.workflow_id, &queued.workflow_type, now)
         };
         let initiated_id = Uuid::new_v4();
         let created_by = Uuid::parse_str(&principal.user_id).ok();
@@ -295,12 +290,8 @@ impl BootstrapStarter {
             at: now,
         };
         let metadata = EventMetadata {
-            workflow_id: Some(queued.workflow_id.clone()),
             workflow_run_id: run_id,
-            workflow_type: Some(queued.workflow_type.clone()),
-            timestamp: now,
-            source: "temporal-bff".into(),
-            ..EventMetadata::default()
+            ..EventMetadata::bff(&queued.workflow_id, &queued.workflow_type, now)
         };
         let organization = ("organization", queued.organization_id.unwrap_or_default());
         // A random ID on purpose: a request started twice would show as two events.

@@ -21,22 +21,6 @@ const NAMED_ANONYMOUS_READS: [&str; 5] = [
     "query Q { version }",
 ];
 
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-}
-
 fn no_data(body: &Value) -> bool {
     body.get("data").is_none_or(Value::is_null)
 }
@@ -49,15 +33,8 @@ async fn named_anonymous_reads_are_refused_with_no_data() {
     for query in NAMED_ANONYMOUS_READS {
         // Act: as a GraphQL client sends it, with its operation name.
         let body = app
-            .http
-            .post(app.url("/graphql"))
-            .json(&json!({ "query": query, "operationName": "Q" }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json::<Value>()
-            .await
-            .unwrap_or_default();
+            .post_graphql(json!({ "query": query, "operationName": "Q" }))
+            .await;
         let unnamed = app.graphql(query, json!({})).await;
 
         // Assert
@@ -90,15 +67,8 @@ async fn a_login_hidden_beside_a_read_or_in_a_second_operation_does_not_open_the
 
     for (document, operation) in documents {
         let body = app
-            .http
-            .post(app.url("/graphql"))
-            .json(&json!({ "query": document, "operationName": operation }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json::<Value>()
-            .await
-            .unwrap_or_default();
+            .post_graphql(json!({ "query": document, "operationName": operation }))
+            .await;
 
         assert_eq!(error_code(&body), "UNAUTHENTICATED", "{document}: {body}");
         assert!(no_data(&body), "{document}: {body}");
@@ -270,7 +240,7 @@ async fn thirty_aliased_release_trees_and_forty_aliased_logins_are_refused_befor
             )
         })
         .collect();
-    let checks_before = metric(&app, "bff_password_checks_total").await;
+    let checks_before = app.metric("bff_password_checks_total").await;
 
     // Act
     let anonymous_trees = app.graphql(&format!("{{ {trees} }}"), json!({})).await;
@@ -319,7 +289,7 @@ async fn thirty_aliased_release_trees_and_forty_aliased_logins_are_refused_befor
         assert!(no_data(body), "{body}");
     }
     assert_eq!(
-        metric(&app, "bff_password_checks_total").await,
+        app.metric("bff_password_checks_total").await,
         checks_before,
         "not one password was checked"
     );
@@ -331,7 +301,7 @@ async fn fifty_parallel_guesses_check_at_most_the_limit_and_the_right_password_a
     // Arrange
     let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES", "5".into())]).await;
     app.create_user("target@example.com", None, &[]).await;
-    let checks_before = metric(&app, "bff_password_checks_total").await;
+    let checks_before = app.metric("bff_password_checks_total").await;
 
     // Act
     let passwords: Vec<String> = (0..50).map(|i| format!("guess number {i}")).collect();
@@ -344,7 +314,7 @@ async fn fifty_parallel_guesses_check_at_most_the_limit_and_the_right_password_a
     let right = app.login("target@example.com", PASSWORD).await;
 
     // Assert
-    let checked = metric(&app, "bff_password_checks_total").await - checks_before;
+    let checked = app.metric("bff_password_checks_total").await - checks_before;
     assert!(checked <= 5.0, "{checked} passwords were checked");
     assert!(guesses.iter().all(no_data));
     assert!(

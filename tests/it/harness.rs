@@ -379,6 +379,80 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Posts a GraphQL request `body` as it is (an operation name, odd shapes), anonymously.
+    pub async fn post_graphql(&self, body: serde_json::Value) -> serde_json::Value {
+        self.http
+            .post(self.url("/graphql"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
+    }
+
+    /// The value of the Prometheus metric `name` on `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics: {text}"))
+    }
+
+    /// Every row of the projections, as JSON, in a stable order.
+    pub async fn projections(&self) -> Vec<serde_json::Value> {
+        let mut rows = Vec::new();
+        for table in PROJECTIONS {
+            let sql = format!("SELECT to_jsonb(t) FROM {table} t ORDER BY id::text");
+            let mut table_rows: Vec<serde_json::Value> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&self.db)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            rows.append(&mut table_rows);
+        }
+        rows
+    }
+
+    /// Empties the event store and every projection, then inserts every event again in
+    /// `(created_at, id)` order, as a rebuild of the read model would.
+    pub async fn replay_events(&self) {
+        let mut conn = self.db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+        let truncate = format!("TRUNCATE domain_events, {}", PROJECTIONS.join(", "));
+        for sql in [
+            "CREATE TEMP TABLE saved AS SELECT * FROM domain_events",
+            truncate.as_str(),
+            "INSERT INTO domain_events SELECT * FROM saved ORDER BY created_at, id",
+            "DROP TABLE saved",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+}
+
+/// The projection tables folded from `domain_events`.
+pub const PROJECTIONS: [&str; 5] = [
+    "organizations_projection",
+    "invitations_projection",
+    "release_projection",
+    "release_entity_projection",
+    "workflow_queue_projection",
+];
+
 /// The `extensions.code` of the first error in a GraphQL response.
 pub fn error_code(body: &serde_json::Value) -> &str {
     body["errors"][0]["extensions"]["code"]

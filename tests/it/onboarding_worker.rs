@@ -237,25 +237,6 @@ async fn appending_the_same_events_twice_stores_them_once() {
     assert_eq!((first, second, stored), (2, 0, 2));
 }
 
-/// Every projection row, as JSON, in a stable order.
-async fn snapshot(app: &TestApp) -> Vec<serde_json::Value> {
-    let mut rows = Vec::new();
-    for table in [
-        "organizations_projection",
-        "invitations_projection",
-        "release_projection",
-        "release_entity_projection",
-    ] {
-        let sql = format!("SELECT to_jsonb(t) FROM {table} t ORDER BY id::text");
-        let mut table_rows: Vec<serde_json::Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&app.db)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        rows.append(&mut table_rows);
-    }
-    rows
-}
-
 #[tokio::test]
 async fn replaying_every_event_into_empty_projections_rebuilds_them_row_for_row() {
     // Arrange: a failed release, a completed bootstrap and a failed one, all in one database.
@@ -277,23 +258,11 @@ async fn replaying_every_event_into_empty_projections_rebuilds_them_row_for_row(
         .get_result(WorkflowGetResultOptions::default())
         .await;
     run_bootstrap(&app, input(2)).await;
-    let before = snapshot(&app).await;
+    let before = app.projections().await;
 
     // Act: empty the projections and the store, then insert every event again in order.
-    let replay = [
-        "CREATE TEMP TABLE saved AS SELECT * FROM domain_events",
-        "TRUNCATE domain_events, organizations_projection, invitations_projection, release_projection, release_entity_projection",
-        "INSERT INTO domain_events SELECT * FROM saved ORDER BY created_at, id",
-    ];
-    let mut conn = app.db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-    for sql in replay {
-        sqlx::query(sql)
-            .execute(&mut *conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    drop(conn);
-    let after = snapshot(&app).await;
+    app.replay_events().await;
+    let after = app.projections().await;
 
     // Assert
     assert!(before.len() > 20, "something to compare: {}", before.len());
