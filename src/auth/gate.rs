@@ -108,7 +108,7 @@ fn is_public(operation: &OperationDefinition, fields: &[&str], logins: usize) ->
 
 /// The names of the root fields `set` selects, fragments expanded (aliases count once each);
 /// `None` if fragments nest too deep or name a fragment that does not exist.
-fn root_fields<'a>(
+pub fn root_fields<'a>(
     document: &'a ExecutableDocument,
     set: &'a SelectionSet,
 ) -> Option<Vec<&'a str>> {
