@@ -79,7 +79,16 @@ mod tests {
     }
 
     async fn too_complex(query: &str) -> bool {
-        let response = schema_builder().finish().execute(query).await;
+        // A caller, so the limits are what stops the document (not the missing token).
+        let caller = auth::Authentication::Authenticated(auth::Principal {
+            user_id: "u".into(),
+            email: "u@example.com".into(),
+            org_id: None,
+            role: None,
+            permissions: Default::default(),
+        });
+        let request = async_graphql::Request::new(query).data(caller);
+        let response = schema_builder().finish().execute(request).await;
         response
             .errors
             .iter()
