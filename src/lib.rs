@@ -42,6 +42,8 @@ pub struct App {
     pub metrics: Arc<metrics::Metrics>,
     /// Live release trees, shared across requests.
     pub live: Arc<releases::live::LiveHierarchy>,
+    /// Closed releases kept in memory, dropped when the database says they changed.
+    pub release_cache: Arc<releases::cache::TreeCache>,
     /// Starts organization bootstraps (GraphQL and REST).
     pub starter: onboarding::start::BootstrapStarter,
     /// Verifies bearer tokens and the users behind them.

@@ -75,6 +75,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         config.temporal_query_timeout,
         config.hierarchy_cache_ttl,
     ));
+    let release_cache = Arc::new(releases::cache::TreeCache::new(config.release_cache_bytes));
+    releases::cache::listen(db.clone(), Arc::clone(&release_cache));
     let config = Arc::new(config);
     let wake = Arc::new(tokio::sync::Notify::new());
     let starter = onboarding::start::BootstrapStarter::new(
@@ -98,6 +100,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         temporal,
         metrics,
         live,
+        release_cache,
         authenticator,
         schema,
         execution_slots: tokio::sync::Semaphore::new(EXECUTION_SLOTS_PER_CORE * cores()),

@@ -40,6 +40,7 @@ pub const VARIABLES: &[&str] = &[
     "MAX_RESPONSE_BYTES",
     "TEMPORAL_QUERY_TIMEOUT_MS",
     "HIERARCHY_CACHE_MS",
+    "RELEASE_CACHE_BYTES",
     "DISPATCH_MAX_BACKOFF_MS",
     "LOG_LEVEL",
     "LOG_FORMAT",
@@ -114,6 +115,8 @@ pub struct Config {
     pub temporal_query_timeout: Duration,
     /// How long a live tree is reused for (`HIERARCHY_CACHE_MS`).
     pub hierarchy_cache_ttl: Duration,
+    /// Bytes of closed releases kept in memory per process (`RELEASE_CACHE_BYTES`; 0: none).
+    pub release_cache_bytes: usize,
     /// Longest wait between attempts to start a queued bootstrap (`DISPATCH_MAX_BACKOFF_MS`).
     pub dispatch_max_backoff: Duration,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
@@ -215,6 +218,12 @@ impl Config {
                 }
             });
         let hierarchy_cache_ttl = env.parsed("HIERARCHY_CACHE_MS", "1000", millis);
+        let release_cache_bytes = env.parsed("RELEASE_CACHE_BYTES", "16777216", |raw| match raw
+            .parse::<usize>()
+        {
+            Ok(n) if n <= 1 << 32 => Ok(n),
+            _ => Err("must be a number of bytes from 0 to 4294967296".to_owned()),
+        });
         let dispatch_max_backoff = env.parsed("DISPATCH_MAX_BACKOFF_MS", "30000", |raw| match raw
             .parse::<u64>()
         {
@@ -261,6 +270,7 @@ impl Config {
                 max_response_bytes: max_response_bytes?,
                 temporal_query_timeout: temporal_query_timeout?,
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
+                release_cache_bytes: release_cache_bytes?,
                 dispatch_max_backoff: dispatch_max_backoff?,
                 log_level: log_level?,
                 log_format: log_format?,

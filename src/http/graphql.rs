@@ -98,6 +98,7 @@ pub async fn graphql_handler(
     let releases = ReleaseLoader::new(
         state.db.clone(),
         Arc::clone(&state.live),
+        Arc::clone(&state.release_cache),
         Arc::clone(&stats),
     );
     let onboarding =

@@ -67,10 +67,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route(
-            "/metrics",
-            get(|State(state): State<AppState>| async move { state.metrics.render() }),
-        )
+        .route("/metrics", get(metrics))
         .route(
             "/api/v1/workflows/organization-bootstrap",
             axum::routing::post(crate::onboarding::rest::start_bootstrap),
@@ -86,6 +83,21 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// `GET /metrics`: the process's counters and the release cache, as Prometheus text.
+async fn metrics(State(state): State<AppState>) -> String {
+    let (releases, bytes) = state.release_cache.usage();
+    format!(
+        "{}# HELP bff_release_cache_hits_total Release reads answered from the closed-release cache.\n\
+         # TYPE bff_release_cache_hits_total counter\nbff_release_cache_hits_total {}\n\
+         # HELP bff_release_cache_releases Closed releases kept in memory.\n\
+         # TYPE bff_release_cache_releases gauge\nbff_release_cache_releases {releases}\n\
+         # HELP bff_release_cache_bytes Estimated bytes of the closed releases kept in memory.\n\
+         # TYPE bff_release_cache_bytes gauge\nbff_release_cache_bytes {bytes}\n",
+        state.metrics.render(),
+        state.release_cache.hits(),
+    )
 }
 
 /// CORS for the configured origins; none configured means no CORS headers (same-origin only).

@@ -5,6 +5,7 @@
 //! shape are contracts (`contracts::ids`, `contracts::release`); the workflow is another
 //! process's (`worker::release` is the reference one).
 
+pub mod cache;
 pub mod graphql;
 pub mod live;
 pub mod store;

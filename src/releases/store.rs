@@ -29,8 +29,26 @@ pub struct ReleaseRow {
     pub status: RolloutStatus,
     /// Workflow ID.
     pub workflow_id: String,
+    /// Why it failed.
+    pub message: Option<String>,
     /// When it was created (the list's order).
     pub created_at: DateTime<Utc>,
+    /// When anything in its tree last changed (the events' time).
+    pub updated_at: DateTime<Utc>,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Apps in the release (the roll-up the triggers keep).
+    pub apps_total: i32,
+    /// Apps deployed.
+    pub apps_succeeded: i32,
+    /// Apps whose deploy failed.
+    pub apps_failed: i32,
+    /// Apps deploying (or paused).
+    pub apps_in_progress: i32,
+    /// Apps not started (or cancelled).
+    pub apps_pending: i32,
 }
 
 impl ReleaseRow {
@@ -52,8 +70,9 @@ pub struct ReleaseFilter {
 /// A keyset position in the newest-first order.
 pub type Cursor = (DateTime<Utc>, String);
 
-const ROW_COLUMNS: &str =
-    "SELECT id, key, name, status, workflow_id, created_at FROM release_projection";
+const ROW_COLUMNS: &str = "SELECT id, key, name, status, workflow_id, message, created_at, \
+     updated_at, started_at, completed_at, apps_total, apps_succeeded, apps_failed, \
+     apps_in_progress, apps_pending FROM release_projection";
 
 fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
     query.push(" WHERE true");
@@ -193,7 +212,7 @@ pub async fn trees(
                 started_at, completed_at, updated_at
            FROM release_entity_projection
           WHERE release_id = ANY($1)
-          ORDER BY release_id, parent_id NULLS FIRST, position",
+          ORDER BY release_id, ord",
     )
     .bind(ids)
     .fetch_all(pool)
@@ -215,7 +234,7 @@ pub async fn trees(
         .collect())
 }
 
-/// Nests flat rows (ordered by position within each parent) under their parents.
+/// Nests flat rows (in tree order: parents first, siblings by position) under their parents.
 fn assemble(rows: Vec<EntityRow>) -> Option<Node> {
     let mut children: HashMap<String, Vec<EntityRow>> = HashMap::new();
     let mut root = None;

@@ -62,6 +62,25 @@ impl Progress {
         self
     }
 
+    /// A roll-up from its counts (as the projection keeps them).
+    pub fn from_counts(
+        total: i32,
+        succeeded: i32,
+        failed: i32,
+        in_progress: i32,
+        pending: i32,
+    ) -> Self {
+        Self {
+            total,
+            succeeded,
+            failed,
+            in_progress,
+            pending,
+            percent: 0.0,
+        }
+        .with_percent()
+    }
+
     fn with_percent(mut self) -> Self {
         self.percent = if self.total == 0 {
             0.0
@@ -110,6 +129,11 @@ impl ReleaseTree {
             as_of,
             index,
         }
+    }
+
+    /// Every node of the tree.
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<TreeNode>> {
+        self.index.values()
     }
 
     /// The node with global ID `id`, if it is in this tree.

@@ -17,5 +17,6 @@ mod migrations;
 mod onboarding_graphql;
 mod onboarding_worker;
 mod outbox;
+mod release_reads;
 mod releases_graphql;
 mod releases_worker;

@@ -1,6 +1,7 @@
-//! Batched loading of release trees, per request: the rows of a batch of releases in one
-//! statement, then their trees: running ones live (shared across requests), the rest from the
-//! projection in one more statement.
+//! Batched loading of releases, per request: a batch's rows in one statement, and, when the
+//! trees are asked for, running ones live (shared across requests) and the rest from the
+//! projection in one more statement. Closed releases come from the process's cache when it has
+//! them, without a statement.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -14,24 +15,63 @@ use crate::{
     error::ApiError,
     metrics::RequestStats,
     releases::{
+        cache::{Cached, Token, TreeCache},
         live::LiveHierarchy,
         store::{self, ReleaseRow},
         tree::{DataSource, ReleaseTree},
     },
 };
 
-/// Loads whole release trees by release global ID.
+/// Loads release rows and whole release trees by release global ID, closed ones from the
+/// process's cache when it has them (no statement at all).
 pub struct ReleaseLoader {
     db: PgPool,
     live: Arc<LiveHierarchy>,
+    cache: Arc<TreeCache>,
     stats: Arc<RequestStats>,
 }
 
+/// Key of a release's row alone (its own fields and roll-up, no tree).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowKey(pub String);
+
 impl ReleaseLoader {
     /// A per-request loader (its cache lives as long as the request).
-    pub fn new(db: PgPool, live: Arc<LiveHierarchy>, stats: Arc<RequestStats>) -> DataLoader<Self> {
+    pub fn new(
+        db: PgPool,
+        live: Arc<LiveHierarchy>,
+        cache: Arc<TreeCache>,
+        stats: Arc<RequestStats>,
+    ) -> DataLoader<Self> {
         // No batching delay: keys requested in the same poll are batched anyway.
-        DataLoader::new(Self { db, live, stats }, tokio::spawn).delay(Duration::ZERO)
+        DataLoader::new(
+            Self {
+                db,
+                live,
+                cache,
+                stats,
+            },
+            tokio::spawn,
+        )
+        .delay(Duration::ZERO)
+    }
+
+    /// Rows of `keys` not in the cache, read with the tokens that let closed ones be cached.
+    async fn uncached_rows(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<(Token, ReleaseRow)>, Arc<sqlx::Error>> {
+        let tokens: HashMap<&str, Token> = keys
+            .iter()
+            .map(|k| (k.as_str(), self.cache.token(k)))
+            .collect();
+        let rows = store::rows(&self.db, &self.stats, keys)
+            .await
+            .map_err(Arc::new)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| Some((*tokens.get(row.id.as_str())?, row)))
+            .collect())
     }
 }
 
@@ -41,10 +81,73 @@ impl Loader<String> for ReleaseLoader {
 
     #[tracing::instrument(skip_all, fields(releases.count = keys.len()))]
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        let rows = store::rows(&self.db, &self.stats, keys)
-            .await
-            .map_err(Arc::new)?;
-        self.trees(&rows).await
+        let mut trees = HashMap::new();
+        let mut missing = Vec::new();
+        for key in keys {
+            match self.cache.get(key).and_then(|cached| cached.tree) {
+                Some(tree) => {
+                    trees.insert(key.clone(), tree);
+                }
+                None => missing.push(key.clone()),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(trees);
+        }
+        let rows = self.uncached_rows(&missing).await?;
+        let read: Vec<ReleaseRow> = rows.iter().map(|(_, row)| row.clone()).collect();
+        let loaded = self.trees(&read).await?;
+        for (token, row) in rows {
+            if let Some(tree) = loaded.get(&row.id) {
+                // Only a tree read from the projection of a closed release is kept.
+                if tree.source == DataSource::Projection {
+                    let tree = Some(Arc::clone(tree));
+                    self.cache.insert(
+                        token,
+                        Cached {
+                            row: Arc::new(row),
+                            tree,
+                        },
+                    );
+                }
+            }
+        }
+        trees.extend(loaded);
+        Ok(trees)
+    }
+}
+
+impl Loader<RowKey> for ReleaseLoader {
+    type Value = Arc<ReleaseRow>;
+    type Error = Arc<sqlx::Error>;
+
+    #[tracing::instrument(skip_all, fields(releases.count = keys.len()))]
+    async fn load(&self, keys: &[RowKey]) -> Result<HashMap<RowKey, Self::Value>, Self::Error> {
+        let mut rows = HashMap::new();
+        let mut missing = Vec::new();
+        for key in keys {
+            match self.cache.get(&key.0) {
+                Some(cached) => {
+                    rows.insert(key.clone(), cached.row);
+                }
+                None => missing.push(key.0.clone()),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(rows);
+        }
+        for (token, row) in self.uncached_rows(&missing).await? {
+            let row = Arc::new(row);
+            self.cache.insert(
+                token,
+                Cached {
+                    row: Arc::clone(&row),
+                    tree: None,
+                },
+            );
+            rows.insert(RowKey(row.id.clone()), row);
+        }
+        Ok(rows)
     }
 }
 
@@ -96,6 +199,18 @@ pub async fn load_tree(
     ctx.data::<DataLoader<ReleaseLoader>>()?
         .load_one(id.to_owned())
         .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))
+        .map_err(ApiError::internal)
+        .extend()
+}
+
+/// Loads the row of release `id` alone (`None` if there is no such release).
+pub async fn load_row(
+    ctx: &Context<'_>,
+    id: &str,
+) -> async_graphql::Result<Option<Arc<ReleaseRow>>> {
+    ctx.data::<DataLoader<ReleaseLoader>>()?
+        .load_one(RowKey(id.to_owned()))
+        .await
+        .map_err(ApiError::internal)
         .extend()
 }

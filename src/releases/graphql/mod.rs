@@ -6,7 +6,7 @@
 mod loader;
 mod objects;
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
     Context, ID, Object, ResultExt,
@@ -15,6 +15,7 @@ use async_graphql::{
 };
 use sqlx::PgPool;
 
+use self::loader::load_row;
 pub use self::{
     loader::ReleaseLoader,
     objects::{
@@ -121,22 +122,32 @@ impl ReleasesQuery {
             has_next,
             ConnectionTotal { total_count: total },
         );
-        // The page already has the rows: load their trees without reading the rows again.
-        let trees = ctx
-            .data::<DataLoader<ReleaseLoader>>()?
-            .loader()
-            .trees(&rows)
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!(e.to_string())))
-            .extend()?;
+        // The page already has the rows: they answer a release's own fields; trees are read
+        // (without reading the rows again) only when the selection asks for waves.
+        let look_ahead = ctx.look_ahead();
+        let wants_trees = look_ahead
+            .field("edges")
+            .field("node")
+            .field("waves")
+            .exists()
+            || look_ahead.field("nodes").field("waves").exists();
+        let trees = if wants_trees {
+            ctx.data::<DataLoader<ReleaseLoader>>()?
+                .loader()
+                .trees(&rows)
+                .await
+                .map_err(ApiError::internal)
+                .extend()?
+        } else {
+            HashMap::new()
+        };
         for row in rows {
-            if let Some(tree) = trees.get(&row.id) {
-                let entity = Entity::root(Arc::clone(tree));
-                connection.edges.push(Edge::new(
-                    encode_keyset(row.created_at, &row.id),
-                    Release(entity),
-                ));
-            }
+            let cursor = encode_keyset(row.created_at, &row.id);
+            let release = match trees.get(&row.id) {
+                Some(tree) => Release::Tree(Entity::root(Arc::clone(tree))),
+                None => Release::Row(Arc::new(row)),
+            };
+            connection.edges.push(Edge::new(cursor, release));
         }
         Ok(connection)
     }
@@ -151,7 +162,11 @@ impl ReleasesQuery {
             ))
             .extend();
         }
-        Ok(find_entity(ctx, &id).await?.map(Release))
+        if ctx.look_ahead().field("waves").exists() {
+            return Ok(find_entity(ctx, &id).await?.map(Release::Tree));
+        }
+        // Only the release's own fields: its row, no tree.
+        Ok(load_row(ctx, &id.to_string()).await?.map(Release::Row))
     }
 
     /// Any hierarchy node by global ID; `null` if there is none.

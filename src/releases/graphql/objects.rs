@@ -7,6 +7,7 @@ use async_graphql::{Context, ID, InputObject, Object, ResultExt, Union};
 use chrono::{DateTime, Utc};
 
 use super::loader::load_tree;
+use crate::releases::store::ReleaseRow;
 use crate::{
     contracts::{
         ids::{EntityId, Kind},
@@ -47,7 +48,7 @@ impl Entity {
     /// The GraphQL object for this node, by its kind.
     pub fn into_object(self) -> HierarchyEntity {
         match self.node.kind {
-            Kind::Release => HierarchyEntity::Release(Release(self)),
+            Kind::Release => HierarchyEntity::Release(Release::Tree(self)),
             Kind::Wave => HierarchyEntity::Wave(Wave(self)),
             Kind::Cluster => HierarchyEntity::Cluster(Cluster(self)),
             Kind::Bundle => HierarchyEntity::Bundle(Bundle(self)),
@@ -132,27 +133,139 @@ macro_rules! hierarchy_object {
 }
 
 /// A release: waves rolled out in order.
-pub struct Release(pub(super) Entity);
-
-hierarchy_object!(Release, list waves: Wave "The waves, in rollout order." {
-
-/// Roll-up over every app of the release.
-async fn progress(&self) -> Progress {
-    self.0.node.progress
+///
+/// Read from its row alone when only its own fields are asked for (one indexed statement, or
+/// none when a closed release is cached), from its whole tree when `waves` is.
+pub enum Release {
+    /// The row of the release projection, with the roll-up the triggers keep.
+    Row(Arc<ReleaseRow>),
+    /// The release node of a whole tree (live while it runs).
+    Tree(Entity),
 }
 
-/// Where this answer came from: `TEMPORAL` (live) while the workflow runs, `PROJECTION`
-/// once it closed or when Temporal did not answer in time.
-async fn source(&self) -> DataSource {
-    self.0.tree.source
+/// A release's own fields, whichever way it was read.
+struct OwnFields<'a> {
+    id: &'a str,
+    key: &'a str,
+    name: &'a str,
+    status: RolloutStatus,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    message: Option<&'a str>,
 }
 
-/// How fresh the answer is: when it was read live, or the time of the last event folded
-/// into the projection.
-async fn as_of(&self) -> DateTime<Utc> {
-    self.0.tree.as_of
+impl Release {
+    fn own(&self) -> OwnFields<'_> {
+        match self {
+            Self::Row(row) => OwnFields {
+                id: &row.id,
+                key: &row.key,
+                name: &row.name,
+                status: row.status,
+                started_at: row.started_at,
+                completed_at: row.completed_at,
+                message: row.message.as_deref(),
+            },
+            Self::Tree(entity) => {
+                let node = &entity.node.node;
+                OwnFields {
+                    id: &node.id,
+                    key: &node.key,
+                    name: &node.name,
+                    status: node.status,
+                    started_at: node.started_at,
+                    completed_at: node.completed_at,
+                    message: node.message.as_deref(),
+                }
+            }
+        }
+    }
 }
-});
+
+#[Object]
+impl Release {
+    /// Global ID, `{kind}:{path}`.
+    pub async fn id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        Ok(ID(self.own().id.to_owned()))
+    }
+
+    /// Key, unique among its siblings.
+    async fn key(&self) -> &str {
+        self.own().key
+    }
+
+    /// Display name.
+    async fn name(&self) -> &str {
+        self.own().name
+    }
+
+    /// Rollout status.
+    async fn status(&self) -> RolloutStatus {
+        self.own().status
+    }
+
+    /// When it started.
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.own().started_at
+    }
+
+    /// When it finished.
+    async fn completed_at(&self) -> Option<DateTime<Utc>> {
+        self.own().completed_at
+    }
+
+    /// Why it failed (names the failing app).
+    async fn message(&self) -> Option<&str> {
+        self.own().message
+    }
+
+    /// Roll-up over every app of the release.
+    async fn progress(&self) -> Progress {
+        match self {
+            Self::Row(row) => Progress::from_counts(
+                row.apps_total,
+                row.apps_succeeded,
+                row.apps_failed,
+                row.apps_in_progress,
+                row.apps_pending,
+            ),
+            Self::Tree(entity) => entity.node.progress,
+        }
+    }
+
+    /// Where this answer came from: `TEMPORAL` (live) while the workflow runs and its tree is
+    /// asked for, `PROJECTION` once it closed, when Temporal did not answer in time, or when
+    /// only the release's own fields are asked for (its row is kept current by the events).
+    async fn source(&self) -> DataSource {
+        match self {
+            Self::Row(_) => DataSource::Projection,
+            Self::Tree(entity) => entity.tree.source,
+        }
+    }
+
+    /// How fresh the answer is: when it was read live, or the time of the last event folded
+    /// into the projection.
+    async fn as_of(&self) -> DateTime<Utc> {
+        match self {
+            Self::Row(row) => row.updated_at,
+            Self::Tree(entity) => entity.tree.as_of,
+        }
+    }
+
+    /// The waves, in rollout order.
+    #[graphql(complexity = "list_complexity(child_complexity)")]
+    async fn waves(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Wave>> {
+        let entity = match self {
+            Self::Tree(entity) => entity.clone(),
+            // Asked for through a shape the look-ahead did not see: load the tree now.
+            Self::Row(row) => match load_tree(ctx, &row.id).await? {
+                Some(tree) => Entity::root(tree),
+                None => return Ok(Vec::new()),
+            },
+        };
+        Ok(entity.children().into_iter().map(Wave).collect())
+    }
+}
 
 /// A wave: its clusters roll out in parallel.
 pub struct Wave(pub(super) Entity);

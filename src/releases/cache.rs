@@ -1,0 +1,356 @@
+//! Closed releases kept in memory, per process: a closed release cannot change unless new
+//! events arrive for it, so its row and assembled tree (with roll-ups) answer every later read
+//! without a statement.
+//!
+//! Staleness is ruled out by the database telling: every change to a release notifies
+//! `bff_release_changed` with its ID ([`listen`]), and the entry goes. Until the listener is
+//! connected, and again after it lost its connection (when notifications may have been
+//! missed), the cache is emptied and takes nothing. A read that raced a change cannot put its
+//! older answer in: an entry is only inserted if no notification for that release came since
+//! the read began ([`TreeCache::token`]).
+//!
+//! Bounded in bytes (estimated per node), least recently used out first.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use sqlx::{PgPool, postgres::PgListener};
+
+use super::{store::ReleaseRow, tree::ReleaseTree};
+
+/// The channel the projection triggers notify.
+pub const CHANNEL: &str = "bff_release_changed";
+
+/// A cached closed release.
+#[derive(Clone)]
+pub struct Cached {
+    /// Its row.
+    pub row: Arc<ReleaseRow>,
+    /// Its tree, when it was read whole.
+    pub tree: Option<Arc<ReleaseTree>>,
+}
+
+struct Entry {
+    cached: Cached,
+    bytes: usize,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    /// Notifications seen per release since the process started (bounded, see `note_change`).
+    changes: HashMap<String, u64>,
+    bytes: usize,
+    clock: u64,
+}
+
+/// What a read saw before it began, to tell whether its answer may be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token(u64);
+
+/// The cache of closed releases.
+pub struct TreeCache {
+    capacity: usize,
+    live: AtomicBool,
+    hits: AtomicU64,
+    state: Mutex<State>,
+}
+
+/// Rough heap size of one node of a tree (strings, the node, its `Arc`, its index entry).
+const NODE_OVERHEAD: usize = 320;
+
+/// At most this many releases' change counts are remembered; beyond, the counts start over
+/// (and the cache with them, so a counter going back can never let a stale entry in).
+const MAX_TRACKED_CHANGES: usize = 100_000;
+
+impl TreeCache {
+    /// A cache of at most `capacity` bytes (0 keeps nothing).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            live: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The cached release `id`, if any (counts a hit).
+    pub fn get(&self, id: &str) -> Option<Cached> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut state = self.state();
+        state.clock += 1;
+        let clock = state.clock;
+        let entry = state.entries.get_mut(id)?;
+        entry.last_used = clock;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(entry.cached.clone())
+    }
+
+    /// Taken before reading release `id` from the database.
+    pub fn token(&self, id: &str) -> Token {
+        Token(self.state().changes.get(id).copied().unwrap_or(0))
+    }
+
+    /// Keeps closed release `cached` unless it changed since `token` was taken.
+    pub fn insert(&self, token: Token, cached: Cached) {
+        if !self.live.load(Ordering::Acquire) || !cached.row.status.is_terminal() {
+            return;
+        }
+        let bytes = estimate(&cached);
+        if bytes > self.capacity {
+            return;
+        }
+        let mut state = self.state();
+        let id = cached.row.id.clone();
+        if state.changes.get(&id).copied().unwrap_or(0) != token.0 {
+            return;
+        }
+        state.clock += 1;
+        let entry = Entry {
+            cached,
+            bytes,
+            last_used: state.clock,
+        };
+        if let Some(old) = state.entries.insert(id, entry) {
+            state.bytes -= old.bytes;
+        }
+        state.bytes += bytes;
+        while state.bytes > self.capacity {
+            let Some(oldest) = state
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(gone) = state.entries.remove(&oldest) {
+                state.bytes -= gone.bytes;
+            }
+        }
+    }
+
+    /// Release `id` changed: forget it, and refuse answers read before now.
+    pub fn note_change(&self, id: &str) {
+        let mut state = self.state();
+        if state.changes.len() >= MAX_TRACKED_CHANGES && !state.changes.contains_key(id) {
+            *state = State::default();
+        }
+        *state.changes.entry(id.to_owned()).or_default() += 1;
+        if let Some(gone) = state.entries.remove(id) {
+            state.bytes -= gone.bytes;
+        }
+    }
+
+    /// Whether the cache may be used (the listener is connected); going off empties it.
+    fn set_live(&self, live: bool) {
+        if !live {
+            let mut state = self.state();
+            state.entries.clear();
+            state.bytes = 0;
+        }
+        self.live.store(live, Ordering::Release);
+    }
+
+    /// Releases kept now, and the bytes they are estimated at.
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.entries.len(), state.bytes)
+    }
+
+    /// Reads answered from the cache since start.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+fn estimate(cached: &Cached) -> usize {
+    let tree = cached.tree.as_ref().map_or(0, |tree| {
+        tree.nodes()
+            .map(|node| {
+                let n = &node.node;
+                NODE_OVERHEAD
+                    + 2 * n.id.len()
+                    + n.key.len()
+                    + n.name.len()
+                    + n.message.as_ref().map_or(0, String::len)
+                    + n.version.as_ref().map_or(0, String::len)
+                    + n.region.as_ref().map_or(0, String::len)
+            })
+            .sum()
+    });
+    NODE_OVERHEAD + tree
+}
+
+/// Listens for `bff_release_changed` for as long as the process runs, reconnecting with
+/// backoff; the cache is live only while the listener is.
+pub fn listen(pool: PgPool, cache: Arc<TreeCache>) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let listener = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = match listener.await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for release changes; the release cache is off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            cache.set_live(true);
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => cache.note_change(notification.payload()),
+                    // The connection dropped (and notifications with it): start over.
+                    Ok(None) | Err(_) => {
+                        cache.set_live(false);
+                        tracing::warn!(
+                            "release change listener lost its connection; the release cache is off until it is back"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::contracts::release::RolloutStatus;
+
+    fn row(id: &str, status: RolloutStatus) -> Arc<ReleaseRow> {
+        let now = Utc::now();
+        Arc::new(ReleaseRow {
+            id: id.to_owned(),
+            key: id.to_owned(),
+            name: id.to_owned(),
+            status,
+            workflow_id: id.to_owned(),
+            message: None,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            completed_at: None,
+            apps_total: 0,
+            apps_succeeded: 0,
+            apps_failed: 0,
+            apps_in_progress: 0,
+            apps_pending: 0,
+        })
+    }
+
+    fn live_cache(capacity: usize) -> TreeCache {
+        let cache = TreeCache::new(capacity);
+        cache.set_live(true);
+        cache
+    }
+
+    #[test]
+    fn a_closed_release_is_kept_and_a_running_one_is_not() {
+        let cache = live_cache(1 << 20);
+
+        for (id, status) in [
+            ("a", RolloutStatus::Succeeded),
+            ("b", RolloutStatus::InProgress),
+        ] {
+            let token = cache.token(id);
+            cache.insert(
+                token,
+                Cached {
+                    row: row(id, status),
+                    tree: None,
+                },
+            );
+        }
+
+        assert!(cache.get("a").is_some());
+        assert!(cache.get("b").is_none());
+    }
+
+    #[test]
+    fn a_change_during_the_read_keeps_the_older_answer_out() {
+        let cache = live_cache(1 << 20);
+
+        let token = cache.token("a");
+        cache.note_change("a");
+        cache.insert(
+            token,
+            Cached {
+                row: row("a", RolloutStatus::Failed),
+                tree: None,
+            },
+        );
+
+        assert!(cache.get("a").is_none());
+    }
+
+    #[test]
+    fn the_least_recently_used_release_goes_first_when_full() {
+        let cache = live_cache(3 * NODE_OVERHEAD);
+        for id in ["a", "b", "c"] {
+            let token = cache.token(id);
+            cache.insert(
+                token,
+                Cached {
+                    row: row(id, RolloutStatus::Succeeded),
+                    tree: None,
+                },
+            );
+        }
+        let _ = cache.get("a");
+
+        let token = cache.token("d");
+        cache.insert(
+            token,
+            Cached {
+                row: row("d", RolloutStatus::Succeeded),
+                tree: None,
+            },
+        );
+
+        assert!(cache.get("a").is_some() && cache.get("d").is_some());
+        assert!(cache.get("b").is_none(), "b was used least recently");
+    }
+
+    #[test]
+    fn without_a_listener_nothing_is_kept() {
+        let cache = TreeCache::new(1 << 20);
+
+        let token = cache.token("a");
+        cache.insert(
+            token,
+            Cached {
+                row: row("a", RolloutStatus::Succeeded),
+                tree: None,
+            },
+        );
+
+        assert!(cache.get("a").is_none());
+    }
+}
