@@ -50,6 +50,8 @@ pub struct App {
     pub authenticator: Arc<auth::Authenticator>,
     /// The GraphQL schema.
     pub schema: graphql::AppSchema,
+    /// Automatic persisted queries' documents, by hash.
+    pub persisted: http::persisted::PersistedQueries,
     /// GraphQL operations executing at once (two per core); the rest wait their turn.
     pub execution_slots: tokio::sync::Semaphore,
 }

@@ -11,6 +11,9 @@ use crate::{
     App, AppState, Config, auth, db, graphql, http, metrics, onboarding, releases, temporal,
 };
 
+/// Bytes of persisted-query documents kept per process.
+const PERSISTED_QUERY_BYTES: usize = 4 * 1024 * 1024;
+
 /// GraphQL operations executing at once, per core (see `http::graphql`).
 const EXECUTION_SLOTS_PER_CORE: usize = 2;
 
@@ -103,6 +106,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         release_cache,
         authenticator,
         schema,
+        persisted: http::persisted::PersistedQueries::new(PERSISTED_QUERY_BYTES),
         execution_slots: tokio::sync::Semaphore::new(EXECUTION_SLOTS_PER_CORE * cores()),
     })))
 }

@@ -99,6 +99,25 @@ pub fn judge(document: Option<&ExecutableDocument>, operation_name: Option<&str>
     }
 }
 
+/// The type of the operation `operation_name` selects in `document` (`None`: it selects none).
+pub fn operation_type(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<OperationType> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Some(op.node.ty),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .iter()
+            .find(|(op_name, _)| op_name.as_str() == name)
+            .map(|(_, op)| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
 fn is_public(operation: &OperationDefinition, fields: &[&str], logins: usize) -> bool {
     let only_login = operation.ty == OperationType::Mutation && logins == 1 && fields.len() == 1;
     let only_introspection =

@@ -1,20 +1,24 @@
-//! `POST /graphql` and GraphiQL on `GET /graphql`.
+//! `POST /graphql`, `GET /graphql` (queries with `ETag`s, persisted queries; GraphiQL when the
+//! query string holds no query).
 //!
 //! Before anything in a document runs: the caller is authenticated (token, then the user as
 //! they are now), the document is parsed once and judged by the gate (`auth::gate`), and a
 //! request that needs a token and has none is answered `UNAUTHENTICATED` with no `data` at all.
 //! After execution every error carries a code, and the encoded answer is capped in size.
 
-use std::{io::Write, sync::Arc};
+use std::{collections::HashMap, io::Write, sync::Arc};
 
-use async_graphql::{ErrorExtensions, Response, ServerError, http::GraphiQLSource};
+use async_graphql::{
+    ErrorExtensions, Response, ServerError, http::GraphiQLSource, parser::types::OperationType,
+};
 use axum::{
     Extension,
     body::Bytes,
-    extract::{FromRequest, State},
-    http::{HeaderValue, StatusCode, header},
+    extract::{FromRequest, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse},
 };
+use sha2::{Digest, Sha256};
 use tower_http::request_id::RequestId as HttpRequestId;
 
 use crate::{
@@ -26,21 +30,134 @@ use crate::{
     },
     error::ApiError,
     graphql::context::RequestId,
-    http::client::{Caller, ClientIp},
+    http::{
+        client::{Caller, ClientIp},
+        persisted::Lookup,
+    },
     metrics::RequestStats,
     onboarding::graphql::OnboardingLoader,
     releases::graphql::ReleaseLoader,
 };
 
+/// How a request came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Transport {
+    /// `POST`: queries and mutations.
+    Post,
+    /// `GET`: queries only, answered with an `ETag`; `if_none_match` is the client's.
+    Get { if_none_match: Option<String> },
+}
+
+/// Who asks, from where, under which request ID.
+struct Asker {
+    authentication: Authentication,
+    client: std::net::IpAddr,
+    request_id: String,
+}
+
 /// `POST /graphql`: authenticates the caller, judges the document, then executes it.
 #[tracing::instrument(skip_all, fields(graphql.operation = tracing::field::Empty, auth.user = tracing::field::Empty))]
-pub async fn graphql_handler(
+pub async fn graphql_post(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
     request_id: Option<Extension<HttpRequestId>>,
     Caller(authentication): Caller,
-    GraphQLBody(mut request): GraphQLBody,
+    GraphQLBody(request): GraphQLBody,
 ) -> axum::response::Response {
+    let asker = Asker {
+        authentication,
+        client,
+        request_id: request_id_text(request_id),
+    };
+    answer(&state, asker, request, Transport::Post).await
+}
+
+/// `GET /graphql`: with `query` or `extensions` in the query string, a GraphQL query (never a
+/// mutation) answered with an `ETag`, so a polling dashboard gets `304` while nothing changed;
+/// without them, GraphiQL.
+#[tracing::instrument(skip_all, fields(graphql.operation = tracing::field::Empty, auth.user = tracing::field::Empty))]
+pub async fn graphql_get(
+    State(state): State<AppState>,
+    ClientIp(client): ClientIp,
+    request_id: Option<Extension<HttpRequestId>>,
+    Caller(authentication): Caller,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> axum::response::Response {
+    let Some(request) = query.as_deref().and_then(get_request) else {
+        return graphiql().await.into_response();
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(message) => return rejected(StatusCode::BAD_REQUEST, message),
+    };
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let asker = Asker {
+        authentication,
+        client,
+        request_id: request_id_text(request_id),
+    };
+    answer(&state, asker, request, Transport::Get { if_none_match }).await
+}
+
+fn request_id_text(request_id: Option<Extension<HttpRequestId>>) -> String {
+    request_id
+        .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A GraphQL request from a query string (`query`, `operationName`, `variables` and
+/// `extensions`, the last two as JSON); `None` when it holds neither `query` nor `extensions`.
+fn get_request(query_string: &str) -> Option<Result<async_graphql::Request, &'static str>> {
+    let params: HashMap<String, String> = url::form_urlencoded::parse(query_string.as_bytes())
+        .into_owned()
+        .collect();
+    if !params.contains_key("query") && !params.contains_key("extensions") {
+        return None;
+    }
+    let json = |name: &str| -> Result<Option<serde_json::Value>, &'static str> {
+        params
+            .get(name)
+            .map(|raw| {
+                serde_json::from_str(raw)
+                    .map_err(|_| "variables and extensions must be JSON objects")
+            })
+            .transpose()
+    };
+    let request = (|| {
+        let mut body =
+            serde_json::json!({ "query": params.get("query").cloned().unwrap_or_default() });
+        if let Some(name) = params.get("operationName") {
+            body["operationName"] = serde_json::json!(name);
+        }
+        if let Some(variables) = json("variables")? {
+            body["variables"] = variables;
+        }
+        if let Some(extensions) = json("extensions")? {
+            body["extensions"] = extensions;
+        }
+        serde_json::from_value::<async_graphql::Request>(body)
+            .map_err(|_| "variables and extensions must be JSON objects")
+    })();
+    Some(request)
+}
+
+/// Answers one request, whichever way it came.
+async fn answer(
+    state: &AppState,
+    asker: Asker,
+    mut request: async_graphql::Request,
+    transport: Transport,
+) -> axum::response::Response {
+    let Asker {
+        authentication,
+        client,
+        request_id,
+    } = asker;
+    let max_bytes = state.config.max_response_bytes;
     let span = tracing::Span::current();
     let operation_name = request.operation_name.clone();
     if let Some(name) = operation_name.as_deref().filter(|n| is_plain_name(n)) {
@@ -54,9 +171,48 @@ pub async fn graphql_handler(
         Authentication::Anonymous | Authentication::Unverified => {}
     }
 
-    let (verdict, parse_error) = match request.parsed_query() {
-        Ok(document) => (gate::judge(Some(document), operation_name.as_deref()), None),
-        Err(error) => (gate::judge(None, operation_name.as_deref()), Some(error)),
+    // A persisted query's document, before anything looks at the document.
+    let hash = request
+        .extensions
+        .get("persistedQuery")
+        .and_then(|ext| match ext {
+            async_graphql::Value::Object(fields) => fields.get("sha256Hash").cloned(),
+            _ => None,
+        })
+        .and_then(|hash| match hash {
+            async_graphql::Value::String(hash) => Some(hash),
+            _ => None,
+        });
+    let may_register = authentication.principal().is_ok();
+    match state
+        .persisted
+        .resolve(hash.as_deref(), &request.query, may_register)
+    {
+        Lookup::None => {}
+        Lookup::Found(document) => request.query = document,
+        Lookup::NotFound => return encode_response(persisted_not_found(), max_bytes),
+        Lookup::Mismatch => {
+            return encode_response(
+                refused(&ApiError::bad_input(
+                    "extensions.persistedQuery.sha256Hash",
+                    "the query's SHA-256 is not the hash sent with it",
+                )),
+                max_bytes,
+            );
+        }
+    }
+
+    let (verdict, parse_error, kind) = match request.parsed_query() {
+        Ok(document) => (
+            gate::judge(Some(document), operation_name.as_deref()),
+            None,
+            gate::operation_type(document, operation_name.as_deref()),
+        ),
+        Err(error) => (
+            gate::judge(None, operation_name.as_deref()),
+            Some(error),
+            None,
+        ),
     };
     if let Some(error) = &parse_error {
         // Position and kind only: the message quotes the document, which may hold a password.
@@ -78,13 +234,27 @@ pub async fn graphql_handler(
         _ => None,
     };
     if let Some(refusal) = refusal {
-        return encode(refused(&refusal), state.config.max_response_bytes);
+        return encode_response(refused(&refusal), max_bytes);
     }
     if let Some(error) = parse_error {
-        return encode(
+        return encode_response(
             Response::from_errors(vec![with_code(error, "BAD_USER_INPUT")]),
-            state.config.max_response_bytes,
+            max_bytes,
         );
+    }
+    if matches!(transport, Transport::Get { .. }) && kind != Some(OperationType::Query) {
+        let mut response = encode_response(
+            refused(&ApiError::BadUserInput {
+                message: "GET runs queries only: send mutations with POST".to_owned(),
+                field: None,
+            }),
+            max_bytes,
+        );
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return response;
     }
 
     // Admission: data operations take turns for an execution slot, so the CPU-heavy ones
@@ -94,6 +264,10 @@ pub async fn graphql_handler(
         Verdict::Public => None,
         _ => state.execution_slots.acquire().await.ok(),
     };
+    let scope = authentication
+        .principal()
+        .map(|p| format!("{}|{:?}|{:?}", p.user_id, p.org_id, p.permissions))
+        .unwrap_or_default();
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
     let releases = ReleaseLoader::new(
         state.db.clone(),
@@ -103,9 +277,6 @@ pub async fn graphql_handler(
     );
     let onboarding =
         OnboardingLoader::new(state.db.clone(), state.temporal.clone(), Arc::clone(&stats));
-    let request_id = request_id
-        .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
-        .unwrap_or_default();
     let response = state
         .schema
         .execute(
@@ -124,7 +295,67 @@ pub async fn graphql_handler(
         graphql.temporal_queries = temporal,
         "graphql request done"
     );
-    encode(with_codes(response), state.config.max_response_bytes)
+    let response = with_codes(response);
+    let cacheable = response.errors.is_empty();
+    let body = encode(response, max_bytes);
+    match transport {
+        Transport::Get { if_none_match } if cacheable => {
+            conditional(&scope, body, if_none_match.as_deref())
+        }
+        _ => json_response(body),
+    }
+}
+
+/// A `GET` answer with its `ETag` (the caller's scope and the answer itself, hashed: it
+/// changes exactly when what this caller would see changes), or `304` with no body when the
+/// client already holds it. `Cache-Control: private, no-cache`: browsers keep it for this user
+/// only and revalidate every time.
+fn conditional(
+    scope: &str,
+    body: Vec<u8>,
+    if_none_match: Option<&str>,
+) -> axum::response::Response {
+    let mut digest = Sha256::new();
+    digest.update(scope.as_bytes());
+    digest.update([0]);
+    digest.update(&body);
+    let tag: String = digest
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let etag = format!("\"{tag}\"");
+    let matches = if_none_match.is_some_and(|header| {
+        header
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == etag || t == "*")
+    });
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        json_response(body)
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    response
+}
+
+/// Apollo's answer to an unknown persisted-query hash, which its clients recognise.
+fn persisted_not_found() -> Response {
+    let mut error = ServerError::new("PersistedQueryNotFound", None);
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", "PERSISTED_QUERY_NOT_FOUND");
+    Response::from_errors(vec![error])
 }
 
 /// One GraphQL request from a `POST` body: `Content-Type: application/json` only (no form
@@ -171,7 +402,7 @@ fn rejected(status: StatusCode, message: &str) -> axum::response::Response {
         message: message.to_owned(),
         field: None,
     };
-    let mut response = encode(refused(&error), usize::MAX);
+    let mut response = encode_response(refused(&error), usize::MAX);
     *response.status_mut() = status;
     response
 }
@@ -225,10 +456,10 @@ fn with_codes(mut response: Response) -> Response {
 
 /// Encodes `response` as JSON, refusing (with `BAD_USER_INPUT`) an answer larger than
 /// `max_bytes` instead of sending it: encoding stops as soon as the limit is passed.
-fn encode(response: Response, max_bytes: usize) -> axum::response::Response {
+fn encode(response: Response, max_bytes: usize) -> Vec<u8> {
     let mut body = CappedBuffer::new(max_bytes);
     let encoded = serde_json::to_writer(&mut body, &response);
-    let bytes = match (encoded, body.overflowed) {
+    match (encoded, body.overflowed) {
         (Ok(()), false) => body.bytes,
         (_, true) => {
             let error = ApiError::BadUserInput {
@@ -243,15 +474,24 @@ fn encode(response: Response, max_bytes: usize) -> axum::response::Response {
             let error = ApiError::internal(error);
             serde_json::to_vec(&refused(&error)).unwrap_or_default()
         }
-    };
+    }
+}
+
+/// An encoded answer as an HTTP response.
+fn json_response(body: Vec<u8>) -> axum::response::Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        bytes,
+        body,
     )
         .into_response()
+}
+
+/// [`encode`], as an HTTP response.
+fn encode_response(response: Response, max_bytes: usize) -> axum::response::Response {
+    json_response(encode(response, max_bytes))
 }
 
 /// A byte buffer that refuses to grow past its cap.

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod graphql;
 mod health;
+pub mod persisted;
 
 use std::time::Duration;
 
@@ -74,7 +75,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/graphql",
-            get(graphql::graphiql).post(graphql::graphql_handler),
+            get(graphql::graphql_get).post(graphql::graphql_post),
         )
         .with_state(state)
         .layer(axum::middleware::from_fn(server_timing))

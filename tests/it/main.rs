@@ -4,6 +4,7 @@ mod harness;
 
 mod auth;
 mod compose;
+mod conditional;
 mod config;
 mod contracts;
 mod event_store;

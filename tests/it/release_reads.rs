@@ -117,7 +117,10 @@ async fn the_roll_ups_the_triggers_keep_equal_those_counted_from_the_tree() {
         own["data"]["release"]["progress"], tree["data"]["release"]["progress"],
         "{own} {tree}"
     );
-    assert_eq!(own["data"]["release"]["progress"]["failed"], 2, "app-2 of both clusters of wave 1");
+    assert_eq!(
+        own["data"]["release"]["progress"]["failed"], 2,
+        "app-2 of both clusters of wave 1"
+    );
     assert_eq!(own["data"]["release"]["status"], "FAILED");
 }
 

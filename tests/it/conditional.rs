@@ -1,0 +1,222 @@
+//! Dashboards that poll: `GET /graphql` queries with `ETag` and `If-None-Match` (a `304` with no
+//! body while nothing changed), and automatic persisted queries so the poll is a short URL.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use temporal_bff::http::persisted::sha256_hex;
+
+use crate::harness::{TestApp, error_code, eventually};
+
+const RELEASE: &str =
+    "query($id: ID!) { release(id: $id) { id name status progress { percent } } }";
+
+/// A closed one-node release, straight into the event store.
+async fn closed_release(app: &TestApp, key: &str) -> String {
+    let id = format!("release:{key}");
+    sqlx::query(
+        "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at) VALUES
+         ('release.created', 'release', gen_random_uuid(),
+          jsonb_build_object('id', $1::text, 'key', $2::text, 'name', 'Polled',
+            'nodes', jsonb_build_array(jsonb_build_object('id', $1::text, 'kind', 'release', 'key', $2::text, 'name', 'Polled'))),
+          now() - interval '1 minute'),
+         ('release.status_changed', 'release', gen_random_uuid(),
+          jsonb_build_object('id', $1::text, 'kind', 'release', 'status', 'SUCCEEDED'), now())",
+    )
+    .bind(&id)
+    .bind(key)
+    .execute(&app.db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    id
+}
+
+fn get_url(app: &TestApp, query: &str, variables: &Value) -> String {
+    let mut url = url::Url::parse(&app.url("/graphql")).unwrap_or_else(|e| panic!("{e}"));
+    url.query_pairs_mut()
+        .append_pair("query", query)
+        .append_pair("variables", &variables.to_string());
+    url.to_string()
+}
+
+/// A dashboard's poll: status code, ETag and the size of the body as sent.
+async fn poll(
+    app: &TestApp,
+    url: &str,
+    token: &str,
+    if_none_match: Option<&str>,
+) -> (u16, String, usize) {
+    let mut request = app.http.get(url).bearer_auth(token);
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let size = response.bytes().await.map(|b| b.len()).unwrap_or(0);
+    (status, etag, size)
+}
+
+#[tokio::test]
+async fn an_unchanged_release_polled_with_its_etag_is_a_304_with_no_body_and_no_work() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let token = app.token_for("dash@example.com", None, &[]).await;
+    let release = closed_release(&app, "polled").await;
+    let url = get_url(&app, RELEASE, &json!({ "id": release }));
+    let (first, etag, size) = poll(&app, &url, &token, None).await;
+
+    // Act: the same poll with the ETag, once the release is kept in memory.
+    let kept = eventually(Duration::from_secs(10), || async {
+        let before = app.metric("bff_sql_statements_total").await;
+        let _ = poll(&app, &url, &token, Some(&etag)).await;
+        (app.metric("bff_sql_statements_total").await == before).then_some(())
+    })
+    .await;
+    let (again, again_tag, again_size) = poll(&app, &url, &token, Some(&etag)).await;
+
+    // Assert
+    assert_eq!(first, 200);
+    assert!(size > 0 && etag.starts_with('"'), "an ETag: {etag:?}");
+    assert!(
+        kept.is_some(),
+        "a poll of a kept, closed release runs no statement"
+    );
+    assert_eq!((again, again_size), (304, 0), "no body");
+    assert_eq!(again_tag, etag);
+}
+
+#[tokio::test]
+async fn a_change_or_another_caller_gets_a_new_etag_and_get_never_runs_a_mutation() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let token = app.token_for("dash@example.com", None, &[]).await;
+    let other = app.token_for("other@example.com", None, &[]).await;
+    let release = closed_release(&app, "changing").await;
+    let url = get_url(&app, RELEASE, &json!({ "id": release }));
+    let (_, etag, _) = poll(&app, &url, &token, None).await;
+    let (_, other_etag, _) = poll(&app, &url, &other, None).await;
+
+    // Act: the release is renamed by a new run; and a mutation is tried over GET.
+    sqlx::query(
+        "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data) VALUES
+         ('release.created', 'release', gen_random_uuid(),
+          jsonb_build_object('id', $1::text, 'key', 'changing', 'name', 'Renamed',
+            'nodes', jsonb_build_array(jsonb_build_object('id', $1::text, 'kind', 'release', 'key', 'changing', 'name', 'Renamed'))))",
+    )
+    .bind(&release)
+    .execute(&app.db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let changed = eventually(Duration::from_secs(10), || async {
+        let (status, tag, _) = poll(&app, &url, &token, Some(&etag)).await;
+        (status == 200 && tag != etag).then_some(())
+    })
+    .await;
+    let mutation = app
+        .http
+        .get(get_url(
+            &app,
+            "mutation { login(email: \"a@example.com\", password: \"guess-1234\") { token } }",
+            &json!({}),
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Assert
+    assert_ne!(etag, other_etag, "the caller's scope is part of the tag");
+    assert!(
+        changed.is_some(),
+        "the change is a new answer with a new tag"
+    );
+    assert_eq!(mutation.status().as_u16(), 405);
+    let body: Value = mutation.json().await.unwrap_or_default();
+    assert_eq!(error_code(&body), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn a_persisted_query_is_registered_once_and_then_polled_by_its_hash() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let token = app.token_for("dash@example.com", None, &[]).await;
+    let release = closed_release(&app, "persisted").await;
+    let hash = sha256_hex(RELEASE);
+    let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let by_hash = || {
+        let mut url = url::Url::parse(&app.url("/graphql")).unwrap_or_else(|e| panic!("{e}"));
+        url.query_pairs_mut()
+            .append_pair("variables", &json!({ "id": release }).to_string())
+            .append_pair("extensions", &extensions.to_string());
+        app.http.get(url).bearer_auth(&token).send()
+    };
+
+    // Act
+    let unknown: Value = by_hash()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let register = app
+        .graphql_as(&token, RELEASE, json!({ "id": release }))
+        .await;
+    let registered = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(&token)
+        .json(
+            &json!({ "query": RELEASE, "variables": { "id": release }, "extensions": extensions }),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let polled = by_hash().await.unwrap_or_else(|e| panic!("{e}"));
+    let polled_etag = polled.headers().get("etag").cloned();
+    let polled: Value = polled.json().await.unwrap_or_default();
+
+    // Assert
+    assert_eq!(
+        error_code(&unknown),
+        "PERSISTED_QUERY_NOT_FOUND",
+        "{unknown}"
+    );
+    assert_eq!(unknown["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(register["data"]["release"]["name"], "Polled");
+    assert!(registered.status().is_success());
+    assert_eq!(polled["data"]["release"]["name"], "Polled", "{polled}");
+    assert!(polled_etag.is_some());
+}
+
+#[tokio::test]
+async fn a_get_query_without_a_token_is_unauthenticated_and_graphiql_stays_on_a_bare_get() {
+    let app = TestApp::spawn().await;
+
+    let anonymous: Value = app
+        .http
+        .get(get_url(&app, "{ releases { totalCount } }", &json!({})))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let page = app
+        .http
+        .get(app.url("/graphql"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+    assert!(anonymous["data"].is_null());
+    assert!(page.contains("graphiql"));
+}
