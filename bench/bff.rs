@@ -481,9 +481,9 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
     // A page of 20 out of 120 releases.
     for i in 0..120 {
         let rid = format!("release:page-{i:03}");
-        sqlx::query("INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at) VALUES ('release.created','release',gen_random_uuid(), jsonb_build_object('id',$1::text,'key',$2::text,'name',$2::text,'nodes',jsonb_build_array(jsonb_build_object('id',$1::text,'kind','release','key',$2::text,'name',$2::text,'position',0))), now())")
+        sqlx::query("INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at) VALUES ('release.created','release',gen_random_uuid(), jsonb_build_object('id',$1::text,'key',$2::text,'name',$2::text,'nodes',jsonb_build_array(jsonb_build_object('id',$1::text,'kind','release','key',$2::text,'name',$2::text,'position',0))), now() - interval '1 hour')")
             .bind(&rid).bind(format!("page-{i:03}")).execute(&bench.db).await.unwrap();
-        sqlx::query("INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at) VALUES ('release.status_changed','release',gen_random_uuid(), jsonb_build_object('id',$1::text,'kind','release','status','SUCCEEDED','at',now()), now())")
+        sqlx::query("INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at) VALUES ('release.status_changed','release',gen_random_uuid(), jsonb_build_object('id',$1::text,'kind','release','status','SUCCEEDED','at',now() - interval '1 hour'), now() - interval '1 hour')")
             .bind(&rid).execute(&bench.db).await.unwrap();
     }
     let b = Arc::clone(&bench);
@@ -495,7 +495,15 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
         }
     })
     .await;
-    out.push(page.row("`releases(first: 20)` of 122, 16 concurrent"));
+    out.push(
+        page.row(
+            "`releases(first: 20)` of 122 (the 1,211- and 101-node ones on it), 16 concurrent",
+        ),
+    );
+    selections(&bench, &id)
+        .await
+        .into_iter()
+        .for_each(|l| out.push(l));
     out.push(format!(
         "\nThe 10×10×10 rollout (stepMillis 0) took {:.1} s end to end.\n\
          Projection read of the 1,211-node tree, one at a time: raw SQL (the 2 statements) p50 {:.2} ms; server-side time \
@@ -511,6 +519,75 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
         live.count,
         queries as f64 / seconds as f64,
     ));
+}
+
+/// Issue 12's goals: what a read costs for what it asks.
+async fn selections(bench: &Bench, big: &str) -> Vec<String> {
+    const OWN: &str = "query($id: ID!) { release(id: $id) { id status progress { percent } } }";
+    const PAGE: &str =
+        "{ releases(first: 20) { edges { node { id status progress { percent } } } } }";
+    let mut lines = vec![
+        "\n| selection (one at a time, 200 requests) | server p50 ms | server p99 ms | SQL statements per request |\n|---|---|---|---|".to_owned(),
+    ];
+    for (name, query, variables) in [
+        (
+            "1,211-node release: `id status progress { percent }`",
+            OWN,
+            json!({ "id": big }),
+        ),
+        ("`releases(first: 20)` with `progress`", PAGE, json!({})),
+        (
+            "1,211-node release, whole tree (closed: kept in memory)",
+            TREE,
+            json!({ "id": big }),
+        ),
+    ] {
+        bench.server_time(query, variables.clone()).await.unwrap();
+        let before = bench.metric("bff_sql_statements_total").await;
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            times.push(bench.server_time(query, variables.clone()).await.unwrap());
+        }
+        let statements = bench.metric("bff_sql_statements_total").await - before;
+        let times = stats(times, 0, Duration::from_secs(1));
+        lines.push(format!(
+            "| {name} | {:.2} | {:.2} | {:.2} |",
+            times.p50.as_secs_f64() * 1e3,
+            times.p99.as_secs_f64() * 1e3,
+            statements as f64 / 200.0
+        ));
+    }
+    // A dashboard polling the unchanged release by GET with its ETag.
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/graphql", bench.base),
+        &[
+            ("query", OWN),
+            ("variables", &json!({ "id": big }).to_string()),
+        ],
+    )
+    .unwrap();
+    let first = bench
+        .http
+        .get(url.clone())
+        .bearer_auth(&bench.token)
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()["etag"].clone();
+    let again = bench
+        .http
+        .get(url)
+        .bearer_auth(&bench.token)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    let status = again.status().as_u16();
+    let body = again.bytes().await.unwrap().len();
+    lines.push(format!(
+        "\nPolling the unchanged release by `GET` with `If-None-Match`: {status}, {body}-byte body.\n"
+    ));
+    lines
 }
 
 async fn bootstrap(bench: Arc<Bench>, out: &mut Vec<String>) {

@@ -52,6 +52,8 @@ pub struct App {
     pub schema: graphql::AppSchema,
     /// Automatic persisted queries' documents, by hash.
     pub persisted: http::persisted::PersistedQueries,
+    /// `GET` answers that can be told unchanged without running them.
+    pub answers: http::conditional::Answers,
     /// GraphQL operations executing at once (two per core); the rest wait their turn.
     pub execution_slots: tokio::sync::Semaphore,
 }

@@ -11,6 +11,8 @@ use crate::{
     App, AppState, Config, auth, db, graphql, http, metrics, onboarding, releases, temporal,
 };
 
+/// Bytes of remembered `GET` answers (tags and what they were made of) kept per process.
+const REMEMBERED_ANSWER_BYTES: usize = 1024 * 1024;
 /// Bytes of persisted-query documents kept per process.
 const PERSISTED_QUERY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -107,6 +109,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         authenticator,
         schema,
         persisted: http::persisted::PersistedQueries::new(PERSISTED_QUERY_BYTES),
+        answers: http::conditional::Answers::new(REMEMBERED_ANSWER_BYTES),
         execution_slots: tokio::sync::Semaphore::new(EXECUTION_SLOTS_PER_CORE * cores()),
     })))
 }

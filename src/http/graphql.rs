@@ -18,7 +18,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse},
 };
-use sha2::{Digest, Sha256};
 use tower_http::request_id::RequestId as HttpRequestId;
 
 use crate::{
@@ -32,11 +31,12 @@ use crate::{
     graphql::context::RequestId,
     http::{
         client::{Caller, ClientIp},
+        conditional::{self, request_key},
         persisted::Lookup,
     },
     metrics::RequestStats,
     onboarding::graphql::OnboardingLoader,
-    releases::graphql::ReleaseLoader,
+    releases::{cache::CachedReads, graphql::ReleaseLoader},
 };
 
 /// How a request came.
@@ -257,6 +257,32 @@ async fn answer(
         return response;
     }
 
+    // Who asks, as far as an answer can show it: part of the ETag and of the request's key.
+    let scope = authentication
+        .principal()
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_default();
+    let remembered = match &transport {
+        Transport::Get { if_none_match } => {
+            let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+            let key = request_key(
+                &scope,
+                operation_name.as_deref(),
+                &request.query,
+                &variables,
+            );
+            if let Some(response) =
+                state
+                    .answers
+                    .not_modified(&key, if_none_match.as_deref(), &state.release_cache)
+            {
+                return response;
+            }
+            Some(key)
+        }
+        Transport::Post => None,
+    };
+
     // Admission: data operations take turns for an execution slot, so the CPU-heavy ones
     // (whole trees) cannot crowd a login or a small read out of the scheduler. Logins and
     // introspection are cheap and skip the line.
@@ -264,16 +290,14 @@ async fn answer(
         Verdict::Public => None,
         _ => state.execution_slots.acquire().await.ok(),
     };
-    let scope = authentication
-        .principal()
-        .map(|p| format!("{}|{:?}|{:?}", p.user_id, p.org_id, p.permissions))
-        .unwrap_or_default();
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
+    let reads = Arc::new(CachedReads::default());
     let releases = ReleaseLoader::new(
         state.db.clone(),
         Arc::clone(&state.live),
         Arc::clone(&state.release_cache),
         Arc::clone(&stats),
+        Arc::clone(&reads),
     );
     let onboarding =
         OnboardingLoader::new(state.db.clone(), state.temporal.clone(), Arc::clone(&stats));
@@ -298,54 +322,18 @@ async fn answer(
     let response = with_codes(response);
     let cacheable = response.errors.is_empty();
     let body = encode(response, max_bytes);
-    match transport {
-        Transport::Get { if_none_match } if cacheable => {
-            conditional(&scope, body, if_none_match.as_deref())
+    match (transport, remembered) {
+        (Transport::Get { if_none_match }, Some(key)) if cacheable => {
+            let etag = conditional::etag(&scope, &body);
+            // Only answers made wholly of kept closed releases can be told unchanged later
+            // without running: anything read from the database or Temporal may change unseen.
+            if sql == 0 && temporal == 0 {
+                state.answers.remember(key, &etag, reads.take());
+            }
+            conditional::answer(&etag, if_none_match.as_deref(), json_response(body))
         }
         _ => json_response(body),
     }
-}
-
-/// A `GET` answer with its `ETag` (the caller's scope and the answer itself, hashed: it
-/// changes exactly when what this caller would see changes), or `304` with no body when the
-/// client already holds it. `Cache-Control: private, no-cache`: browsers keep it for this user
-/// only and revalidate every time.
-fn conditional(
-    scope: &str,
-    body: Vec<u8>,
-    if_none_match: Option<&str>,
-) -> axum::response::Response {
-    let mut digest = Sha256::new();
-    digest.update(scope.as_bytes());
-    digest.update([0]);
-    digest.update(&body);
-    let tag: String = digest
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let etag = format!("\"{tag}\"");
-    let matches = if_none_match.is_some_and(|header| {
-        header
-            .split(',')
-            .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == etag || t == "*")
-    });
-    let mut response = if matches {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        json_response(body)
-    };
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, value);
-    }
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
-    response
 }
 
 /// Apollo's answer to an unknown persisted-query hash, which its clients recognise.

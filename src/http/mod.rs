@@ -1,8 +1,10 @@
 //! The HTTP surface: routes and the middleware every request passes through.
 
 pub mod client;
+pub mod conditional;
 pub mod graphql;
 mod health;
+mod lru;
 pub mod persisted;
 
 use std::time::Duration;

@@ -6,9 +6,9 @@
 //! Only authenticated callers may register queries, and the store is bounded in bytes (least
 //! recently used out first), so nobody can fill memory with documents.
 
-use std::{collections::HashMap, sync::Mutex};
-
 use sha2::{Digest, Sha256};
+
+use super::lru::Lru;
 
 /// What became of a request's persisted-query extension.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,15 +25,7 @@ pub enum Lookup {
 
 /// Documents by their SHA-256, bounded in bytes.
 pub struct PersistedQueries {
-    capacity: usize,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    documents: HashMap<String, (String, u64)>,
-    bytes: usize,
-    clock: u64,
+    documents: Lru<String>,
 }
 
 /// The hex SHA-256 of a document, as Apollo clients compute it.
@@ -48,15 +40,7 @@ impl PersistedQueries {
     /// A store of at most `capacity` bytes of documents.
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity,
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
+            documents: Lru::new(capacity),
         }
     }
 
@@ -69,48 +53,19 @@ impl PersistedQueries {
         };
         let hash = hash.to_ascii_lowercase();
         if document.is_empty() {
-            let mut state = self.state();
-            state.clock += 1;
-            let clock = state.clock;
-            return match state.documents.get_mut(&hash) {
-                Some((document, used)) => {
-                    *used = clock;
-                    Lookup::Found(document.clone())
-                }
+            return match self.documents.get(&hash) {
+                Some(document) => Lookup::Found(document),
                 None => Lookup::NotFound,
             };
         }
         if sha256_hex(document) != hash {
             return Lookup::Mismatch;
         }
-        if may_register && document.len() <= self.capacity {
-            self.insert(hash, document.to_owned());
+        if may_register && self.documents.get(&hash).is_none() {
+            self.documents
+                .insert(hash, document.to_owned(), document.len());
         }
         Lookup::None
-    }
-
-    fn insert(&self, hash: String, document: String) {
-        let mut state = self.state();
-        if state.documents.contains_key(&hash) {
-            return;
-        }
-        state.clock += 1;
-        let clock = state.clock;
-        state.bytes += document.len();
-        state.documents.insert(hash, (document, clock));
-        while state.bytes > self.capacity {
-            let Some(oldest) = state
-                .documents
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some((gone, _)) = state.documents.remove(&oldest) {
-                state.bytes -= gone.len();
-            }
-        }
     }
 }
 
@@ -149,14 +104,15 @@ mod tests {
     #[test]
     fn the_store_keeps_within_its_bytes() {
         let docs = ["{ a }", "{ bb }", "{ ccc }"];
-        let room_for_the_last_two = docs[1].len() + docs[2].len();
+        // Each document is kept with its 64-character hash.
+        let room_for_the_last_two = docs[1].len() + docs[2].len() + 2 * 64;
         let store = PersistedQueries::new(room_for_the_last_two);
 
         for doc in docs {
             let _ = store.resolve(Some(&sha256_hex(doc)), doc, true);
         }
 
-        assert!(store.state().bytes <= room_for_the_last_two);
+        assert!(store.documents.bytes() <= room_for_the_last_two);
         assert_eq!(
             store.resolve(Some(&sha256_hex("{ a }")), "", true),
             Lookup::NotFound,

@@ -47,13 +47,44 @@ struct State {
     entries: HashMap<String, Entry>,
     /// Notifications seen per release since the process started (bounded, see `note_change`).
     changes: HashMap<String, u64>,
+    /// Bumped whenever `changes` starts over or notifications may have been missed, so a
+    /// token from before can never match again.
+    epoch: u64,
     bytes: usize,
     clock: u64,
 }
 
-/// What a read saw before it began, to tell whether its answer may be kept.
+impl State {
+    fn token(&self, id: &str) -> Token {
+        Token(self.epoch, self.changes.get(id).copied().unwrap_or(0))
+    }
+}
+
+/// What a read saw of a release: equal tokens mean no change in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Token(u64);
+pub struct Token(u64, u64);
+
+/// The cached releases a request's answer was made of, with what each looked like then: while
+/// every token still holds, the same request would get the same answer.
+#[derive(Debug, Default)]
+pub struct CachedReads(Mutex<Vec<(String, Token)>>);
+
+impl CachedReads {
+    fn record(&self, id: &str, token: Token) {
+        match self.0.lock() {
+            Ok(mut reads) => reads.push((id.to_owned(), token)),
+            Err(poisoned) => poisoned.into_inner().push((id.to_owned(), token)),
+        }
+    }
+
+    /// What was read (taken out).
+    pub fn take(&self) -> Vec<(String, Token)> {
+        match self.0.lock() {
+            Ok(mut reads) => std::mem::take(&mut *reads),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+}
 
 /// The cache of closed releases.
 pub struct TreeCache {
@@ -88,23 +119,34 @@ impl TreeCache {
         }
     }
 
-    /// The cached release `id`, if any (counts a hit).
-    pub fn get(&self, id: &str) -> Option<Cached> {
+    /// The cached release `id`, if any (counts a hit), noted in `reads`.
+    pub fn get(&self, id: &str, reads: &CachedReads) -> Option<Cached> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
         let mut state = self.state();
         state.clock += 1;
         let clock = state.clock;
+        let token = state.token(id);
         let entry = state.entries.get_mut(id)?;
         entry.last_used = clock;
         self.hits.fetch_add(1, Ordering::Relaxed);
+        reads.record(id, token);
         Some(entry.cached.clone())
     }
 
     /// Taken before reading release `id` from the database.
     pub fn token(&self, id: &str) -> Token {
-        Token(self.state().changes.get(id).copied().unwrap_or(0))
+        self.state().token(id)
+    }
+
+    /// Whether none of `reads` changed since (and the cache stayed live throughout).
+    pub fn unchanged(&self, reads: &[(String, Token)]) -> bool {
+        if !self.live.load(Ordering::Acquire) {
+            return false;
+        }
+        let state = self.state();
+        reads.iter().all(|(id, token)| state.token(id) == *token)
     }
 
     /// Keeps closed release `cached` unless it changed since `token` was taken.
@@ -118,7 +160,7 @@ impl TreeCache {
         }
         let mut state = self.state();
         let id = cached.row.id.clone();
-        if state.changes.get(&id).copied().unwrap_or(0) != token.0 {
+        if state.token(&id) != token {
             return;
         }
         state.clock += 1;
@@ -150,7 +192,11 @@ impl TreeCache {
     pub fn note_change(&self, id: &str) {
         let mut state = self.state();
         if state.changes.len() >= MAX_TRACKED_CHANGES && !state.changes.contains_key(id) {
-            *state = State::default();
+            let epoch = state.epoch + 1;
+            *state = State {
+                epoch,
+                ..State::default()
+            };
         }
         *state.changes.entry(id.to_owned()).or_default() += 1;
         if let Some(gone) = state.entries.remove(id) {
@@ -164,6 +210,7 @@ impl TreeCache {
             let mut state = self.state();
             state.entries.clear();
             state.bytes = 0;
+            state.epoch += 1;
         }
         self.live.store(live, Ordering::Release);
     }
@@ -289,8 +336,8 @@ mod tests {
             );
         }
 
-        assert!(cache.get("a").is_some());
-        assert!(cache.get("b").is_none());
+        assert!(cache.get("a", &CachedReads::default()).is_some());
+        assert!(cache.get("b", &CachedReads::default()).is_none());
     }
 
     #[test]
@@ -307,7 +354,7 @@ mod tests {
             },
         );
 
-        assert!(cache.get("a").is_none());
+        assert!(cache.get("a", &CachedReads::default()).is_none());
     }
 
     #[test]
@@ -323,7 +370,7 @@ mod tests {
                 },
             );
         }
-        let _ = cache.get("a");
+        let _ = cache.get("a", &CachedReads::default());
 
         let token = cache.token("d");
         cache.insert(
@@ -334,8 +381,14 @@ mod tests {
             },
         );
 
-        assert!(cache.get("a").is_some() && cache.get("d").is_some());
-        assert!(cache.get("b").is_none(), "b was used least recently");
+        assert!(
+            cache.get("a", &CachedReads::default()).is_some()
+                && cache.get("d", &CachedReads::default()).is_some()
+        );
+        assert!(
+            cache.get("b", &CachedReads::default()).is_none(),
+            "b was used least recently"
+        );
     }
 
     #[test]
@@ -351,6 +404,50 @@ mod tests {
             },
         );
 
-        assert!(cache.get("a").is_none());
+        assert!(cache.get("a", &CachedReads::default()).is_none());
+    }
+
+    fn keep(cache: &TreeCache, id: &str) {
+        let token = cache.token(id);
+        cache.insert(
+            token,
+            Cached {
+                row: row(id, RolloutStatus::Succeeded),
+                tree: None,
+            },
+        );
+    }
+
+    #[test]
+    fn reads_stay_unchanged_until_their_release_changes_or_the_listener_drops() {
+        let cache = live_cache(1 << 20);
+        keep(&cache, "a");
+        keep(&cache, "b");
+        let reads = CachedReads::default();
+        let _ = cache.get("a", &reads);
+        let read = reads.take();
+
+        let before = cache.unchanged(&read);
+        cache.note_change("b");
+        let after_another = cache.unchanged(&read);
+        cache.note_change("a");
+        let after_its_own = cache.unchanged(&read);
+
+        let fresh = CachedReads::default();
+        keep(&cache, "a");
+        let _ = cache.get("a", &fresh);
+        let fresh = fresh.take();
+        cache.set_live(false);
+        cache.set_live(true);
+
+        assert!(
+            before && after_another,
+            "another release's change is not this answer's"
+        );
+        assert!(!after_its_own);
+        assert!(
+            !cache.unchanged(&fresh),
+            "notifications may have been missed while off"
+        );
     }
 }

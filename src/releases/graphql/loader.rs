@@ -15,7 +15,7 @@ use crate::{
     error::ApiError,
     metrics::RequestStats,
     releases::{
-        cache::{Cached, Token, TreeCache},
+        cache::{Cached, CachedReads, Token, TreeCache},
         live::LiveHierarchy,
         store::{self, ReleaseRow},
         tree::{DataSource, ReleaseTree},
@@ -29,6 +29,7 @@ pub struct ReleaseLoader {
     live: Arc<LiveHierarchy>,
     cache: Arc<TreeCache>,
     stats: Arc<RequestStats>,
+    reads: Arc<CachedReads>,
 }
 
 /// Key of a release's row alone (its own fields and roll-up, no tree).
@@ -36,12 +37,14 @@ pub struct ReleaseLoader {
 pub struct RowKey(pub String);
 
 impl ReleaseLoader {
-    /// A per-request loader (its cache lives as long as the request).
+    /// A per-request loader (its cache lives as long as the request); what it answers from
+    /// the process's cache is noted in `reads`.
     pub fn new(
         db: PgPool,
         live: Arc<LiveHierarchy>,
         cache: Arc<TreeCache>,
         stats: Arc<RequestStats>,
+        reads: Arc<CachedReads>,
     ) -> DataLoader<Self> {
         // No batching delay: keys requested in the same poll are batched anyway.
         DataLoader::new(
@@ -50,6 +53,7 @@ impl ReleaseLoader {
                 live,
                 cache,
                 stats,
+                reads,
             },
             tokio::spawn,
         )
@@ -84,7 +88,11 @@ impl Loader<String> for ReleaseLoader {
         let mut trees = HashMap::new();
         let mut missing = Vec::new();
         for key in keys {
-            match self.cache.get(key).and_then(|cached| cached.tree) {
+            match self
+                .cache
+                .get(key, &self.reads)
+                .and_then(|cached| cached.tree)
+            {
                 Some(tree) => {
                     trees.insert(key.clone(), tree);
                 }
@@ -126,7 +134,7 @@ impl Loader<RowKey> for ReleaseLoader {
         let mut rows = HashMap::new();
         let mut missing = Vec::new();
         for key in keys {
-            match self.cache.get(&key.0) {
+            match self.cache.get(&key.0, &self.reads) {
                 Some(cached) => {
                     rows.insert(key.clone(), cached.row);
                 }
