@@ -288,7 +288,13 @@ async fn answer(
     // introspection are cheap and skip the line.
     let _slot = match verdict {
         Verdict::Public => None,
-        _ => state.execution_slots.acquire().await.ok(),
+        _ => {
+            let slot = state.execution_slots.acquire().await.ok();
+            // A freed slot wakes the next data operation straight into the scheduler's
+            // next-to-run place; going to the back of the queue lets waiting logins run first.
+            tokio::task::yield_now().await;
+            slot
+        }
     };
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
     let reads = Arc::new(CachedReads::default());
