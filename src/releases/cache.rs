@@ -361,25 +361,11 @@ mod tests {
     fn the_least_recently_used_release_goes_first_when_full() {
         let cache = live_cache(3 * NODE_OVERHEAD);
         for id in ["a", "b", "c"] {
-            let token = cache.token(id);
-            cache.insert(
-                token,
-                Cached {
-                    row: row(id, RolloutStatus::Succeeded),
-                    tree: None,
-                },
-            );
+            keep(&cache, id);
         }
         let _ = cache.get("a", &CachedReads::default());
 
-        let token = cache.token("d");
-        cache.insert(
-            token,
-            Cached {
-                row: row("d", RolloutStatus::Succeeded),
-                tree: None,
-            },
-        );
+        keep(&cache, "d");
 
         assert!(
             cache.get("a", &CachedReads::default()).is_some()
@@ -395,14 +381,7 @@ mod tests {
     fn without_a_listener_nothing_is_kept() {
         let cache = TreeCache::new(1 << 20);
 
-        let token = cache.token("a");
-        cache.insert(
-            token,
-            Cached {
-                row: row("a", RolloutStatus::Succeeded),
-                tree: None,
-            },
-        );
+        keep(&cache, "a");
 
         assert!(cache.get("a", &CachedReads::default()).is_none());
     }

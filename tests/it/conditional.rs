@@ -210,24 +210,12 @@ async fn a_persisted_query_is_registered_once_and_then_polled_by_its_hash() {
 async fn a_get_query_without_a_token_is_unauthenticated_and_graphiql_stays_on_a_bare_get() {
     let app = TestApp::spawn().await;
 
-    let anonymous: Value = app
-        .http
-        .get(get_url(&app, "{ releases { totalCount } }", &json!({})))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
-    let page = app
-        .http
-        .get(app.url("/graphql"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let anonymous: Value = serde_json::from_str(
+        &app.get_text(&get_url(&app, "{ releases { totalCount } }", &json!({})))
+            .await,
+    )
+    .unwrap_or_default();
+    let page = app.get_text(&app.url("/graphql")).await;
 
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
     assert!(anonymous["data"].is_null());

@@ -134,6 +134,18 @@ async fn foreign_and_malformed_events_are_all_stored_and_the_projections_stay_co
             json!({ "at": "yesterday-ish" }),
         ),
         foreign(
+            "a date that does not exist",
+            "organization.subdomain.verified",
+            numeric_at,
+            json!({ "at": "2026-02-31T10:00:00Z" }),
+        ),
+        foreign(
+            "a status change dated in month 13",
+            "release.app.status_changed",
+            Uuid::new_v4(),
+            json!({ "id": "app:nowhere/w1/c1/b/a1", "status": "FAILED", "at": "2026-13-45" }),
+        ),
+        foreign(
             "a release node without kind",
             "release.created",
             Uuid::new_v4(),
@@ -144,6 +156,13 @@ async fn foreign_and_malformed_events_are_all_stored_and_the_projections_stay_co
                 { "id": "wave:foreign-1/w1", "parentId": "release:foreign-1", "key": "w1", "name": "W1", "position": "first" },
                 { "id": "wave:foreign-1/w2", "parentId": "release:foreign-1", "kind": "wave", "key": "w2", "name": "W2", "position": 2 }
             ] }),
+        ),
+        foreign(
+            "another release with a key in use",
+            "release.created",
+            Uuid::new_v4(),
+            json!({ "id": "release:foreign-3", "key": "foreign-1", "name": "Clash",
+                    "nodes": [{ "id": "release:foreign-3", "kind": "release", "key": "foreign-1", "name": "Clash" }] }),
         ),
         foreign(
             "nodes that are not a list",

@@ -393,17 +393,21 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
     }
 
-    /// The value of the Prometheus metric `name` on `/metrics`.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
+    /// The body of a plain `GET` of `url`, as text.
+    pub async fn get_text(&self, url: &str) -> String {
+        self.http
+            .get(url)
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .text()
             .await
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// The value of the Prometheus metric `name` on `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.get_text(&self.url("/metrics")).await;
         text.lines()
             .find_map(|line| line.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
