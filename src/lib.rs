@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod lru;
 pub mod metrics;
 pub mod onboarding;
 pub mod releases;

@@ -15,7 +15,7 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use super::lru::Lru;
+use crate::lru::Lru;
 use crate::releases::cache::{Token, TreeCache};
 
 /// Requests whose answers can be told unchanged without running them.

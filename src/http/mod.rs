@@ -4,7 +4,6 @@ pub mod client;
 pub mod conditional;
 pub mod graphql;
 mod health;
-mod lru;
 pub mod persisted;
 
 use std::time::Duration;

@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::lru::Lru;
+use crate::lru::Lru;
 
 /// What became of a request's persisted-query extension.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,7 +112,7 @@ mod tests {
             let _ = store.resolve(Some(&sha256_hex(doc)), doc, true);
         }
 
-        assert!(store.documents.bytes() <= room_for_the_last_two);
+        assert!(store.documents.usage().1 <= room_for_the_last_two);
         assert_eq!(
             store.resolve(Some(&sha256_hex("{ a }")), "", true),
             Lookup::NotFound,

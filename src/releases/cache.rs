@@ -23,6 +23,7 @@ use std::{
 use sqlx::{PgPool, postgres::PgListener};
 
 use super::{store::ReleaseRow, tree::ReleaseTree};
+use crate::lru::Lru;
 
 /// The channel the projection triggers notify.
 pub const CHANNEL: &str = "bff_release_changed";
@@ -36,27 +37,19 @@ pub struct Cached {
     pub tree: Option<Arc<ReleaseTree>>,
 }
 
-struct Entry {
-    cached: Cached,
-    bytes: usize,
-    last_used: u64,
-}
-
+/// Change counts per release, and the epoch they belong to.
 #[derive(Default)]
-struct State {
-    entries: HashMap<String, Entry>,
-    /// Notifications seen per release since the process started (bounded, see `note_change`).
-    changes: HashMap<String, u64>,
-    /// Bumped whenever `changes` starts over or notifications may have been missed, so a
+struct Changes {
+    /// Notifications seen per release since the epoch began (bounded, see `note_change`).
+    counts: HashMap<String, u64>,
+    /// Bumped whenever `counts` starts over or notifications may have been missed, so a
     /// token from before can never match again.
     epoch: u64,
-    bytes: usize,
-    clock: u64,
 }
 
-impl State {
+impl Changes {
     fn token(&self, id: &str) -> Token {
-        Token(self.epoch, self.changes.get(id).copied().unwrap_or(0))
+        Token(self.epoch, self.counts.get(id).copied().unwrap_or(0))
     }
 }
 
@@ -88,10 +81,12 @@ impl CachedReads {
 
 /// The cache of closed releases.
 pub struct TreeCache {
-    capacity: usize,
     live: AtomicBool,
     hits: AtomicU64,
-    state: Mutex<State>,
+    /// Taken before `entries` whenever both are: a check of a token and the change of an entry
+    /// it guards happen as one.
+    changes: Mutex<Changes>,
+    entries: Lru<Cached>,
 }
 
 /// Rough heap size of one node of a tree (strings, the node, its `Arc`, its index entry).
@@ -105,16 +100,16 @@ impl TreeCache {
     /// A cache of at most `capacity` bytes (0 keeps nothing).
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity,
             live: AtomicBool::new(false),
             hits: AtomicU64::new(0),
-            state: Mutex::new(State::default()),
+            changes: Mutex::new(Changes::default()),
+            entries: Lru::new(capacity),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(state) => state,
+    fn changes(&self) -> std::sync::MutexGuard<'_, Changes> {
+        match self.changes.lock() {
+            Ok(changes) => changes,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
@@ -124,20 +119,16 @@ impl TreeCache {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
-        let mut state = self.state();
-        state.clock += 1;
-        let clock = state.clock;
-        let token = state.token(id);
-        let entry = state.entries.get_mut(id)?;
-        entry.last_used = clock;
+        let changes = self.changes();
+        let cached = self.entries.get(id)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
-        reads.record(id, token);
-        Some(entry.cached.clone())
+        reads.record(id, changes.token(id));
+        Some(cached)
     }
 
     /// Taken before reading release `id` from the database.
     pub fn token(&self, id: &str) -> Token {
-        self.state().token(id)
+        self.changes().token(id)
     }
 
     /// Whether none of `reads` changed since (and the cache stayed live throughout).
@@ -145,8 +136,8 @@ impl TreeCache {
         if !self.live.load(Ordering::Acquire) {
             return false;
         }
-        let state = self.state();
-        reads.iter().all(|(id, token)| state.token(id) == *token)
+        let changes = self.changes();
+        reads.iter().all(|(id, token)| changes.token(id) == *token)
     }
 
     /// Keeps closed release `cached` unless it changed since `token` was taken.
@@ -155,70 +146,38 @@ impl TreeCache {
             return;
         }
         let bytes = estimate(&cached);
-        if bytes > self.capacity {
-            return;
-        }
-        let mut state = self.state();
+        let changes = self.changes();
         let id = cached.row.id.clone();
-        if state.token(&id) != token {
-            return;
-        }
-        state.clock += 1;
-        let entry = Entry {
-            cached,
-            bytes,
-            last_used: state.clock,
-        };
-        if let Some(old) = state.entries.insert(id, entry) {
-            state.bytes -= old.bytes;
-        }
-        state.bytes += bytes;
-        while state.bytes > self.capacity {
-            let Some(oldest) = state
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some(gone) = state.entries.remove(&oldest) {
-                state.bytes -= gone.bytes;
-            }
+        if changes.token(&id) == token {
+            self.entries.insert(id, cached, bytes);
         }
     }
 
     /// Release `id` changed: forget it, and refuse answers read before now.
     pub fn note_change(&self, id: &str) {
-        let mut state = self.state();
-        if state.changes.len() >= MAX_TRACKED_CHANGES && !state.changes.contains_key(id) {
-            let epoch = state.epoch + 1;
-            *state = State {
-                epoch,
-                ..State::default()
-            };
+        let mut changes = self.changes();
+        if changes.counts.len() >= MAX_TRACKED_CHANGES && !changes.counts.contains_key(id) {
+            changes.counts.clear();
+            changes.epoch += 1;
+            self.entries.clear();
         }
-        *state.changes.entry(id.to_owned()).or_default() += 1;
-        if let Some(gone) = state.entries.remove(id) {
-            state.bytes -= gone.bytes;
-        }
+        *changes.counts.entry(id.to_owned()).or_default() += 1;
+        self.entries.remove(id);
     }
 
     /// Whether the cache may be used (the listener is connected); going off empties it.
     fn set_live(&self, live: bool) {
         if !live {
-            let mut state = self.state();
-            state.entries.clear();
-            state.bytes = 0;
-            state.epoch += 1;
+            let mut changes = self.changes();
+            self.entries.clear();
+            changes.epoch += 1;
         }
         self.live.store(live, Ordering::Release);
     }
 
     /// Releases kept now, and the bytes they are estimated at.
     pub fn usage(&self) -> (usize, usize) {
-        let state = self.state();
-        (state.entries.len(), state.bytes)
+        self.entries.usage()
     }
 
     /// Reads answered from the cache since start.
@@ -359,7 +318,8 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_release_goes_first_when_full() {
-        let cache = live_cache(3 * NODE_OVERHEAD);
+        // Room for three rows (each kept with its one-byte key).
+        let cache = live_cache(3 * (NODE_OVERHEAD + 1));
         for id in ["a", "b", "c"] {
             keep(&cache, id);
         }

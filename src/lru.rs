@@ -1,5 +1,6 @@
-//! A map bounded in bytes, least recently used out first: what the HTTP layer remembers between
-//! requests (persisted documents, the ETags of answers) can never grow without bound.
+//! A map bounded in bytes, least recently used out first: what the process keeps between
+//! requests (closed releases, persisted documents, the ETags of answers) never grows without
+//! bound.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -80,10 +81,25 @@ impl<V: Clone> Lru<V> {
         }
     }
 
-    /// Bytes kept now.
-    #[cfg(test)]
-    pub fn bytes(&self) -> usize {
-        self.state().bytes
+    /// Forgets `key`.
+    pub fn remove(&self, key: &str) {
+        let mut state = self.state();
+        if let Some(gone) = state.entries.remove(key) {
+            state.bytes -= gone.bytes;
+        }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        let mut state = self.state();
+        state.entries.clear();
+        state.bytes = 0;
+    }
+
+    /// Entries kept now, and their bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.entries.len(), state.bytes)
     }
 }
 
@@ -106,7 +122,7 @@ mod tests {
             (lru.get("a"), lru.get("c"), lru.get("d")),
             (Some(1), Some(3), Some(4))
         );
-        assert!(lru.bytes() <= 30);
+        assert!(lru.usage().1 <= 30);
     }
 
     #[test]
@@ -119,6 +135,6 @@ mod tests {
 
         assert_eq!(lru.get("big"), None);
         assert_eq!(lru.get("a"), Some(2));
-        assert_eq!(lru.bytes(), 5);
+        assert_eq!(lru.usage(), (1, 5));
     }
 }
