@@ -39,11 +39,7 @@ fn digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
         digest.update(part);
         digest.update([0]);
     }
-    digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::persisted::hex(&digest.finalize())
 }
 
 /// What identifies a request for [`Answers`]: who asks (everything about them an answer can

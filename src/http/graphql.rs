@@ -48,6 +48,14 @@ enum Transport {
     Get { if_none_match: Option<String> },
 }
 
+/// A `GET` to answer conditionally: who asks (as far as an answer can show it), the request's
+/// key for remembered answers, and the client's `If-None-Match`.
+struct Poll {
+    scope: String,
+    key: String,
+    if_none_match: Option<String>,
+}
+
 /// Who asks, from where, under which request ID.
 struct Asker {
     authentication: Authentication,
@@ -257,13 +265,13 @@ async fn answer(
         return response;
     }
 
-    // Who asks, as far as an answer can show it: part of the ETag and of the request's key.
-    let scope = authentication
-        .principal()
-        .map(|p| format!("{p:?}"))
-        .unwrap_or_default();
-    let remembered = match &transport {
+    let poll = match transport {
         Transport::Get { if_none_match } => {
+            // Who asks, as far as an answer can show it: part of the ETag and of the key.
+            let scope = authentication
+                .principal()
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_default();
             let variables = serde_json::to_string(&request.variables).unwrap_or_default();
             let key = request_key(
                 &scope,
@@ -278,7 +286,11 @@ async fn answer(
             {
                 return response;
             }
-            Some(key)
+            Some(Poll {
+                scope,
+                key,
+                if_none_match,
+            })
         }
         Transport::Post => None,
     };
@@ -328,15 +340,15 @@ async fn answer(
     let response = with_codes(response);
     let cacheable = response.errors.is_empty();
     let body = encode(response, max_bytes);
-    match (transport, remembered) {
-        (Transport::Get { if_none_match }, Some(key)) if cacheable => {
-            let etag = conditional::etag(&scope, &body);
+    match poll {
+        Some(poll) if cacheable => {
+            let etag = conditional::etag(&poll.scope, &body);
             // Only answers made wholly of kept closed releases can be told unchanged later
             // without running: anything read from the database or Temporal may change unseen.
             if sql == 0 && temporal == 0 {
-                state.answers.remember(key, &etag, reads.take());
+                state.answers.remember(poll.key, &etag, reads.take());
             }
-            conditional::answer(&etag, if_none_match.as_deref(), json_response(body))
+            conditional::answer(&etag, poll.if_none_match.as_deref(), json_response(body))
         }
         _ => json_response(body),
     }

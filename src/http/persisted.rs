@@ -30,10 +30,12 @@ pub struct PersistedQueries {
 
 /// The hex SHA-256 of a document, as Apollo clients compute it.
 pub fn sha256_hex(document: &str) -> String {
-    Sha256::digest(document.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(document.as_bytes()))
+}
+
+/// Lowercase hex of `bytes`.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl PersistedQueries {

@@ -114,16 +114,31 @@ impl TreeCache {
         }
     }
 
-    /// The cached release `id`, if any (counts a hit), noted in `reads`.
-    pub fn get(&self, id: &str, reads: &CachedReads) -> Option<Cached> {
+    /// The cached row of release `id`, if any (counts a hit), noted in `reads`.
+    pub fn row(&self, id: &str, reads: &CachedReads) -> Option<Arc<ReleaseRow>> {
+        self.lookup(id, reads, |cached| Some(Arc::clone(&cached.row)))
+    }
+
+    /// The cached tree of release `id`, if it was kept whole (counts a hit), noted in `reads`.
+    pub fn tree(&self, id: &str, reads: &CachedReads) -> Option<Arc<ReleaseTree>> {
+        self.lookup(id, reads, |cached| cached.tree.clone())
+    }
+
+    /// What `pick` takes from the entry of `id`; only a found value is a hit and a read.
+    fn lookup<T>(
+        &self,
+        id: &str,
+        reads: &CachedReads,
+        pick: impl FnOnce(&Cached) -> Option<T>,
+    ) -> Option<T> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
         let changes = self.changes();
-        let cached = self.entries.get(id)?;
+        let value = pick(&self.entries.get(id)?)?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         reads.record(id, changes.token(id));
-        Some(cached)
+        Some(value)
     }
 
     /// Taken before reading release `id` from the database.
@@ -295,8 +310,8 @@ mod tests {
             );
         }
 
-        assert!(cache.get("a", &CachedReads::default()).is_some());
-        assert!(cache.get("b", &CachedReads::default()).is_none());
+        assert!(cache.row("a", &CachedReads::default()).is_some());
+        assert!(cache.row("b", &CachedReads::default()).is_none());
     }
 
     #[test]
@@ -313,7 +328,7 @@ mod tests {
             },
         );
 
-        assert!(cache.get("a", &CachedReads::default()).is_none());
+        assert!(cache.row("a", &CachedReads::default()).is_none());
     }
 
     #[test]
@@ -323,16 +338,16 @@ mod tests {
         for id in ["a", "b", "c"] {
             keep(&cache, id);
         }
-        let _ = cache.get("a", &CachedReads::default());
+        let _ = cache.row("a", &CachedReads::default());
 
         keep(&cache, "d");
 
         assert!(
-            cache.get("a", &CachedReads::default()).is_some()
-                && cache.get("d", &CachedReads::default()).is_some()
+            cache.row("a", &CachedReads::default()).is_some()
+                && cache.row("d", &CachedReads::default()).is_some()
         );
         assert!(
-            cache.get("b", &CachedReads::default()).is_none(),
+            cache.row("b", &CachedReads::default()).is_none(),
             "b was used least recently"
         );
     }
@@ -343,7 +358,7 @@ mod tests {
 
         keep(&cache, "a");
 
-        assert!(cache.get("a", &CachedReads::default()).is_none());
+        assert!(cache.row("a", &CachedReads::default()).is_none());
     }
 
     fn keep(cache: &TreeCache, id: &str) {
@@ -363,7 +378,7 @@ mod tests {
         keep(&cache, "a");
         keep(&cache, "b");
         let reads = CachedReads::default();
-        let _ = cache.get("a", &reads);
+        let _ = cache.row("a", &reads);
         let read = reads.take();
 
         let before = cache.unchanged(&read);
@@ -374,7 +389,7 @@ mod tests {
 
         let fresh = CachedReads::default();
         keep(&cache, "a");
-        let _ = cache.get("a", &fresh);
+        let _ = cache.row("a", &fresh);
         let fresh = fresh.take();
         cache.set_live(false);
         cache.set_live(true);

@@ -88,11 +88,7 @@ impl Loader<String> for ReleaseLoader {
         let mut trees = HashMap::new();
         let mut missing = Vec::new();
         for key in keys {
-            match self
-                .cache
-                .get(key, &self.reads)
-                .and_then(|cached| cached.tree)
-            {
+            match self.cache.tree(key, &self.reads) {
                 Some(tree) => {
                     trees.insert(key.clone(), tree);
                 }
@@ -102,22 +98,22 @@ impl Loader<String> for ReleaseLoader {
         if missing.is_empty() {
             return Ok(trees);
         }
-        let rows = self.uncached_rows(&missing).await?;
-        let read: Vec<ReleaseRow> = rows.iter().map(|(_, row)| row.clone()).collect();
-        let loaded = self.trees(&read).await?;
-        for (token, row) in rows {
-            if let Some(tree) = loaded.get(&row.id) {
-                // Only a tree read from the projection of a closed release is kept.
-                if tree.source == DataSource::Projection {
-                    let tree = Some(Arc::clone(tree));
-                    self.cache.insert(
-                        token,
-                        Cached {
-                            row: Arc::new(row),
-                            tree,
-                        },
-                    );
-                }
+        let (tokens, rows): (Vec<Token>, Vec<ReleaseRow>) =
+            self.uncached_rows(&missing).await?.into_iter().unzip();
+        let loaded = self.trees(&rows).await?;
+        for (token, row) in tokens.into_iter().zip(rows) {
+            // Only a tree read from the projection of a closed release is kept.
+            if let Some(tree) = loaded
+                .get(&row.id)
+                .filter(|tree| tree.source == DataSource::Projection)
+            {
+                self.cache.insert(
+                    token,
+                    Cached {
+                        row: Arc::new(row),
+                        tree: Some(Arc::clone(tree)),
+                    },
+                );
             }
         }
         trees.extend(loaded);
@@ -134,9 +130,9 @@ impl Loader<RowKey> for ReleaseLoader {
         let mut rows = HashMap::new();
         let mut missing = Vec::new();
         for key in keys {
-            match self.cache.get(&key.0, &self.reads) {
-                Some(cached) => {
-                    rows.insert(key.clone(), cached.row);
+            match self.cache.row(&key.0, &self.reads) {
+                Some(row) => {
+                    rows.insert(key.clone(), row);
                 }
                 None => missing.push(key.0.clone()),
             }
