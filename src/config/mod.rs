@@ -42,6 +42,9 @@ pub const VARIABLES: &[&str] = &[
     "HIERARCHY_CACHE_MS",
     "RELEASE_CACHE_BYTES",
     "DISPATCH_MAX_BACKOFF_MS",
+    "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    "WS_MAX_CONNECTIONS_PER_USER",
+    "WS_PING_INTERVAL_MS",
     "LOG_LEVEL",
     "LOG_FORMAT",
 ];
@@ -119,6 +122,13 @@ pub struct Config {
     pub release_cache_bytes: usize,
     /// Longest wait between attempts to start a queued bootstrap (`DISPATCH_MAX_BACKOFF_MS`).
     pub dispatch_max_backoff: Duration,
+    /// Subscriptions one WebSocket may hold at once (`WS_MAX_SUBSCRIPTIONS_PER_CONNECTION`).
+    pub ws_max_subscriptions: usize,
+    /// WebSockets one user may hold open at once (`WS_MAX_CONNECTIONS_PER_USER`).
+    pub ws_max_connections_per_user: usize,
+    /// How often an idle WebSocket is pinged; one that stays silent for two intervals is
+    /// closed (`WS_PING_INTERVAL_MS`).
+    pub ws_ping_interval: Duration,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
     pub log_level: String,
     /// Log output format (`LOG_FORMAT`).
@@ -230,6 +240,27 @@ impl Config {
             Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
             _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
         });
+        let ws_max_subscriptions =
+            env.parsed(
+                "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+                "20",
+                |raw| match raw.parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                    _ => Err("must be a whole number from 1 to 1000".to_owned()),
+                },
+            );
+        let ws_max_connections_per_user = env.parsed("WS_MAX_CONNECTIONS_PER_USER", "20", |raw| {
+            match raw.parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                _ => Err("must be a whole number from 1 to 100000".to_owned()),
+            }
+        });
+        let ws_ping_interval = env.parsed("WS_PING_INTERVAL_MS", "15000", |raw| {
+            match raw.parse::<u64>() {
+                Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+                _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
+            }
+        });
         let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
                 .map(|_| raw.to_owned())
@@ -272,6 +303,9 @@ impl Config {
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
                 release_cache_bytes: release_cache_bytes?,
                 dispatch_max_backoff: dispatch_max_backoff?,
+                ws_max_subscriptions: ws_max_subscriptions?,
+                ws_max_connections_per_user: ws_max_connections_per_user?,
+                ws_ping_interval: ws_ping_interval?,
                 log_level: log_level?,
                 log_format: log_format?,
             })

@@ -1,4 +1,6 @@
-//! Postgres: the connection pool and the embedded migrations.
+//! Postgres: the connection pool, the embedded migrations and the change feed (`changes`).
+
+pub mod changes;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! [`Query`] and [`Mutation`]; this module only assembles them and sets the limits every
 //! operation runs under. The HTTP side (handler, GraphiQL) is in `http::graphql`.
 
-use async_graphql::{EmptySubscription, MergedObject, Object, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, Object, Schema, SchemaBuilder};
 
 pub mod connection;
 pub mod context;
@@ -10,12 +10,12 @@ pub mod node;
 
 use crate::{
     auth::{self, graphql::RequireCaller},
-    onboarding::graphql::{OnboardingMutation, OnboardingQuery},
-    releases::graphql::ReleasesQuery,
+    onboarding::graphql::{OnboardingMutation, OnboardingQuery, OnboardingSubscription},
+    releases::graphql::{ReleasesQuery, ReleasesSubscription},
 };
 
 /// The schema type served at `/graphql`.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deepest selection nesting accepted (the release tree is 6 levels; fragments add a few).
 pub const MAX_DEPTH: usize = 16;
@@ -37,6 +37,10 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(auth::graphql::AuthMutation, OnboardingMutation);
 
+/// The root subscription (graphql-transport-ws on `/graphql/ws`): every domain's merged.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(ReleasesSubscription, OnboardingSubscription);
+
 /// Fields about the service itself.
 #[derive(Default)]
 pub struct ServiceQuery;
@@ -51,11 +55,15 @@ impl ServiceQuery {
 
 /// The schema with its limits and the caller check; the caller adds the services resolvers
 /// use as data.
-pub fn schema_builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .extension(RequireCaller)
+pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .extension(RequireCaller)
 }
 
 /// The schema in SDL, as `temporal-bff schema` prints it and `schema.graphql` holds it.

@@ -57,10 +57,38 @@ struct Poll {
 }
 
 /// Who asks, from where, under which request ID.
-struct Asker {
-    authentication: Authentication,
-    client: std::net::IpAddr,
-    request_id: String,
+pub(super) struct Asker {
+    pub(super) authentication: Authentication,
+    pub(super) client: std::net::IpAddr,
+    pub(super) request_id: String,
+}
+
+/// `request` with what its resolvers read besides the document: the caller, per-request
+/// loaders counting into `stats` (and noting cached reads in `reads`), the request ID and the
+/// client address. HTTP requests and subscriptions get the same.
+pub(super) fn with_request_data(
+    state: &AppState,
+    request: async_graphql::Request,
+    asker: Asker,
+    stats: &Arc<RequestStats>,
+    reads: &Arc<CachedReads>,
+) -> async_graphql::Request {
+    let releases = ReleaseLoader::new(
+        state.db.clone(),
+        Arc::clone(&state.live),
+        Arc::clone(&state.release_cache),
+        Arc::clone(stats),
+        Arc::clone(reads),
+    );
+    let onboarding =
+        OnboardingLoader::new(state.db.clone(), state.temporal.clone(), Arc::clone(stats));
+    request
+        .data(asker.authentication)
+        .data(releases)
+        .data(onboarding)
+        .data(RequestId(asker.request_id))
+        .data(ClientAddr(asker.client))
+        .data(Arc::clone(stats))
 }
 
 /// `POST /graphql`: authenticates the caller, judges the document, then executes it.
@@ -310,26 +338,14 @@ async fn answer(
     };
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
     let reads = Arc::new(CachedReads::default());
-    let releases = ReleaseLoader::new(
-        state.db.clone(),
-        Arc::clone(&state.live),
-        Arc::clone(&state.release_cache),
-        Arc::clone(&stats),
-        Arc::clone(&reads),
-    );
-    let onboarding =
-        OnboardingLoader::new(state.db.clone(), state.temporal.clone(), Arc::clone(&stats));
+    let asker = Asker {
+        authentication,
+        client,
+        request_id,
+    };
     let response = state
         .schema
-        .execute(
-            request
-                .data(authentication)
-                .data(releases)
-                .data(onboarding)
-                .data(RequestId(request_id))
-                .data(ClientAddr(client))
-                .data(Arc::clone(&stats)),
-        )
+        .execute(with_request_data(state, request, asker, &stats, &reads))
         .await;
     let (sql, temporal) = stats.totals();
     tracing::info!(
@@ -414,14 +430,14 @@ fn rejected(status: StatusCode, message: &str) -> axum::response::Response {
 }
 
 /// A GraphQL name (`[_A-Za-z][_0-9A-Za-z]*`), short enough to log.
-fn is_plain_name(name: &str) -> bool {
+pub(super) fn is_plain_name(name: &str) -> bool {
     name.len() <= 64
         && name.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic())
         && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// An answer with only `error` and no `data`.
-fn refused(error: &ApiError) -> Response {
+pub(super) fn refused(error: &ApiError) -> Response {
     let mut error = error
         .extend()
         .into_server_error(async_graphql::Pos::default());
@@ -442,7 +458,7 @@ fn with_code(mut error: ServerError, code: &str) -> ServerError {
 /// fields, wrong variable types, depth and complexity limits) have no path: they are the
 /// client's request (`BAD_USER_INPUT`). An error *with* a path but no code came from a
 /// resolver that did not classify it: that is ours, so it is logged and shown as `INTERNAL`.
-fn with_codes(mut response: Response) -> Response {
+pub(super) fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_some() {
@@ -532,11 +548,13 @@ impl Write for CappedBuffer {
     }
 }
 
-/// `GET /graphql`: the GraphiQL explorer.
+/// `GET /graphql`: the GraphiQL explorer (subscriptions over `/graphql/ws`).
 pub async fn graphiql() -> impl IntoResponse {
     Html(
         GraphiQLSource::build()
             .endpoint("/graphql")
+            // GraphiQL's fetcher sends the headers pane as connection_init's payload.
+            .subscription_endpoint("/graphql/ws")
             .title("temporal-bff")
             .finish(),
     )

@@ -5,6 +5,7 @@ pub mod conditional;
 pub mod graphql;
 mod health;
 pub mod persisted;
+pub mod ws;
 
 use std::time::Duration;
 
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
             "/graphql",
             get(graphql::graphql_get).post(graphql::graphql_post),
         )
+        .route("/graphql/ws", get(ws::graphql_ws))
         .with_state(state)
         .layer(axum::middleware::from_fn(server_timing))
         .layer(middleware);

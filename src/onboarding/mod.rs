@@ -1,6 +1,7 @@
 //! Organization onboarding as the BFF serves it: the validated start request and its
 //! never-lost write path (`request`, `start`, `dispatcher`), the status read (`status`,
-//! `graphql`) and the old REST route (`rest`). The workflow itself is another process's
+//! `graphql`), which organizations changed for subscriptions (`watch`) and the old REST route
+//! (`rest`). The workflow itself is another process's
 //! (`worker::bootstrap` is the reference one); its shapes are `contracts::bootstrap`.
 
 pub mod dispatcher;
@@ -10,3 +11,4 @@ pub mod rest;
 pub mod start;
 pub mod steps;
 pub mod store;
+pub mod watch;

@@ -3,7 +3,7 @@
 //! without a statement.
 //!
 //! Staleness is ruled out by the database telling: every change to a release notifies
-//! `bff_release_changed` with its ID ([`listen`]), and the entry goes. Until the listener is
+//! `bff_release_changed` with its ID (through `db::changes`), and the entry goes. Until the listener is
 //! connected, and again after it lost its connection (when notifications may have been
 //! missed), the cache is emptied and takes nothing. A read that raced a change cannot put its
 //! older answer in: an entry is only inserted if no notification for that release came since
@@ -17,16 +17,13 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
-use sqlx::{PgPool, postgres::PgListener};
-
 use super::{store::ReleaseRow, tree::ReleaseTree};
-use crate::lru::Lru;
-
-/// The channel the projection triggers notify.
-pub const CHANNEL: &str = "bff_release_changed";
+use crate::{
+    db::changes::{ChangeSink, RELEASE_CHANNEL},
+    lru::Lru,
+};
 
 /// A cached closed release.
 #[derive(Clone)]
@@ -219,43 +216,18 @@ fn estimate(cached: &Cached) -> usize {
     NODE_OVERHEAD + tree
 }
 
-/// Listens for `bff_release_changed` for as long as the process runs, reconnecting with
-/// backoff; the cache is live only while the listener is.
-pub fn listen(pool: PgPool, cache: Arc<TreeCache>) {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let listener = async {
-                let mut listener = PgListener::connect_with(&pool).await?;
-                listener.listen(CHANNEL).await?;
-                Ok::<_, sqlx::Error>(listener)
-            };
-            let mut listener = match listener.await {
-                Ok(listener) => listener,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for release changes; the release cache is off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
-            };
-            backoff = Duration::from_millis(200);
-            cache.set_live(true);
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(notification)) => cache.note_change(notification.payload()),
-                    // The connection dropped (and notifications with it): start over.
-                    Ok(None) | Err(_) => {
-                        cache.set_live(false);
-                        tracing::warn!(
-                            "release change listener lost its connection; the release cache is off until it is back"
-                        );
-                        break;
-                    }
-                }
-            }
+/// The cache follows the database's change feed: a release's notification drops it, and the
+/// cache is live only while the feed is connected.
+impl ChangeSink for TreeCache {
+    fn changed(&self, channel: &str, payload: &str) {
+        if channel == RELEASE_CHANNEL {
+            self.note_change(payload);
         }
-    });
+    }
+
+    fn connected(&self, connected: bool) {
+        self.set_live(connected);
+    }
 }
 
 #[cfg(test)]

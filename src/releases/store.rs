@@ -67,6 +67,22 @@ pub struct ReleaseFilter {
     pub search: Option<String>,
 }
 
+impl ReleaseFilter {
+    /// Whether `row` passes the filter: what [`page`] selects in SQL, for rows already read.
+    pub fn matches(&self, row: &ReleaseRow) -> bool {
+        let status = self.statuses.is_empty() || self.statuses.contains(&row.status);
+        let search = match self.search.as_deref().map(str::trim) {
+            Some(search) if !search.is_empty() => {
+                let search = search.to_lowercase();
+                row.name.to_lowercase().contains(&search)
+                    || row.key.to_lowercase().contains(&search)
+            }
+            _ => true,
+        };
+        status && search
+    }
+}
+
 /// A keyset position in the newest-first order.
 pub type Cursor = (DateTime<Utc>, String);
 
@@ -100,6 +116,25 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
             .push_bind(pattern)
             .push(")");
     }
+}
+
+/// Rows of releases whose last change is at or after `since`, oldest change first (at most
+/// `limit`): what a list may have missed while changes were not heard.
+#[tracing::instrument(skip_all)]
+pub async fn changed_since(
+    pool: &PgPool,
+    stats: &RequestStats,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    let _slot = stats.sql(1).await;
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{ROW_COLUMNS} WHERE updated_at >= $1 ORDER BY updated_at LIMIT $2"
+    )))
+    .bind(since)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// Up to `limit` rows after (`forward`) or before `cursor` in newest-first order, returned

@@ -21,3 +21,4 @@ mod outbox;
 mod release_reads;
 mod releases_graphql;
 mod releases_worker;
+mod subscriptions;

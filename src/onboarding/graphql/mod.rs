@@ -3,6 +3,7 @@
 
 mod loader;
 mod objects;
+mod subscription;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use uuid::Uuid;
 pub use self::{
     loader::OnboardingLoader,
     objects::{Organization, parse_organization_id, visible_organization},
+    subscription::OnboardingSubscription,
 };
 use super::{
     request::{RawAdmin, RawRequest},

@@ -17,6 +17,7 @@ use crate::{
     releases::{
         cache::{Cached, CachedReads, Token, TreeCache},
         live::LiveHierarchy,
+        read,
         store::{self, ReleaseRow},
         tree::{DataSource, ReleaseTree},
     },
@@ -156,42 +157,14 @@ impl Loader<RowKey> for ReleaseLoader {
 }
 
 impl ReleaseLoader {
-    /// The trees of releases whose rows are already read: running ones live (concurrently),
-    /// the rest, and any live read that did not answer, from the projection in one statement.
+    /// The trees of releases whose rows are already read (see `releases::read`).
     pub(super) async fn trees(
         &self,
         rows: &[ReleaseRow],
     ) -> Result<HashMap<String, Arc<ReleaseTree>>, Arc<sqlx::Error>> {
-        let live = futures::future::join_all(rows.iter().filter(|row| row.is_running()).map(
-            |row| async move {
-                (
-                    row.id.clone(),
-                    self.live.get(&row.workflow_id, &self.stats).await,
-                )
-            },
-        ))
-        .await;
-        let mut trees: HashMap<String, Arc<ReleaseTree>> = live
-            .into_iter()
-            .filter_map(|(id, tree)| tree.map(|tree| (id, tree)))
-            .collect();
-        let stored: Vec<String> = rows
-            .iter()
-            .map(|row| row.id.clone())
-            .filter(|id| !trees.contains_key(id))
-            .collect();
-        if !stored.is_empty() {
-            let stored = store::trees(&self.db, &self.stats, &stored)
-                .await
-                .map_err(Arc::new)?;
-            for (id, (tree, as_of)) in stored {
-                trees.insert(
-                    id,
-                    Arc::new(ReleaseTree::new(tree, DataSource::Projection, as_of)),
-                );
-            }
-        }
-        Ok(trees)
+        read::trees(&self.db, &self.live, &self.stats, rows)
+            .await
+            .map_err(Arc::new)
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod loader;
 mod objects;
+mod subscription;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -22,10 +23,11 @@ pub use self::{
         App, Bundle, Cluster, Entity, HierarchyEntity, Release, ReleaseFilter, Wave, find_entity,
         parse_id,
     },
+    subscription::{ReleaseChange, ReleasesSubscription},
 };
 use super::store::{self, ReleaseFilter as StoreFilter};
 use crate::{
-    contracts::ids::Kind,
+    contracts::ids::{EntityId, Kind},
     error::ApiError,
     graphql::connection::{
         ConnectionTotal, DEFAULT_PAGE, check_page_size, decode_keyset, encode_keyset,
@@ -36,6 +38,40 @@ use crate::{
 
 /// Longest `filter.search` accepted.
 pub const MAX_SEARCH_CHARS: usize = 100;
+
+impl ReleaseFilter {
+    /// The filter as the store applies it (`BAD_USER_INPUT` for a search that is too long).
+    pub fn parse(self) -> async_graphql::Result<StoreFilter> {
+        if self
+            .search
+            .as_deref()
+            .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
+        {
+            return Err(ApiError::bad_input(
+                "filter.search",
+                format!("search must be at most {MAX_SEARCH_CHARS} characters"),
+            ))
+            .extend();
+        }
+        Ok(StoreFilter {
+            statuses: self.status.unwrap_or_default(),
+            search: self.search,
+        })
+    }
+}
+
+/// Parses a release ID argument (`BAD_USER_INPUT` if malformed or another kind's).
+pub fn parse_release_id(id: &ID) -> async_graphql::Result<EntityId> {
+    let id = parse_id("id", id)?;
+    if id.kind() != Kind::Release {
+        return Err(ApiError::bad_input(
+            "id",
+            "not a release id (release:{key})",
+        ))
+        .extend();
+    }
+    Ok(id)
+}
 
 /// The release root fields.
 #[derive(Default)]
@@ -79,22 +115,7 @@ impl ReleasesQuery {
             (false, _, Some(before)) => Some(decode_keyset("before", before)?),
             _ => None,
         };
-        let filter = filter.unwrap_or_default();
-        if filter
-            .search
-            .as_deref()
-            .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
-        {
-            return Err(ApiError::bad_input(
-                "filter.search",
-                format!("search must be at most {MAX_SEARCH_CHARS} characters"),
-            ))
-            .extend();
-        }
-        let filter = StoreFilter {
-            statuses: filter.status.unwrap_or_default(),
-            search: filter.search,
-        };
+        let filter = filter.unwrap_or_default().parse()?;
         let db = ctx.data::<PgPool>()?;
         let stats = ctx.data::<Arc<RequestStats>>()?;
         let (rows, total) = store::page(db, stats, &filter, cursor.as_ref(), forward, size + 1)
@@ -154,14 +175,7 @@ impl ReleasesQuery {
 
     /// One release by global ID (`release:{key}`); `null` if there is none.
     async fn release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Release>> {
-        let id = parse_id("id", &id)?;
-        if id.kind() != Kind::Release {
-            return Err(ApiError::bad_input(
-                "id",
-                "not a release id (release:{key})",
-            ))
-            .extend();
-        }
+        let id = parse_release_id(&id)?;
         if ctx.look_ahead().field("waves").exists() {
             return Ok(find_entity(ctx, &id).await?.map(Release::Tree));
         }

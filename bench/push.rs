@@ -1,0 +1,288 @@
+//! Live push under load: how long a change takes from its event's INSERT to the subscriber, and
+//! what 1,000 subscribers cost the server.
+//!
+//!     cargo bench --bench push
+//!
+//! Starts Postgres and a Temporal dev server, runs the release build of `temporal-bff serve` as
+//! its own process (so its RSS and CPU are the server's alone), writes a running release into the
+//! event store as another team's worker would (1 wave × 2 clusters × 10 apps), and subscribes to
+//! it with the real `graphql-ws` client (`tests/ws-client/client.mjs`, Node; `scripts/test`
+//! installs it). Each change is one app's `SUCCEEDED` event, inserted 1.5 windows
+//! (`HIERARCHY_CACHE_MS`) after the previous one; the latency of a change is the time from just
+//! before its INSERT to the client's receipt of the push that shows it, for every subscriber.
+
+#![allow(
+    missing_docs,
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::{
+    collections::HashSet,
+    process::Stdio,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::{Value, json};
+use temporal_bff::{
+    Config,
+    auth::{Principal, token::TokenService},
+    devstack::{LocalPostgres, LocalTemporal, dev::create_database_if_missing, free_port},
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+};
+
+const WINDOW_MS: u64 = 1000;
+const CHANGES: usize = 20;
+const APPS: usize = 20;
+
+const TREE: &str = "subscription($id: ID!) { releaseUpdated(id: $id) {
+  id status source asOf progress { total succeeded failed inProgress pending percent }
+  waves { key status progress { percent } clusters { key region status progress { percent }
+    bundle { key version status apps { key version status startedAt completedAt } } } } } }";
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1e3
+}
+
+/// (RSS in KiB, CPU seconds so far) of process `pid`.
+fn usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    (rss, ticks / 100.0)
+}
+
+fn percentile(samples: &mut [f64], q: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() as f64 * q).ceil() as usize).saturating_sub(1)]
+}
+
+async fn insert(db: &sqlx::PgPool, event_type: &str, data: Value) {
+    sqlx::query(
+        "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data)
+         VALUES ($1, 'release', gen_random_uuid(), $2)",
+    )
+    .bind(event_type)
+    .bind(data)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// A running release written by a foreign worker: 1 wave × 2 clusters × `APPS / 2` apps.
+async fn release(db: &sqlx::PgPool, key: &str) -> (String, Vec<String>) {
+    let id = format!("release:{key}");
+    let wave = format!("wave:{key}/w");
+    let mut nodes = vec![
+        json!({ "id": id, "kind": "release", "key": key, "name": key }),
+        json!({ "id": wave, "kind": "wave", "key": "w", "name": "w", "parentId": id, "position": 1 }),
+    ];
+    let mut apps = Vec::new();
+    for c in ["c1", "c2"] {
+        let cluster = format!("cluster:{key}/w/{c}");
+        let bundle = format!("bundle:{key}/w/{c}/b");
+        nodes.push(json!({ "id": cluster, "kind": "cluster", "key": c, "name": c, "parentId": wave, "region": "eu" }));
+        nodes.push(json!({ "id": bundle, "kind": "bundle", "key": "b", "name": "b", "parentId": cluster, "version": "1" }));
+        for n in 1..=APPS / 2 {
+            let app = format!("app:{key}/w/{c}/b/app-{n}");
+            nodes.push(json!({ "id": app, "kind": "app", "key": format!("app-{n}"),
+                "name": format!("app-{n}"), "parentId": bundle, "position": n, "version": "1" }));
+            apps.push(app);
+        }
+    }
+    insert(
+        db,
+        "release.created",
+        json!({ "id": id, "key": key, "name": key, "nodes": nodes }),
+    )
+    .await;
+    (id, apps)
+}
+
+struct Run {
+    latencies: Vec<f64>,
+    rss_kib: u64,
+    cpu_seconds: f64,
+    wall: Duration,
+}
+
+/// `connections` × `per_connection` subscribers follow a fresh release through `CHANGES`
+/// changes.
+async fn run(
+    db: &sqlx::PgPool,
+    url: &str,
+    token: &str,
+    pid: u32,
+    connections: usize,
+    per_connection: usize,
+) -> Run {
+    let key = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (id, apps) = release(db, &key).await;
+    let plan = json!({
+        "url": url,
+        "authorization": format!("Bearer {token}"),
+        "clients": connections,
+        "subscriptions": (0..per_connection).map(|_| json!({ "query": TREE, "variables": { "id": id } })).collect::<Vec<_>>(),
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ws-client/client.mjs");
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg(plan.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let subscribers = connections * per_connection;
+    // Every subscriber has its first state.
+    let mut seen = HashSet::new();
+    while seen.len() < subscribers {
+        let event: Value =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        if event["type"] == "next" {
+            seen.insert((event["client"].as_u64(), event["sub"].as_u64()));
+        }
+    }
+    let (_, cpu_before) = usage(pid);
+    let started = std::time::Instant::now();
+    let mut latencies = Vec::new();
+    for (k, app) in apps.iter().take(CHANGES).enumerate() {
+        tokio::time::sleep(Duration::from_millis(WINDOW_MS * 3 / 2)).await;
+        let sent = now_ms();
+        insert(
+            db,
+            "release.app.status_changed",
+            json!({ "id": app, "releaseId": id, "status": "SUCCEEDED", "at": chrono::Utc::now() }),
+        )
+        .await;
+        let mut got = HashSet::new();
+        while got.len() < subscribers {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("a push within 30 s")
+                .unwrap()
+                .unwrap();
+            let event: Value = serde_json::from_str(&line).unwrap();
+            let release = &event["payload"]["data"]["releaseUpdated"];
+            if event["type"] == "next"
+                && release["progress"]["succeeded"].as_u64() == Some(k as u64 + 1)
+                && got.insert((event["client"].as_u64(), event["sub"].as_u64()))
+            {
+                latencies.push(event["at"].as_f64().unwrap() - sent);
+            }
+        }
+    }
+    let wall = started.elapsed();
+    let (rss_kib, cpu_after) = usage(pid);
+    drop(child);
+    Run {
+        latencies,
+        rss_kib,
+        cpu_seconds: cpu_after - cpu_before,
+        wall,
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let dir = tempfile::Builder::new().prefix("bff-push-").tempdir().unwrap();
+        let mut postgres =
+            LocalPostgres::start(&dir.path().join("pg"), free_port().unwrap()).unwrap();
+        let mut temporal =
+            LocalTemporal::start(&dir.path().join("temporal"), free_port().unwrap()).unwrap();
+        create_database_if_missing(&postgres.url("postgres"), "bench").await.unwrap();
+        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let port = free_port().unwrap();
+        let env = [
+            ("DATABASE_URL", postgres.url("bench")),
+            ("TEMPORAL_ADDRESS", temporal.address()),
+            ("JWT_SECRET", secret),
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", port.to_string()),
+            ("LOG_LEVEL", "error".to_owned()),
+            ("HIERARCHY_CACHE_MS", WINDOW_MS.to_string()),
+            ("WS_MAX_CONNECTIONS_PER_USER", "1000".to_owned()),
+        ];
+        let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+        let db = temporal_bff::db::connect(&config).await.unwrap();
+        temporal_bff::db::migrate(&db).await.unwrap();
+        let mut server = Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
+            .arg("serve")
+            .envs(env.iter().cloned())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = server.id().unwrap();
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http.get(format!("http://127.0.0.1:{port}/health")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (token, _) = TokenService::new(&config)
+            .issue(&Principal {
+                user_id: "bench".into(),
+                email: "bench@example.com".into(),
+                org_id: None,
+                role: None,
+                permissions: Default::default(),
+            })
+            .unwrap();
+        let url = format!("ws://127.0.0.1:{port}/graphql/ws");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (idle_kib, _) = usage(pid);
+
+        let mut rows = vec![
+            format!(
+                "Run on {} ({} cores), release build of `serve` as its own process; {CHANGES} changes per run, one every {} ms (HIERARCHY_CACHE_MS={WINDOW_MS}); idle RSS {:.1} MiB.\n",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+                std::thread::available_parallelism().map_or(0, usize::from),
+                WINDOW_MS * 3 / 2,
+                idle_kib as f64 / 1024.0
+            ),
+            "| subscribers (connections × each) | pushes | INSERT → client p50 ms | p99 ms | max ms | server RSS MiB (vs idle) | server CPU s (share of one core) |".to_owned(),
+            "|---|---|---|---|---|---|---|".to_owned(),
+        ];
+        for (connections, each) in [(1, 1), (50, 20)] {
+            let mut run = run(&db, &url, &token, pid, connections, each).await;
+            let max = run.latencies.iter().copied().fold(0.0, f64::max);
+            rows.push(format!(
+                "| {} ({connections} × {each}) | {} | {:.1} | {:.1} | {:.1} | {:.1} (+{:.1}) | {:.2} ({:.0} %) |",
+                connections * each,
+                run.latencies.len(),
+                percentile(&mut run.latencies, 0.5),
+                percentile(&mut run.latencies, 0.99),
+                max,
+                run.rss_kib as f64 / 1024.0,
+                (run.rss_kib as f64 - idle_kib as f64) / 1024.0,
+                run.cpu_seconds,
+                100.0 * run.cpu_seconds / run.wall.as_secs_f64(),
+            ));
+        }
+        println!("{}", rows.join("\n"));
+        let _ = server.start_kill();
+        let _ = server.wait().await;
+        temporal.stop();
+        postgres.stop();
+    });
+}

@@ -1,0 +1,48 @@
+//! Where a release's tree comes from, for every reader (GraphQL loaders and the subscription
+//! hub alike): live from `getHierarchy` while the release runs (shared across readers, see
+//! `live`), from the projection once it closed or when Temporal does not answer in time.
+
+use std::{collections::HashMap, sync::Arc};
+
+use sqlx::PgPool;
+
+use super::{
+    live::LiveHierarchy,
+    store::{self, ReleaseRow},
+    tree::{DataSource, ReleaseTree},
+};
+use crate::metrics::RequestStats;
+
+/// The trees of releases whose rows are already read: running ones live (concurrently), the
+/// rest, and any live read that did not answer, from the projection in one statement.
+pub async fn trees(
+    db: &PgPool,
+    live: &LiveHierarchy,
+    stats: &RequestStats,
+    rows: &[ReleaseRow],
+) -> Result<HashMap<String, Arc<ReleaseTree>>, sqlx::Error> {
+    let live = futures::future::join_all(
+        rows.iter()
+            .filter(|row| row.is_running())
+            .map(|row| async move { (row.id.clone(), live.get(&row.workflow_id, stats).await) }),
+    )
+    .await;
+    let mut trees: HashMap<String, Arc<ReleaseTree>> = live
+        .into_iter()
+        .filter_map(|(id, tree)| tree.map(|tree| (id, tree)))
+        .collect();
+    let stored: Vec<String> = rows
+        .iter()
+        .map(|row| row.id.clone())
+        .filter(|id| !trees.contains_key(id))
+        .collect();
+    if !stored.is_empty() {
+        for (id, (tree, as_of)) in store::trees(db, stats, &stored).await? {
+            trees.insert(
+                id,
+                Arc::new(ReleaseTree::new(tree, DataSource::Projection, as_of)),
+            );
+        }
+    }
+    Ok(trees)
+}

@@ -1,0 +1,888 @@
+//! Live push over `graphql-transport-ws` on the real stack, through the real `graphql-ws`
+//! client from npm (`tests/ws-client/client.mjs`, run with Node): what a dashboard sees.
+//! Protocol abuse that a well-behaved client never sends is driven with a raw WebSocket
+//! (`RawSocket`) instead, since the real client refuses to send it.
+
+use std::{process::Stdio, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use temporalio_client::WorkflowGetResultOptions;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+
+use crate::{
+    harness::{TestApp, eventually},
+    releases_worker::{spec, start, unique_key},
+};
+
+/// Longest wait for one event from a client.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+const TREE: &str = "subscription($id: ID!) { releaseUpdated(id: $id) {
+  id status source asOf progress { total succeeded percent }
+  waves { key status clusters { key status bundle { apps { key status } } } } } }";
+
+const OWN: &str = "subscription($id: ID!) { releaseUpdated(id: $id) {
+  id status asOf progress { succeeded percent } } }";
+
+/// The real `graphql-ws` client, run by Node, printing one JSON event per line.
+struct WsClient {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl WsClient {
+    /// Opens `clients` connections to `app`, each with every one of `subscriptions`.
+    fn start(
+        app: &TestApp,
+        authorization: Option<String>,
+        clients: usize,
+        subscriptions: &[(&str, Value)],
+    ) -> Self {
+        let plan = json!({
+            "url": format!("ws://{}/graphql/ws", app.addr),
+            "authorization": authorization,
+            "clients": clients,
+            "subscriptions": subscriptions
+                .iter()
+                .map(|(query, variables)| json!({ "query": query, "variables": variables }))
+                .collect::<Vec<_>>(),
+        });
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ws-client/client.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .arg(plan.to_string())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run node (scripts/test installs it): {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("node's stdout is piped"));
+        Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next event, or `None` when the client is done or nothing came in time.
+    async fn next(&mut self) -> Option<Value> {
+        let line = tokio::time::timeout(EVENT_TIMEOUT, self.lines.next_line())
+            .await
+            .ok()?
+            .ok()??;
+        serde_json::from_str(&line).ok()
+    }
+
+    /// Every event up to and including the first that `done` accepts (panics if none comes).
+    async fn until(&mut self, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            match self.next().await {
+                Some(event) => {
+                    let last = done(&event);
+                    events.push(event);
+                    if last {
+                        return events;
+                    }
+                }
+                None => panic!("the client stopped before the expected event; saw {events:?}"),
+            }
+        }
+    }
+
+    /// Every event that arrives until nothing came for `quiet`.
+    async fn drain(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut events = Vec::new();
+        while let Ok(Ok(Some(line))) = tokio::time::timeout(quiet, self.lines.next_line()).await {
+            if let Ok(event) = serde_json::from_str(&line) {
+                events.push(event);
+            }
+        }
+        events
+    }
+}
+
+impl Drop for WsClient {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn bearer(token: &str) -> Option<String> {
+    Some(format!("Bearer {token}"))
+}
+
+fn release_of(event: &Value) -> &Value {
+    &event["payload"]["data"]["releaseUpdated"]
+}
+
+fn is_next(event: &Value) -> bool {
+    event["type"] == "next"
+}
+
+/// A release written straight into the event store, as another team's worker would: one
+/// wave, one cluster, one bundle and the apps `app-1` … `app-{apps}`, all `PENDING`.
+async fn foreign_release(app: &TestApp, apps: usize) -> String {
+    let key = unique_key("push");
+    let id = format!("release:{key}");
+    let wave = format!("wave:{key}/w");
+    let cluster = format!("cluster:{key}/w/c");
+    let bundle = format!("bundle:{key}/w/c/b");
+    let mut nodes = vec![
+        json!({ "id": id, "kind": "release", "key": key, "name": key }),
+        json!({ "id": wave, "kind": "wave", "key": "w", "name": "w", "parentId": id, "position": 1 }),
+        json!({ "id": cluster, "kind": "cluster", "key": "c", "name": "c", "parentId": wave, "region": "eu" }),
+        json!({ "id": bundle, "kind": "bundle", "key": "b", "name": "b", "parentId": cluster, "version": "1" }),
+    ];
+    for n in 1..=apps {
+        nodes.push(json!({ "id": format!("app:{key}/w/c/b/app-{n}"), "kind": "app",
+            "key": format!("app-{n}"), "name": format!("app-{n}"), "parentId": bundle, "position": n }));
+    }
+    insert_event(
+        app,
+        "release.created",
+        json!({ "id": id, "key": key, "name": key, "nodes": nodes }),
+    )
+    .await;
+    id
+}
+
+/// Sets a node of a [`foreign_release`] to `status`.
+async fn set_status(app: &TestApp, release: &str, node: &str, status: &str) {
+    let key = release.trim_start_matches("release:");
+    let (kind, id) = match node {
+        "release" => ("release", release.to_owned()),
+        app_key => ("release.app", format!("app:{key}/w/c/b/{app_key}")),
+    };
+    insert_event(
+        app,
+        &format!("{kind}.status_changed"),
+        json!({ "id": id, "releaseId": release, "status": status, "at": chrono::Utc::now() }),
+    )
+    .await;
+}
+
+async fn insert_event(app: &TestApp, event_type: &str, data: Value) {
+    sqlx::query(
+        "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data)
+         VALUES ($1, 'release', gen_random_uuid(), $2)",
+    )
+    .bind(event_type)
+    .bind(data)
+    .execute(&app.db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn a_subscriber_gets_the_tree_first_then_apps_deploying_and_last_succeeded_at_100_percent() {
+    // Arrange: a 1×2×3 release rolling out slowly, visible in the projection.
+    let app = TestApp::spawn_with_worker(&[("HIERARCHY_CACHE_MS", "200".into())]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let key = unique_key("live");
+    let id = format!("release:{key}");
+    let client = app.temporal().await;
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 1, 2, 3, json!({ "stepMillis": 400 })),
+    )
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        let body = app
+            .graphql_as(
+                &token,
+                "query($id: ID!) { release(id: $id) { id } }",
+                json!({ "id": id }),
+            )
+            .await;
+        body["data"]["release"]["id"].is_string().then_some(())
+    })
+    .await;
+
+    // Act
+    let mut ws = WsClient::start(&app, bearer(&token), 1, &[(TREE, json!({ "id": id }))]);
+    let events = ws
+        .until(|e| is_next(e) && release_of(e)["status"] == "SUCCEEDED")
+        .await;
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+
+    // Assert
+    let pushes: Vec<&Value> = events
+        .iter()
+        .filter(|e| is_next(e))
+        .map(release_of)
+        .collect();
+    let first = pushes[0];
+    let last = pushes[pushes.len() - 1];
+    assert_eq!(first["id"], id.as_str());
+    assert_eq!(first["status"], "IN_PROGRESS", "{first}");
+    assert_eq!(
+        first["waves"][0]["clusters"].as_array().map(Vec::len),
+        Some(2),
+        "the whole tree first: {first}"
+    );
+    assert!(
+        pushes.iter().any(|p| {
+            let percent = p["progress"]["percent"].as_f64().unwrap_or(0.0);
+            percent > 0.0 && percent < 100.0
+        }),
+        "apps deploying were pushed on the way: {pushes:?}"
+    );
+    assert_eq!(last["progress"]["percent"], 100.0, "{last}");
+    assert_eq!(
+        last["source"], "PROJECTION",
+        "a closed release is read from the projection"
+    );
+    let apps = last["waves"][0]["clusters"][0]["bundle"]["apps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        apps.iter().all(|a| a["status"] == "SUCCEEDED") && apps.len() == 3,
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn two_hundred_subscribers_of_one_release_cost_one_read_per_change_not_per_subscriber() {
+    // Arrange: 10 connections × 20 subscriptions, one window of 500 ms.
+    let app = TestApp::spawn_with_worker(&[("HIERARCHY_CACHE_MS", "500".into())]).await;
+    let token = app.token_for("wall@example.com", None, &[]).await;
+    let key = unique_key("many");
+    let id = format!("release:{key}");
+    let client = app.temporal().await;
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 2, 2, 3, json!({ "stepMillis": 300 })),
+    )
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM release_projection WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&app.db)
+                .await
+                .ok()?;
+        row.map(|_| ())
+    })
+    .await;
+    let subscriptions: Vec<(&str, Value)> = (0..20).map(|_| (TREE, json!({ "id": id }))).collect();
+    let started = std::time::Instant::now();
+    let sql_before = app.metric("bff_sql_statements_total").await;
+    let temporal_before = app.metric("bff_temporal_queries_total").await;
+
+    // Act: every subscriber follows the rollout to its end.
+    let mut ws = WsClient::start(&app, bearer(&token), 10, &subscriptions);
+    let mut finished = std::collections::HashSet::new();
+    let mut pushes_to_first = Vec::new();
+    while finished.len() < 200 {
+        let event = ws
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("only {} of 200 subscribers saw the end", finished.len()));
+        if !is_next(&event) {
+            continue;
+        }
+        let subscriber = (event["client"].as_u64(), event["sub"].as_u64());
+        if subscriber == (Some(0), Some(0)) {
+            pushes_to_first.push(release_of(&event)["asOf"].clone());
+        }
+        if release_of(&event)["status"] == "SUCCEEDED" {
+            finished.insert(subscriber);
+        }
+    }
+    let elapsed = started.elapsed();
+    let sql = app.metric("bff_sql_statements_total").await - sql_before;
+    let temporal = app.metric("bff_temporal_queries_total").await - temporal_before;
+    let subscriptions_open = app.metric("bff_ws_subscriptions").await;
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+
+    // Assert: reads follow the changes (each at most a row and a tree), not the subscribers.
+    let windows = (elapsed.as_millis() / 500) as f64 + 1.0;
+    let reads = pushes_to_first.len() as f64;
+    eprintln!(
+        "200 subscribers over {elapsed:?}: {temporal} getHierarchy, {sql} SQL statements, {reads} pushes each"
+    );
+    assert!(
+        temporal <= windows,
+        "{temporal} getHierarchy queries in {windows} windows for 200 subscribers"
+    );
+    assert!(
+        sql <= 2.0 * reads + 5.0,
+        "{sql} statements for {reads} shared reads (a row and at most a tree each, plus the login check)"
+    );
+    assert_eq!(
+        subscriptions_open, 200.0,
+        "every subscription is counted while it runs"
+    );
+    assert!(
+        pushes_to_first.windows(2).all(|pair| pair[0] != pair[1]),
+        "every push is a new read, never the previous tree again: {pushes_to_first:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_change_written_through_one_replica_is_pushed_by_both() {
+    // Arrange: two replicas of the service on one database; A runs the worker.
+    let a = TestApp::spawn_with_worker(&[("SIM_DNS_DELAY_MS", "300".into())]).await;
+    let b = TestApp::spawn_with(&[
+        ("DATABASE_URL", a.config.database_url().to_owned()),
+        (
+            "JWT_SECRET",
+            secrecy::ExposeSecret::expose_secret(&a.config.jwt_secret).to_owned(),
+        ),
+        (
+            "BOOTSTRAP_TASK_QUEUE",
+            a.config.bootstrap_task_queue.clone(),
+        ),
+        ("RELEASE_TASK_QUEUE", a.config.release_task_queue.clone()),
+    ])
+    .await;
+    let token = a
+        .token_for(
+            "admin@example.com",
+            None,
+            &["organization.create_root", "organization.view_all"],
+        )
+        .await;
+    let started = a
+        .graphql_as(
+            &token,
+            r#"mutation { startOrganizationBootstrap(input: { name: "Acme", subdomain: "acme-push",
+                type: PROVIDER, adminUsers: [{ email: "ops@acme.test", firstName: "O", lastName: "P" }] })
+                { organizationId } }"#,
+            json!({}),
+        )
+        .await;
+    let org = started["data"]["startOrganizationBootstrap"]["organizationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    let query = "subscription($id: ID!) { organizationBootstrapUpdated(id: $id) {
+        id bootstrap { state steps { name status } } } }";
+
+    // Act
+    let mut on_a = WsClient::start(&a, bearer(&token), 1, &[(query, json!({ "id": org }))]);
+    let mut on_b = WsClient::start(&b, bearer(&token), 1, &[(query, json!({ "id": org }))]);
+    let completed = |e: &Value| {
+        e["payload"]["data"]["organizationBootstrapUpdated"]["bootstrap"]["state"] == "COMPLETED"
+    };
+    let seen_on_a = on_a.until(completed).await;
+    let seen_on_b = on_b.until(completed).await;
+
+    // Assert: each saw it before it completed, then the completion pushed.
+    for seen in [&seen_on_a, &seen_on_b] {
+        let states: Vec<&Value> = seen
+            .iter()
+            .filter(|e| is_next(e))
+            .map(|e| &e["payload"]["data"]["organizationBootstrapUpdated"]["bootstrap"]["state"])
+            .collect();
+        assert!(states.len() >= 2, "a first state, then pushes: {states:?}");
+        assert_ne!(
+            states[0], "COMPLETED",
+            "subscribed while it ran: {states:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_bad_forged_or_expired_token_closes_the_socket_with_4401() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let soon = {
+        let now = chrono::Utc::now().timestamp();
+        let claims = json!({ "sub": "someone", "email": "s@example.com", "permissions": [],
+            "iat": now, "exp": now + 2, "iss": "temporal-bff", "aud": "temporal-bff" });
+        let key = jsonwebtoken::EncodingKey::from_secret(
+            secrecy::ExposeSecret::expose_secret(&app.config.jwt_secret).as_bytes(),
+        );
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let forged = {
+        let claims = json!({ "sub": "someone", "exp": chrono::Utc::now().timestamp() + 600,
+            "iss": "temporal-bff", "aud": "temporal-bff" });
+        let key =
+            jsonwebtoken::EncodingKey::from_secret(b"not the server's secret, but long enough");
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let subscription = [(OWN, json!({ "id": "release:anything" }))];
+
+    // Act
+    let mut outcomes = Vec::new();
+    for authorization in [
+        None,
+        Some("Bearer nonsense".to_owned()),
+        bearer(&forged),
+        bearer(&soon),
+    ] {
+        let mut ws = WsClient::start(&app, authorization, 1, &subscription);
+        let events = ws.until(|e| e["type"] == "closed").await;
+        outcomes.push(events);
+    }
+
+    // Assert
+    for events in &outcomes[..3] {
+        let closed = events.last().unwrap_or(&Value::Null);
+        assert_eq!(closed["code"], 4401, "{events:?}");
+        assert!(
+            !events.iter().any(is_next),
+            "no data without a token: {events:?}"
+        );
+        assert!(
+            !events.iter().any(|e| e["type"] == "connected"),
+            "{events:?}"
+        );
+    }
+    let expired = &outcomes[3];
+    assert!(
+        expired.iter().any(|e| e["type"] == "connected"),
+        "valid until it expires: {expired:?}"
+    );
+    let closed = expired.last().unwrap_or(&Value::Null);
+    assert_eq!(closed["code"], 4401, "{expired:?}");
+    assert_eq!(closed["reason"], "Unauthorized: token expired");
+}
+
+#[tokio::test]
+async fn a_token_for_another_organization_gets_no_updates_of_it() {
+    // Arrange: an organization, and a viewer of another one.
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let admin = app
+        .token_for(
+            "admin@example.com",
+            None,
+            &["organization.create_root", "organization.view_all"],
+        )
+        .await;
+    let started = app
+        .graphql_as(
+            &admin,
+            r#"mutation { startOrganizationBootstrap(input: { name: "Mine", subdomain: "mine-push",
+                type: PROVIDER, adminUsers: [{ email: "a@mine.test", firstName: "A", lastName: "B" }] })
+                { organizationId } }"#,
+            json!({}),
+        )
+        .await;
+    let org = started["data"]["startOrganizationBootstrap"]["organizationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    let outsider = app
+        .token_for("outsider@example.com", Some(uuid::Uuid::new_v4()), &[])
+        .await;
+
+    // Act
+    let mut ws = WsClient::start(
+        &app,
+        bearer(&outsider),
+        1,
+        &[(
+            "subscription($id: ID!) { organizationBootstrapUpdated(id: $id) { id name } }",
+            json!({ "id": org }),
+        )],
+    );
+    let events = ws
+        .until(|e| e["type"] == "error" || e["type"] == "complete" || is_next(e))
+        .await;
+    let later = ws.drain(Duration::from_secs(2)).await;
+
+    // Assert: refused like `organization` answers null, and nothing about it ever arrives.
+    let refusal = events.last().unwrap_or(&Value::Null);
+    assert!(
+        refusal.to_string().contains("NOT_FOUND") && refusal["payload"]["data"].is_null(),
+        "{events:?}"
+    );
+    assert!(
+        !later
+            .iter()
+            .chain(&events)
+            .any(|e| e.to_string().contains("Mine")),
+        "{later:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_the_listen_connection_is_killed_pushes_resume_and_the_missed_change_arrives() {
+    // Arrange: a release another worker writes, followed by a subscriber.
+    let app = TestApp::spawn_with(&[("HIERARCHY_CACHE_MS", "100".into())]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = foreign_release(&app, 2).await;
+    let mut ws = WsClient::start(&app, bearer(&token), 1, &[(OWN, json!({ "id": release }))]);
+    let first = ws.until(is_next).await;
+
+    // Act: kill the listener and change the release before it can reconnect, then once more.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    set_status(&app, &release, "app-1", "SUCCEEDED").await;
+    let missed = ws
+        .until(|e| is_next(e) && release_of(e)["progress"]["succeeded"] == 1)
+        .await;
+    set_status(&app, &release, "app-2", "SUCCEEDED").await;
+    set_status(&app, &release, "release", "SUCCEEDED").await;
+    let resumed = ws
+        .until(|e| is_next(e) && release_of(e)["status"] == "SUCCEEDED")
+        .await;
+
+    // Assert
+    assert_eq!(killed, 1, "the replica's one listener was killed");
+    assert_eq!(
+        release_of(&first[first.len() - 1])["progress"]["succeeded"],
+        0
+    );
+    assert!(
+        missed.last().is_some_and(is_next),
+        "the change made while deaf was delivered"
+    );
+    assert_eq!(
+        release_of(&resumed[resumed.len() - 1])["progress"]["percent"],
+        100.0,
+        "pushes resumed after the reconnect"
+    );
+}
+
+#[tokio::test]
+async fn a_list_view_hears_which_release_changed_only_for_its_filter() {
+    // Arrange: two foreign releases; the list follows those that failed.
+    let app = TestApp::spawn_with(&[("HIERARCHY_CACHE_MS", "100".into())]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let ok = foreign_release(&app, 1).await;
+    let bad = foreign_release(&app, 1).await;
+    let mut ws = WsClient::start(
+        &app,
+        bearer(&token),
+        1,
+        &[(
+            "subscription { releasesChanged(filter: { status: [FAILED] }) { at release { id status progress { failed } } } }",
+            json!({}),
+        )],
+    );
+    ws.until(|e| e["type"] == "connected").await;
+    // The subscription is registered once the server acknowledged it; give it a change to hear.
+    eventually(Duration::from_secs(10), || async {
+        (app.metric("bff_ws_subscriptions").await == 1.0).then_some(())
+    })
+    .await;
+
+    // Act
+    set_status(&app, &ok, "release", "SUCCEEDED").await;
+    set_status(&app, &bad, "app-1", "FAILED").await;
+    set_status(&app, &bad, "release", "FAILED").await;
+    let events = ws.until(is_next).await;
+    let later = ws.drain(Duration::from_secs(1)).await;
+
+    // Assert
+    let change = &events[events.len() - 1]["payload"]["data"]["releasesChanged"];
+    assert_eq!(change["release"]["id"], bad.as_str(), "{change}");
+    assert_eq!(change["release"]["status"], "FAILED");
+    assert!(change["at"].is_string());
+    assert!(
+        !later
+            .iter()
+            .chain(&events)
+            .any(|e| e.to_string().contains(&ok)),
+        "a release outside the filter is not pushed"
+    );
+}
+
+#[tokio::test]
+async fn the_schema_and_graphiql_offer_the_subscriptions() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act
+    let sdl = temporal_bff::graphql::sdl();
+    let page = app.get_text(&app.url("/graphql")).await;
+
+    // Assert
+    for field in [
+        "releaseUpdated(id: ID!): Release!",
+        "releasesChanged(filter: ReleaseFilter): ReleaseChange!",
+        "organizationBootstrapUpdated(id: ID!): Organization!",
+    ] {
+        assert!(sdl.contains(field), "{field} missing from the schema");
+    }
+    assert!(
+        page.contains("/graphql/ws"),
+        "GraphiQL subscribes over /graphql/ws"
+    );
+}
+
+/// A raw WebSocket on `/graphql/ws`, for what the real client would never send.
+struct RawSocket(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+/// What the server did next.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    Message(Value),
+    Closed(u16),
+    Nothing,
+}
+
+impl RawSocket {
+    async fn open(app: &TestApp) -> Self {
+        let mut request = format!("ws://{}/graphql/ws", app.addr)
+            .into_client_request()
+            .unwrap_or_else(|e| panic!("{e}"));
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            tungstenite::http::HeaderValue::from_static("graphql-transport-ws"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .unwrap_or_else(|e| panic!("cannot open the socket: {e}"));
+        Self(socket)
+    }
+
+    async fn send(&mut self, message: tungstenite::Message) {
+        let _ = self.0.send(message).await;
+    }
+
+    async fn send_json(&mut self, message: Value) {
+        self.send(tungstenite::Message::text(message.to_string()))
+            .await;
+    }
+
+    async fn init(&mut self, token: &str) {
+        self.send_json(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
+        assert_eq!(
+            self.heard().await,
+            Heard::Message(json!({ "type": "connection_ack" }))
+        );
+    }
+
+    async fn heard(&mut self) -> Heard {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.0.next()).await {
+                Ok(Some(Ok(tungstenite::Message::Text(text)))) => {
+                    let message: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+                    if message["type"] != "ping" {
+                        return Heard::Message(message);
+                    }
+                }
+                Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
+                    return Heard::Closed(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => return Heard::Nothing,
+            }
+        }
+    }
+}
+
+fn subscribe(id: &str, query: &str) -> Value {
+    json!({ "id": id, "type": "subscribe", "payload": { "query": query } })
+}
+
+#[tokio::test]
+async fn protocol_abuse_closes_the_socket_with_the_protocols_code_and_writes_nothing() {
+    // Arrange
+    let app = TestApp::spawn_with(&[("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", "2".into())]).await;
+    let token = app
+        .token_for("admin@example.com", None, &["organization.create_root"])
+        .await;
+    let own = "subscription { releasesChanged { at } }";
+    let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM domain_events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Act / Assert, one abuse per socket.
+    let mut socket = RawSocket::open(&app).await;
+    socket.send_json(subscribe("1", own)).await;
+    assert_eq!(
+        socket.heard().await,
+        Heard::Closed(4401),
+        "subscribe before connection_init"
+    );
+
+    let mut socket = RawSocket::open(&app).await;
+    socket.send_json(json!({ "type": "connection_init" })).await;
+    assert_eq!(
+        socket.heard().await,
+        Heard::Closed(4401),
+        "connection_init without a token"
+    );
+
+    let mut socket = RawSocket::open(&app).await;
+    socket.send(tungstenite::Message::text("{not json")).await;
+    assert_eq!(socket.heard().await, Heard::Closed(4400), "not JSON");
+
+    let mut socket = RawSocket::open(&app).await;
+    socket
+        .send(tungstenite::Message::binary(vec![0u8, 1, 2]))
+        .await;
+    assert_eq!(socket.heard().await, Heard::Closed(4400), "a binary frame");
+
+    let mut socket = RawSocket::open(&app).await;
+    socket.init(&token).await;
+    socket
+        .send_json(json!({ "type": "connection_init", "payload": {} }))
+        .await;
+    assert_eq!(
+        socket.heard().await,
+        Heard::Closed(4429),
+        "a second connection_init"
+    );
+
+    let mut socket = RawSocket::open(&app).await;
+    socket.init(&token).await;
+    socket.send_json(subscribe("same", own)).await;
+    socket.send_json(subscribe("same", own)).await;
+    assert_eq!(
+        socket.heard().await,
+        Heard::Closed(4409),
+        "two subscriptions with one id"
+    );
+
+    let mut socket = RawSocket::open(&app).await;
+    socket.init(&token).await;
+    for id in ["a", "b", "c"] {
+        socket.send_json(subscribe(id, own)).await;
+    }
+    assert_eq!(
+        socket.heard().await,
+        Heard::Closed(4429),
+        "more subscriptions than allowed"
+    );
+
+    // Documents that are not one subscription field get an `error` for that id, and the
+    // socket stays open.
+    let mut socket = RawSocket::open(&app).await;
+    socket.init(&token).await;
+    let aliases: String = (0..21)
+        .map(|i| format!("a{i}: releasesChanged {{ at }} "))
+        .collect();
+    let refused = [
+        r#"mutation { startOrganizationBootstrap(input: { name: "X", subdomain: "sneaky-ws", type: PROVIDER,
+            adminUsers: [{ email: "x@x.test", firstName: "X", lastName: "Y" }] }) { workflowId } }"#.to_owned(),
+        "{ releases { totalCount } }".to_owned(),
+        "subscription { a: releasesChanged { at } b: releasesChanged { at } }".to_owned(),
+        format!("subscription {{ {aliases} }}"),
+        "subscription { releaseUpdated(id: \"wave:nope\") { id } }".to_owned(),
+        "subscription { releaseUpdated(id: \"release:x\") { waves { clusters { bundle { apps { waves } } } } } }".to_owned(),
+        "subscription {".to_owned(),
+    ];
+    let mut codes = Vec::new();
+    for (n, query) in refused.iter().enumerate() {
+        socket.send_json(subscribe(&format!("q{n}"), query)).await;
+        match socket.heard().await {
+            Heard::Message(message) => {
+                assert_eq!(message["type"], "error", "{query}: {message}");
+                codes.push(message["payload"][0]["extensions"]["code"].clone());
+            }
+            other => panic!("{query}: {other:?}"),
+        }
+    }
+    socket.send_json(json!({ "type": "ping" })).await;
+    let still_open = socket.heard().await;
+    let events_after: i64 = sqlx::query_scalar("SELECT count(*) FROM domain_events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    assert!(codes.iter().all(|c| c == "BAD_USER_INPUT"), "{codes:?}");
+    assert_eq!(still_open, Heard::Message(json!({ "type": "pong" })));
+    assert_eq!(events_before, events_after, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_user_may_hold_only_so_many_sockets() {
+    // Arrange
+    let app = TestApp::spawn_with(&[("WS_MAX_CONNECTIONS_PER_USER", "2".into())]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let mut first = RawSocket::open(&app).await;
+    first.init(&token).await;
+    let mut second = RawSocket::open(&app).await;
+    second.init(&token).await;
+
+    // Act
+    let mut third = RawSocket::open(&app).await;
+    third
+        .send_json(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+        .await;
+    let refused = third.heard().await;
+    drop(first);
+    let room_again = eventually(Duration::from_secs(5), || async {
+        let mut again = RawSocket::open(&app).await;
+        again
+            .send_json(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
+        (again.heard().await == Heard::Message(json!({ "type": "connection_ack" }))).then_some(again)
+    })
+    .await;
+
+    let counted = eventually(Duration::from_secs(5), || async {
+        (app.metric("bff_ws_sockets").await == 2.0).then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(refused, Heard::Closed(4429));
+    assert!(room_again.is_some(), "a closed socket frees its place");
+    assert!(counted.is_some(), "the two open sockets are counted");
+}
+
+#[tokio::test]
+async fn an_idle_client_is_pinged_and_one_that_stays_silent_is_closed() {
+    // Arrange: pings every 200 ms.
+    let app = TestApp::spawn_with(&[("WS_PING_INTERVAL_MS", "200".into())]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let mut socket = RawSocket::open(&app).await;
+    socket.init(&token).await;
+
+    // Act: read without ever answering.
+    let mut pinged = false;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.0.next()).await {
+            Ok(Some(Ok(tungstenite::Message::Text(text)))) => {
+                pinged |= text.as_str().contains("\"ping\"");
+            }
+            Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
+                break frame.map(|f| u16::from(f.code));
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => break None,
+        }
+    };
+
+    // Assert
+    assert!(pinged, "the server pinged");
+    assert_eq!(closed, Some(3008), "a silent client is closed");
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_socket_with_1001() {
+    // Arrange: a subscriber on a replica that is about to stop.
+    let app = TestApp::spawn().await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let mut socket = RawSocket::open(&app).await;
+    socket.init(&token).await;
+    socket
+        .send_json(subscribe("s", "subscription { releasesChanged { at } }"))
+        .await;
+
+    // Act: the replica shuts down (dropping a test app is its SIGTERM).
+    drop(app);
+    let heard = socket.heard().await;
+
+    // Assert
+    assert_eq!(heard, Heard::Closed(1001));
+}
