@@ -89,7 +89,7 @@ fn sign(claims: &Value, header: Header, key: &[u8]) -> String {
 }
 
 /// Every kind of token the corpus can send, all signed for this app unless the kind says not.
-async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
+pub async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
     let viewer = app.token_for("viewer@example.com", None, &[]).await;
     let admin = app
         .token_for(
@@ -188,8 +188,8 @@ async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
     ])
 }
 
-/// What the corpus must never change: every row of the event store and the projections.
-async fn fingerprint(app: &TestApp) -> Vec<Option<String>> {
+/// What the corpora must never change: every row of the event store and the projections.
+pub async fn fingerprint(app: &TestApp) -> Vec<Option<String>> {
     let mut prints = Vec::new();
     for table in [
         "domain_events",
