@@ -176,3 +176,15 @@ mod tests {
         );
     }
 }
+
+/// Why a background check of workflows against the projections (the reconcilers of
+/// `releases::closed` and `onboarding::closed`) could not finish; logged, then tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Temporal did not answer in time, or refused.
+    #[error("temporal: {0}")]
+    Temporal(#[from] crate::temporal::TemporalError),
+    /// The database refused.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}

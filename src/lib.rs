@@ -45,6 +45,8 @@ pub struct App {
     pub live: Arc<releases::live::LiveHierarchy>,
     /// Closed releases kept in memory, dropped when the database says they changed.
     pub release_cache: Arc<releases::cache::TreeCache>,
+    /// Finds and records release workflows that closed without writing their end.
+    pub closes: Arc<releases::closed::Closes>,
     /// Releases followed by subscriptions, read once per change and shared.
     pub release_hub: Arc<releases::hub::ReleaseHub>,
     /// WebSockets open per user.

@@ -81,9 +81,22 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         config.hierarchy_cache_ttl,
     ));
     let release_cache = Arc::new(releases::cache::TreeCache::new(config.release_cache_bytes));
+    let closes = releases::closed::Closes::new(db.clone(), temporal.clone(), Arc::clone(&metrics));
+    let bootstrap_closes = onboarding::closed::BootstrapCloses::new(
+        db.clone(),
+        temporal.clone(),
+        Arc::clone(&metrics),
+        config.bootstrap_workflow_type.clone(),
+    );
+    spawn_reconciler(
+        Arc::clone(&closes),
+        Arc::clone(&bootstrap_closes),
+        config.reconcile_interval,
+    );
     let release_hub = releases::hub::ReleaseHub::new(
         db.clone(),
         Arc::clone(&live),
+        Arc::clone(&closes),
         Arc::clone(&metrics),
         config.hierarchy_cache_ttl,
     );
@@ -115,6 +128,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .data(db.clone())
         .data(starter.clone())
         .data(Arc::clone(&release_hub))
+        .data(bootstrap_closes)
         .data(organization_watch)
         .data(Arc::clone(&metrics))
         .finish();
@@ -126,6 +140,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         metrics,
         live,
         release_cache,
+        closes,
         release_hub,
         sockets: http::ws::Sockets::default(),
         authenticator,
@@ -134,6 +149,38 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         answers: http::conditional::Answers::new(REMEMBERED_ANSWER_BYTES),
         execution_slots: tokio::sync::Semaphore::new(EXECUTION_SLOTS_PER_CORE * cores()),
     })))
+}
+
+/// Checks open releases and bootstraps against Temporal every `every`, for as long as the
+/// process runs, recording the workflows that closed without writing their end.
+fn spawn_reconciler(
+    releases: Arc<releases::closed::Closes>,
+    bootstraps: Arc<onboarding::closed::BootstrapCloses>,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            for (kind, pass) in [
+                ("release", releases.reconcile().await),
+                ("bootstrap", bootstraps.reconcile().await),
+            ] {
+                match pass {
+                    Ok(0) => {}
+                    Ok(closed) => tracing::info!(
+                        closed,
+                        reconcile.kind = kind,
+                        "workflows closed without their end recorded"
+                    ),
+                    Err(error) => {
+                        tracing::info!(%error, reconcile.kind = kind, "reconciler pass skipped")
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Deletes expired login-throttle rows now and then, as long as the process runs.

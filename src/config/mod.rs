@@ -42,6 +42,7 @@ pub const VARIABLES: &[&str] = &[
     "HIERARCHY_CACHE_MS",
     "RELEASE_CACHE_BYTES",
     "DISPATCH_MAX_BACKOFF_MS",
+    "RECONCILE_INTERVAL_MS",
     "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
     "WS_MAX_CONNECTIONS_PER_USER",
     "WS_PING_INTERVAL_MS",
@@ -122,6 +123,9 @@ pub struct Config {
     pub release_cache_bytes: usize,
     /// Longest wait between attempts to start a queued bootstrap (`DISPATCH_MAX_BACKOFF_MS`).
     pub dispatch_max_backoff: Duration,
+    /// How often open releases are checked against Temporal for workflows that closed without
+    /// writing their end (`RECONCILE_INTERVAL_MS`).
+    pub reconcile_interval: Duration,
     /// Subscriptions one WebSocket may hold at once (`WS_MAX_SUBSCRIPTIONS_PER_CONNECTION`).
     pub ws_max_subscriptions: usize,
     /// WebSockets one user may hold open at once (`WS_MAX_CONNECTIONS_PER_USER`).
@@ -240,6 +244,12 @@ impl Config {
             Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
             _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
         });
+        let reconcile_interval = env.parsed("RECONCILE_INTERVAL_MS", "60000", |raw| {
+            match raw.parse::<u64>() {
+                Ok(ms) if (100..=86_400_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+                _ => Err("must be a number of milliseconds from 100 to 86400000".to_owned()),
+            }
+        });
         let ws_max_subscriptions =
             env.parsed(
                 "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
@@ -303,6 +313,7 @@ impl Config {
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
                 release_cache_bytes: release_cache_bytes?,
                 dispatch_max_backoff: dispatch_max_backoff?,
+                reconcile_interval: reconcile_interval?,
                 ws_max_subscriptions: ws_max_subscriptions?,
                 ws_max_connections_per_user: ws_max_connections_per_user?,
                 ws_ping_interval: ws_ping_interval?,

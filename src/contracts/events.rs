@@ -359,14 +359,40 @@ pub struct BootstrapFailed {
     pub organization_id: Uuid,
     /// The step that failed.
     pub step: Step,
-    /// Its fixed, readable reason ([`Step::failure_reason`]).
+    /// Its fixed, readable reason ([`Step::failure_reason`]); for a workflow that closed
+    /// without writing its end, `STATUS: reason` as Temporal gave them.
     pub reason: String,
     /// When.
+    pub at: DateTime<Utc>,
+    /// Temporal's close status (`TERMINATED`, `TIMED_OUT`, …) when the BFF recorded the
+    /// failure of a workflow that closed without writing its end; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_status: Option<String>,
+}
+
+/// `release.workflow_closed`: the release's workflow closed without writing its own end
+/// (terminated, timed out, cancelled or failed before its last event). The BFF records it
+/// when it sees the workflow closed while the projection still shows the release open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseWorkflowClosed {
+    /// The release's global ID.
+    pub id: String,
+    /// The workflow.
+    pub workflow_id: String,
+    /// The run that closed.
+    pub run_id: String,
+    /// Temporal's close status: `TERMINATED`, `TIMED_OUT`, `CANCELED`, `FAILED` or `COMPLETED`.
+    pub close_status: String,
+    /// Why, when Temporal says (a termination's reason).
+    pub reason: Option<String>,
+    /// When Temporal closed it.
     pub at: DateTime<Utc>,
 }
 
 event_type! {
     ReleaseCreated => "release.created",
+    ReleaseWorkflowClosed => "release.workflow_closed",
     BootstrapInitiated => "organization.bootstrap.initiated",
     QueuePending => "workflow.queue.pending",
     WorkflowStarted => "organization.bootstrap.workflow_started",
@@ -391,6 +417,7 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     ("release.cluster.status_changed", "NodeStatusChanged"),
     ("release.bundle.status_changed", "NodeStatusChanged"),
     ("release.app.status_changed", "NodeStatusChanged"),
+    ("release.workflow_closed", "ReleaseWorkflowClosed"),
     ("organization.bootstrap.initiated", "BootstrapInitiated"),
     ("workflow.queue.pending", "QueuePending"),
     ("organization.bootstrap.workflow_started", "WorkflowStarted"),

@@ -26,6 +26,7 @@ pub fn schemas() -> Vec<(&'static str, Schema)> {
         ("EventMetadata", schema::<EventMetadata>()),
         ("ReleaseCreated", schema::<ReleaseCreated>()),
         ("NodeStatusChanged", schema::<NodeStatusChanged>()),
+        ("ReleaseWorkflowClosed", schema::<ReleaseWorkflowClosed>()),
         ("BootstrapInitiated", schema::<BootstrapInitiated>()),
         ("QueuePending", schema::<QueuePending>()),
         ("WorkflowStarted", schema::<WorkflowStarted>()),

@@ -76,6 +76,7 @@ pub(super) fn with_request_data(
     let releases = ReleaseLoader::new(
         state.db.clone(),
         Arc::clone(&state.live),
+        Arc::clone(&state.closes),
         Arc::clone(&state.release_cache),
         Arc::clone(stats),
         Arc::clone(reads),

@@ -123,6 +123,25 @@ pub struct OrganizationRow {
 
 const ORG_COLUMNS: &str = "SELECT id, name, type, slug, fqdn, status, subdomain_status, workflow_id, created_at FROM organizations_projection";
 
+/// Organizations whose bootstrap the projection shows under way, least recently changed
+/// first, at most `limit`: (ID, workflow ID).
+#[tracing::instrument(skip_all)]
+pub async fn open_bootstraps(
+    pool: &PgPool,
+    stats: &RequestStats,
+    limit: i64,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let _slot = stats.sql(1).await;
+    sqlx::query_as(
+        "SELECT id, workflow_id FROM organizations_projection
+          WHERE status = 'pending' AND workflow_id IS NOT NULL
+          ORDER BY updated_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Organizations by ID (one statement).
 #[tracing::instrument(skip_all, fields(organizations.count = ids.len()))]
 pub async fn organizations(

@@ -27,6 +27,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
 
 use super::{
+    closed::Closes,
     live::LiveHierarchy,
     read,
     store::{self, ReleaseFilter, ReleaseRow},
@@ -106,6 +107,7 @@ struct Dirty {
 pub struct ReleaseHub {
     db: PgPool,
     live: Arc<LiveHierarchy>,
+    closes: Arc<Closes>,
     metrics: Arc<Metrics>,
     window: Duration,
     watched: Mutex<HashMap<String, Arc<Watched>>>,
@@ -128,12 +130,14 @@ impl ReleaseHub {
     pub fn new(
         db: PgPool,
         live: Arc<LiveHierarchy>,
+        closes: Arc<Closes>,
         metrics: Arc<Metrics>,
         window: Duration,
     ) -> Arc<Self> {
         let hub = Arc::new(Self {
             db,
             live,
+            closes,
             metrics,
             window,
             watched: Mutex::new(HashMap::new()),
@@ -247,8 +251,14 @@ impl ReleaseHub {
         else {
             return Ok(None);
         };
-        let mut trees =
-            read::trees(&self.db, &self.live, &stats, std::slice::from_ref(&row)).await?;
+        let mut trees = read::trees(
+            &self.db,
+            &self.live,
+            &self.closes,
+            &stats,
+            std::slice::from_ref(&row),
+        )
+        .await?;
         Ok(trees.remove(id).map(|tree| (Arc::new(row), tree)))
     }
 

@@ -1,12 +1,14 @@
 //! Release rollouts: `Release → Wave → Cluster → Bundle → App`.
 //!
 //! The read side: projection reads (`store`), live reads shared across requests (`live`),
-//! trees with roll-ups (`tree`), where a tree comes from (`read`), live state for subscriptions
+//! trees with roll-ups (`tree`), where a tree comes from (`read`), the truth about workflows that closed without
+//! writing their end (`closed`), live state for subscriptions
 //! computed once per replica (`hub`) and the GraphQL objects (`graphql`). The IDs and the tree's
 //! shape are contracts (`contracts::ids`, `contracts::release`); the workflow is another
 //! process's (`worker::release` is the reference one).
 
 pub mod cache;
+pub mod closed;
 pub mod graphql;
 pub mod hub;
 pub mod live;

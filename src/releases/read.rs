@@ -1,12 +1,15 @@
 //! Where a release's tree comes from, for every reader (GraphQL loaders and the subscription
 //! hub alike): live from `getHierarchy` while the release runs (shared across readers, see
-//! `live`), from the projection once it closed or when Temporal does not answer in time.
+//! `live`), from the projection once it closed or when Temporal does not answer in time. A
+//! running release whose live read failed may have a workflow that closed without writing its
+//! end: `closed` is asked to find out, in the background.
 
 use std::{collections::HashMap, sync::Arc};
 
 use sqlx::PgPool;
 
 use super::{
+    closed::Closes,
     live::LiveHierarchy,
     store::{self, ReleaseRow},
     tree::{DataSource, ReleaseTree},
@@ -18,6 +21,7 @@ use crate::metrics::RequestStats;
 pub async fn trees(
     db: &PgPool,
     live: &LiveHierarchy,
+    closes: &Arc<Closes>,
     stats: &RequestStats,
     rows: &[ReleaseRow],
 ) -> Result<HashMap<String, Arc<ReleaseTree>>, sqlx::Error> {
@@ -31,6 +35,12 @@ pub async fn trees(
         .into_iter()
         .filter_map(|(id, tree)| tree.map(|tree| (id, tree)))
         .collect();
+    for row in rows
+        .iter()
+        .filter(|row| row.is_running() && !trees.contains_key(&row.id))
+    {
+        closes.suspect(row);
+    }
     let stored: Vec<String> = rows
         .iter()
         .map(|row| row.id.clone())

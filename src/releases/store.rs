@@ -118,6 +118,25 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
     }
 }
 
+/// Releases the projection shows open (running or paused), least recently changed first, at
+/// most `limit`: (global ID, workflow ID).
+#[tracing::instrument(skip_all)]
+pub async fn open_releases(
+    pool: &PgPool,
+    stats: &RequestStats,
+    limit: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let _slot = stats.sql(1).await;
+    sqlx::query_as(
+        "SELECT id, workflow_id FROM release_projection
+          WHERE status IN ('PENDING', 'IN_PROGRESS', 'PAUSED')
+          ORDER BY updated_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Rows of releases whose last change is at or after `since`, oldest change first (at most
 /// `limit`): what a list may have missed while changes were not heard.
 #[tracing::instrument(skip_all)]

@@ -305,3 +305,153 @@ pub async fn describe_workflow(
         pending_activity,
     })
 }
+
+impl WorkflowStatus {
+    /// Temporal's name for the status (`TERMINATED`, `TIMED_OUT`, …).
+    pub fn temporal_name(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::Canceled => "CANCELED",
+            Self::Terminated => "TERMINATED",
+            Self::ContinuedAsNew => "CONTINUED_AS_NEW",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Paused => "PAUSED",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Whether the run has ended (a paused or running one has not; nor one continued as new,
+    /// whose next run carries on).
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Canceled | Self::Terminated | Self::TimedOut
+        )
+    }
+}
+
+impl TemporalHandle {
+    /// [`closed_run`] of `workflow_id`, within `timeout`.
+    pub async fn closed_run(
+        &self,
+        workflow_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<ClosedRun>, TemporalError> {
+        tokio::time::timeout(timeout, async {
+            closed_run(&self.client().await?, workflow_id).await
+        })
+        .await
+        .map_err(|_| TemporalError::Timeout)?
+    }
+
+    /// Those of `open` (anything keyed by a workflow ID) whose workflow has a run that is not
+    /// running, by one visibility query within `timeout`; the caller describes each to see
+    /// whether its latest run closed.
+    pub async fn not_running<K>(
+        &self,
+        open: Vec<(K, String)>,
+        timeout: Duration,
+    ) -> Result<Vec<(K, String)>, TemporalError> {
+        if open.is_empty() {
+            return Ok(open);
+        }
+        let workflow_ids: Vec<String> = open.iter().map(|(_, w)| w.clone()).collect();
+        let not_running = tokio::time::timeout(timeout, async {
+            not_running_among(&self.client().await?, &workflow_ids).await
+        })
+        .await
+        .map_err(|_| TemporalError::Timeout)??;
+        Ok(open
+            .into_iter()
+            .filter(|(_, workflow)| not_running.contains(workflow))
+            .collect())
+    }
+}
+
+/// How a workflow's latest run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedRun {
+    /// The run.
+    pub run_id: String,
+    /// Its close status.
+    pub status: WorkflowStatus,
+    /// When it closed.
+    pub closed_at: chrono::DateTime<chrono::Utc>,
+    /// Why, when Temporal says: the reason given to a termination.
+    pub reason: Option<String>,
+}
+
+/// How workflow `workflow_id`'s latest run ended; `None` while it runs.
+#[tracing::instrument(skip(client))]
+pub async fn closed_run(
+    client: &Client,
+    workflow_id: &str,
+) -> Result<Option<ClosedRun>, TemporalError> {
+    use futures::StreamExt;
+    use temporalio_client::{HistoryEventFilterType, UntypedWorkflow, WorkflowFetchHistoryOptions};
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+    let summary = describe_workflow(client, workflow_id).await?;
+    if !summary.status.is_closed() {
+        return Ok(None);
+    }
+    let mut reason = None;
+    if summary.status == WorkflowStatus::Terminated {
+        let options = WorkflowFetchHistoryOptions::builder()
+            .event_filter_type(HistoryEventFilterType::CloseEvent)
+            .build();
+        let mut history = client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+            .fetch_history(options);
+        while let Some(event) = history.next().await {
+            let event = event.map_err(|e| TemporalError::Client(e.to_string()))?;
+            if let Some(Attributes::WorkflowExecutionTerminatedEventAttributes(terminated)) =
+                event.attributes
+            {
+                reason = Some(terminated.reason).filter(|r| !r.is_empty());
+            }
+        }
+    }
+    Ok(Some(ClosedRun {
+        run_id: summary.run_id,
+        status: summary.status,
+        closed_at: summary.close_time.unwrap_or_else(chrono::Utc::now),
+        reason,
+    }))
+}
+
+/// Which of `workflow_ids` have a run that is not running, by a visibility query (at most
+/// `workflow_ids.len()` answers); the caller describes each to see whether its latest run
+/// closed.
+#[tracing::instrument(skip_all, fields(temporal.workflows = workflow_ids.len()))]
+pub async fn not_running_among(
+    client: &Client,
+    workflow_ids: &[String],
+) -> Result<std::collections::HashSet<String>, TemporalError> {
+    use futures::StreamExt;
+    use temporalio_client::WorkflowListOptions;
+
+    if workflow_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let quoted: Vec<String> = workflow_ids
+        .iter()
+        .map(|id| format!("'{}'", id.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect();
+    let query = format!(
+        "WorkflowId IN ({}) AND ExecutionStatus != 'Running'",
+        quoted.join(", ")
+    );
+    let options = WorkflowListOptions::builder()
+        .limit(workflow_ids.len() * 4)
+        .build();
+    let mut found = std::collections::HashSet::new();
+    let mut listed = client.list_workflows(query, options);
+    while let Some(execution) = listed.next().await {
+        let execution = execution.map_err(|e| TemporalError::Client(e.to_string()))?;
+        found.insert(execution.id().to_owned());
+    }
+    Ok(found)
+}

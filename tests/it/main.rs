@@ -22,3 +22,4 @@ mod release_reads;
 mod releases_graphql;
 mod releases_worker;
 mod subscriptions;
+mod terminated;

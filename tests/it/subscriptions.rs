@@ -332,7 +332,7 @@ async fn two_hundred_subscribers_of_one_release_cost_one_read_per_change_not_per
 
 /// Starts onboarding organization `name` (subdomain `{name}-push`) as an admin who sees every
 /// organization; returns the admin's token and the organization's ID.
-async fn start_bootstrap(app: &TestApp, name: &str) -> (String, String) {
+pub async fn start_bootstrap(app: &TestApp, name: &str) -> (String, String) {
     let token = app
         .token_for(
             "admin@example.com",

@@ -7,6 +7,7 @@ use async_graphql::{
     dataloader::DataLoader,
 };
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::loader::{DetailsKey, OnboardingLoader, WorkflowKey, loader_error};
@@ -19,6 +20,7 @@ use crate::{
         page_complexity,
     },
     onboarding::{
+        closed::BootstrapCloses,
         steps::{self, BootstrapState, BootstrapStep},
         store::{
             BootstrapDetails, OrganizationRow, OrganizationStatus, QueueStatus, SubdomainStatus,
@@ -232,6 +234,13 @@ impl BootstrapStatus {
             .await
             .map_err(loader_error)
             .extend()?;
+        if summary.as_ref().is_some_and(|s| s.status.is_closed())
+            && self.current_state() == BootstrapState::Running
+        {
+            // Closed, yet the events say it runs: it ended without writing its end.
+            ctx.data::<Arc<BootstrapCloses>>()?
+                .suspect(self.org.id, &self.workflow_id);
+        }
         Ok(summary.map(|s| {
             let pending = s.pending_activity;
             WorkflowExecution {
@@ -260,12 +269,17 @@ impl BootstrapStatus {
             .find(|e| e.event_type == "organization.bootstrap.failed");
         if let Some(event) = failed {
             // The reason is the step's fixed text: the event's own may hold raw internals.
+            // Only a close the BFF recorded itself carries Temporal's status and reason.
             let step = steps::failed_step(&event.event_data);
+            let recorded_close = event.event_metadata["source"] == "temporal-bff"
+                && event.event_data["closeStatus"].is_string();
+            let reason = match event.event_data["reason"].as_str() {
+                Some(reason) if recorded_close => reason,
+                _ => step.map_or("the bootstrap failed", Step::failure_reason),
+            };
             return Some(BootstrapFailure {
                 step: step.map_or("UNKNOWN", Step::as_str).to_owned(),
-                reason: step
-                    .map_or("the bootstrap failed", Step::failure_reason)
-                    .to_owned(),
+                reason: reason.to_owned(),
                 at: Some(event.created_at),
             });
         }

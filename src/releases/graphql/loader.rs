@@ -16,6 +16,7 @@ use crate::{
     metrics::RequestStats,
     releases::{
         cache::{Cached, CachedReads, Token, TreeCache},
+        closed::Closes,
         live::LiveHierarchy,
         read,
         store::{self, ReleaseRow},
@@ -28,6 +29,7 @@ use crate::{
 pub struct ReleaseLoader {
     db: PgPool,
     live: Arc<LiveHierarchy>,
+    closes: Arc<Closes>,
     cache: Arc<TreeCache>,
     stats: Arc<RequestStats>,
     reads: Arc<CachedReads>,
@@ -43,6 +45,7 @@ impl ReleaseLoader {
     pub fn new(
         db: PgPool,
         live: Arc<LiveHierarchy>,
+        closes: Arc<Closes>,
         cache: Arc<TreeCache>,
         stats: Arc<RequestStats>,
         reads: Arc<CachedReads>,
@@ -52,6 +55,7 @@ impl ReleaseLoader {
             Self {
                 db,
                 live,
+                closes,
                 cache,
                 stats,
                 reads,
@@ -162,7 +166,7 @@ impl ReleaseLoader {
         &self,
         rows: &[ReleaseRow],
     ) -> Result<HashMap<String, Arc<ReleaseTree>>, Arc<sqlx::Error>> {
-        read::trees(&self.db, &self.live, &self.stats, rows)
+        read::trees(&self.db, &self.live, &self.closes, &self.stats, rows)
             .await
             .map_err(Arc::new)
     }

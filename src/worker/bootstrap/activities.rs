@@ -274,6 +274,7 @@ impl BootstrapActivities {
             step: failed_step,
             reason: failed_step.failure_reason().to_owned(),
             at,
+            close_status: None,
         };
         self.emit(&ctx, "failed", org(&step.input), &payload, at)
             .await
