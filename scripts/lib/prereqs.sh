@@ -142,3 +142,15 @@ ensure_ws_client() {
     probe_ws_client || die "node cannot import graphql-ws after npm ci in tests/ws-client"
   fi
 }
+
+# openapi-spec-validator (PyPI), which the REST tests run on /api/openapi.json: present only when
+# python3 can import it.
+ensure_openapi_validator() {
+  if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+    log "installing openapi-spec-validator (pip)"
+    python3 -m pip install -q --disable-pip-version-check openapi-spec-validator >/dev/null 2>&1 \
+      || python3 -m pip install -q --disable-pip-version-check --break-system-packages openapi-spec-validator
+    python3 -c 'import openapi_spec_validator' >/dev/null 2>&1 \
+      || die "python3 cannot import openapi_spec_validator after pip install"
+  fi
+}

@@ -1,5 +1,6 @@
 //! The HTTP surface: routes and the middleware every request passes through.
 
+pub mod api;
 pub mod client;
 pub mod conditional;
 pub mod graphql;
@@ -71,6 +72,26 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/auth/login",
+            axum::routing::post(crate::auth::rest::login),
+        )
+        .route("/api/auth/me", get(crate::auth::rest::me))
+        .route("/api/releases", get(crate::releases::rest::list))
+        .route(
+            "/api/releases/{release_id}",
+            get(crate::releases::rest::one),
+        )
+        .route(
+            "/api/releases/{release_id}/hierarchy",
+            get(crate::releases::rest::hierarchy),
+        )
+        .route(
+            // Global IDs hold slashes: the rest of the path is the ID.
+            "/api/entities/{*entity_id}",
+            get(crate::releases::rest::entity),
+        )
+        .route("/api/openapi.json", get(api::openapi))
         .route(
             "/api/v1/workflows/organization-bootstrap",
             axum::routing::post(crate::onboarding::rest::start_bootstrap),

@@ -1,9 +1,10 @@
 //! Release rollouts: `Release → Wave → Cluster → Bundle → App`.
 //!
 //! The read side: projection reads (`store`), live reads shared across requests (`live`),
-//! trees with roll-ups (`tree`), where a tree comes from (`read`), the truth about workflows that closed without
-//! writing their end (`closed`), live state for subscriptions
-//! computed once per replica (`hub`) and the GraphQL objects (`graphql`). The IDs and the tree's
+//! trees with roll-ups (`tree`), where a tree comes from (`read`), the truth about workflows
+//! that closed without writing their end (`closed`), live state for subscriptions computed
+//! once per replica (`hub`), the GraphQL objects (`graphql`) and the old dashboard's REST
+//! routes (`rest`). The IDs and the tree's
 //! shape are contracts (`contracts::ids`, `contracts::release`); the workflow is another
 //! process's (`worker::release` is the reference one).
 
@@ -13,5 +14,6 @@ pub mod graphql;
 pub mod hub;
 pub mod live;
 pub mod read;
+pub mod rest;
 pub mod store;
 pub mod tree;

@@ -156,31 +156,46 @@ pub async fn changed_since(
     .await
 }
 
-/// Up to `limit` rows after (`forward`) or before `cursor` in newest-first order, returned
-/// newest first either way, with how many rows match `filter` (two statements, run together).
+/// Up to `limit` rows from `position` in newest-first order, returned newest first either way,
+/// with how many rows match `filter` (two statements, run together).
 #[tracing::instrument(skip_all)]
 pub async fn page(
     pool: &PgPool,
     stats: &RequestStats,
     filter: &ReleaseFilter,
-    cursor: Option<&Cursor>,
-    forward: bool,
+    position: Position<'_>,
     limit: i64,
 ) -> Result<(Vec<ReleaseRow>, i64), sqlx::Error> {
     let _slots = stats.sql(2).await;
     tokio::try_join!(
-        page_rows(pool, filter, cursor, forward, limit),
+        page_rows(pool, filter, position, limit),
         count(pool, filter)
     )
+}
+
+/// Where a page starts in the newest-first order.
+#[derive(Debug, Clone, Copy)]
+pub enum Position<'a> {
+    /// After the first `n` (0: from the newest).
+    Skip(i64),
+    /// Right after this cursor, going older.
+    After(&'a Cursor),
+    /// Right before this cursor (or from the oldest), going newer; the page is still returned
+    /// newest first.
+    Before(Option<&'a Cursor>),
 }
 
 async fn page_rows(
     pool: &PgPool,
     filter: &ReleaseFilter,
-    cursor: Option<&Cursor>,
-    forward: bool,
+    position: Position<'_>,
     limit: i64,
 ) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    let (cursor, forward, skip) = match position {
+        Position::Skip(n) => (None, true, n),
+        Position::After(cursor) => (Some(cursor), true, 0),
+        Position::Before(cursor) => (cursor, false, 0),
+    };
     let mut query = QueryBuilder::new(ROW_COLUMNS);
     push_filter(&mut query, filter);
     if let Some((at, id)) = cursor {
@@ -201,6 +216,9 @@ async fn page_rows(
         " ORDER BY created_at ASC, id ASC LIMIT "
     });
     query.push_bind(limit);
+    if skip > 0 {
+        query.push(" OFFSET ").push_bind(skip);
+    }
     let mut rows: Vec<ReleaseRow> = query.build_query_as().fetch_all(pool).await?;
     if !forward {
         rows.reverse();

@@ -21,5 +21,6 @@ mod outbox;
 mod release_reads;
 mod releases_graphql;
 mod releases_worker;
+mod rest_api;
 mod subscriptions;
 mod terminated;

@@ -129,7 +129,7 @@ fn is_next(event: &Value) -> bool {
 
 /// A release written straight into the event store, as another team's worker would: one
 /// wave, one cluster, one bundle and the apps `app-1` … `app-{apps}`, all `PENDING`.
-async fn foreign_release(app: &TestApp, apps: usize) -> String {
+pub async fn foreign_release(app: &TestApp, apps: usize) -> String {
     let key = unique_key("push");
     let id = format!("release:{key}");
     let wave = format!("wave:{key}/w");
@@ -155,7 +155,7 @@ async fn foreign_release(app: &TestApp, apps: usize) -> String {
 }
 
 /// Sets a node of a [`foreign_release`] to `status`.
-async fn set_status(app: &TestApp, release: &str, node: &str, status: &str) {
+pub async fn set_status(app: &TestApp, release: &str, node: &str, status: &str) {
     let key = release.trim_start_matches("release:");
     let (kind, id) = match node {
         "release" => ("release", release.to_owned()),

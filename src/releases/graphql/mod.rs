@@ -25,7 +25,7 @@ pub use self::{
     },
     subscription::{ReleaseChange, ReleasesSubscription},
 };
-use super::store::{self, ReleaseFilter as StoreFilter};
+use super::store::{self, Position, ReleaseFilter as StoreFilter};
 use crate::{
     contracts::ids::{EntityId, Kind},
     error::ApiError,
@@ -35,6 +35,9 @@ use crate::{
     },
     metrics::RequestStats,
 };
+
+/// Largest `offset` accepted (numbered pages further than this are not a use case).
+pub const MAX_OFFSET: i64 = 100_000;
 
 /// Longest `filter.search` accepted.
 pub const MAX_SEARCH_CHARS: usize = 100;
@@ -80,9 +83,11 @@ pub struct ReleasesQuery;
 #[Object]
 impl ReleasesQuery {
     /// Releases, newest first, as a Relay connection (forwards with `first`/`after`,
-    /// backwards with `last`/`before`; at most 100 per page, 20 by default).
+    /// backwards with `last`/`before`; at most 100 per page, 20 by default). `offset` skips
+    /// that many from the newest, for numbered pages (not with `after`, `last` or `before`).
     #[tracing::instrument(skip_all)]
     #[graphql(complexity = "page_complexity(first, last, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
     async fn releases(
         &self,
         ctx: &Context<'_>,
@@ -90,10 +95,26 @@ impl ReleasesQuery {
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
+        offset: Option<i32>,
         filter: Option<ReleaseFilter>,
     ) -> async_graphql::Result<Connection<String, Release, ConnectionTotal>> {
         if first.is_some() && last.is_some() {
             return Err(ApiError::bad_input("first", "give first or last, not both")).extend();
+        }
+        let offset = i64::from(offset.unwrap_or(0));
+        if offset != 0 && (after.is_some() || last.is_some() || before.is_some()) {
+            return Err(ApiError::bad_input(
+                "offset",
+                "offset pages forwards from the newest: not with after, last or before",
+            ))
+            .extend();
+        }
+        if !(0..=MAX_OFFSET).contains(&offset) {
+            return Err(ApiError::bad_input(
+                "offset",
+                format!("offset must be from 0 to {MAX_OFFSET}"),
+            ))
+            .extend();
         }
         check_page_size("first", first)?;
         check_page_size("last", last)?;
@@ -118,7 +139,12 @@ impl ReleasesQuery {
         let filter = filter.unwrap_or_default().parse()?;
         let db = ctx.data::<PgPool>()?;
         let stats = ctx.data::<Arc<RequestStats>>()?;
-        let (rows, total) = store::page(db, stats, &filter, cursor.as_ref(), forward, size + 1)
+        let position = match (&cursor, forward) {
+            (Some(cursor), true) => Position::After(cursor),
+            (None, true) => Position::Skip(offset),
+            (cursor, false) => Position::Before(cursor.as_ref()),
+        };
+        let (rows, total) = store::page(db, stats, &filter, position, size + 1)
             .await
             .map_err(ApiError::from)
             .extend()?;
@@ -134,7 +160,7 @@ impl ReleasesQuery {
             rows.into_iter().skip(skip).collect()
         };
         let (has_previous, has_next) = if forward {
-            (cursor.is_some(), has_more)
+            (cursor.is_some() || offset > 0, has_more)
         } else {
             (has_more, cursor.is_some())
         };

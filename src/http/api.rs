@@ -1,0 +1,271 @@
+//! The release BFF's REST routes (`/api/…`), kept for the dashboard that already calls them:
+//! what they share. Each route runs a fixed GraphQL document through the same schema, with
+//! the same per-request loaders, caches and caller check as `/graphql` ([`run`]), so no query
+//! exists twice; its answer is reshaped into the old JSON (snake_case keys). Errors are
+//! FastAPI's: `{ "detail": … }` with 401, 403, 404, 422 (a list of `{loc, msg, type}` for
+//! bad parameters), 429 and 503. The OpenAPI 3.1 document of every route is generated from the
+//! handlers and shapes ([`ApiDoc`]) and served at `/api/openapi.json`.
+
+use std::{net::IpAddr, sync::Arc};
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::{
+    Modify, OpenApi, ToSchema,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use super::graphql::{Asker, with_codes, with_request_data};
+use crate::{AppState, auth::Authentication, metrics::RequestStats, releases::cache::CachedReads};
+
+/// A REST error, as FastAPI answers it.
+#[derive(Debug)]
+pub struct Detail {
+    status: StatusCode,
+    detail: Value,
+    retry_after: Option<i64>,
+}
+
+/// `{ "detail": "…" }`: what went wrong.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// What went wrong, for a person.
+    pub detail: String,
+}
+
+/// `{ "detail": [{ loc, msg, type }] }`: which parameters are wrong (422).
+#[derive(Serialize, ToSchema)]
+pub struct ValidationErrors {
+    /// One entry per bad parameter.
+    pub detail: Vec<ValidationError>,
+}
+
+/// One bad parameter.
+#[derive(Serialize, ToSchema)]
+pub struct ValidationError {
+    /// Where: `["query", "page_size"]`, `["path", "release_id"]`, `["body", "username"]`.
+    pub loc: Vec<String>,
+    /// What is wrong.
+    pub msg: String,
+    /// A machine-readable kind, e.g. `value_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl Detail {
+    /// `status` with a plain message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: Value::String(message.into()),
+            retry_after: None,
+        }
+    }
+
+    /// 422 for parameter `name` in `place` (`query`, `path`, `body`).
+    pub fn invalid(place: &str, name: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: json!([{ "loc": [place, name], "msg": message.into(), "type": "value_error" }]),
+            retry_after: None,
+        }
+    }
+
+    /// 404 with `message`.
+    pub fn not_found(message: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// The REST answer to a GraphQL error with `code` (from `extensions.code`).
+    fn from_graphql(error: &Value) -> Self {
+        let code = error["extensions"]["code"].as_str().unwrap_or("INTERNAL");
+        let message = error["message"].as_str().unwrap_or("internal error");
+        let status = match code {
+            "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+            "FORBIDDEN" => StatusCode::FORBIDDEN,
+            "NOT_FOUND" => StatusCode::NOT_FOUND,
+            "BAD_USER_INPUT" => StatusCode::UNPROCESSABLE_ENTITY,
+            "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+            "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let field = error["extensions"]["field"].as_str();
+        let mut detail = match (status, field) {
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)) => {
+                Self::invalid("query", field, message)
+            }
+            _ => Self::new(status, message),
+        };
+        detail.retry_after = error["extensions"]["retryAfter"].as_i64();
+        detail
+    }
+}
+
+impl IntoResponse for Detail {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "detail": self.detail }))).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            headers.insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// Who calls a REST route.
+pub struct RestCaller {
+    /// The caller (token checked as on `/graphql`).
+    pub authentication: Authentication,
+    /// The client address (login throttling).
+    pub client: IpAddr,
+    /// The request ID (correlation).
+    pub request_id: String,
+}
+
+impl axum::extract::FromRequestParts<AppState> for RestCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let super::client::Caller(authentication) =
+            super::client::Caller::from_request_parts(parts, state).await?;
+        let super::client::ClientIp(client) =
+            super::client::ClientIp::from_request_parts(parts, state).await?;
+        let request_id = parts
+            .extensions
+            .get::<tower_http::request_id::RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Self {
+            authentication,
+            client,
+            request_id,
+        })
+    }
+}
+
+/// Runs the fixed GraphQL `document` with `variables` for `caller`, exactly as `/graphql`
+/// would (same loaders, caches, budget and caller check): its `data`, or its first error as a
+/// REST answer.
+pub async fn run(
+    state: &AppState,
+    caller: RestCaller,
+    document: &str,
+    variables: Value,
+) -> Result<Value, Detail> {
+    let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
+    let reads = Arc::new(CachedReads::default());
+    let request = async_graphql::Request::new(document)
+        .variables(async_graphql::Variables::from_json(variables));
+    let asker = Asker {
+        authentication: caller.authentication,
+        client: caller.client,
+        request_id: caller.request_id,
+    };
+    let response = state
+        .schema
+        .execute(with_request_data(state, request, asker, &stats, &reads))
+        .await;
+    let response = with_codes(response);
+    let body = serde_json::to_value(&response).unwrap_or(Value::Null);
+    match body["errors"].get(0) {
+        Some(error) => Err(Detail::from_graphql(error)),
+        None => Ok(body["data"].clone()),
+    }
+}
+
+/// `value` with every object key turned from camelCase into snake_case (GraphQL's names into
+/// the old REST ones).
+pub fn snake_keys(value: Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (snake_case(&key), snake_keys(value)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(snake_keys).collect()),
+        other => other,
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Reshapes GraphQL `data` (already snake_cased) into a REST shape: the shapes are the
+/// OpenAPI document's, so an answer that does not fit them is our bug.
+pub fn reshape<T: serde::de::DeserializeOwned + Serialize>(data: Value) -> Result<Json<T>, Detail> {
+    serde_json::from_value(snake_keys(data))
+        .map(Json)
+        .map_err(|error| {
+            tracing::error!(%error, "a REST answer does not fit its documented shape");
+            Detail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        })
+}
+
+/// Adds the bearer scheme every route but login uses.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of the REST routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "temporal-bff REST API",
+        description = "The release BFF's routes, kept for the existing dashboard. GraphQL (`/graphql`) is the full API."
+    ),
+    paths(
+        crate::auth::rest::login,
+        crate::auth::rest::me,
+        crate::releases::rest::list,
+        crate::releases::rest::one,
+        crate::releases::rest::hierarchy,
+        crate::releases::rest::entity,
+    ),
+    components(schemas(ErrorDetail, ValidationErrors, ValidationError)),
+    modifiers(&BearerAuth),
+    tags((name = "auth", description = "Logins"), (name = "releases", description = "Release rollouts"))
+)]
+pub struct ApiDoc;
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
