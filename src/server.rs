@@ -120,8 +120,20 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         Arc::clone(&config),
         Arc::clone(&wake),
     );
-    // Starts queued bootstraps when Temporal is reachable; runs as long as the process.
-    onboarding::dispatcher::spawn(starter.clone(), wake, config.dispatch_max_backoff);
+    let control = releases::control::ReleaseControl::new(
+        db.clone(),
+        temporal.clone(),
+        Arc::clone(&metrics),
+        Arc::clone(&wake),
+    );
+    // Starts queued bootstraps and delivers queued release controls when Temporal is
+    // reachable; runs as long as the process.
+    onboarding::dispatcher::spawn(
+        starter.clone(),
+        Arc::clone(&control),
+        wake,
+        config.dispatch_max_backoff,
+    );
     spawn_housekeeping(db.clone());
     let schema = graphql::schema_builder()
         .data(login)
@@ -129,6 +141,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .data(starter.clone())
         .data(Arc::clone(&release_hub))
         .data(bootstrap_closes)
+        .data(control)
         .data(organization_watch)
         .data(Arc::clone(&metrics))
         .finish();

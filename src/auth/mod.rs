@@ -30,6 +30,8 @@ pub mod permissions {
     pub const CREATE_ROOT_ORGANIZATION: &str = "organization.create_root";
     /// May see every organization, not only their own.
     pub const VIEW_ALL_ORGANIZATIONS: &str = "organization.view_all";
+    /// May pause, resume and cancel releases.
+    pub const CONTROL_RELEASES: &str = "release.control";
 }
 
 /// The authenticated caller of a request.

@@ -390,7 +390,106 @@ pub struct ReleaseWorkflowClosed {
     pub at: DateTime<Utc>,
 }
 
+/// What `pauseRelease`, `resumeRelease` and `cancelRelease` ask of a release's workflow.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, async_graphql::Enum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlAction {
+    /// The `pause` signal.
+    Pause,
+    /// The `resume` signal.
+    Resume,
+    /// Temporal's cancellation.
+    Cancel,
+}
+
+impl ControlAction {
+    /// The name stored in the outbox's `action` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    /// Parses the outbox's `action` column.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Pause, Self::Resume, Self::Cancel]
+            .into_iter()
+            .find(|a| a.as_str() == raw)
+    }
+}
+
+/// `release.paused`, `release.resumed` and `release.cancel_requested`: a user asked, through
+/// the BFF, to pause, resume or cancel a release (who and under which request ID is in the
+/// metadata). The workflow's own status events follow once it acts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseControlled {
+    /// The release's global ID.
+    pub id: String,
+    /// Its workflow.
+    pub workflow_id: String,
+    /// What was asked (also decides the event type).
+    pub action: ControlAction,
+    /// Why (a cancellation's reason), when given.
+    pub reason: Option<String>,
+    /// The outbox row that delivers it to Temporal.
+    pub queue_id: Uuid,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+}
+
+impl EventPayload for ReleaseControlled {
+    fn event_type(&self) -> &'static str {
+        match self.action {
+            ControlAction::Pause => "release.paused",
+            ControlAction::Resume => "release.resumed",
+            ControlAction::Cancel => "release.cancel_requested",
+        }
+    }
+}
+
+/// `workflow.queue.control_pending`: the outbox row that delivers a control action (a signal
+/// or a cancellation) to a running workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPending {
+    /// The outbox row.
+    pub queue_id: Uuid,
+    /// The request event it belongs to.
+    pub event_id: Uuid,
+    /// The release.
+    pub release_id: String,
+    /// The workflow to deliver it to.
+    pub workflow_id: String,
+    /// What to deliver.
+    pub action: ControlAction,
+    /// A cancellation's reason.
+    pub reason: Option<String>,
+    /// The dispatcher leaves the row to the fast path until then.
+    pub not_before: DateTime<Utc>,
+    /// When it was queued.
+    pub at: DateTime<Utc>,
+}
+
+/// `workflow.queue.delivered`: a control action reached its workflow; the outbox row is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlDelivered {
+    /// The outbox row.
+    pub queue_id: Uuid,
+    /// The workflow.
+    pub workflow_id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 event_type! {
+    ControlPending => "workflow.queue.control_pending",
+    ControlDelivered => "workflow.queue.delivered",
     ReleaseCreated => "release.created",
     ReleaseWorkflowClosed => "release.workflow_closed",
     BootstrapInitiated => "organization.bootstrap.initiated",
@@ -418,6 +517,11 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     ("release.bundle.status_changed", "NodeStatusChanged"),
     ("release.app.status_changed", "NodeStatusChanged"),
     ("release.workflow_closed", "ReleaseWorkflowClosed"),
+    ("release.paused", "ReleaseControlled"),
+    ("release.resumed", "ReleaseControlled"),
+    ("release.cancel_requested", "ReleaseControlled"),
+    ("workflow.queue.control_pending", "ControlPending"),
+    ("workflow.queue.delivered", "ControlDelivered"),
     ("organization.bootstrap.initiated", "BootstrapInitiated"),
     ("workflow.queue.pending", "QueuePending"),
     ("organization.bootstrap.workflow_started", "WorkflowStarted"),

@@ -11,7 +11,7 @@ pub mod node;
 use crate::{
     auth::{self, graphql::RequireCaller},
     onboarding::graphql::{OnboardingMutation, OnboardingQuery, OnboardingSubscription},
-    releases::graphql::{ReleasesQuery, ReleasesSubscription},
+    releases::graphql::{ReleasesMutation, ReleasesQuery, ReleasesSubscription},
 };
 
 /// The schema type served at `/graphql`.
@@ -35,7 +35,11 @@ pub struct Query(
 
 /// The root mutation: every domain's mutations merged.
 #[derive(MergedObject, Default)]
-pub struct Mutation(auth::graphql::AuthMutation, OnboardingMutation);
+pub struct Mutation(
+    auth::graphql::AuthMutation,
+    OnboardingMutation,
+    ReleasesMutation,
+);
 
 /// The root subscription (graphql-transport-ws on `/graphql/ws`): every domain's merged.
 #[derive(MergedSubscription, Default)]

@@ -3,8 +3,8 @@
 //! the same per-request loaders, caches and caller check as `/graphql` ([`run`]), so no query
 //! exists twice; its answer is reshaped into the old JSON (snake_case keys). Errors are
 //! FastAPI's: `{ "detail": … }` with 401, 403, 404, 422 (a list of `{loc, msg, type}` for
-//! bad parameters), 429 and 503. The OpenAPI 3.1 document of every route is generated from the
-//! handlers and shapes ([`ApiDoc`]) and served at `/api/openapi.json`.
+//! bad parameters), 429 and 503. The OpenAPI 3.1 document of every route is assembled in
+//! `http::openapi`.
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -15,10 +15,7 @@ use axum::{
 };
 use serde::Serialize;
 use serde_json::{Value, json};
-use utoipa::{
-    Modify, OpenApi, ToSchema,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-};
+use utoipa::ToSchema;
 
 use super::graphql::{Asker, with_codes, with_request_data};
 use crate::{AppState, auth::Authentication, metrics::RequestStats, releases::cache::CachedReads};
@@ -224,48 +221,4 @@ pub fn reshape<T: serde::de::DeserializeOwned + Serialize>(data: Value) -> Resul
             tracing::error!(%error, "a REST answer does not fit its documented shape");
             Detail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         })
-}
-
-/// Adds the bearer scheme every route but login uses.
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// The OpenAPI document of the REST routes.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "temporal-bff REST API",
-        description = "The release BFF's routes, kept for the existing dashboard. GraphQL (`/graphql`) is the full API."
-    ),
-    paths(
-        crate::auth::rest::login,
-        crate::auth::rest::me,
-        crate::releases::rest::list,
-        crate::releases::rest::one,
-        crate::releases::rest::hierarchy,
-        crate::releases::rest::entity,
-    ),
-    components(schemas(ErrorDetail, ValidationErrors, ValidationError)),
-    modifiers(&BearerAuth),
-    tags((name = "auth", description = "Logins"), (name = "releases", description = "Release rollouts"))
-)]
-pub struct ApiDoc;
-
-/// `GET /api/openapi.json`.
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
 }

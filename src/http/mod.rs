@@ -5,6 +5,7 @@ pub mod client;
 pub mod conditional;
 pub mod graphql;
 mod health;
+pub mod openapi;
 pub mod persisted;
 pub mod ws;
 
@@ -91,7 +92,7 @@ pub fn router(state: AppState) -> Router {
             "/api/entities/{*entity_id}",
             get(crate::releases::rest::entity),
         )
-        .route("/api/openapi.json", get(api::openapi))
+        .route("/api/openapi.json", get(openapi::openapi))
         .route(
             "/api/v1/workflows/organization-bootstrap",
             axum::routing::post(crate::onboarding::rest::start_bootstrap),

@@ -20,8 +20,9 @@ use super::{
     store::{self, QueuedStart},
 };
 use crate::{
-    contracts::events::{EventMetadata, QueueFailed},
+    contracts::events::{ControlAction, EventMetadata, QueueFailed},
     events::{self, NewEvent},
+    releases::control::ReleaseControl,
     temporal::TemporalError,
 };
 
@@ -39,6 +40,7 @@ const RECORDING_RETRY: &str = "the workflow started; recording the start will be
 /// Runs the dispatcher until the process ends.
 pub fn spawn(
     starter: BootstrapStarter,
+    control: Arc<ReleaseControl>,
     wake: Arc<Notify>,
     max_backoff: Duration,
 ) -> tokio::task::JoinHandle<()> {
@@ -55,7 +57,7 @@ pub fn spawn(
             let worked = !due.is_empty();
             for row in due {
                 match store::renew_claim(starter.db(), &instance, row.id).await {
-                    Ok(true) => dispatch(&starter, &instance, row, max_backoff).await,
+                    Ok(true) => dispatch(&starter, &control, &instance, row, max_backoff).await,
                     Ok(false) => {
                         tracing::warn!(temporal.workflow_id = %row.workflow_id, "claim lost to another replica; skipped")
                     }
@@ -94,11 +96,28 @@ fn backoff(attempts: i32, max: Duration) -> Duration {
 #[tracing::instrument(skip_all, fields(temporal.workflow_id = %row.workflow_id, outbox.attempts = row.attempts))]
 async fn dispatch(
     starter: &BootstrapStarter,
+    control: &ReleaseControl,
     instance: &str,
     row: QueuedStart,
     max_backoff: Duration,
 ) {
-    let outcome = tokio::time::timeout(DISPATCH_TIMEOUT, starter.dispatch(&row))
+    // A start, or a release control action (`releases::control`) riding the same outbox.
+    let delivery = async {
+        match ControlAction::parse(&row.action) {
+            None => starter.dispatch(&row).await,
+            Some(action) => control
+                .deliver_queued(
+                    row.id,
+                    row.release_id.as_deref().unwrap_or_default(),
+                    &row.workflow_id,
+                    action,
+                    row.workflow_input["reason"].as_str(),
+                )
+                .await
+                .map_err(DispatchError::Start),
+        }
+    };
+    let outcome = tokio::time::timeout(DISPATCH_TIMEOUT, delivery)
         .await
         .unwrap_or(Err(DispatchError::Start(TemporalError::Timeout)));
     let result = match outcome {

@@ -112,6 +112,8 @@ impl BootstrapStarter {
             // Plain data: serializing it cannot fail.
             workflow_input: serde_json::to_value(&input).unwrap_or(Value::Null),
             attempts: 0,
+            action: "start".to_owned(),
+            release_id: None,
         };
         let caller = Uuid::parse_str(&principal.user_id).ok();
         let events = self.request_events(principal, &request, &queued, &input, correlation_id);

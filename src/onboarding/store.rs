@@ -327,6 +327,10 @@ pub struct QueuedStart {
     pub workflow_input: Value,
     /// Dispatch attempts so far.
     pub attempts: i32,
+    /// What to do: `start` the workflow, or deliver `pause`, `resume` or `cancel`.
+    pub action: String,
+    /// The release a control action is for.
+    pub release_id: Option<String>,
 }
 
 /// What a repeated start request matched.
@@ -413,7 +417,7 @@ pub async fn claim(
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED)
           RETURNING q.id, q.organization_id, q.workflow_id, q.workflow_type, q.task_queue,
-                    q.workflow_input, q.attempts",
+                    q.workflow_input, q.attempts, q.action, q.release_id",
     )
     .bind(instance)
     .bind(limit)

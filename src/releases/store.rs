@@ -118,6 +118,24 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
     }
 }
 
+/// The control action each of `ids` has waiting in the outbox (the oldest not yet delivered).
+#[tracing::instrument(skip_all, fields(releases.count = ids.len()))]
+pub async fn pending_controls(
+    pool: &PgPool,
+    stats: &RequestStats,
+    ids: &[String],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let _slot = stats.sql(1).await;
+    sqlx::query_as(
+        "SELECT DISTINCT ON (release_id) release_id, action FROM workflow_queue_projection
+          WHERE release_id = ANY($1) AND status IN ('pending', 'processing')
+          ORDER BY release_id, created_at",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// Releases the projection shows open (running or paused), least recently changed first, at
 /// most `limit`: (global ID, workflow ID).
 #[tracing::instrument(skip_all)]

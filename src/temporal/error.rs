@@ -34,15 +34,16 @@ impl TemporalError {
     }
 
     /// Whether the call may succeed later: everything but the server refusing the request
-    /// itself (`InvalidArgument`, `FailedPrecondition`, `PermissionDenied`). An outage, however
-    /// long, is always worth retrying.
+    /// itself (`InvalidArgument`, `FailedPrecondition`, `PermissionDenied`, `NotFound`: no such
+    /// workflow, or it already closed). An outage, however long, is always worth retrying.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
             Self::Rpc {
                 code: tonic::Code::InvalidArgument
                     | tonic::Code::FailedPrecondition
-                    | tonic::Code::PermissionDenied,
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::NotFound,
                 ..
             }
         )

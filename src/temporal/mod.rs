@@ -455,3 +455,52 @@ pub async fn not_running_among(
     }
     Ok(found)
 }
+
+/// A workflow interaction's failure, classified: not found (or already closed) is the
+/// server refusing the request itself, never worth retrying.
+fn interaction_error(error: temporalio_client::errors::WorkflowInteractionError) -> TemporalError {
+    use temporalio_client::errors::WorkflowInteractionError as E;
+    match error {
+        E::NotFound(status) | E::Rpc(status) => TemporalError::rpc(&status),
+        other => TemporalError::Client(other.to_string()),
+    }
+}
+
+/// Sends signal `name` (no argument) to workflow `workflow_id`'s running run.
+#[tracing::instrument(skip(client))]
+pub async fn signal_workflow(
+    client: &Client,
+    workflow_id: &str,
+    name: &str,
+) -> Result<(), TemporalError> {
+    use temporalio_client::{UntypedSignal, UntypedWorkflow, WorkflowSignalOptions};
+    use temporalio_common::data_converters::RawValue;
+    client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .signal(
+            UntypedSignal::new(name),
+            RawValue::new(Vec::new()),
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .map_err(interaction_error)
+}
+
+/// Asks Temporal to cancel workflow `workflow_id`'s running run, with `reason`.
+#[tracing::instrument(skip(client, reason))]
+pub async fn cancel_workflow(
+    client: &Client,
+    workflow_id: &str,
+    reason: &str,
+) -> Result<(), TemporalError> {
+    use temporalio_client::{UntypedWorkflow, WorkflowCancelOptions};
+    client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .cancel(
+            WorkflowCancelOptions::builder()
+                .reason(reason.to_owned())
+                .build(),
+        )
+        .await
+        .map_err(interaction_error)
+}

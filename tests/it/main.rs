@@ -18,6 +18,7 @@ mod migrations;
 mod onboarding_graphql;
 mod onboarding_worker;
 mod outbox;
+mod release_control;
 mod release_reads;
 mod releases_graphql;
 mod releases_worker;

@@ -183,7 +183,7 @@ async fn insert_event(app: &TestApp, event_type: &str, data: Value) {
 
 #[tokio::test]
 async fn a_subscriber_gets_the_tree_first_then_apps_deploying_and_last_succeeded_at_100_percent() {
-    // Arrange: a 1×2×3 release rolling out slowly, visible in the projection.
+    // Arrange: a 1×2×4 release rolling out slowly, visible in the projection.
     let app = TestApp::spawn_with_worker(&[("HIERARCHY_CACHE_MS", "200".into())]).await;
     let token = app.token_for("viewer@example.com", None, &[]).await;
     let key = unique_key("live");
@@ -192,7 +192,9 @@ async fn a_subscriber_gets_the_tree_first_then_apps_deploying_and_last_succeeded
     let handle = start(
         &client,
         &app,
-        spec(&key, 1, 2, 3, json!({ "stepMillis": 400 })),
+        // Long enough that several windows pass between the first app and the last, even on a
+        // loaded machine.
+        spec(&key, 1, 2, 4, json!({ "stepMillis": 700 })),
     )
     .await;
     eventually(Duration::from_secs(10), || async {
@@ -246,7 +248,7 @@ async fn a_subscriber_gets_the_tree_first_then_apps_deploying_and_last_succeeded
         .cloned()
         .unwrap_or_default();
     assert!(
-        apps.iter().all(|a| a["status"] == "SUCCEEDED") && apps.len() == 3,
+        apps.iter().all(|a| a["status"] == "SUCCEEDED") && apps.len() == 4,
         "{last}"
     );
 }

@@ -12,6 +12,7 @@ use async_graphql::{
 use sqlx::PgPool;
 
 use crate::{
+    contracts::events::ControlAction,
     error::ApiError,
     metrics::RequestStats,
     releases::{
@@ -33,6 +34,31 @@ pub struct ReleaseLoader {
     cache: Arc<TreeCache>,
     stats: Arc<RequestStats>,
     reads: Arc<CachedReads>,
+}
+
+/// Key of the control action a release has waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PendingControlKey(pub String);
+
+impl Loader<PendingControlKey> for ReleaseLoader {
+    type Value = ControlAction;
+    type Error = Arc<sqlx::Error>;
+
+    async fn load(
+        &self,
+        keys: &[PendingControlKey],
+    ) -> Result<HashMap<PendingControlKey, ControlAction>, Self::Error> {
+        let ids: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
+        let pending = store::pending_controls(&self.db, &self.stats, &ids)
+            .await
+            .map_err(Arc::new)?;
+        Ok(pending
+            .into_iter()
+            .filter_map(|(id, action)| {
+                Some((PendingControlKey(id), ControlAction::parse(&action)?))
+            })
+            .collect())
+    }
 }
 
 /// Key of a release's row alone (its own fields and roll-up, no tree).

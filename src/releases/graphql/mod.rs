@@ -27,13 +27,19 @@ pub use self::{
 };
 use super::store::{self, Position, ReleaseFilter as StoreFilter};
 use crate::{
-    contracts::ids::{EntityId, Kind},
+    auth::{RequirePermission, graphql::ContextExt, permissions},
+    contracts::{
+        events::ControlAction,
+        ids::{EntityId, Kind},
+    },
     error::ApiError,
     graphql::connection::{
         ConnectionTotal, DEFAULT_PAGE, check_page_size, decode_keyset, encode_keyset,
         page_complexity,
     },
+    graphql::context::RequestId,
     metrics::RequestStats,
+    releases::control::{MAX_REASON_CHARS, ReleaseControl},
 };
 
 /// Largest `offset` accepted (numbered pages further than this are not a use case).
@@ -74,6 +80,85 @@ pub fn parse_release_id(id: &ID) -> async_graphql::Result<EntityId> {
         .extend();
     }
     Ok(id)
+}
+
+/// Release `id` read as the selection asks: its tree when `waves` is selected, else its row.
+async fn release_as_asked(
+    ctx: &Context<'_>,
+    id: &EntityId,
+) -> async_graphql::Result<Option<Release>> {
+    if ctx.look_ahead().field("waves").exists() {
+        return Ok(find_entity(ctx, id).await?.map(Release::Tree));
+    }
+    // Only the release's own fields: its row, no tree.
+    Ok(load_row(ctx, &id.to_string()).await?.map(Release::Row))
+}
+
+/// Release control (permission `release.control`).
+#[derive(Default)]
+pub struct ReleasesMutation;
+
+#[Object]
+impl ReleasesMutation {
+    /// Pauses a running release: no new app deploy starts (the ones under way finish) until
+    /// `resumeRelease`. Pausing a paused release changes nothing. Returns the release as it
+    /// is now; `pendingControl` says `PAUSE` while the signal waits for Temporal.
+    #[graphql(guard = "RequirePermission(permissions::CONTROL_RELEASES)")]
+    async fn pause_release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Release> {
+        control(ctx, &id, ControlAction::Pause, None).await
+    }
+
+    /// Resumes a paused release. Returns the release as it is now.
+    #[graphql(guard = "RequirePermission(permissions::CONTROL_RELEASES)")]
+    async fn resume_release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Release> {
+        control(ctx, &id, ControlAction::Resume, None).await
+    }
+
+    /// Cancels a release with Temporal's cancellation: no new deploy starts, and the nodes
+    /// that had not finished end `CANCELLED`. `reason` (at most 500 characters) is kept with
+    /// the request. Returns the release as it is now.
+    #[graphql(guard = "RequirePermission(permissions::CONTROL_RELEASES)")]
+    async fn cancel_release(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> async_graphql::Result<Release> {
+        control(ctx, &id, ControlAction::Cancel, reason).await
+    }
+}
+
+/// Asks for `action` on release `id`, then reads it as the selection asks.
+#[tracing::instrument(skip_all, fields(release.id = %id.as_str(), control.action = action.as_str()))]
+async fn control(
+    ctx: &Context<'_>,
+    id: &ID,
+    action: ControlAction,
+    reason: Option<String>,
+) -> async_graphql::Result<Release> {
+    let id = parse_release_id(id)?;
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(ApiError::bad_input(
+            "reason",
+            format!("reason must be at most {MAX_REASON_CHARS} characters"),
+        ))
+        .extend();
+    }
+    let correlation = ctx
+        .data_opt::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    ctx.data::<Arc<ReleaseControl>>()?
+        .request(ctx.principal()?, &id, action, reason, &correlation)
+        .await
+        .extend()?;
+    release_as_asked(ctx, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no release {id}")))
+        .extend()
 }
 
 /// The release root fields.
@@ -202,11 +287,7 @@ impl ReleasesQuery {
     /// One release by global ID (`release:{key}`); `null` if there is none.
     async fn release(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Release>> {
         let id = parse_release_id(&id)?;
-        if ctx.look_ahead().field("waves").exists() {
-            return Ok(find_entity(ctx, &id).await?.map(Release::Tree));
-        }
-        // Only the release's own fields: its row, no tree.
-        Ok(load_row(ctx, &id.to_string()).await?.map(Release::Row))
+        release_as_asked(ctx, &id).await
     }
 
     /// Any hierarchy node by global ID; `null` if there is none.

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ID, InputObject, Object, ResultExt, Union};
+use async_graphql::{Context, ID, InputObject, Object, ResultExt, Union, dataloader::DataLoader};
 use chrono::{DateTime, Utc};
 
-use super::loader::load_tree;
+use super::loader::{PendingControlKey, ReleaseLoader, load_tree};
 use crate::releases::store::ReleaseRow;
 use crate::{
     contracts::{
+        events::ControlAction,
         ids::{EntityId, Kind},
         release::RolloutStatus,
     },
@@ -250,6 +251,19 @@ impl Release {
             Self::Row(row) => row.updated_at,
             Self::Tree(entity) => entity.tree.as_of,
         }
+    }
+
+    /// A pause, resume or cancellation asked for and not yet delivered to the workflow (it is
+    /// queued while Temporal is unreachable); `null` when none waits.
+    async fn pending_control(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<ControlAction>> {
+        ctx.data::<DataLoader<ReleaseLoader>>()?
+            .load_one(PendingControlKey(self.own().id.to_owned()))
+            .await
+            .map_err(ApiError::internal)
+            .extend()
     }
 
     /// The waves, in rollout order.

@@ -17,8 +17,8 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, SyncWorkflowContext, WorkflowContext, WorkflowContextView,
-    WorkflowResult,
+    ActivityOptions, ApplicationFailure, SyncWorkflowContext, WorkflowCancellationToken,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
     workflows::{join_all, select},
 };
 
@@ -307,6 +307,77 @@ async fn run_waves(ctx: &WorkflowContext<ReleaseWorkflow>) -> WorkflowResult<Opt
     Ok(None)
 }
 
+/// How the rollout ended.
+enum Outcome {
+    /// It ran to its end: the failure message, if it failed.
+    Ran(WorkflowResult<Option<String>>),
+    /// Temporal's cancellation stopped it, with the reason given.
+    Cancelled(Option<String>),
+}
+
+/// After Temporal's cancellation: no new deploy starts, every node that had not finished
+/// (the deploys cut off and those never started) is `CANCELLED`, the release too, and those
+/// changes are recorded by an activity the cancellation does not reach. The workflow then
+/// ends cancelled.
+async fn cancel(
+    ctx: &WorkflowContext<ReleaseWorkflow>,
+    reason: Option<String>,
+) -> WorkflowResult<RolloutStatus> {
+    let at = now(ctx);
+    let message = match reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        Some(reason) => format!("cancelled: {reason}"),
+        None => "cancelled".to_owned(),
+    };
+    let recorded: Vec<StatusChange> = ctx.state_mut(|s| {
+        let mut open = Vec::new();
+        collect_open(&s.tree, NodePath::Release, &mut open);
+        open.into_iter()
+            .filter_map(|path| {
+                let message = (path == NodePath::Release).then(|| message.clone());
+                s.set_status(path, RolloutStatus::Cancelled, at, message)
+            })
+            .collect()
+    });
+    ctx.execute_activity(
+        ReleaseActivities::record_statuses,
+        recorded,
+        ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+            .cancellation_token(WorkflowCancellationToken::new())
+            .build(),
+    )
+    .await?;
+    Err(WorkflowTermination::cancelled())
+}
+
+/// The paths of every node below (and including) `node` at `path` that has not finished,
+/// children before their parents.
+fn collect_open(node: &Node, path: NodePath, out: &mut Vec<NodePath>) {
+    let waves = node.waves.iter().flatten().enumerate();
+    for (w, wave) in waves {
+        for (c, cluster) in wave.clusters.iter().flatten().enumerate() {
+            if let Some(bundle) = cluster.bundle.as_deref() {
+                for (a, app) in bundle.apps.iter().flatten().enumerate() {
+                    if !app.status.is_terminal() {
+                        out.push(NodePath::App(w, c, a));
+                    }
+                }
+                if !bundle.status.is_terminal() {
+                    out.push(NodePath::Bundle(w, c));
+                }
+            }
+            if !cluster.status.is_terminal() {
+                out.push(NodePath::Cluster(w, c));
+            }
+        }
+        if !wave.status.is_terminal() {
+            out.push(NodePath::Wave(w));
+        }
+    }
+    if path == NodePath::Release && !node.status.is_terminal() {
+        out.push(NodePath::Release);
+    }
+}
+
 /// Records `PAUSED` / `IN_PROGRESS` for the release as the `pause` and `resume` signals arrive.
 async fn watch_pauses(ctx: &WorkflowContext<ReleaseWorkflow>) -> WorkflowResult<()> {
     loop {
@@ -352,9 +423,20 @@ impl ReleaseWorkflow {
         )
         .await?;
 
-        let failure = select! {
-            result = run_waves(ctx).fuse() => result?,
-            result = watch_pauses(ctx).fuse() => { result?; None }
+        let outcome = select! {
+            result = run_waves(ctx).fuse() => Outcome::Ran(result),
+            result = watch_pauses(ctx).fuse() => Outcome::Ran(result.map(|()| None)),
+            reason = ctx.cancelled() => Outcome::Cancelled(reason),
+        };
+        // A deploy cut off by the cancellation ends the rollout with an error: that is the
+        // cancellation too, whichever branch saw it first.
+        let cancellation = ctx.cancellation_token();
+        let failure = match outcome {
+            Outcome::Cancelled(reason) => return cancel(ctx, reason).await,
+            Outcome::Ran(_) if cancellation.is_cancelled() => {
+                return cancel(ctx, cancellation.reason()).await;
+            }
+            Outcome::Ran(result) => result?,
         };
         match failure {
             None => {

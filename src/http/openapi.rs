@@ -1,0 +1,54 @@
+//! The OpenAPI 3.1 document of the REST routes (`/api/openapi.json`), generated from the
+//! handlers and shapes of `auth::rest` and `releases::rest` and the errors of `http::api`.
+
+use axum::Json;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use super::api::{ErrorDetail, ValidationError, ValidationErrors};
+
+/// Adds the bearer scheme every route but login uses.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of the REST routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "temporal-bff REST API",
+        description = "The release BFF's routes, kept for the existing dashboard. GraphQL (`/graphql`) is the full API."
+    ),
+    paths(
+        crate::auth::rest::login,
+        crate::auth::rest::me,
+        crate::releases::rest::list,
+        crate::releases::rest::one,
+        crate::releases::rest::hierarchy,
+        crate::releases::rest::entity,
+    ),
+    components(schemas(ErrorDetail, ValidationErrors, ValidationError)),
+    modifiers(&BearerAuth),
+    tags((name = "auth", description = "Logins"), (name = "releases", description = "Release rollouts"))
+)]
+pub struct ApiDoc;
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
