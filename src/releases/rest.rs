@@ -342,10 +342,7 @@ pub async fn one(
     caller: RestCaller,
     Path(raw): Path<String>,
 ) -> Result<Json<Release>, Detail> {
-    let document = format!("query($id: ID!) {{ release(id: $id) {{ {OWN} }} }}");
-    let data = run(&state, caller, &document, json!({ "id": release_id(&raw) })).await?;
-    found(&data["release"], "Release not found")?;
-    reshape(data["release"].clone())
+    release_with(&state, caller, &raw, OWN).await
 }
 
 /// One release with its whole tree, as nested JSON.
@@ -368,14 +365,24 @@ pub async fn hierarchy(
     caller: RestCaller,
     Path(raw): Path<String>,
 ) -> Result<Json<Hierarchy>, Detail> {
-    let document = format!(
-        "query($id: ID!) {{ release(id: $id) {{ {OWN}
-           waves {{ id key name position status startedAt completedAt {PROGRESS}
-             clusters {{ id key name region status startedAt completedAt {PROGRESS}
-               bundle {{ id key name version status {PROGRESS}
-                 apps {{ id key name version status message startedAt completedAt }} }} }} }} }} }}"
+    let selection = format!(
+        "{OWN} waves {{ id key name position status startedAt completedAt {PROGRESS}
+           clusters {{ id key name region status startedAt completedAt {PROGRESS}
+             bundle {{ id key name version status {PROGRESS}
+               apps {{ id key name version status message startedAt completedAt }} }} }} }}"
     );
-    let data = run(&state, caller, &document, json!({ "id": release_id(&raw) })).await?;
+    release_with(&state, caller, &raw, &selection).await
+}
+
+/// Release `raw` (key or global ID) with `selection`, in the REST shape `T` (404 if none).
+async fn release_with<T: serde::de::DeserializeOwned + Serialize>(
+    state: &AppState,
+    caller: RestCaller,
+    raw: &str,
+    selection: &str,
+) -> Result<Json<T>, Detail> {
+    let document = format!("query($id: ID!) {{ release(id: $id) {{ {selection} }} }}");
+    let data = run(state, caller, &document, json!({ "id": release_id(raw) })).await?;
     found(&data["release"], "Release not found")?;
     reshape(data["release"].clone())
 }
