@@ -46,6 +46,8 @@ pub const VARIABLES: &[&str] = &[
     "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
     "WS_MAX_CONNECTIONS_PER_USER",
     "WS_PING_INTERVAL_MS",
+    "GRAPHIQL",
+    "INTROSPECTION",
     "LOG_LEVEL",
     "LOG_FORMAT",
 ];
@@ -133,6 +135,10 @@ pub struct Config {
     /// How often an idle WebSocket is pinged; one that stays silent for two intervals is
     /// closed (`WS_PING_INTERVAL_MS`).
     pub ws_ping_interval: Duration,
+    /// Whether `GET /graphql` serves GraphiQL (`GRAPHIQL`).
+    pub graphiql: bool,
+    /// Whether callers without a token may introspect the schema (`INTROSPECTION`).
+    pub introspection: bool,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
     pub log_level: String,
     /// Log output format (`LOG_FORMAT`).
@@ -271,6 +277,8 @@ impl Config {
                 _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
             }
         });
+        let graphiql = env.parsed("GRAPHIQL", "true", parse_switch);
+        let introspection = env.parsed("INTROSPECTION", "true", parse_switch);
         let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
                 .map(|_| raw.to_owned())
@@ -317,6 +325,8 @@ impl Config {
                 ws_max_subscriptions: ws_max_subscriptions?,
                 ws_max_connections_per_user: ws_max_connections_per_user?,
                 ws_ping_interval: ws_ping_interval?,
+                graphiql: graphiql?,
+                introspection: introspection?,
                 log_level: log_level?,
                 log_format: log_format?,
             })
@@ -344,6 +354,15 @@ fn read_database_url<F: Fn(&str) -> Option<String>>(
     let raw = env.required("DATABASE_URL")?;
     env.check("DATABASE_URL", parse_database_url(&raw))
         .map(|()| SecretString::from(raw))
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, in any case).
+fn parse_switch(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
 }
 
 fn parse_database_url(raw: &str) -> Result<(), String> {

@@ -111,7 +111,7 @@ pub async fn graphql_post(
 
 /// `GET /graphql`: with `query` or `extensions` in the query string, a GraphQL query (never a
 /// mutation) answered with an `ETag`, so a polling dashboard gets `304` while nothing changed;
-/// without them, GraphiQL.
+/// without them, GraphiQL (404 with `GRAPHIQL=false`).
 #[tracing::instrument(skip_all, fields(graphql.operation = tracing::field::Empty, auth.user = tracing::field::Empty))]
 pub async fn graphql_get(
     State(state): State<AppState>,
@@ -122,6 +122,9 @@ pub async fn graphql_get(
     RawQuery(query): RawQuery,
 ) -> axum::response::Response {
     let Some(request) = query.as_deref().and_then(get_request) else {
+        if !state.config.graphiql {
+            return StatusCode::NOT_FOUND.into_response();
+        }
         return graphiql().await.into_response();
     };
     let request = match request {
@@ -268,6 +271,13 @@ async fn answer(
             field: None,
         }),
         (Verdict::NeedsToken, Err(error)) => Some(error),
+        // A public query is introspection (a public mutation is a login): `INTROSPECTION=false`
+        // keeps the schema from callers without a token.
+        (Verdict::Public, Err(error))
+            if kind == Some(OperationType::Query) && !state.config.introspection =>
+        {
+            Some(error)
+        }
         _ => None,
     };
     if let Some(refusal) = refusal {

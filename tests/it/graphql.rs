@@ -79,3 +79,45 @@ fn schema_graphql_in_the_repo_equals_the_printed_sdl() {
         "schema.graphql is stale: run `cargo run -q -- schema > schema.graphql`"
     );
 }
+
+#[tokio::test]
+async fn in_production_graphiql_can_be_off_and_introspection_kept_for_signed_in_callers() {
+    // Arrange
+    let app = TestApp::spawn_with(&[
+        ("GRAPHIQL", "false".into()),
+        ("INTROSPECTION", "false".into()),
+    ])
+    .await;
+    let token = app.token_for("ada@example.com", None, &[]).await;
+    let introspect = "{ __schema { queryType { name } } }";
+
+    // Act
+    let page = app
+        .http
+        .get(app.url("/graphql"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let anonymous = app.graphql(introspect, json!({})).await;
+    let named = app
+        .post_graphql(json!({ "query": "query Q { __type(name: \"Release\") { name } }", "operationName": "Q" }))
+        .await;
+    let signed_in = app.graphql_as(&token, introspect, json!({})).await;
+    let login = app.login("ada@example.com", crate::harness::PASSWORD).await;
+
+    // Assert
+    assert_eq!(page.status().as_u16(), 404, "no GraphiQL page");
+    for refused in [&anonymous, &named] {
+        assert_eq!(
+            crate::harness::error_code(refused),
+            "UNAUTHENTICATED",
+            "{refused}"
+        );
+        assert!(refused["data"].is_null(), "{refused}");
+    }
+    assert_eq!(signed_in["data"]["__schema"]["queryType"]["name"], "Query");
+    assert!(
+        login["data"]["login"]["token"].is_string(),
+        "logging in still works: {login}"
+    );
+}
