@@ -77,10 +77,11 @@ pub async fn run() -> Result<(), DevError> {
     if env("TEMPORAL_ADDRESS").is_none() {
         let dir = dev_dir.join("temporal");
         tracing::info!(dir = %dir.display(), "starting a local Temporal dev server");
-        let temporal =
-            tokio::task::spawn_blocking(move || LocalTemporal::start(&dir, free_port()?))
-                .await
-                .map_err(|e| DevError::Database(e.to_string()))??;
+        let temporal = tokio::task::spawn_blocking(move || {
+            LocalTemporal::start_with_ui(&dir, free_port()?, free_port()?)
+        })
+        .await
+        .map_err(|e| DevError::Database(e.to_string()))??;
         overrides.insert("TEMPORAL_ADDRESS", temporal.address());
         children.temporal = Some(temporal);
     }
@@ -113,11 +114,25 @@ pub async fn run() -> Result<(), DevError> {
         .await
         .map_err(|e| DevError::Database(format!("seeding demo data: {e}")))?;
     let (listener, app) = crate::bind(config).await?;
-    eprintln!(
-        "\n  temporal-bff dev is up\n  GraphiQL:  http://{host}:{port}/graphql\n  Login:     {} / {} (demo data; local use only)\n  Temporal:  {temporal}\n  Stop with Ctrl-C.\n",
+    let temporal_ui = children
+        .temporal
+        .as_ref()
+        .and_then(|t| t.ui_port)
+        .map_or_else(
+            || "(Temporal was given; its UI is wherever it runs)".to_owned(),
+            |ui| format!("http://127.0.0.1:{ui}"),
+        );
+    // The banner goes out in one write, between blank lines, so no log line cuts into it.
+    let banner = format!(
+        "\n  temporal-bff dev is up\n  GraphiQL:     http://{host}:{port}/graphql\n  Temporal UI:  {temporal_ui}\n  Temporal:     {temporal} (gRPC)\n  Login:        {} / {} (demo data; local use only)\n  Stop with Ctrl-C.\n\n",
         crate::worker::demo::DEMO_ADMIN_EMAIL,
         crate::worker::demo::DEMO_ADMIN_PASSWORD,
     );
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     let result = crate::run_server(listener, app, crate::shutdown_signal()).await;
     if let Err(error) = tokio::task::spawn_blocking(move || worker.stop()).await {
         tracing::warn!(%error, "worker did not stop cleanly");

@@ -292,25 +292,44 @@ pub fn temporal_cli() -> Result<PathBuf, DevStackError> {
     ))
 }
 
-/// A Temporal dev server (`temporal server start-dev --headless`) we started.
+/// A Temporal dev server (`temporal server start-dev`) we started.
 #[derive(Debug)]
 pub struct LocalTemporal {
     /// The gRPC frontend port (127.0.0.1).
     pub port: u16,
+    /// The Web UI's port, when it serves one.
+    pub ui_port: Option<u16>,
     child: Child,
 }
 
 impl LocalTemporal {
-    /// Starts a dev server with its SQLite state in `dir`, on `port`, and waits until it serves.
+    /// Starts a headless dev server with its SQLite state in `dir`, on `port`, and waits until
+    /// it serves (what the tests use).
     pub fn start(dir: &Path, port: u16) -> Result<Self, DevStackError> {
+        Self::launch(dir, port, None)
+    }
+
+    /// Like [`LocalTemporal::start`], with the Web UI the CLI ships on `ui_port` (`dev`).
+    pub fn start_with_ui(dir: &Path, port: u16, ui_port: u16) -> Result<Self, DevStackError> {
+        Self::launch(dir, port, Some(ui_port))
+    }
+
+    fn launch(dir: &Path, port: u16, ui: Option<u16>) -> Result<Self, DevStackError> {
         let cli = temporal_cli()?;
         std::fs::create_dir_all(dir)
             .map_err(|e| DevStackError::Io(format!("creating {}", dir.display()), e))?;
-        let ui_port = free_port()?;
+        let ui_port = match ui {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let log = std::fs::File::create(dir.join("temporal.log"))
             .map_err(|e| DevStackError::Io("creating temporal.log".into(), e))?;
-        let child = Command::new(&cli)
-            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+        let mut command = Command::new(&cli);
+        command.args(["server", "start-dev", "--ip", "127.0.0.1"]);
+        if ui.is_none() {
+            command.arg("--headless");
+        }
+        let child = command
             .args(["--port", &port.to_string()])
             .args(["--ui-port", &ui_port.to_string()])
             .arg("--db-filename")
@@ -324,7 +343,11 @@ impl LocalTemporal {
             .stderr(log)
             .spawn()
             .map_err(|e| DevStackError::Io("starting temporal".into(), e))?;
-        let mut server = Self { port, child };
+        let mut server = Self {
+            port,
+            ui_port: ui,
+            child,
+        };
         if let Err(error) = server.wait_ready(&cli, Duration::from_secs(60)) {
             server.stop();
             return Err(error);
