@@ -22,7 +22,7 @@ use super::{
 use crate::{
     contracts::events::{ControlAction, EventMetadata, QueueFailed},
     events::{self, NewEvent},
-    releases::control::ReleaseControl,
+    releases::control::{self, ReleaseControl},
     temporal::TemporalError,
 };
 
@@ -142,13 +142,13 @@ async fn dispatch(
             if !error.is_retryable() && row.attempts >= MAX_REJECTED_ATTEMPTS =>
         {
             tracing::error!(%error, "Temporal refused the bootstrap start; giving up");
-            fail(starter, &row, error.reason()).await
+            fail(starter, &row, reason(&row, &error)).await
         }
         Err(DispatchError::Start(error)) => {
             // An outage is retried for as long as it lasts: an accepted request is never dropped.
             tracing::warn!(%error, "bootstrap start failed; will retry");
             let wait = backoff(row.attempts, max_backoff);
-            reschedule(starter, instance, &row, error.reason(), wait, 0).await
+            reschedule(starter, instance, &row, reason(&row, &error), wait, 0).await
         }
     };
     if let Err(error) = result {
@@ -158,6 +158,15 @@ async fn dispatch(
 
 /// Puts a claimed row back to `pending`, due after `wait`, with a readable `reason`;
 /// `attempts_delta` corrects the claim's attempt count (-1: this was no real attempt).
+/// The fixed reason stored for a failed attempt: a start's, or a control action's.
+fn reason(row: &QueuedStart, error: &TemporalError) -> &'static str {
+    match (ControlAction::parse(&row.action), error.is_retryable()) {
+        (None, _) => error.reason(),
+        (Some(_), true) => control::UNREACHABLE,
+        (Some(_), false) => control::REFUSED,
+    }
+}
+
 async fn reschedule(
     starter: &BootstrapStarter,
     instance: &str,

@@ -274,9 +274,10 @@ impl ReleaseControl {
 
 /// How long one delivery may wait for Temporal.
 const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-/// The outbox's fixed reasons (never Temporal's text).
-const UNREACHABLE: &str = "Temporal is unreachable; the control action will be delivered later";
-const REFUSED: &str = "Temporal refused the control action: the workflow is not running";
+/// The outbox's fixed reason for a control action Temporal did not take yet (never its text).
+pub const UNREACHABLE: &str = "Temporal is unreachable; the control action will be delivered later";
+/// The outbox's fixed reason for a control action Temporal refused.
+pub const REFUSED: &str = "Temporal refused the control action: the workflow is not running";
 
 /// Why an action was not delivered.
 enum Undelivered {
