@@ -66,6 +66,10 @@ const OUTGOING: usize = 64;
 mod close {
     /// The server is going away (shutdown).
     pub const GOING_AWAY: u16 = 1001;
+    /// Not a WebSocket frame the server can read.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A message over the size limit.
+    pub const TOO_BIG: u16 = 1009;
     /// The server cannot check the caller now; try again later.
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The client stopped answering pings.
@@ -139,8 +143,11 @@ pub async fn graphql_ws(
     upgrade: WebSocketUpgrade,
 ) -> impl IntoResponse {
     let closing = closing.map(|Extension(closing)| closing);
+    // A message is one small GraphQL document: the HTTP body limit applies here too.
     upgrade
         .protocols([PROTOCOL])
+        .max_message_size(super::MAX_BODY_BYTES)
+        .max_frame_size(super::MAX_BODY_BYTES)
         .on_upgrade(move |socket| Connection::new(state, client, closing).run(socket))
 }
 
@@ -234,7 +241,13 @@ impl Connection {
                 .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
             tokio::select! {
                 message = incoming.next() => {
-                    let Some(Ok(message)) = message else { break None };
+                    let message = match message {
+                        Some(Ok(message)) => message,
+                        None => break None,
+                        // The socket layer refuses what breaks its limits (a message over
+                        // MAX_BODY_BYTES) or the protocol; the client hears which.
+                        Some(Err(error)) => break Some(receive_error(&error)),
+                    };
                     last_heard = Instant::now();
                     let text = match message {
                         Message::Text(text) => text,
@@ -533,6 +546,17 @@ fn judge(request: &mut async_graphql::Request) -> Option<ApiError> {
         ));
     }
     None
+}
+
+/// The close for a frame the socket layer refused: too big (1009) or not WebSocket (1002).
+fn receive_error(error: &axum::Error) -> Close {
+    let text = error.to_string();
+    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+        Close::new(close::TOO_BIG, "message too big")
+    } else {
+        tracing::info!(%error, "socket read failed");
+        Close::new(close::PROTOCOL_ERROR, "protocol error")
+    }
 }
 
 /// Resolves when the server starts shutting down (never without a [`Closing`]).
