@@ -72,6 +72,19 @@ impl EventMetadata {
             ..Self::default()
         }
     }
+
+    /// [`EventMetadata::bff`] for what the BFF learned about run `run_id`.
+    pub fn bff_run(
+        workflow_id: &str,
+        workflow_type: &str,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            workflow_run_id: Some(run_id.to_owned()),
+            ..Self::bff(workflow_id, workflow_type, at)
+        }
+    }
 }
 
 /// One node of a new release's tree, as `release.created` lists it (parents first).

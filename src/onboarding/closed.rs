@@ -108,8 +108,12 @@ impl BootstrapCloses {
             at: closed.closed_at,
             close_status: Some(status.to_owned()),
         };
-        let mut metadata = EventMetadata::bff(workflow, &self.workflow_type, closed.closed_at);
-        metadata.workflow_run_id = Some(closed.run_id.clone());
+        let metadata = EventMetadata::bff_run(
+            workflow,
+            &self.workflow_type,
+            &closed.run_id,
+            closed.closed_at,
+        );
         let event = NewEvent::new(
             event_id(&[workflow, &closed.run_id, "organization.bootstrap.failed"]),
             &payload,

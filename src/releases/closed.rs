@@ -4,8 +4,7 @@
 //! rollout stopped, and the projection would show it `IN_PROGRESS` for good. When a read finds a
 //! running release's live tree missing, [`Closes::suspect`] asks Temporal, in the background,
 //! whether the workflow's latest run closed; a low-rate reconciler ([`Closes::reconcile`], run by
-//! `server`) does
-//! the same for open releases nobody reads, with one visibility query per pass. Either way the
+//! `server`) does the same for open releases nobody reads, with one visibility query per pass. Either way the
 //! close is recorded as a `release.workflow_closed` event carrying Temporal's close status,
 //! reason and time, which the projection folds (the release ends `CANCELLED` or `FAILED`).
 //!
@@ -100,8 +99,12 @@ impl Closes {
         let aggregate = EntityId::parse(release)
             .map(|id| id.aggregate_id())
             .unwrap_or_else(|_| events::event_id(&[release]));
-        let mut metadata = EventMetadata::bff(workflow, "ReleaseWorkflow", closed.closed_at);
-        metadata.workflow_run_id = Some(closed.run_id.clone());
+        let metadata = EventMetadata::bff_run(
+            workflow,
+            "ReleaseWorkflow",
+            &closed.run_id,
+            closed.closed_at,
+        );
         let event = NewEvent::new(
             event_id(&[workflow, &closed.run_id, "release.workflow_closed"]),
             &payload,

@@ -37,7 +37,7 @@ const WORKFLOW_TYPE: &str = "ReleaseWorkflow";
 pub const MAX_REASON_CHARS: usize = 500;
 
 /// What became of a control request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlStatus {
     /// Delivered to the workflow.
     Delivered,

@@ -151,10 +151,13 @@ async fn control(
         .data_opt::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-    ctx.data::<Arc<ReleaseControl>>()?
+    let status = ctx
+        .data::<Arc<ReleaseControl>>()?
         .request(ctx.principal()?, &id, action, reason, &correlation)
         .await
         .extend()?;
+    // The answer shows it too: `pendingControl` while queued, the new status once applied.
+    tracing::info!(control.status = ?status, "release control requested");
     release_as_asked(ctx, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no release {id}")))
