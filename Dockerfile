@@ -14,6 +14,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+COPY assets ./assets
 # Declared targets must exist for cargo to read the manifest, even when not built.
 COPY tests ./tests
 COPY bench ./bench

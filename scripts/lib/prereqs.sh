@@ -143,6 +143,28 @@ ensure_ws_client() {
   fi
 }
 
+# The browser the GraphiQL test drives: Debian's Chromium, present only when it renders a page
+# headless, and playwright-core from tests/browser/package-lock.json. Exports CHROMIUM.
+probe_chromium() {
+  "$1" --headless --no-sandbox --disable-gpu --dump-dom 'data:text/html,<p>ok</p>' 2>/dev/null | grep -q '<p>ok</p>'
+}
+
+ensure_browser() {
+  CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+  if ! probe_chromium "$CHROMIUM"; then
+    log "installing Chromium (Debian's chromium)"
+    apt_install chromium
+    CHROMIUM=/usr/bin/chromium
+    probe_chromium "$CHROMIUM" || die "chromium does not render a page headless after installing it"
+  fi
+  export CHROMIUM
+  if ! (cd tests/browser && node --input-type=module -e "await import('playwright-core')") >/dev/null 2>&1; then
+    log "installing playwright-core (npm ci in tests/browser)"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || die "npm ci failed in tests/browser"
+  fi
+}
+
 # openapi-spec-validator (PyPI), which the REST tests run on /api/openapi.json: present only when
 # python3 can import it.
 ensure_openapi_validator() {

@@ -152,7 +152,9 @@ impl TokenService {
     /// Reads an `Authorization` header value (`Bearer <token>`) into an [`super::Authentication`].
     pub fn authenticate(&self, header: Option<&str>) -> super::Authentication {
         use super::Authentication;
-        let Some(header) = header else {
+        // A bearer scheme with no token at all (GraphiQL's headers pane before one is pasted
+        // in) carries no credentials, unlike a token that fails its checks.
+        let Some(header) = header.filter(|h| !h.trim().eq_ignore_ascii_case("bearer")) else {
             return Authentication::Anonymous;
         };
         match bearer(header) {

@@ -8,15 +8,13 @@
 
 use std::{collections::HashMap, io::Write, sync::Arc};
 
-use async_graphql::{
-    ErrorExtensions, Response, ServerError, http::GraphiQLSource, parser::types::OperationType,
-};
+use async_graphql::{ErrorExtensions, Response, ServerError, parser::types::OperationType};
 use axum::{
     Extension,
     body::Bytes,
     extract::{FromRequest, RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse},
+    response::IntoResponse,
 };
 use tower_http::request_id::RequestId as HttpRequestId;
 
@@ -125,7 +123,7 @@ pub async fn graphql_get(
         if !state.config.graphiql {
             return StatusCode::NOT_FOUND.into_response();
         }
-        return graphiql().await.into_response();
+        return super::graphiql::page();
     };
     let request = match request {
         Ok(request) => request,
@@ -557,16 +555,4 @@ impl Write for CappedBuffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// `GET /graphql`: the GraphiQL explorer (subscriptions over `/graphql/ws`).
-pub async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            // GraphiQL's fetcher sends the headers pane as connection_init's payload.
-            .subscription_endpoint("/graphql/ws")
-            .title("temporal-bff")
-            .finish(),
-    )
 }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod client;
 pub mod conditional;
+mod graphiql;
 pub mod graphql;
 mod health;
 pub mod openapi;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
             get(graphql::graphql_get).post(graphql::graphql_post),
         )
         .route("/graphql/ws", get(ws::graphql_ws))
+        .route("/graphql/assets/{file}", get(graphiql::asset))
         .with_state(state)
         .layer(axum::middleware::from_fn(server_timing))
         .layer(middleware);

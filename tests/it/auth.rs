@@ -102,6 +102,7 @@ async fn every_kind_of_bad_token_is_unauthenticated_and_gets_no_data() {
     );
     let cases: Vec<(&str, Option<String>)> = vec![
         ("no token", None),
+        ("an empty bearer token", Some("Bearer ".into())),
         ("garbage", Some("Bearer not.a.jwt".into())),
         (
             "not bearer",
@@ -153,6 +154,27 @@ async fn every_kind_of_bad_token_is_unauthenticated_and_gets_no_data() {
             "{case}: no data may be returned: {body}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_empty_bearer_token_counts_as_no_token_so_graphiqls_prefilled_header_can_log_in() {
+    // Arrange: GraphiQL's headers pane starts as {"Authorization": "Bearer "}.
+    let app = TestApp::spawn().await;
+    app.create_user("grace@example.com", None, &[]).await;
+    let login = "mutation($email: String!, $password: String!) { login(email: $email, password: $password) { token } }";
+
+    // Act
+    let body = app
+        .graphql_with_auth(
+            "Bearer ",
+            login,
+            json!({ "email": "grace@example.com", "password": PASSWORD }),
+        )
+        .await;
+
+    // Assert
+    let token = body["data"]["login"]["token"].as_str().unwrap_or_default();
+    assert!(!token.is_empty(), "{body}");
 }
 
 #[tokio::test]

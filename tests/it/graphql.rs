@@ -1,25 +1,9 @@
-//! The GraphQL endpoint, GraphiQL and the committed schema.
+//! The GraphQL endpoint, the production switches and the committed schema (GraphiQL itself:
+//! `graphiql.rs`).
 
 use serde_json::json;
 
 use crate::harness::TestApp;
-
-#[tokio::test]
-async fn graphiql_is_served_on_get_graphql() {
-    let app = TestApp::spawn().await;
-
-    let response = app
-        .http
-        .get(app.url("/graphql"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    assert_eq!(response.status().as_u16(), 200);
-    let page = response.text().await.unwrap_or_default();
-    assert!(page.contains("graphiql"), "not a GraphiQL page");
-    assert!(page.contains("/graphql"), "GraphiQL must point at /graphql");
-}
 
 #[tokio::test]
 async fn a_query_is_answered_over_http() {
@@ -98,6 +82,12 @@ async fn in_production_graphiql_can_be_off_and_introspection_kept_for_signed_in_
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let asset = app
+        .http
+        .get(app.url("/graphql/assets/graphiql-3.9.0.min.js"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let anonymous = app.graphql(introspect, json!({})).await;
     let named = app
         .post_graphql(json!({ "query": "query Q { __type(name: \"Release\") { name } }", "operationName": "Q" }))
@@ -107,6 +97,7 @@ async fn in_production_graphiql_can_be_off_and_introspection_kept_for_signed_in_
 
     // Assert
     assert_eq!(page.status().as_u16(), 404, "no GraphiQL page");
+    assert_eq!(asset.status().as_u16(), 404, "nor its assets");
     for refused in [&anonymous, &named] {
         assert_eq!(
             crate::harness::error_code(refused),

@@ -9,6 +9,7 @@ mod config;
 mod contracts;
 mod event_store;
 mod front_door;
+mod graphiql;
 mod graphql;
 mod health;
 mod hostile;

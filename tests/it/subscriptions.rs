@@ -594,13 +594,9 @@ async fn a_list_view_hears_which_release_changed_only_for_its_filter() {
 }
 
 #[tokio::test]
-async fn the_schema_and_graphiql_offer_the_subscriptions() {
-    // Arrange
-    let app = TestApp::spawn().await;
-
-    // Act
+async fn the_schema_offers_the_subscriptions() {
+    // Act (GraphiQL running one in a browser: `graphiql.rs`)
     let sdl = temporal_bff::graphql::sdl();
-    let page = app.get_text(&app.url("/graphql")).await;
 
     // Assert
     for field in [
@@ -610,10 +606,6 @@ async fn the_schema_and_graphiql_offer_the_subscriptions() {
     ] {
         assert!(sdl.contains(field), "{field} missing from the schema");
     }
-    assert!(
-        page.contains("/graphql/ws"),
-        "GraphiQL subscribes over /graphql/ws"
-    );
 }
 
 /// A raw WebSocket on `/graphql/ws`, for what the real client would never send.

@@ -1,0 +1,123 @@
+// Drives GraphiQL at <base>/graphql in headless Chromium the way a person would: log in with
+// the login mutation, paste the token into the headers pane, run a release query, start a
+// subscription. Prints one JSON line per step on stdout; waits for a line on stdin where the
+// test must act (after "subscribed": change the release). Fails on any console error, page
+// error, or request to another host. Usage: node graphiql.mjs '<plan json>'
+//   plan: { base, email, password, releaseId, screenshot, chromium }
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+
+const plan = JSON.parse(process.argv[2]);
+const base = new URL(plan.base);
+const problems = [];
+const stdin = createInterface({ input: process.stdin });
+const nextLine = () => new Promise((resolve) => stdin.once("line", resolve));
+const say = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
+
+const browser = await chromium.launch({
+  executablePath: plan.chromium,
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("request", (request) => {
+    const url = new URL(request.url());
+    if (url.protocol !== "data:" && url.host !== base.host) {
+      problems.push(`request to another host: ${request.url()}`);
+    }
+  });
+
+  const response = await page.goto(new URL("/graphql", base).toString());
+  say("opened", { status: response.status(), csp: response.headers()["content-security-policy"] ?? null });
+  await page.waitForSelector(".graphiql-query-editor .CodeMirror");
+
+  // CodeMirror 5 holds each editor's text; setting it is what typing ends in, without the
+  // editor's auto-closed brackets getting in the way.
+  const setEditor = (selector, text) =>
+    page.evaluate(([s, t]) => document.querySelector(s).CodeMirror.setValue(t), [selector, text]);
+  const editorText = (selector) =>
+    page.evaluate((s) => document.querySelector(s)?.CodeMirror.getValue() ?? null, selector);
+  const resultText = () => editorText(".result-window .CodeMirror");
+  // Waits until the result pane holds JSON that `done` accepts (checked here, not in the page:
+  // the page's CSP rightly refuses to compile code).
+  const resultWhere = async (done) => {
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      try {
+        const json = JSON.parse(await resultText());
+        if (done(json)) return json;
+      } catch {
+        // Empty or half-written: look again.
+      }
+      if (Date.now() > deadline) throw new Error(`no such result; the pane says: ${await resultText()}`);
+      await page.waitForTimeout(100);
+    }
+  };
+  // Runs the query editor's one operation and waits for its result.
+  // GraphiQL parses an edit (operation names) and stores it in the same debounced step, so the
+  // stored query equal to the text means it will run what the editor shows.
+  const run = async (query, done) => {
+    await setEditor(".graphiql-query-editor .CodeMirror", query);
+    await page.waitForFunction((q) => localStorage.getItem("graphiql:query") === q, query, { polling: 50 });
+    await page.click(".graphiql-execute-button");
+    return resultWhere(done);
+  };
+
+  // The headers pane opens with the Authorization header to fill in.
+  const headersEditor = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror";
+  await page.getByRole("button", { name: "Headers" }).click();
+  say("headers", { text: await editorText(headersEditor) });
+
+  const login = await run(
+    `mutation Login { login(email: ${JSON.stringify(plan.email)}, password: ${JSON.stringify(plan.password)}) { token } }`,
+    (r) => r.data?.login || r.errors,
+  );
+  say("login", { result: login });
+  const token = login.data.login.token;
+
+  await setEditor(headersEditor, JSON.stringify({ Authorization: `Bearer ${token}` }, null, 2));
+  const release = await run(
+    `query Release { release(id: ${JSON.stringify(plan.releaseId)}) { id name status } }`,
+    (r) => r.data?.release !== undefined || r.errors,
+  );
+  say("release", { result: release });
+
+  // A subscription over /graphql/ws, the headers pane as connection_init's payload.
+  const first = await run(
+    `subscription Live { releaseUpdated(id: ${JSON.stringify(plan.releaseId)}) { id status } }`,
+    (r) => r.data?.releaseUpdated || r.errors,
+  );
+  say("subscribed", { result: first });
+  const wanted = await nextLine();
+  const update = await resultWhere((r) => r.data?.releaseUpdated?.status === wanted.trim());
+  say("pushed", { result: update });
+
+  // The explorer plugin lists the schema's root fields.
+  await page.getByRole("button", { name: "Show GraphiQL Explorer" }).click();
+  const explorer = await page.waitForSelector(".graphiql-explorer-root");
+  say("explorer", { text: (await explorer.innerText()).slice(0, 2000) });
+
+  await page.screenshot({ path: plan.screenshot, fullPage: true });
+  say("done", { problems });
+} catch (error) {
+  say("failed", { error: String(error?.stack ?? error), problems });
+  await browser.contexts()[0]?.pages()[0]?.screenshot({ path: plan.screenshot }).catch(() => {});
+  process.exitCode = 1;
+} finally {
+  stdin.close();
+  await browser.close();
+}

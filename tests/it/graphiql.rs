@@ -1,0 +1,171 @@
+//! GraphiQL as a person uses it: the page and its vendored assets from the binary, driven in
+//! Debian's headless Chromium by Playwright (`tests/browser/graphiql.mjs`).
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::Command,
+};
+
+use crate::{
+    harness::{PASSWORD, TestApp},
+    subscriptions::{foreign_release, set_status},
+};
+
+/// Longest wait for one step of the browser script.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_person_logs_in_pastes_the_token_and_reads_and_follows_a_release_in_graphiql() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.create_user("explorer@example.com", None, &[]).await;
+    let release = foreign_release(&app, 2).await;
+    let screenshot = concat!(env!("CARGO_TARGET_TMPDIR"), "/graphiql.png");
+    let plan = json!({
+        "base": app.url("/"),
+        "email": "explorer@example.com",
+        "password": PASSWORD,
+        "releaseId": release,
+        "screenshot": screenshot,
+        "chromium": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/graphiql.mjs");
+    let mut browser = Command::new("node")
+        .arg(script)
+        .arg(plan.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (scripts/test installs it): {e}"));
+    let mut stdin = browser.stdin.take().unwrap_or_else(|| panic!("piped"));
+    let stdout = browser.stdout.take().unwrap_or_else(|| panic!("piped"));
+    let mut lines = BufReader::new(stdout).lines();
+
+    // Act: the script reports each step; the release changes once the subscription is on.
+    let mut steps = serde_json::Map::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(STEP_TIMEOUT, lines.next_line()).await {
+        let step: Value = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "step": line }));
+        let name = step["step"].as_str().unwrap_or_default().to_owned();
+        if name == "subscribed" {
+            set_status(&app, &release, "release", "PAUSED").await;
+            let _ = stdin.write_all(b"PAUSED\n").await;
+        }
+        steps.insert(name, step);
+    }
+    let exit = browser.wait().await;
+
+    // Assert
+    let steps = Value::Object(steps);
+    assert!(
+        steps.get("failed").is_none(),
+        "the browser script failed: {steps:#}"
+    );
+    assert!(exit.is_ok_and(|s| s.success()), "{steps:#}");
+    assert_eq!(steps["opened"]["status"], 200, "{steps:#}");
+    let csp = steps["opened"]["csp"].as_str().unwrap_or_default();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let headers: Value =
+        serde_json::from_str(steps["headers"]["text"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+    assert_eq!(headers, json!({ "Authorization": "Bearer " }));
+    assert!(
+        steps["login"]["result"]["data"]["login"]["token"].is_string(),
+        "{steps:#}"
+    );
+    let read = &steps["release"]["result"]["data"]["release"];
+    assert_eq!(read["id"], release.as_str(), "{steps:#}");
+    assert_eq!(read["status"], "IN_PROGRESS", "{steps:#}");
+    let live = &steps["subscribed"]["result"]["data"]["releaseUpdated"];
+    assert_eq!(live["id"], release.as_str(), "{steps:#}");
+    assert_eq!(
+        steps["pushed"]["result"]["data"]["releaseUpdated"]["status"], "PAUSED",
+        "{steps:#}"
+    );
+    assert!(
+        steps["explorer"]["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("releases")),
+        "{steps:#}"
+    );
+    assert_eq!(
+        steps["done"]["problems"],
+        json!([]),
+        "console errors or foreign requests"
+    );
+    assert!(std::path::Path::new(screenshot).exists());
+    eprintln!("GraphiQL screenshot: {screenshot}");
+}
+
+#[tokio::test]
+async fn every_asset_the_page_links_is_served_from_the_binary_with_a_year_of_caching() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let page = app
+        .http
+        .get(app.url("/graphql"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let html = page.text().await.unwrap_or_default();
+    let assets: Vec<&str> = html
+        .split('"')
+        .filter(|part| part.starts_with("graphql/assets/"))
+        .collect();
+
+    // Act
+    let mut answers = Vec::new();
+    for asset in &assets {
+        let response = app
+            .http
+            .get(app.url(&format!("/{asset}")))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        answers.push((
+            *asset,
+            response.status().as_u16(),
+            header("cache-control"),
+            header("content-type"),
+        ));
+    }
+    let unknown = app
+        .http
+        .get(app.url("/graphql/assets/..%2FCargo.toml"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+
+    // Assert
+    assert_eq!(assets.len(), 6, "{html}");
+    for (asset, status, cache, content_type) in answers {
+        assert_eq!(status, 200, "{asset}");
+        assert!(cache.contains("max-age=31536000"), "{asset}: {cache}");
+        let kind = if asset.ends_with(".css") {
+            "text/css"
+        } else {
+            "text/javascript"
+        };
+        assert!(content_type.starts_with(kind), "{asset}: {content_type}");
+    }
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
+    assert_eq!(unknown.ok(), Some(404));
+}
