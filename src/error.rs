@@ -50,6 +50,26 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// Every `extensions.code` the service returns.
+pub const CODES: [&str; 8] = [
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "BAD_USER_INPUT",
+    "RATE_LIMITED",
+    "UNAVAILABLE",
+    "INTERNAL",
+    "PERSISTED_QUERY_NOT_FOUND",
+];
+
+/// `code` as one of [`CODES`], or `OTHER`: a metric label that cannot grow without bound.
+pub fn known_code(code: &str) -> &'static str {
+    CODES
+        .into_iter()
+        .find(|known| *known == code)
+        .unwrap_or("OTHER")
+}
+
 impl ApiError {
     /// The stable `extensions.code` of this error.
     pub fn code(&self) -> &'static str {

@@ -56,9 +56,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let temporal = temporal::TemporalHandle::spawn(&config);
     let tokens = auth::token::TokenService::new(&config);
     let metrics = Arc::new(metrics::Metrics::default());
+    let hasher = auth::password::Hasher::new();
+    metrics.register(Box::new(hasher.queue_depth()));
+    metrics.register(Box::new(temporal::CALLS.clone()));
     let login = auth::LoginService::new(
         db.clone(),
-        auth::password::Hasher::new(),
+        hasher,
         tokens.clone(),
         auth::throttle::ThrottlePolicy {
             max_failures: config.login_max_failures,
@@ -133,6 +136,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         Arc::clone(&control),
         wake,
         config.dispatch_max_backoff,
+        Arc::clone(&metrics),
     );
     spawn_housekeeping(db.clone());
     let schema = graphql::schema_builder()

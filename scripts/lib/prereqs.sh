@@ -165,6 +165,32 @@ ensure_browser() {
   fi
 }
 
+# promtool, which the metrics test runs on /metrics: a working one on PATH, else the one in
+# Debian's prometheus package, unpacked into a tools dir of our own (not installed, so no
+# Prometheus server is set up or started). Exports PROMTOOL.
+ensure_promtool() {
+  local tools candidate work
+  tools="${XDG_CACHE_HOME:-$HOME/.cache}/temporal-bff/tools/prometheus"
+  for candidate in "$(command -v promtool 2>/dev/null || true)" "$tools/usr/bin/promtool"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --version >/dev/null 2>&1; then
+      export PROMTOOL=$candidate
+      return 0
+    fi
+  done
+  log "unpacking promtool from Debian's prometheus package"
+  if [ -z "$apt_updated" ]; then
+    as_root apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  work=$(mktemp -d)
+  (cd "$work" && apt-get download -qq prometheus >/dev/null 2>&1) || die "apt-get download prometheus failed"
+  mkdir -p "$tools"
+  dpkg-deb -x "$work"/prometheus_*.deb "$tools"
+  rm -rf "$work"
+  "$tools/usr/bin/promtool" --version >/dev/null 2>&1 || die "promtool from the prometheus package does not run"
+  export PROMTOOL="$tools/usr/bin/promtool"
+}
+
 # openapi-spec-validator (PyPI), which the REST tests run on /api/openapi.json: present only when
 # python3 can import it.
 ensure_openapi_validator() {

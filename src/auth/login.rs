@@ -105,6 +105,23 @@ impl LoginService {
         password: SecretString,
         client: IpAddr,
     ) -> Result<LoggedIn, LoginError> {
+        let result = self.attempt(email, password, client).await;
+        self.metrics.login(match &result {
+            Ok(_) => "success",
+            Err(LoginError::InvalidCredentials | LoginError::BadInput(_)) => "failure",
+            Err(LoginError::Throttled { .. }) => "throttled",
+            Err(LoginError::Busy) => "busy",
+            Err(LoginError::Internal(_)) => "error",
+        });
+        result
+    }
+
+    async fn attempt(
+        &self,
+        email: &str,
+        password: SecretString,
+        client: IpAddr,
+    ) -> Result<LoggedIn, LoginError> {
         use secrecy::ExposeSecret;
         let email = Email::parse(email).map_err(|_| LoginError::InvalidCredentials)?;
         if password.expose_secret().len() > MAX_PASSWORD_LEN {

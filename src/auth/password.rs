@@ -77,6 +77,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Hasher {
     jobs: mpsc::SyncSender<Job>,
     dummy: Arc<OnceCell<String>>,
+    /// Jobs waiting for a hashing thread (`/metrics`).
+    queued: prometheus::IntGauge,
 }
 
 /// Lowers the calling thread's priority to [`HASH_NICE`].
@@ -129,7 +131,16 @@ impl Hasher {
         Self {
             jobs,
             dummy: Arc::new(OnceCell::new()),
+            queued: crate::metrics::gauge(
+                "bff_password_hash_queue_depth",
+                "Password hashing jobs waiting for a hashing thread (logins past the queue's bound are refused as busy).",
+            ),
         }
+    }
+
+    /// The gauge of jobs waiting for a hashing thread, to register with the app's metrics.
+    pub fn queue_depth(&self) -> prometheus::IntGauge {
+        self.queued.clone()
     }
 
     async fn run<T: Send + 'static>(
@@ -138,17 +149,24 @@ impl Hasher {
     ) -> Result<T, HashError> {
         let (done, result) = oneshot::channel();
         let deadline = Instant::now() + JOB_DEADLINE;
+        let queued = self.queued.clone();
         let job: Job = Box::new(move || {
+            queued.dec();
             // Nobody waits any more, or too late to be of use: skip the work.
             if done.is_closed() || Instant::now() >= deadline {
                 return;
             }
             let _ = done.send(job());
         });
-        self.jobs.try_send(job).map_err(|error| match error {
-            mpsc::TrySendError::Full(_) => HashError::Busy,
-            mpsc::TrySendError::Disconnected(_) => {
-                HashError::Failed("hashing threads are gone".into())
+        // Counted before it is sent, so a thread taking it at once never sees the gauge below 0.
+        self.queued.inc();
+        self.jobs.try_send(job).map_err(|error| {
+            self.queued.dec();
+            match error {
+                mpsc::TrySendError::Full(_) => HashError::Busy,
+                mpsc::TrySendError::Disconnected(_) => {
+                    HashError::Failed("hashing threads are gone".into())
+                }
             }
         })?;
         match tokio::time::timeout_at(deadline.into(), result).await {

@@ -183,12 +183,69 @@ fn get_request(query_string: &str) -> Option<Result<async_graphql::Request, &'st
     Some(request)
 }
 
-/// Answers one request, whichever way it came.
+/// Answers one GraphQL request over HTTP, then logs its one line (operation and caller from
+/// the span, duration, SQL and Temporal counts, error codes) and records its metrics.
 async fn answer(
+    state: &AppState,
+    asker: Asker,
+    request: async_graphql::Request,
+    transport: Transport,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let named = request.operation_name.clone();
+    let mut report = Report::default();
+    let response = run(state, asker, request, transport, &mut report).await;
+    let elapsed = started.elapsed();
+    let operation = named.or(report.operation.take());
+    state
+        .metrics
+        .graphql_operation(operation.as_deref(), &report.codes, elapsed.as_secs_f64());
+    tracing::info!(
+        graphql.duration_ms = elapsed.as_secs_f64() * 1e3,
+        graphql.sql_statements = report.sql,
+        graphql.temporal_queries = report.temporal,
+        graphql.error_codes = %report.codes.join(","),
+        http.status = response.status().as_u16(),
+        "graphql request done"
+    );
+    response
+}
+
+/// What a GraphQL request ended with, for its log line and metrics.
+#[derive(Default)]
+struct Report {
+    /// The lone operation's name, when the request named none.
+    operation: Option<String>,
+    codes: Vec<&'static str>,
+    sql: u64,
+    temporal: u64,
+}
+
+impl Report {
+    /// Notes the codes of `response`'s errors.
+    fn note(&mut self, response: &Response) {
+        for error in &response.errors {
+            let code = error.extensions.as_ref().and_then(|e| e.get("code"));
+            if let Some(async_graphql::Value::String(code)) = code {
+                self.codes.push(crate::error::known_code(code));
+            }
+        }
+    }
+
+    /// Notes `response`'s codes and encodes it.
+    fn encode(&mut self, response: Response, max_bytes: usize) -> axum::response::Response {
+        self.note(&response);
+        encode_response(response, max_bytes)
+    }
+}
+
+/// Answers one request, whichever way it came.
+async fn run(
     state: &AppState,
     asker: Asker,
     mut request: async_graphql::Request,
     transport: Transport,
+    report: &mut Report,
 ) -> axum::response::Response {
     let Asker {
         authentication,
@@ -228,9 +285,9 @@ async fn answer(
     {
         Lookup::None => {}
         Lookup::Found(document) => request.query = document,
-        Lookup::NotFound => return encode_response(persisted_not_found(), max_bytes),
+        Lookup::NotFound => return report.encode(persisted_not_found(), max_bytes),
         Lookup::Mismatch => {
-            return encode_response(
+            return report.encode(
                 refused(&ApiError::bad_input(
                     "extensions.persistedQuery.sha256Hash",
                     "the query's SHA-256 is not the hash sent with it",
@@ -241,11 +298,19 @@ async fn answer(
     }
 
     let (verdict, parse_error, kind) = match request.parsed_query() {
-        Ok(document) => (
-            gate::judge(Some(document), operation_name.as_deref()),
-            None,
-            gate::operation_type(document, operation_name.as_deref()),
-        ),
+        Ok(document) => {
+            if operation_name.is_none() {
+                report.operation = lone_operation_name(document).map(str::to_owned);
+                if let Some(name) = &report.operation {
+                    span.record("graphql.operation", name.as_str());
+                }
+            }
+            (
+                gate::judge(Some(document), operation_name.as_deref()),
+                None,
+                gate::operation_type(document, operation_name.as_deref()),
+            )
+        }
         Err(error) => (
             gate::judge(None, operation_name.as_deref()),
             Some(error),
@@ -279,16 +344,16 @@ async fn answer(
         _ => None,
     };
     if let Some(refusal) = refusal {
-        return encode_response(refused(&refusal), max_bytes);
+        return report.encode(refused(&refusal), max_bytes);
     }
     if let Some(error) = parse_error {
-        return encode_response(
+        return report.encode(
             Response::from_errors(vec![with_code(error, "BAD_USER_INPUT")]),
             max_bytes,
         );
     }
     if matches!(transport, Transport::Get { .. }) && kind != Some(OperationType::Query) {
-        let mut response = encode_response(
+        let mut response = report.encode(
             refused(&ApiError::BadUserInput {
                 message: "GET runs queries only: send mutations with POST".to_owned(),
                 field: None,
@@ -357,12 +422,9 @@ async fn answer(
         .execute(with_request_data(state, request, asker, &stats, &reads))
         .await;
     let (sql, temporal) = stats.totals();
-    tracing::info!(
-        graphql.sql_statements = sql,
-        graphql.temporal_queries = temporal,
-        "graphql request done"
-    );
+    (report.sql, report.temporal) = (sql, temporal);
     let response = with_codes(response);
+    report.note(&response);
     let cacheable = response.errors.is_empty();
     let body = encode(response, max_bytes);
     match poll {
@@ -439,6 +501,21 @@ fn rejected(status: StatusCode, message: &str) -> axum::response::Response {
 }
 
 /// A GraphQL name (`[_A-Za-z][_0-9A-Za-z]*`), short enough to log.
+/// The name of `document`'s one operation when the request named none (a named operation is
+/// kept by name even when alone): what the log line and the metrics call it.
+fn lone_operation_name(
+    document: &async_graphql::parser::types::ExecutableDocument,
+) -> Option<&str> {
+    match &document.operations {
+        async_graphql::parser::types::DocumentOperations::Multiple(operations)
+            if operations.len() == 1 =>
+        {
+            operations.keys().next().map(|name| name.as_str())
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn is_plain_name(name: &str) -> bool {
     name.len() <= 64
         && name.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic())
@@ -554,5 +631,27 @@ impl Write for CappedBuffer {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_of(query: &str) -> Option<String> {
+        let document = async_graphql::parser::parse_query(query).ok()?;
+        lone_operation_name(&document).map(str::to_owned)
+    }
+
+    #[test]
+    fn a_lone_named_operation_is_known_by_its_name() {
+        assert_eq!(name_of("query Tree { version }").as_deref(), Some("Tree"));
+        assert_eq!(
+            name_of("# a comment\n  mutation   Login($e: String) { version }").as_deref(),
+            Some("Login")
+        );
+        assert_eq!(name_of("{ version }"), None);
+        assert_eq!(name_of("query { version }"), None);
+        assert_eq!(name_of("query A { version } query B { version }"), None);
     }
 }

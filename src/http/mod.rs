@@ -6,6 +6,7 @@ pub mod conditional;
 mod graphiql;
 pub mod graphql;
 mod health;
+mod metrics;
 pub mod openapi;
 pub mod persisted;
 pub mod ws;
@@ -73,7 +74,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .route(
             "/api/auth/login",
             axum::routing::post(crate::auth::rest::login),
@@ -104,28 +105,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/graphql/assets/{file}", get(graphiql::asset))
-        .with_state(state)
-        .layer(axum::middleware::from_fn(server_timing))
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, observe))
         .layer(middleware);
     match cors {
         Some(cors) => router.layer(cors),
         None => router,
     }
-}
-
-/// `GET /metrics`: the process's counters and the release cache, as Prometheus text.
-async fn metrics(State(state): State<AppState>) -> String {
-    let (releases, bytes) = state.release_cache.usage();
-    format!(
-        "{}# HELP bff_release_cache_hits_total Release reads answered from the closed-release cache.\n\
-         # TYPE bff_release_cache_hits_total counter\nbff_release_cache_hits_total {}\n\
-         # HELP bff_release_cache_releases Closed releases kept in memory.\n\
-         # TYPE bff_release_cache_releases gauge\nbff_release_cache_releases {releases}\n\
-         # HELP bff_release_cache_bytes Estimated bytes of the closed releases kept in memory.\n\
-         # TYPE bff_release_cache_bytes gauge\nbff_release_cache_bytes {bytes}\n",
-        state.metrics.render(),
-        state.release_cache.hits(),
-    )
 }
 
 /// CORS for the configured origins; none configured means no CORS headers (same-origin only).
@@ -172,15 +158,26 @@ async fn drop_unsafe_request_id(
     next.run(request).await
 }
 
-/// Adds `Server-Timing: app;dur=<ms>`: the time the server spent on the request (execution and
+/// Records the request in `bff_http_request_duration_seconds` by route pattern and status, and
+/// adds `Server-Timing: app;dur=<ms>`: the time the server spent on the request (execution and
 /// serialization), visible in browser dev tools and used by the benchmarks.
-async fn server_timing(
+async fn observe(
+    State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
+    // The pattern, never the path: IDs in paths would make a series per release.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let mut response = next.run(request).await;
-    let value = format!("app;dur={:.3}", started.elapsed().as_secs_f64() * 1e3);
+    let elapsed = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .http_request(&route, response.status().as_u16(), elapsed);
+    let value = format!("app;dur={:.3}", elapsed * 1e3);
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert("server-timing", value);
     }

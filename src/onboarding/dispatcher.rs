@@ -22,6 +22,7 @@ use super::{
 use crate::{
     contracts::events::{ControlAction, EventMetadata, QueueFailed},
     events::{self, NewEvent},
+    metrics::Metrics,
     releases::control::{self, ReleaseControl},
     temporal::TemporalError,
 };
@@ -43,6 +44,7 @@ pub fn spawn(
     control: Arc<ReleaseControl>,
     wake: Arc<Notify>,
     max_backoff: Duration,
+    metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
     let instance = format!("{}-{}", std::process::id(), Uuid::new_v4().simple());
     tokio::spawn(async move {
@@ -57,7 +59,9 @@ pub fn spawn(
             let worked = !due.is_empty();
             for row in due {
                 match store::renew_claim(starter.db(), &instance, row.id).await {
-                    Ok(true) => dispatch(&starter, &control, &instance, row, max_backoff).await,
+                    Ok(true) => {
+                        dispatch(&starter, &control, &instance, row, max_backoff, &metrics).await;
+                    }
                     Ok(false) => {
                         tracing::warn!(temporal.workflow_id = %row.workflow_id, "claim lost to another replica; skipped")
                     }
@@ -100,6 +104,7 @@ async fn dispatch(
     instance: &str,
     row: QueuedStart,
     max_backoff: Duration,
+    metrics: &Metrics,
 ) {
     // A start, or a release control action (`releases::control`) riding the same outbox.
     let delivery = async {
@@ -120,6 +125,11 @@ async fn dispatch(
     let outcome = tokio::time::timeout(DISPATCH_TIMEOUT, delivery)
         .await
         .unwrap_or(Err(DispatchError::Start(TemporalError::Timeout)));
+    let failure = match &outcome {
+        Err(DispatchError::Start(error)) => Some(error.code()),
+        _ => None,
+    };
+    metrics.outbox_dispatch(&row.action, failure);
     let result = match outcome {
         Ok(()) => {
             tracing::info!("queued bootstrap started");

@@ -131,7 +131,7 @@ pub async fn open_bootstraps(
     stats: &RequestStats,
     limit: i64,
 ) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
-    let _slot = stats.sql(1).await;
+    let _slot = stats.sql(1, "onboarding.open_bootstraps").await;
     sqlx::query_as(
         "SELECT id, workflow_id FROM organizations_projection
           WHERE status = 'pending' AND workflow_id IS NOT NULL
@@ -149,7 +149,7 @@ pub async fn organizations(
     stats: &RequestStats,
     ids: &[Uuid],
 ) -> Result<Vec<OrganizationRow>, sqlx::Error> {
-    let _slot = stats.sql(1).await;
+    let _slot = stats.sql(1, "onboarding.organizations").await;
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{ORG_COLUMNS} WHERE id = ANY($1)"
     )))
@@ -168,7 +168,7 @@ pub async fn organization_page(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<(Vec<OrganizationRow>, i64), sqlx::Error> {
-    let _slots = stats.sql(2).await;
+    let _slots = stats.sql(2, "onboarding.organization_page").await;
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{ORG_COLUMNS} WHERE ($1::uuid IS NULL OR id = $1)
            AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
@@ -271,7 +271,7 @@ pub async fn details(
     .bind(&ids)
     .fetch_all(pool);
     let (outbox, events, invitations) = {
-        let _slots = stats.sql(3).await;
+        let _slots = stats.sql(3, "onboarding.details").await;
         tokio::try_join!(outbox, events, invitations)?
     };
 
@@ -446,6 +446,21 @@ pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Erro
         "SELECT min(next_attempt_at) FROM workflow_queue_projection WHERE status = 'pending'",
     )
     .fetch_one(pool)
+    .await
+}
+
+/// Undelivered outbox rows (pending or being dispatched) per action: how many, and the age in
+/// seconds of the oldest, for `/metrics`.
+#[tracing::instrument(skip_all)]
+pub async fn outbox_backlog(pool: &PgPool) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT action, count(*),
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::bigint
+           FROM workflow_queue_projection
+          WHERE status IN ('pending', 'processing')
+          GROUP BY action",
+    )
+    .fetch_all(pool)
     .await
 }
 

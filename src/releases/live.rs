@@ -54,17 +54,22 @@ impl LiveHierarchy {
     /// workflow is not running).
     pub async fn get(&self, workflow_id: &str, stats: &RequestStats) -> Option<Arc<ReleaseTree>> {
         let slot = self.slot(workflow_id);
+        let ready = slot.cell.initialized();
+        let fetched_here = std::sync::atomic::AtomicBool::new(false);
         let fetched = slot
             .cell
             .get_or_init(|| async {
+                fetched_here.store(true, std::sync::atomic::Ordering::Relaxed);
                 let _slot = stats.temporal_query().await;
-                let fetched = self.fetch(workflow_id).await;
-                if fetched.tree.is_none() {
-                    stats.fallback();
-                }
-                fetched
+                self.fetch(workflow_id).await
             })
             .await;
+        stats.live_read(match () {
+            _ if fetched.tree.is_none() => "fallback",
+            _ if fetched_here.into_inner() => "fetched",
+            _ if ready => "hit",
+            _ => "shared",
+        });
         fetched.tree.clone()
     }
 

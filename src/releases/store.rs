@@ -125,7 +125,7 @@ pub async fn pending_controls(
     stats: &RequestStats,
     ids: &[String],
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
-    let _slot = stats.sql(1).await;
+    let _slot = stats.sql(1, "releases.pending_controls").await;
     sqlx::query_as(
         "SELECT DISTINCT ON (release_id) release_id, action FROM workflow_queue_projection
           WHERE release_id = ANY($1) AND status IN ('pending', 'processing')
@@ -144,7 +144,7 @@ pub async fn open_releases(
     stats: &RequestStats,
     limit: i64,
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
-    let _slot = stats.sql(1).await;
+    let _slot = stats.sql(1, "releases.open_releases").await;
     sqlx::query_as(
         "SELECT id, workflow_id FROM release_projection
           WHERE status IN ('PENDING', 'IN_PROGRESS', 'PAUSED')
@@ -164,7 +164,7 @@ pub async fn changed_since(
     since: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<ReleaseRow>, sqlx::Error> {
-    let _slot = stats.sql(1).await;
+    let _slot = stats.sql(1, "releases.changed_since").await;
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{ROW_COLUMNS} WHERE updated_at >= $1 ORDER BY updated_at LIMIT $2"
     )))
@@ -184,7 +184,7 @@ pub async fn page(
     position: Position<'_>,
     limit: i64,
 ) -> Result<(Vec<ReleaseRow>, i64), sqlx::Error> {
-    let _slots = stats.sql(2).await;
+    let _slots = stats.sql(2, "releases.page").await;
     tokio::try_join!(
         page_rows(pool, filter, position, limit),
         count(pool, filter)
@@ -258,7 +258,7 @@ pub async fn rows(
     stats: &RequestStats,
     ids: &[String],
 ) -> Result<Vec<ReleaseRow>, sqlx::Error> {
-    let _slot = stats.sql(1).await;
+    let _slot = stats.sql(1, "releases.rows").await;
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{ROW_COLUMNS} WHERE id = ANY($1)"
     )))
@@ -296,7 +296,7 @@ pub async fn trees(
     stats: &RequestStats,
     ids: &[String],
 ) -> Result<HashMap<String, StoredTree>, sqlx::Error> {
-    let _slot = stats.sql(1).await;
+    let _slot = stats.sql(1, "releases.trees").await;
     let rows: Vec<EntityRow> = sqlx::query_as(
         "SELECT id, release_id, parent_id, kind, key, name, status, version, region, message,
                 started_at, completed_at, updated_at

@@ -49,6 +49,36 @@ impl TemporalError {
         )
     }
 
+    /// The gRPC code's name, for metrics: an unreachable server counts as `Unavailable`, a
+    /// timeout as `DeadlineExceeded`, and an SDK failure as `Client`.
+    pub fn code(&self) -> &'static str {
+        use tonic::Code;
+        match self {
+            Self::Unreachable(_) => "Unavailable",
+            Self::Timeout => "DeadlineExceeded",
+            Self::Client(_) => "Client",
+            Self::Rpc { code, .. } => match code {
+                Code::Ok => "Ok",
+                Code::Cancelled => "Cancelled",
+                Code::Unknown => "Unknown",
+                Code::InvalidArgument => "InvalidArgument",
+                Code::DeadlineExceeded => "DeadlineExceeded",
+                Code::NotFound => "NotFound",
+                Code::AlreadyExists => "AlreadyExists",
+                Code::PermissionDenied => "PermissionDenied",
+                Code::ResourceExhausted => "ResourceExhausted",
+                Code::FailedPrecondition => "FailedPrecondition",
+                Code::Aborted => "Aborted",
+                Code::OutOfRange => "OutOfRange",
+                Code::Unimplemented => "Unimplemented",
+                Code::Internal => "Internal",
+                Code::Unavailable => "Unavailable",
+                Code::DataLoss => "DataLoss",
+                Code::Unauthenticated => "Unauthenticated",
+            },
+        }
+    }
+
     /// A fixed, readable reason, safe to store and show (never the server's text).
     pub fn reason(&self) -> &'static str {
         use tonic::Code;

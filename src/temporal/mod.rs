@@ -1,7 +1,10 @@
 //! The Temporal client as the server uses it: connected in the background, reconnected when the
 //! server comes back, and never a reason for the BFF itself to be down.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::{Duration, Instant},
+};
 
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
@@ -12,6 +15,30 @@ pub use self::error::TemporalError;
 use crate::Config;
 
 mod error;
+
+/// Every Temporal call's duration by gRPC method and outcome (`ok` or the gRPC code), for
+/// `/metrics`; process-wide, registered with each app's metrics.
+pub static CALLS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    crate::metrics::latency_histogram(
+        "bff_temporal_call_duration_seconds",
+        "Temporal calls by gRPC method and outcome (ok, or the gRPC code: Unavailable when the server is unreachable).",
+        &["method", "outcome"],
+    )
+});
+
+/// Runs Temporal call `method`, recording its duration and outcome in [`CALLS`].
+async fn timed<T>(
+    method: &'static str,
+    call: impl Future<Output = Result<T, TemporalError>>,
+) -> Result<T, TemporalError> {
+    let started = Instant::now();
+    let result = call.await;
+    let outcome = result.as_ref().map_or_else(TemporalError::code, |_| "ok");
+    CALLS
+        .with_label_values(&[method, outcome])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
 
 /// How long one connection attempt may take before it counts as "Temporal is down".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,7 +102,11 @@ impl TemporalHandle {
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());
         }
-        let client = connect(&self.inner.target, &self.inner.namespace).await?;
+        let client = timed(
+            "Connect",
+            connect(&self.inner.target, &self.inner.namespace),
+        )
+        .await?;
         tracing::info!(temporal.address = %self.inner.target, "connected to Temporal");
         *slot = Some(client.clone());
         Ok(client)
@@ -93,9 +124,12 @@ impl TemporalHandle {
                 .map(drop)
                 .map_err(|status| TemporalError::rpc(&status))
         };
-        tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| TemporalError::Timeout)?
+        timed("GetSystemInfo", async {
+            tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| TemporalError::Timeout)?
+        })
+        .await
     }
 }
 
@@ -149,19 +183,22 @@ pub async fn start_workflow_json(
         // A closed run with this ID means the request was already served: never start it again.
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .build();
-    let started = client
-        .start_workflow(
-            UntypedWorkflow::new(workflow_type),
-            RawValue::new(vec![json_payload(input)]),
-            options,
-        )
-        .await;
-    match started {
-        Ok(handle) => Ok(handle.run_id().map(str::to_owned)),
-        Err(WorkflowStartError::AlreadyStarted { run_id, .. }) => Ok(run_id),
-        Err(WorkflowStartError::Rpc(status)) => Err(TemporalError::rpc(&status)),
-        Err(error) => Err(TemporalError::Client(error.to_string())),
-    }
+    timed("StartWorkflowExecution", async {
+        let started = client
+            .start_workflow(
+                UntypedWorkflow::new(workflow_type),
+                RawValue::new(vec![json_payload(input)]),
+                options,
+            )
+            .await;
+        match started {
+            Ok(handle) => Ok(handle.run_id().map(str::to_owned)),
+            Err(WorkflowStartError::AlreadyStarted { run_id, .. }) => Ok(run_id),
+            Err(WorkflowStartError::Rpc(status)) => Err(TemporalError::rpc(&status)),
+            Err(error) => Err(TemporalError::Client(error.to_string())),
+        }
+    })
+    .await
 }
 
 /// Asks open workflow `workflow_id` query `name` (no argument) by name, so any team's worker
@@ -181,11 +218,14 @@ pub async fn query_open<T: serde::de::DeserializeOwned>(
     let options = WorkflowQueryOptions::builder()
         .reject_condition(QueryRejectCondition::NotOpen)
         .build();
-    let answer = client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-        .query(UntypedQuery::new(name), RawValue::new(Vec::new()), options)
-        .await
-        .map_err(|e| TemporalError::Client(e.to_string()))?;
+    let answer = timed("QueryWorkflow", async {
+        client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+            .query(UntypedQuery::new(name), RawValue::new(Vec::new()), options)
+            .await
+            .map_err(|e| TemporalError::Client(e.to_string()))
+    })
+    .await?;
     let payload = answer
         .payloads
         .first()
@@ -267,11 +307,14 @@ pub async fn describe_workflow(
     workflow_id: &str,
 ) -> Result<WorkflowSummary, TemporalError> {
     use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
-    let description = client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-        .describe(WorkflowDescribeOptions::default())
-        .await
-        .map_err(|e| TemporalError::Client(e.to_string()))?;
+    let description = timed("DescribeWorkflowExecution", async {
+        client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .map_err(|e| TemporalError::Client(e.to_string()))
+    })
+    .await?;
     let status = WorkflowStatus::from(description.status());
     let pending_activity = description
         .raw_description
@@ -447,13 +490,16 @@ pub async fn not_running_among(
     let options = WorkflowListOptions::builder()
         .limit(workflow_ids.len() * 4)
         .build();
-    let mut found = std::collections::HashSet::new();
-    let mut listed = client.list_workflows(query, options);
-    while let Some(execution) = listed.next().await {
-        let execution = execution.map_err(|e| TemporalError::Client(e.to_string()))?;
-        found.insert(execution.id().to_owned());
-    }
-    Ok(found)
+    timed("ListWorkflowExecutions", async {
+        let mut found = std::collections::HashSet::new();
+        let mut listed = client.list_workflows(query, options);
+        while let Some(execution) = listed.next().await {
+            let execution = execution.map_err(|e| TemporalError::Client(e.to_string()))?;
+            found.insert(execution.id().to_owned());
+        }
+        Ok(found)
+    })
+    .await
 }
 
 /// A workflow interaction's failure, classified: not found (or already closed) is the
@@ -475,15 +521,18 @@ pub async fn signal_workflow(
 ) -> Result<(), TemporalError> {
     use temporalio_client::{UntypedSignal, UntypedWorkflow, WorkflowSignalOptions};
     use temporalio_common::data_converters::RawValue;
-    client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-        .signal(
-            UntypedSignal::new(name),
-            RawValue::new(Vec::new()),
-            WorkflowSignalOptions::default(),
-        )
-        .await
-        .map_err(interaction_error)
+    timed("SignalWorkflowExecution", async {
+        client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+            .signal(
+                UntypedSignal::new(name),
+                RawValue::new(Vec::new()),
+                WorkflowSignalOptions::default(),
+            )
+            .await
+            .map_err(interaction_error)
+    })
+    .await
 }
 
 /// Asks Temporal to cancel workflow `workflow_id`'s running run, with `reason`.
@@ -494,13 +543,16 @@ pub async fn cancel_workflow(
     reason: &str,
 ) -> Result<(), TemporalError> {
     use temporalio_client::{UntypedWorkflow, WorkflowCancelOptions};
-    client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-        .cancel(
-            WorkflowCancelOptions::builder()
-                .reason(reason.to_owned())
-                .build(),
-        )
-        .await
-        .map_err(interaction_error)
+    timed("RequestCancelWorkflowExecution", async {
+        client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+            .cancel(
+                WorkflowCancelOptions::builder()
+                    .reason(reason.to_owned())
+                    .build(),
+            )
+            .await
+            .map_err(interaction_error)
+    })
+    .await
 }

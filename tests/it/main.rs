@@ -15,6 +15,7 @@ mod health;
 mod hostile;
 mod http;
 mod layout;
+mod metrics;
 mod migrations;
 mod onboarding_graphql;
 mod onboarding_worker;
