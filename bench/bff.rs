@@ -626,7 +626,7 @@ async fn bootstrap(bench: Arc<Bench>, out: &mut Vec<String>) {
             sqlx::query("INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data) VALUES ('bench.floor', 'bench', gen_random_uuid(), '{}')")
                 .execute(&b.db).await.map_err(|e| e.to_string())?;
             let id = format!("bench-floor-{}", uuid::Uuid::new_v4());
-            temporal_bff::temporal::start_workflow_json(&client, "benchFloor", &id, "bench-floor-no-worker", &json!({})).await.map(drop).map_err(|e| e.to_string())
+            temporal_bff::temporal::start_workflow_json(&client, "benchFloor", &id, "bench-floor-no-worker", &json!({}), None).await.map(drop).map_err(|e| e.to_string())
         }
     })
     .await;

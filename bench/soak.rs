@@ -42,7 +42,8 @@ const START: &str = "mutation Start($input: StartOrganizationBootstrapInput!) {
   startOrganizationBootstrap(input: $input) { organizationId workflowId status } }";
 const LOGIN: &str = "mutation Login($email: String!, $password: String!) {
   login(email: $email, password: $password) { token } }";
-const LIVE: &str = "subscription($id: ID!) { releaseUpdated(id: $id) { id status progress { percent } } }";
+const LIVE: &str =
+    "subscription($id: ID!) { releaseUpdated(id: $id) { id status progress { percent } } }";
 
 /// One answer: which operation, when (seconds into the run), how long, its code.
 struct Sample {
@@ -79,12 +80,23 @@ impl Load {
                 let answer: Value = response.json().await.unwrap_or(Value::Null);
                 let code = answer["errors"][0]["extensions"]["code"]
                     .as_str()
-                    .map_or_else(|| if answer["errors"].is_array() { "NO_CODE".to_owned() } else { "OK".to_owned() }, str::to_owned);
+                    .map_or_else(
+                        || {
+                            if answer["errors"].is_array() {
+                                "NO_CODE".to_owned()
+                            } else {
+                                "OK".to_owned()
+                            }
+                        },
+                        str::to_owned,
+                    );
                 (code, answer)
             }
             Err(_) => ("TRANSPORT".to_owned(), Value::Null),
         };
-        let source = answer["data"]["release"]["source"].as_str().map(str::to_owned);
+        let source = answer["data"]["release"]["source"]
+            .as_str()
+            .map(str::to_owned);
         self.samples.lock().unwrap().push(Sample {
             op,
             at,
@@ -143,13 +155,22 @@ async fn soak() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600.0);
-    let dir = tempfile::Builder::new().prefix("bff-soak-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("bff-soak-")
+        .tempdir()
+        .unwrap();
     let pg_port = free_port().unwrap();
     let temporal_port = free_port().unwrap();
     let mut postgres = LocalPostgres::start(&dir.path().join("pg"), pg_port).unwrap();
     let mut temporal = LocalTemporal::start(&dir.path().join("temporal"), temporal_port).unwrap();
-    create_database_if_missing(&postgres.url("postgres"), "soak").await.unwrap();
-    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    create_database_if_missing(&postgres.url("postgres"), "soak")
+        .await
+        .unwrap();
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let port = free_port().unwrap();
     let env: Vec<(&str, String)> = vec![
         ("DATABASE_URL", postgres.url("soak")),
@@ -183,11 +204,19 @@ async fn soak() {
             .unwrap()
     };
     let _worker = spawn("worker");
-    let demo = Command::new(bin).arg("demo").envs(env.iter().cloned()).status().await.unwrap();
+    let demo = Command::new(bin)
+        .arg("demo")
+        .envs(env.iter().cloned())
+        .status()
+        .await
+        .unwrap();
     assert!(demo.success(), "demo seeding failed");
     let server = spawn("serve");
     let pid = server.id().unwrap();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(35)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(35))
+        .build()
+        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..400 {
         if http.get(format!("{base}/health")).send().await.is_ok() {
@@ -204,8 +233,13 @@ async fn soak() {
     let login = load
         .send("login", None, json!({ "query": LOGIN, "variables": { "email": "admin@example.com", "password": "admin123" } }))
         .await;
-    let token = login["data"]["login"]["token"].as_str().expect("demo login").to_owned();
-    let listed = load.send("list", Some(&token), json!({ "query": LIST })).await;
+    let token = login["data"]["login"]["token"]
+        .as_str()
+        .expect("demo login")
+        .to_owned();
+    let listed = load
+        .send("list", Some(&token), json!({ "query": LIST }))
+        .await;
     let releases: Vec<String> = listed["data"]["releases"]["edges"]
         .as_array()
         .unwrap()
@@ -214,7 +248,10 @@ async fn soak() {
         .collect();
     assert!(!releases.is_empty(), "demo releases: {listed}");
     load.samples.lock().unwrap().clear();
-    let load = Load { started: Instant::now(), ..load };
+    let load = Load {
+        started: Instant::now(),
+        ..load
+    };
     let rss_start = rss_mib(pid);
     let deadline = Duration::from_secs_f64(total);
     let mut tasks = Vec::new();
@@ -226,7 +263,12 @@ async fn soak() {
             let mut i = n;
             while load.started.elapsed() < deadline {
                 let id = &releases[i % releases.len()];
-                load.send("tree", Some(&token), json!({ "query": TREE, "variables": { "id": id } })).await;
+                load.send(
+                    "tree",
+                    Some(&token),
+                    json!({ "query": TREE, "variables": { "id": id } }),
+                )
+                .await;
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -238,9 +280,19 @@ async fn soak() {
         tasks.push(tokio::spawn(async move {
             let mut after = Value::Null;
             while load.started.elapsed() < deadline {
-                let page = load.send("list", Some(&token), json!({ "query": LIST, "variables": { "after": after } })).await;
+                let page = load
+                    .send(
+                        "list",
+                        Some(&token),
+                        json!({ "query": LIST, "variables": { "after": after } }),
+                    )
+                    .await;
                 let info = &page["data"]["releases"]["pageInfo"];
-                after = if info["hasNextPage"] == true { info["endCursor"].clone() } else { Value::Null };
+                after = if info["hasNextPage"] == true {
+                    info["endCursor"].clone()
+                } else {
+                    Value::Null
+                };
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
         }));
@@ -295,7 +347,7 @@ async fn soak() {
                 let mut burst = Vec::new();
                 for _ in 0..20 {
                     for (op, token, body) in &bodies {
-                        let (load, token, body) = (load.clone(), token.clone(), body.clone());
+                        let (op, load, token, body) = (*op, load.clone(), token.clone(), body.clone());
                         burst.push(tokio::spawn(async move { load.send(op, token.as_deref(), body).await; }));
                     }
                 }
@@ -340,8 +392,11 @@ async fn soak() {
         }
     };
     let mut events = Vec::new();
-    let mut mark = |what: &str, events: &mut Vec<String>| {
-        events.push(format!("{:>5.0} s  {what}", load.started.elapsed().as_secs_f64()));
+    let mark = |what: &str, events: &mut Vec<String>| {
+        events.push(format!(
+            "{:>5.0} s  {what}",
+            load.started.elapsed().as_secs_f64()
+        ));
     };
     wait_until(at(0.1)).await;
     temporal.stop();
@@ -390,20 +445,32 @@ async fn soak() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let settled_in = settle.elapsed().as_secs_f64();
-    let client = temporal_bff::temporal::connect(&config.temporal_address, &config.temporal_namespace)
-        .await
-        .unwrap();
+    let client =
+        temporal_bff::temporal::connect(&config.temporal_address, &config.temporal_namespace)
+            .await
+            .unwrap();
     let mut runs: HashMap<String, usize> = HashMap::new();
     {
         use futures::StreamExt;
-        let options = temporalio_client::WorkflowListOptions::builder().limit(100_000).build();
-        let mut listed = client.list_workflows("WorkflowType = 'OrganizationBootstrapWorkflow'".to_owned(), options);
+        let options = temporalio_client::WorkflowListOptions::builder()
+            .limit(100_000)
+            .build();
+        let mut listed = client.list_workflows(
+            "WorkflowType = 'OrganizationBootstrapWorkflow'".to_owned(),
+            options,
+        );
         while let Some(execution) = listed.next().await {
             *runs.entry(execution.unwrap().id().to_owned()).or_default() += 1;
         }
     }
-    let one_each = accepted.iter().filter(|(_, wf, _)| runs.get(wf) == Some(&1)).count();
-    let completed = accepted.iter().filter(|(org, _, _)| states.get(org).is_some_and(|s| s == "COMPLETED")).count();
+    let one_each = accepted
+        .iter()
+        .filter(|(_, wf, _)| runs.get(wf) == Some(&1))
+        .count();
+    let completed = accepted
+        .iter()
+        .filter(|(org, _, _)| states.get(org).is_some_and(|s| s == "COMPLETED"))
+        .count();
     let queued = accepted.iter().filter(|(_, _, s)| s == "QUEUED").count();
 
     // Report.
@@ -412,27 +479,75 @@ async fn soak() {
     for s in samples.iter() {
         *codes.entry(s.code.as_str()).or_default() += 1;
     }
-    println!("\n## Soak run, {} ({} cores), {total:.0} s\n", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"), std::thread::available_parallelism().map_or(0, usize::from));
+    println!(
+        "\n## Soak run, {} ({} cores), {total:.0} s\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
     println!("Faults:\n```\n{}\n```\n", events.join("\n"));
-    println!("Requests: {} in all; by code: {}", samples.len(), codes.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", "));
-    let down = |s: &Sample| { let p = phase(s.at, total); p.contains("down") };
-    let live_while_down = samples.iter().filter(|s| s.op == "tree" && down(s) && s.source.as_deref() == Some("TEMPORAL")).count();
+    println!(
+        "Requests: {} in all; by code: {}",
+        samples.len(),
+        codes
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let down = |s: &Sample| {
+        let p = phase(s.at, total);
+        p.contains("down")
+    };
+    let live_while_down = samples
+        .iter()
+        .filter(|s| s.op == "tree" && down(s) && s.source.as_deref() == Some("TEMPORAL"))
+        .count();
     let tree_down = samples.iter().filter(|s| s.op == "tree" && down(s)).count();
-    let tree_down_codes: BTreeMap<&str, usize> = samples.iter().filter(|s| s.op == "tree" && down(s)).fold(BTreeMap::new(), |mut m, s| { *m.entry(s.code.as_str()).or_default() += 1; m });
-    println!("Tree reads while Temporal was down: {tree_down} ({tree_down_codes:?}); answered live (TEMPORAL) anyway: {live_while_down}");
-    println!("Bootstrap starts accepted: {} ({} QUEUED); COMPLETED: {completed}; exactly one workflow: {one_each}; settled {settled_in:.0} s after the load", accepted.len(), queued);
+    let tree_down_codes: BTreeMap<&str, usize> = samples
+        .iter()
+        .filter(|s| s.op == "tree" && down(s))
+        .fold(BTreeMap::new(), |mut m, s| {
+            *m.entry(s.code.as_str()).or_default() += 1;
+            m
+        });
+    println!(
+        "Tree reads while Temporal was down: {tree_down} ({tree_down_codes:?}); answered live (TEMPORAL) anyway: {live_while_down}"
+    );
+    println!(
+        "Bootstrap starts accepted: {} ({} QUEUED); COMPLETED: {completed}; exactly one workflow: {one_each}; settled {settled_in:.0} s after the load",
+        accepted.len(),
+        queued
+    );
     println!("Live viewers' messages: {:?}", pushes.lock().unwrap());
-    println!("serve RSS: start {rss_start:.1} MiB, middle {rss_middle:.1} MiB, end {rss_end:.1} MiB ({:+.1} %)\n", (rss_end - rss_start) / rss_start * 100.0);
+    println!(
+        "serve RSS: start {rss_start:.1} MiB, middle {rss_middle:.1} MiB, end {rss_end:.1} MiB ({:+.1} %)\n",
+        (rss_end - rss_start) / rss_start * 100.0
+    );
     let mut table: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     for s in samples.iter() {
-        table.entry((phase(s.at, total), s.op)).or_default().push(s.ms);
+        table
+            .entry((phase(s.at, total), s.op))
+            .or_default()
+            .push(s.ms);
     }
-    println!("| phase | operation | requests | p50 ms | p99 ms |\n| --- | --- | ---: | ---: | ---: |");
+    println!(
+        "| phase | operation | requests | p50 ms | p99 ms |\n| --- | --- | ---: | ---: | ---: |"
+    );
     for ((phase, op), mut ms) in table {
         let n = ms.len();
-        println!("| {phase} | {op} | {n} | {:.1} | {:.1} |", percentile(&mut ms, 0.5), percentile(&mut ms, 0.99));
+        println!(
+            "| {phase} | {op} | {n} | {:.1} | {:.1} |",
+            percentile(&mut ms, 0.5),
+            percentile(&mut ms, 0.99)
+        );
     }
-    let internal = codes.get("INTERNAL").copied().unwrap_or(0) + codes.iter().filter(|(c, _)| c.starts_with("HTTP 5") || **c == "NO_CODE").map(|(_, n)| n).sum::<usize>();
+    let internal = codes.get("INTERNAL").copied().unwrap_or(0)
+        + codes
+            .iter()
+            .filter(|(c, _)| c.starts_with("HTTP 5") || **c == "NO_CODE")
+            .map(|(_, n)| n)
+            .sum::<usize>();
     println!("\nINTERNAL, 5xx or code-less errors: {internal}");
     drop(server);
+    drop((postgres, temporal));
 }

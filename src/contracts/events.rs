@@ -59,6 +59,10 @@ pub struct EventMetadata {
     /// Ties events of one request or workflow together (the request's `x-request-id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The request's W3C trace context (`traceparent`), which a queued workflow start carries
+    /// to Temporal when it is dispatched later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl EventMetadata {

@@ -35,6 +35,7 @@ use crate::{
     metrics::RequestStats,
     onboarding::graphql::OnboardingLoader,
     releases::{cache::CachedReads, graphql::ReleaseLoader},
+    types::TraceParent,
 };
 
 /// How a request came.
@@ -97,8 +98,10 @@ pub async fn graphql_post(
     ClientIp(client): ClientIp,
     request_id: Option<Extension<HttpRequestId>>,
     Caller(authentication): Caller,
+    trace: Option<Extension<TraceParent>>,
     GraphQLBody(request): GraphQLBody,
 ) -> axum::response::Response {
+    let request = with_trace(request, trace);
     let asker = Asker {
         authentication,
         client,
@@ -116,6 +119,7 @@ pub async fn graphql_get(
     ClientIp(client): ClientIp,
     request_id: Option<Extension<HttpRequestId>>,
     Caller(authentication): Caller,
+    trace: Option<Extension<TraceParent>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> axum::response::Response {
@@ -126,7 +130,7 @@ pub async fn graphql_get(
         return super::graphiql::page();
     };
     let request = match request {
-        Ok(request) => request,
+        Ok(request) => with_trace(request, trace),
         Err(message) => return rejected(StatusCode::BAD_REQUEST, message),
     };
     let if_none_match = headers
@@ -139,6 +143,17 @@ pub async fn graphql_get(
         request_id: request_id_text(request_id),
     };
     answer(&state, asker, request, Transport::Get { if_none_match }).await
+}
+
+/// `request` with the trace context its resolvers hand on to Temporal (workflow starts).
+fn with_trace(
+    request: async_graphql::Request,
+    trace: Option<Extension<TraceParent>>,
+) -> async_graphql::Request {
+    match trace {
+        Some(Extension(trace)) => request.data(trace),
+        None => request,
+    }
 }
 
 fn request_id_text(request_id: Option<Extension<HttpRequestId>>) -> String {

@@ -29,7 +29,7 @@ use tower_http::{
 };
 use tracing::Level;
 
-use crate::AppState;
+use crate::{AppState, types::TraceParent};
 
 /// Largest request body accepted; GraphQL documents are small, so this only stops abuse.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -59,12 +59,14 @@ pub fn router(state: AppState) -> Router {
                         http.method = %request.method(),
                         http.path = %request.uri().path(),
                         request_id = %request_id,
+                        trace_id = tracing::field::Empty,
                     )
                 })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(axum::middleware::from_fn(trace_context))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -155,6 +157,24 @@ async fn drop_unsafe_request_id(
     if unsafe_id {
         request.headers_mut().remove(&REQUEST_ID);
     }
+    next.run(request).await
+}
+
+/// The request's W3C trace context: the caller's `traceparent` when well formed, else a new
+/// trace; this service's span in it goes to handlers (and on to Temporal with workflow starts),
+/// and its trace ID into every log line of the request.
+async fn trace_context(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let trace = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceParent::parse)
+        .map_or_else(TraceParent::start, |parent| parent.child());
+    tracing::Span::current().record("trace_id", trace.trace_id());
+    request.extensions_mut().insert(trace);
     next.run(request).await
 }
 

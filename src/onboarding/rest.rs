@@ -13,7 +13,9 @@ use serde_json::json;
 use tower_http::request_id::RequestId;
 
 use super::{request::RawRequest, start::BootstrapRequestStatus};
-use crate::{AppState, auth::permissions, error::ApiError, http::client::Caller};
+use crate::{
+    AppState, auth::permissions, error::ApiError, http::client::Caller, types::TraceParent,
+};
 
 /// `POST /api/v1/workflows/organization-bootstrap`.
 #[tracing::instrument(skip_all)]
@@ -21,12 +23,14 @@ pub async fn start_bootstrap(
     State(state): State<AppState>,
     Caller(caller): Caller,
     request_id: Option<Extension<RequestId>>,
+    trace: Option<Extension<TraceParent>>,
     body: Bytes,
 ) -> Response {
     let correlation = request_id
         .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
         .unwrap_or_default();
-    match start(&state, &caller, &correlation, &body).await {
+    let trace = trace.map(|Extension(trace)| trace);
+    match start(&state, &caller, &correlation, trace, &body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -36,6 +40,7 @@ async fn start(
     state: &AppState,
     caller: &crate::auth::Authentication,
     correlation: &str,
+    trace: Option<TraceParent>,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let principal = caller.principal()?;
@@ -46,7 +51,10 @@ async fn start(
         field: None,
     })?;
     let request = raw.parse()?;
-    let outcome = state.starter.start(principal, request, correlation).await?;
+    let outcome = state
+        .starter
+        .start(principal, request, correlation, trace)
+        .await?;
     let (code, status) = match outcome.status {
         BootstrapRequestStatus::Started => (StatusCode::CREATED, "initiated"),
         BootstrapRequestStatus::Queued => (StatusCode::ACCEPTED, "queued"),

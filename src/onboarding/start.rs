@@ -27,6 +27,7 @@ use crate::{
     error::ApiError,
     events::{self, NewEvent},
     temporal::{TemporalError, TemporalHandle, start_workflow_json},
+    types::TraceParent,
 };
 
 /// Why dispatching a queued start did not finish.
@@ -99,6 +100,7 @@ impl BootstrapStarter {
         principal: &Principal,
         request: BootstrapRequest,
         correlation_id: &str,
+        trace: Option<TraceParent>,
     ) -> Result<StartOutcome, ApiError> {
         let organization_id = Uuid::new_v4();
         let workflow_id = workflow_id(organization_id);
@@ -114,6 +116,7 @@ impl BootstrapStarter {
             attempts: 0,
             action: "start".to_owned(),
             release_id: None,
+            traceparent: trace.map(|t| t.to_string()),
         };
         let caller = Uuid::parse_str(&principal.user_id).ok();
         let events = self.request_events(principal, &request, &queued, &input, correlation_id);
@@ -175,6 +178,7 @@ impl BootstrapStarter {
         let metadata = EventMetadata {
             user_id: Some(principal.user_id.clone()),
             correlation_id: Some(correlation_id.to_owned()),
+            traceparent: queued.traceparent.clone(),
             ..EventMetadata::bff(&queued.workflow_id, &queued.workflow_type, now)
         };
         let initiated_id = Uuid::new_v4();
@@ -274,6 +278,7 @@ impl BootstrapStarter {
             &queued.workflow_id,
             &queued.task_queue,
             &queued.workflow_input,
+            queued.traceparent.as_deref(),
         )
         .await
     }

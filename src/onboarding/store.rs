@@ -331,6 +331,8 @@ pub struct QueuedStart {
     pub action: String,
     /// The release a control action is for.
     pub release_id: Option<String>,
+    /// The W3C trace context of the request that queued it (from its event's metadata).
+    pub traceparent: Option<String>,
 }
 
 /// What a repeated start request matched.
@@ -417,7 +419,9 @@ pub async fn claim(
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED)
           RETURNING q.id, q.organization_id, q.workflow_id, q.workflow_type, q.task_queue,
-                    q.workflow_input, q.attempts, q.action, q.release_id",
+                    q.workflow_input, q.attempts, q.action, q.release_id,
+                    (SELECT e.event_metadata ->> 'traceparent'
+                       FROM domain_events e WHERE e.id = q.event_id) AS traceparent",
     )
     .bind(instance)
     .bind(limit)

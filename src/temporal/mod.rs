@@ -161,16 +161,22 @@ pub fn json_payload(
     }
 }
 
+/// The start header that carries W3C trace context, under the name the Temporal SDKs' tracing
+/// interceptors (OpenTelemetry) read and write: a JSON map `{"traceparent": …}`.
+pub const TRACE_HEADER: &str = "_tracer-data";
+
 /// Starts workflow type `workflow_type` (by name, so another team's worker can serve it) with
-/// a JSON input. Idempotent by workflow ID: if that workflow already runs, or already ran, this
-/// counts as started. Returns the run ID when the server gives one.
-#[tracing::instrument(skip(client, input), fields(temporal.workflow_id = %workflow_id))]
+/// a JSON input, and the caller's trace context in the [`TRACE_HEADER`] header. Idempotent by
+/// workflow ID: if that workflow already runs, or already ran, this counts as started. Returns
+/// the run ID when the server gives one.
+#[tracing::instrument(skip(client, input, traceparent), fields(temporal.workflow_id = %workflow_id))]
 pub async fn start_workflow_json(
     client: &Client,
     workflow_type: &str,
     workflow_id: &str,
     task_queue: &str,
     input: &serde_json::Value,
+    traceparent: Option<&str>,
 ) -> Result<Option<String>, TemporalError> {
     use temporalio_client::{
         UntypedWorkflow, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
@@ -178,10 +184,19 @@ pub async fn start_workflow_json(
     };
     use temporalio_common::data_converters::RawValue;
 
+    let header = traceparent.map(|traceparent| {
+        temporalio_common::protos::temporal::api::common::v1::Header {
+            fields: std::collections::HashMap::from([(
+                TRACE_HEADER.to_owned(),
+                json_payload(&serde_json::json!({ "traceparent": traceparent })),
+            )]),
+        }
+    });
     let options = WorkflowStartOptions::new(task_queue, workflow_id)
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         // A closed run with this ID means the request was already served: never start it again.
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .maybe_header(header)
         .build();
     timed("StartWorkflowExecution", async {
         let started = client

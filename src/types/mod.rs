@@ -2,8 +2,10 @@
 //! validate), so code behind the edge never re-checks it.
 
 mod email;
+mod trace;
 
 pub use email::Email;
+pub use trace::TraceParent;
 
 /// Whether `c` should never appear in a name or address someone else will read: control
 /// characters, and the invisible format characters that can disguise text (zero-width spaces

@@ -24,6 +24,7 @@ pub fn metadata(info: &ActivityInfo, at: DateTime<Utc>) -> EventMetadata {
         source: "temporal-bff-worker".into(),
         user_id: None,
         correlation_id: info.workflow_id.clone(),
+        traceparent: None,
     }
 }
 

@@ -27,3 +27,4 @@ mod releases_worker;
 mod rest_api;
 mod subscriptions;
 mod terminated;
+mod trace_context;

@@ -36,6 +36,7 @@ use crate::{
         context::RequestId,
     },
     metrics::RequestStats,
+    types::TraceParent,
 };
 
 /// Onboarding queries.
@@ -203,7 +204,12 @@ impl OnboardingMutation {
             .unwrap_or_default();
         let outcome = ctx
             .data::<BootstrapStarter>()?
-            .start(principal, request, &correlation)
+            .start(
+                principal,
+                request,
+                &correlation,
+                ctx.data_opt::<TraceParent>().cloned(),
+            )
             .await
             .extend()?;
         Ok(StartOrganizationBootstrapPayload {
