@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::graphql::{Asker, with_codes, with_request_data};
+use super::graphql::{Asker, error_codes, with_codes, with_request_data};
 use crate::{AppState, auth::Authentication, metrics::RequestStats, releases::cache::CachedReads};
 
 /// A REST error, as FastAPI answers it.
@@ -163,10 +163,16 @@ pub async fn run(
     document: &str,
     variables: Value,
 ) -> Result<Value, Detail> {
+    let started = std::time::Instant::now();
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
     let reads = Arc::new(CachedReads::default());
     let request = async_graphql::Request::new(document)
         .variables(async_graphql::Variables::from_json(variables));
+    let user = caller
+        .authentication
+        .principal()
+        .map(|p| p.user_id.clone())
+        .unwrap_or_default();
     let asker = Asker {
         authentication: caller.authentication,
         client: caller.client,
@@ -177,6 +183,16 @@ pub async fn run(
         .execute(with_request_data(state, request, asker, &stats, &reads))
         .await;
     let response = with_codes(response);
+    let (sql, temporal) = stats.totals();
+    // The route's one line, as `/graphql` logs (the route is the span's `http.path`).
+    tracing::info!(
+        auth.user = %user,
+        graphql.duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        graphql.sql_statements = sql,
+        graphql.temporal_queries = temporal,
+        graphql.error_codes = %error_codes(&response).collect::<Vec<_>>().join(","),
+        "rest request done"
+    );
     let body = serde_json::to_value(&response).unwrap_or(Value::Null);
     match body["errors"].get(0) {
         Some(error) => Err(Detail::from_graphql(error)),

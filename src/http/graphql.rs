@@ -226,6 +226,16 @@ async fn answer(
     response
 }
 
+/// The `extensions.code` of each of `response`'s errors (unknown ones as `OTHER`).
+pub(super) fn error_codes(response: &Response) -> impl Iterator<Item = &'static str> + '_ {
+    response.errors.iter().filter_map(|error| {
+        match error.extensions.as_ref().and_then(|e| e.get("code")) {
+            Some(async_graphql::Value::String(code)) => Some(crate::error::known_code(code)),
+            _ => None,
+        }
+    })
+}
+
 /// What a GraphQL request ended with, for its log line and metrics.
 #[derive(Default)]
 struct Report {
@@ -239,12 +249,7 @@ struct Report {
 impl Report {
     /// Notes the codes of `response`'s errors.
     fn note(&mut self, response: &Response) {
-        for error in &response.errors {
-            let code = error.extensions.as_ref().and_then(|e| e.get("code"));
-            if let Some(async_graphql::Value::String(code)) = code {
-                self.codes.push(crate::error::known_code(code));
-            }
-        }
+        self.codes.extend(error_codes(response));
     }
 
     /// Notes `response`'s codes and encodes it.

@@ -43,6 +43,10 @@ pub enum DispatchError {
 
 /// How long the fast path waits for Temporal before answering `QUEUED`.
 const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// After the fast path failed, later requests skip it for this long and are queued at once (the
+/// dispatcher, woken, tries straight away): during an outage a start costs milliseconds, not
+/// [`FAST_PATH_TIMEOUT`].
+const FAST_PATH_PAUSE: Duration = Duration::from_secs(5);
 /// The dispatcher leaves a new row to the fast path for this long.
 const FAST_PATH_GRACE: chrono::Duration = chrono::Duration::seconds(10);
 
@@ -75,6 +79,8 @@ pub struct BootstrapStarter {
     temporal: TemporalHandle,
     config: Arc<Config>,
     wake_dispatcher: Arc<Notify>,
+    /// When the fast path last failed, until a start succeeds again.
+    fast_path_failed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl BootstrapStarter {
@@ -90,7 +96,24 @@ impl BootstrapStarter {
             temporal,
             config,
             wake_dispatcher,
+            fast_path_failed: Arc::default(),
         }
+    }
+
+    /// Notes whether a start reached Temporal (`None`: it did), for [`FAST_PATH_PAUSE`].
+    fn note_fast_path(&self, failed: Option<std::time::Instant>) {
+        if let Ok(mut slot) = self.fast_path_failed.lock() {
+            *slot = failed;
+        }
+    }
+
+    /// Whether the fast path failed less than [`FAST_PATH_PAUSE`] ago.
+    fn fast_path_paused(&self) -> bool {
+        self.fast_path_failed
+            .lock()
+            .ok()
+            .and_then(|slot| *slot)
+            .is_some_and(|at| at.elapsed() < FAST_PATH_PAUSE)
     }
 
     /// Records the request and starts its workflow (or queues it).
@@ -133,7 +156,17 @@ impl BootstrapStarter {
             Err(error) => return Err(error.into()),
         }
 
-        let started = tokio::time::timeout(FAST_PATH_TIMEOUT, self.start_workflow(&queued)).await;
+        let started = if self.fast_path_paused() {
+            Ok(Err(TemporalError::Unreachable(
+                "the fast path failed moments ago; queued for the dispatcher".into(),
+            )))
+        } else {
+            let started =
+                tokio::time::timeout(FAST_PATH_TIMEOUT, self.start_workflow(&queued)).await;
+            let failed = !matches!(started, Ok(Ok(_)));
+            self.note_fast_path(failed.then(std::time::Instant::now));
+            started
+        };
         let status = match started {
             Ok(Ok(run_id)) => {
                 // Recording the start does not hold up the answer; if it fails, the dispatcher
@@ -264,6 +297,8 @@ impl BootstrapStarter {
     /// Starts the workflow of `queued` and records that it started.
     pub async fn dispatch(&self, queued: &QueuedStart) -> Result<(), DispatchError> {
         let run_id = self.start_workflow(queued).await?;
+        // Temporal answers again: new requests may take the fast path.
+        self.note_fast_path(None);
         self.record_started(queued, run_id)
             .await
             .map_err(DispatchError::Record)

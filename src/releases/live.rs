@@ -64,12 +64,16 @@ impl LiveHierarchy {
                 self.fetch(workflow_id).await
             })
             .await;
-        stats.live_read(match () {
-            _ if fetched.tree.is_none() => "fallback",
-            _ if fetched_here.into_inner() => "fetched",
-            _ if ready => "hit",
-            _ => "shared",
-        });
+        let outcome = if fetched.tree.is_none() {
+            "fallback"
+        } else if fetched_here.into_inner() {
+            "fetched"
+        } else if ready {
+            "hit"
+        } else {
+            "shared"
+        };
+        stats.live_read(outcome);
         fetched.tree.clone()
     }
 

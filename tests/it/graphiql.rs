@@ -146,6 +146,24 @@ async fn every_asset_the_page_links_is_served_from_the_binary_with_a_year_of_cac
             header("content-type"),
         ));
     }
+    let script = app.url("/graphql/assets/graphiql-3.9.0.min.js");
+    let plain = app
+        .http
+        .get(&script)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plain_encoding = plain.headers().get("content-encoding").cloned();
+    let plain_len = plain.bytes().await.map(|b| b.len()).unwrap_or_default();
+    let gzipped = app
+        .http
+        .get(&script)
+        .header("accept-encoding", "br;q=1, gzip;q=0.8")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gzip_encoding = gzipped.headers().get("content-encoding").cloned();
+    let gzip_len = gzipped.bytes().await.map(|b| b.len()).unwrap_or_default();
     let unknown = app
         .http
         .get(app.url("/graphql/assets/..%2FCargo.toml"))
@@ -168,4 +186,13 @@ async fn every_asset_the_page_links_is_served_from_the_binary_with_a_year_of_cac
     assert!(csp.starts_with("default-src 'none'"), "{csp}");
     assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
     assert_eq!(unknown.ok(), Some(404));
+    assert_eq!(plain_encoding, None);
+    assert_eq!(
+        gzip_encoding.as_ref().map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
+    );
+    assert!(
+        gzip_len * 2 < plain_len,
+        "gzip {gzip_len} vs {plain_len} bytes"
+    );
 }
