@@ -43,9 +43,9 @@ pub enum DispatchError {
 
 /// How long the fast path waits for Temporal before answering `QUEUED`.
 const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(1_500);
-/// After the fast path failed, later requests skip it for this long and are queued at once (the
-/// dispatcher, woken, tries straight away): during an outage a start costs milliseconds, not
-/// [`FAST_PATH_TIMEOUT`].
+/// After a start failed to reach Temporal (the fast path, or the dispatcher's retry), requests
+/// skip the fast path for this long and are queued at once (the dispatcher, woken, tries
+/// straight away): during an outage a start costs milliseconds, not [`FAST_PATH_TIMEOUT`].
 const FAST_PATH_PAUSE: Duration = Duration::from_secs(5);
 /// The dispatcher leaves a new row to the fast path for this long.
 const FAST_PATH_GRACE: chrono::Duration = chrono::Duration::seconds(10);
@@ -296,9 +296,20 @@ impl BootstrapStarter {
 
     /// Starts the workflow of `queued` and records that it started.
     pub async fn dispatch(&self, queued: &QueuedStart) -> Result<(), DispatchError> {
-        let run_id = self.start_workflow(queued).await?;
-        // Temporal answers again: new requests may take the fast path.
-        self.note_fast_path(None);
+        let run_id = match self.start_workflow(queued).await {
+            Ok(run_id) => {
+                // Temporal answers again: new requests may take the fast path.
+                self.note_fast_path(None);
+                run_id
+            }
+            Err(error) => {
+                // Still down: new requests keep skipping the fast path.
+                if error.is_retryable() {
+                    self.note_fast_path(Some(std::time::Instant::now()));
+                }
+                return Err(error.into());
+            }
+        };
         self.record_started(queued, run_id)
             .await
             .map_err(DispatchError::Record)
