@@ -211,7 +211,15 @@ async fn soak() {
         .await
         .unwrap();
     assert!(demo.success(), "demo seeding failed");
-    let server = spawn("serve");
+    // serve's error lines (LOG_LEVEL=error), shown after the report.
+    let serve_log = dir.path().join("serve.log");
+    let server = Command::new(bin)
+        .arg("serve")
+        .envs(env.iter().cloned())
+        .stdout(std::fs::File::create(&serve_log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let pid = server.id().unwrap();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(35))
@@ -529,6 +537,12 @@ async fn soak() {
         queued,
         runs.values().sum::<usize>()
     );
+    let down_starts: Vec<String> = samples
+        .iter()
+        .filter(|s| s.op == "start" && down(s))
+        .map(|s| format!("{:.0} s: {:.0} ms {}", s.at, s.ms, s.code))
+        .collect();
+    println!("Starts while Temporal was down: {}", down_starts.join("; "));
     println!("Live viewers' messages: {:?}", pushes.lock().unwrap());
     println!(
         "serve RSS: idle before the load {rss_start:.1} MiB; warm (before the first fault) {rss_warm:.1} MiB, middle {rss_middle:.1} MiB, end {rss_end:.1} MiB: end vs warm {:+.1} %\n",
@@ -559,6 +573,18 @@ async fn soak() {
             .map(|(_, n)| n)
             .sum::<usize>();
     println!("\nINTERNAL, 5xx or code-less errors: {internal}");
+    let mut by_op: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.code != "OK") {
+        *by_op
+            .entry((phase(s.at, total), s.op, s.code.as_str()))
+            .or_default() += 1;
+    }
+    println!("Answers other than OK, by phase, operation and code: {by_op:?}");
+    let errors = std::fs::read_to_string(&serve_log).unwrap_or_default();
+    println!("serve's error log lines: {}", errors.lines().count());
+    for line in errors.lines().take(20) {
+        println!("  {line}");
+    }
     drop(server);
     drop((postgres, temporal));
 }

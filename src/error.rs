@@ -100,7 +100,21 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        Self::internal(error)
+        Self::database(&std::sync::Arc::new(error))
+    }
+}
+
+impl ApiError {
+    /// A database failure: `UNAVAILABLE` when Postgres cannot be reached or used right now
+    /// (see [`crate::db::is_unavailable`]; the cause is logged, not shown), else internal.
+    pub fn database(error: &std::sync::Arc<sqlx::Error>) -> Self {
+        if crate::db::is_unavailable(error) {
+            // The boundary logs the answer once; the driver's words only at debug.
+            tracing::debug!(error.cause = %error, "database unavailable");
+            Self::Unavailable("the database is unavailable; try again shortly".to_owned())
+        } else {
+            Self::internal(std::sync::Arc::clone(error))
+        }
     }
 }
 

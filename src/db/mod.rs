@@ -40,6 +40,25 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
+/// Whether `error` means Postgres cannot be reached or used right now (a restart, a broken
+/// connection, a full pool): the request may succeed later, so it is `UNAVAILABLE`, not ours.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Connection exceptions (class 08), the server shutting down or starting up (57P01,
+        // 57P02, 57P03), too many connections (53300).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 /// Whether `error` is a unique-constraint violation (SQLSTATE 23505), e.g. a duplicate key that
 /// should become a client error rather than an internal one.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {

@@ -84,3 +84,45 @@ async fn the_server_starts_without_temporal_and_ready_names_temporal_as_down() {
         "readiness must answer quickly: {body}"
     );
 }
+
+#[tokio::test]
+async fn reads_while_postgres_is_stopped_are_unavailable_not_internal_and_work_once_it_is_back() {
+    // Arrange: an app on a private, migrated cluster that this test stops and starts again.
+    let dir = crate::harness::scratch_dir("temporal-bff-pg-");
+    let port = free_port().unwrap_or(0);
+    let mut postgres =
+        temporal_bff::devstack::LocalPostgres::start(&dir, port).unwrap_or_else(|e| panic!("{e}"));
+    crate::harness::watchdog(&postgres.stop_command(), None, &dir);
+    let url = postgres.url("postgres");
+    let pool = sqlx::PgPool::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    temporal_bff::db::migrate(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pool.close().await;
+    let app = TestApp::spawn_with(&[("DATABASE_URL", url)]).await;
+    let token = app.token_for("ops@example.com", None, &[]).await;
+    let query = "{ releases(first: 5) { totalCount } }";
+    let before = app.graphql_as(&token, query, serde_json::json!({})).await;
+
+    // Act
+    postgres.stop();
+    let down = app.graphql_as(&token, query, serde_json::json!({})).await;
+    let postgres =
+        temporal_bff::devstack::LocalPostgres::start(&dir, port).unwrap_or_else(|e| panic!("{e}"));
+    let back = crate::harness::eventually(std::time::Duration::from_secs(30), || async {
+        let body = app.graphql_as(&token, query, serde_json::json!({})).await;
+        body["data"]["releases"]["totalCount"]
+            .is_number()
+            .then_some(body)
+    })
+    .await;
+
+    // Assert
+    assert_eq!(before["data"]["releases"]["totalCount"], 0, "{before}");
+    assert_eq!(crate::harness::error_code(&down), "UNAVAILABLE", "{down}");
+    assert!(down["data"].is_null(), "{down}");
+    assert!(back.is_some(), "answers again once Postgres is back");
+    drop(postgres);
+}

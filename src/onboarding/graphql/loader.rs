@@ -121,5 +121,5 @@ impl Loader<WorkflowKey> for OnboardingLoader {
 
 /// A loader's failure as a client error: internal, keeping its cause for the log.
 pub fn loader_error(error: Arc<sqlx::Error>) -> ApiError {
-    ApiError::internal(error)
+    ApiError::database(&error)
 }

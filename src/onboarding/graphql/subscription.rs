@@ -60,7 +60,7 @@ impl OnboardingSubscription {
                         Some(row) => yield Ok(Organization(Box::new(row))),
                         None => break,
                     },
-                    Err(error) => yield Err(ApiError::internal(error)).extend(),
+                    Err(error) => yield Err(ApiError::from(error)).extend(),
                 }
             }
         })

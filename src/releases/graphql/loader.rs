@@ -206,7 +206,7 @@ pub async fn load_tree(
     ctx.data::<DataLoader<ReleaseLoader>>()?
         .load_one(id.to_owned())
         .await
-        .map_err(ApiError::internal)
+        .map_err(|e| ApiError::database(&e))
         .extend()
 }
 
@@ -218,6 +218,6 @@ pub async fn load_row(
     ctx.data::<DataLoader<ReleaseLoader>>()?
         .load_one(RowKey(id.to_owned()))
         .await
-        .map_err(ApiError::internal)
+        .map_err(|e| ApiError::database(&e))
         .extend()
 }

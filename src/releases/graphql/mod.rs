@@ -271,7 +271,7 @@ impl ReleasesQuery {
                 .loader()
                 .trees(&rows)
                 .await
-                .map_err(ApiError::internal)
+                .map_err(|e| ApiError::database(&e))
                 .extend()?
         } else {
             HashMap::new()

@@ -262,7 +262,7 @@ impl Release {
         ctx.data::<DataLoader<ReleaseLoader>>()?
             .load_one(PendingControlKey(self.own().id.to_owned()))
             .await
-            .map_err(ApiError::internal)
+            .map_err(|e| ApiError::database(&e))
             .extend()
     }
 
