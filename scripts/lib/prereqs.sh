@@ -144,7 +144,9 @@ ensure_ws_client() {
 }
 
 # The browser the GraphiQL test drives: Debian's Chromium, present only when it renders a page
-# headless, and playwright-core from tests/browser/package-lock.json. Exports CHROMIUM.
+# headless, and playwright-core from tests/browser/package-lock.json (1.61, the last release
+# that runs on Debian 12's Node.js 18), present only when it drives that Chromium. Exports
+# CHROMIUM.
 probe_chromium() {
   "$1" --headless --no-sandbox --disable-gpu --dump-dom 'data:text/html,<p>ok</p>' 2>/dev/null | grep -q '<p>ok</p>'
 }
@@ -158,11 +160,25 @@ ensure_browser() {
     probe_chromium "$CHROMIUM" || die "chromium does not render a page headless after installing it"
   fi
   export CHROMIUM
-  if ! (cd tests/browser && node --input-type=module -e "await import('playwright-core')") >/dev/null 2>&1; then
+  if ! probe_playwright; then
     log "installing playwright-core (npm ci in tests/browser)"
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
       || die "npm ci failed in tests/browser"
+    probe_playwright || die "playwright-core cannot drive $CHROMIUM with this Node.js ($(node --version))"
   fi
+}
+
+# Present only when playwright-core, under this Node.js, opens a page in $CHROMIUM headless.
+probe_playwright() {
+  (cd tests/browser && node --input-type=module -e "
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    const page = await browser.newPage();
+    await page.goto('data:text/html,<p>ok</p>');
+    const text = await page.textContent('p');
+    await browser.close();
+    if (text !== 'ok') process.exit(1);
+  ") >/dev/null 2>&1
 }
 
 # promtool, which the metrics test runs on /metrics: a working one on PATH, else the one in

@@ -61,6 +61,11 @@ async fn a_person_logs_in_pastes_the_token_and_reads_and_follows_a_release_in_gr
     // Assert
     let steps = Value::Object(steps);
     assert!(
+        steps.as_object().is_some_and(|s| !s.is_empty()),
+        "the browser script reported nothing (its stderr is above; scripts/test installs \
+         Chromium and playwright-core)"
+    );
+    assert!(
         steps.get("failed").is_none(),
         "the browser script failed: {steps:#}"
     );
