@@ -345,11 +345,7 @@ impl Metrics {
         let Some(name) = name else {
             return ANONYMOUS_OPERATION.to_owned();
         };
-        let plain = !name.is_empty()
-            && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && !name.as_bytes()[0].is_ascii_digit();
-        if !plain {
+        if !crate::types::is_plain_name(name) {
             return OTHER_OPERATION.to_owned();
         }
         let mut names = match self.operation_names.lock() {

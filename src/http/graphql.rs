@@ -35,7 +35,7 @@ use crate::{
     metrics::RequestStats,
     onboarding::graphql::OnboardingLoader,
     releases::{cache::CachedReads, graphql::ReleaseLoader},
-    types::TraceParent,
+    types::{TraceParent, is_plain_name},
 };
 
 /// How a request came.
@@ -534,12 +534,6 @@ fn lone_operation_name(
         }
         _ => None,
     }
-}
-
-pub(super) fn is_plain_name(name: &str) -> bool {
-    name.len() <= 64
-        && name.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic())
-        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// An answer with only `error` and no `data`.

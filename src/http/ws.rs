@@ -44,7 +44,7 @@ use tokio::{
 
 use super::{
     client::ClientIp,
-    graphql::{Asker, is_plain_name, refused, with_codes, with_request_data},
+    graphql::{Asker, refused, with_codes, with_request_data},
 };
 use crate::{
     AppState,
@@ -470,7 +470,7 @@ impl Connection {
         };
         let span = tracing::info_span!(
             "graphql.subscription",
-            graphql.operation = request.operation_name.as_deref().filter(|n| is_plain_name(n)),
+            graphql.operation = request.operation_name.as_deref().filter(|n| crate::types::is_plain_name(n)),
             ws.subscription = %printable(&id),
         );
         let request = with_request_data(

@@ -26,6 +26,14 @@ pub fn is_invisible(c: char) -> bool {
         )
 }
 
+/// Whether `name` is a plain GraphQL name of at most 64 characters (`[_A-Za-z][_0-9A-Za-z]*`):
+/// safe to log and to use as a metric label.
+pub fn is_plain_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic())
+        && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

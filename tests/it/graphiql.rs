@@ -109,12 +109,7 @@ async fn a_person_logs_in_pastes_the_token_and_reads_and_follows_a_release_in_gr
 async fn every_asset_the_page_links_is_served_from_the_binary_with_a_year_of_caching() {
     // Arrange
     let app = TestApp::spawn().await;
-    let page = app
-        .http
-        .get(app.url("/graphql"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = app.get("/graphql").await;
     let csp = page
         .headers()
         .get("content-security-policy")
@@ -130,12 +125,7 @@ async fn every_asset_the_page_links_is_served_from_the_binary_with_a_year_of_cac
     // Act
     let mut answers = Vec::new();
     for asset in &assets {
-        let response = app
-            .http
-            .get(app.url(&format!("/{asset}")))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let response = app.get(&format!("/{asset}")).await;
         let header = |name: &str| {
             response
                 .headers()

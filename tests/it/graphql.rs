@@ -76,18 +76,8 @@ async fn in_production_graphiql_can_be_off_and_introspection_kept_for_signed_in_
     let introspect = "{ __schema { queryType { name } } }";
 
     // Act
-    let page = app
-        .http
-        .get(app.url("/graphql"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let asset = app
-        .http
-        .get(app.url("/graphql/assets/graphiql-3.9.0.min.js"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = app.get("/graphql").await;
+    let asset = app.get("/graphql/assets/graphiql-3.9.0.min.js").await;
     let anonymous = app.graphql(introspect, json!({})).await;
     let named = app
         .post_graphql(json!({ "query": "query Q { __type(name: \"Release\") { name } }", "operationName": "Q" }))

@@ -393,6 +393,15 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
     }
 
+    /// A plain `GET` of `path` on this app.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
     /// The body of a plain `GET` of `url`, as text.
     pub async fn get_text(&self, url: &str) -> String {
         self.http
