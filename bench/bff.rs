@@ -701,6 +701,7 @@ fn main() {
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(temporal_bff::run_server(
             listener,
+            None,
             app,
             std::future::pending(),
         ));

@@ -34,6 +34,8 @@ pub const ANONYMOUS_OPERATION: &str = "(anonymous)";
 /// The label of operations whose name is not a plain GraphQL name, or came after
 /// [`MAX_OPERATION_NAMES`] others.
 pub const OTHER_OPERATION: &str = "(other)";
+/// The label of every request that did not run for a signed-in caller, whatever it named.
+pub const WITHOUT_CALLER_OPERATION: &str = "(without caller)";
 
 /// Buckets for request-path latencies, 1 ms to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -79,6 +81,7 @@ pub struct Metrics {
     live_reads: IntCounterVec,
     password_checks: IntCounter,
     logins: IntCounterVec,
+    introspection_kept: IntCounter,
     sockets: IntGauge,
     subscriptions: IntGauge,
     pushes: IntCounter,
@@ -171,6 +174,10 @@ impl Metrics {
                 "Login attempts by outcome: success, failure (unknown e-mail, wrong password, disabled), throttled, busy (hashing queue full), error.",
                 &["outcome"],
             ),
+            introspection_kept: counter(
+                "bff_introspection_answers_kept_total",
+                "Introspection answers sent from their kept bytes, without running anything.",
+            ),
             sockets: gauge("bff_ws_sockets", "WebSockets open on /graphql/ws."),
             subscriptions: gauge(
                 "bff_ws_subscriptions",
@@ -249,6 +256,7 @@ impl Metrics {
             Box::new(metrics.live_reads.clone()),
             Box::new(metrics.password_checks.clone()),
             Box::new(metrics.logins.clone()),
+            Box::new(metrics.introspection_kept.clone()),
             Box::new(metrics.sockets.clone()),
             Box::new(metrics.subscriptions.clone()),
             Box::new(metrics.pushes.clone()),
@@ -300,6 +308,11 @@ impl Metrics {
         self.logins.with_label_values(&[outcome]).inc();
     }
 
+    /// Counts one introspection answer sent from its kept bytes.
+    pub fn introspection_kept(&self) {
+        self.introspection_kept.inc();
+    }
+
     /// Counts an open WebSocket until the guard is dropped.
     pub fn socket_opened(&self) -> Open {
         Open::new(&self.sockets)
@@ -330,9 +343,20 @@ impl Metrics {
     /// Records one GraphQL operation and its errors' codes.
     pub fn graphql_operation(&self, name: Option<&str>, codes: &[&str], seconds: f64) {
         let label = self.operation_label(name);
+        self.graphql_request(&label, codes, seconds);
+    }
+
+    /// Records a GraphQL request that did not run for a signed-in caller (refused before it
+    /// ran, or a login or introspection without a token): its operation name is anyone's
+    /// choice, so it is never a label.
+    pub fn graphql_without_caller(&self, codes: &[&str], seconds: f64) {
+        self.graphql_request(WITHOUT_CALLER_OPERATION, codes, seconds);
+    }
+
+    fn graphql_request(&self, label: &str, codes: &[&str], seconds: f64) {
         let outcome = if codes.is_empty() { "ok" } else { "error" };
         self.graphql_duration
-            .with_label_values(&[label.as_str(), outcome])
+            .with_label_values(&[label, outcome])
             .observe(seconds);
         for code in codes {
             self.graphql_errors.with_label_values(&[code]).inc();

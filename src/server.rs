@@ -13,6 +13,8 @@ use crate::{
 
 /// Bytes of remembered `GET` answers (tags and what they were made of) kept per process.
 const REMEMBERED_ANSWER_BYTES: usize = 1024 * 1024;
+/// Bytes of encoded introspection answers kept per process (GraphiQL's is about 100 KB).
+const INTROSPECTION_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 /// Bytes of persisted-query documents kept per process.
 const PERSISTED_QUERY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -139,6 +141,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         Arc::clone(&metrics),
     );
     spawn_housekeeping(db.clone());
+    // Read before the first request, so no request waits for it.
+    graphql::introspection::schema_shape();
     let schema = graphql::schema_builder()
         .data(login)
         .data(db.clone())
@@ -149,6 +153,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .data(organization_watch)
         .data(Arc::clone(&metrics))
         .finish();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
     Ok(AppState(Arc::new(App {
         config,
         starter,
@@ -165,6 +170,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         persisted: http::persisted::PersistedQueries::new(PERSISTED_QUERY_BYTES),
         answers: http::conditional::Answers::new(REMEMBERED_ANSWER_BYTES),
         execution_slots: tokio::sync::Semaphore::new(EXECUTION_SLOTS_PER_CORE * cores()),
+        introspection_answers: crate::lru::Lru::new(INTROSPECTION_ANSWER_BYTES),
+        in_flight,
     })))
 }
 
@@ -215,9 +222,22 @@ fn spawn_housekeeping(db: sqlx::PgPool) {
     });
 }
 
+/// The two HTTP applications of one process.
+pub struct Routers {
+    /// The public API: GraphQL, REST, GraphiQL, `/health` and a minimal `/ready`.
+    pub api: Router,
+    /// The operations listener (`METRICS_ADDR`): `/metrics` and the detailed `/ready`, for
+    /// the cluster's inside only.
+    pub ops: Router,
+}
+
 /// Builds the whole HTTP application for `config`: what `serve` runs and what tests call.
-pub async fn build_app(config: Config) -> Result<Router, StartupError> {
-    Ok(http::router(build_state(config).await?))
+pub async fn build_app(config: Config) -> Result<Routers, StartupError> {
+    let state = build_state(config).await?;
+    Ok(Routers {
+        api: http::router(state.clone()),
+        ops: http::ops_router(state),
+    })
 }
 
 /// How long shutdown waits for WebSockets to say goodbye (`1001`) after the last request.
@@ -225,13 +245,26 @@ const SOCKET_GOODBYE: Duration = Duration::from_secs(2);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests and
 /// closes every WebSocket with `1001`. Handlers see the peer address (for login throttling).
+///
+/// `ops`, when given, serves [`Routers::ops`] until the API server has stopped.
 pub async fn run_server(
     listener: TcpListener,
-    app: Router,
+    ops: Option<TcpListener>,
+    routers: Routers,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    let ops = ops.map(|ops| {
+        let router = routers.ops;
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(ops, router).await {
+                tracing::error!(%error, "the operations listener failed");
+            }
+        })
+    });
     let (closing, sockets_see) = tokio::sync::watch::channel(false);
-    let app = app.layer(axum::Extension(http::ws::Closing(sockets_see)));
+    let app = routers
+        .api
+        .layer(axum::Extension(http::ws::Closing(sockets_see)));
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -247,27 +280,46 @@ pub async fn run_server(
     .map_err(StartupError::Serve);
     // Upgraded sockets outlive the server's connections: give them a moment to close.
     let _ = tokio::time::timeout(SOCKET_GOODBYE, closing.closed()).await;
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     served
 }
 
-/// Builds the app for `config` and binds `HOST:PORT`, ready for [`run_server`].
-pub async fn bind(config: Config) -> Result<(TcpListener, Router), StartupError> {
-    let addr = SocketAddr::new(config.host, config.port);
-    let app = build_app(config).await?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-    tracing::info!(http.addr = %addr, "listening; GraphiQL at http://{addr}/graphql");
-    Ok((listener, app))
+/// The app for `config` with its two listeners bound (`HOST:PORT` and `METRICS_ADDR`), ready
+/// for [`run_server`].
+pub struct Bound {
+    /// `HOST:PORT`.
+    pub api: TcpListener,
+    /// `METRICS_ADDR`.
+    pub ops: TcpListener,
+    /// What they serve.
+    pub routers: Routers,
 }
 
-/// The `serve` command: binds `HOST:PORT` and runs until SIGTERM or SIGINT.
+/// Builds the app for `config` and binds `HOST:PORT` and `METRICS_ADDR`.
+pub async fn bind(config: Config) -> Result<Bound, StartupError> {
+    let addr = SocketAddr::new(config.host, config.port);
+    let ops_addr = config.metrics_addr;
+    let routers = build_app(config).await?;
+    let listen = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: addr.to_string(),
+                source,
+            })
+    };
+    let api = listen(addr).await?;
+    let ops = listen(ops_addr).await?;
+    tracing::info!(http.addr = %addr, metrics.addr = %ops_addr, "listening; GraphiQL at http://{addr}/graphql");
+    Ok(Bound { api, ops, routers })
+}
+
+/// The `serve` command: binds `HOST:PORT` and `METRICS_ADDR` and runs until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
-    let (listener, app) = bind(config).await?;
-    run_server(listener, app, shutdown_signal()).await
+    let bound = bind(config).await?;
+    run_server(bound.api, Some(bound.ops), bound.routers, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -2,8 +2,9 @@
 //! *now*, so revocation does not wait for the token to expire.
 //!
 //! For a token whose subject is a user of this service, the user's current row decides: a
-//! disabled (or deleted) user is refused, and the role, organization and permissions come from
-//! the row, not from the token. Rows are cached per process for at most `AUTH_USER_CACHE_MS`
+//! disabled user is refused, and the role, organization and permissions come from the row, not
+//! from the token. A token `login` issued (claim `local_user`) also needs the row to exist: a
+//! deleted user's token stops working like a disabled one's. Rows are cached per process for at most `AUTH_USER_CACHE_MS`
 //! (≤ 60 s), which bounds how long a change takes to apply. Tokens the platform issued for
 //! users this service does not know carry their own claims.
 
@@ -19,7 +20,7 @@ use uuid::Uuid;
 use super::{
     Authentication, Principal,
     store::{self, UserState},
-    token::TokenService,
+    token::{TokenService, Verified},
 };
 
 /// Cached rows kept at most; beyond this the cache starts over (it is only a cache).
@@ -52,15 +53,23 @@ impl Authenticator {
     /// Reads an `Authorization` header value into an [`Authentication`].
     #[tracing::instrument(skip_all, fields(auth.user = tracing::field::Empty))]
     pub async fn authenticate(&self, header: Option<&str>) -> Authentication {
-        let principal = match self.tokens.authenticate(header) {
-            Authentication::Authenticated(principal) => principal,
-            other => return other,
+        let Verified {
+            principal,
+            local_user,
+        } = match self.tokens.authenticate(header) {
+            Ok(verified) => verified,
+            Err(other) => return other,
         };
         let Ok(user_id) = Uuid::parse_str(&principal.user_id) else {
+            if local_user {
+                return Authentication::Invalid("unknown user");
+            }
             return Authentication::Authenticated(principal);
         };
         tracing::Span::current().record("auth.user", principal.user_id.as_str());
         match self.current(user_id).await {
+            // A token `login` issued is only as good as its user's row.
+            Ok(None) if local_user => Authentication::Invalid("user deleted"),
             Ok(None) => Authentication::Authenticated(principal),
             Ok(Some(user)) if user.disabled => Authentication::Invalid("user disabled"),
             Ok(Some(user)) => Authentication::Authenticated(Principal {

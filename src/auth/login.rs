@@ -66,10 +66,17 @@ pub struct LoggedIn {
     pub principal: Principal,
 }
 
+/// Logins between their first statement and their answer at once, per process. Each holds a
+/// pool connection while it waits on the throttle's row locks (parallel guesses for one e-mail
+/// queue there), so this bounds the share of the pool logins can take; past it a login is
+/// answered `RATE_LIMITED` at once instead of waiting.
+pub const LOGINS_AT_ONCE: usize = 4;
+
 /// Logs users in.
 #[derive(Clone)]
 pub struct LoginService {
     pool: PgPool,
+    at_once: Arc<tokio::sync::Semaphore>,
     hasher: Hasher,
     tokens: TokenService,
     policy: ThrottlePolicy,
@@ -87,6 +94,7 @@ impl LoginService {
     ) -> Self {
         Self {
             pool,
+            at_once: Arc::new(tokio::sync::Semaphore::new(LOGINS_AT_ONCE)),
             hasher,
             tokens,
             policy,
@@ -129,7 +137,9 @@ impl LoginService {
         }
         let internal = |e: &dyn std::fmt::Display| LoginError::Internal(e.to_string());
         let keys = AttemptKeys::new(client, &email);
-
+        let Ok(turn) = self.at_once.try_acquire() else {
+            return Err(LoginError::Busy);
+        };
         let locks_at = match store::reserve(&self.pool, &self.policy, &keys)
             .await
             .map_err(|e| internal(&e))?
@@ -140,6 +150,8 @@ impl LoginService {
         let user = store::find_user_by_email(&self.pool, &email)
             .await
             .map_err(|e| internal(&e))?;
+        // Hashing has its own bounded queue and holds no connection.
+        drop(turn);
         // Always verify, against a dummy hash when there is no user, so timing tells nothing.
         self.metrics.password_check();
         let matched = match self

@@ -49,7 +49,18 @@ pub struct Principal {
     pub permissions: BTreeSet<String>,
 }
 
+/// Namespace of the actor IDs of callers whose subject is not a UUID (fixed forever).
+const SUBJECT_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2d3e_4a5b_4c6d_9e7f_8a9b_0c1d_2e3f);
+
 impl Principal {
+    /// The UUID this caller acts under in `domain_events.created_by`, which also scopes its
+    /// idempotency keys: the subject itself when it is a UUID, else the UUID v5 of the raw
+    /// subject, so two service tokens `svc-a` and `svc-b` never share a scope.
+    pub fn actor_id(&self) -> Uuid {
+        Uuid::parse_str(&self.user_id)
+            .unwrap_or_else(|_| Uuid::new_v5(&SUBJECT_NAMESPACE, self.user_id.as_bytes()))
+    }
+
     /// Whether the caller holds `permission`.
     pub fn has(&self, permission: &str) -> bool {
         self.permissions.contains(permission)
@@ -112,6 +123,19 @@ mod tests {
             role: None,
             permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn callers_without_a_uuid_subject_act_under_one_id_each() {
+        let named = |sub: &str| Principal {
+            user_id: sub.to_owned(),
+            ..principal(None, &[])
+        };
+        let user = Uuid::new_v4();
+
+        assert_eq!(named(&user.to_string()).actor_id(), user);
+        assert_ne!(named("svc-a").actor_id(), named("svc-b").actor_id());
+        assert_eq!(named("svc-a").actor_id(), named("svc-a").actor_id());
     }
 
     #[test]

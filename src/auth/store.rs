@@ -116,8 +116,8 @@ pub async fn reserve(
     let limit = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
         "SELECT key, allowed, locked_until
-           FROM login_throttle_reserve($1, $2, $3, make_interval(secs => $4),
-                                       make_interval(secs => $5), make_interval(secs => $6))",
+           FROM login_throttle_reserve($1, $2, $3, $4, make_interval(secs => $5),
+                                       make_interval(secs => $6), make_interval(secs => $7))",
     )
     .bind([&keys.pair, &keys.email, &keys.address])
     .bind([
@@ -125,7 +125,10 @@ pub async fn reserve(
         limit(policy.max_failures_per_email),
         limit(policy.max_failures_per_address),
     ])
-    .bind([true, false, false])
+    // The pair's and the e-mail's locks grow; only the e-mail's is waived for an address that
+    // never failed for it (the owner's), see the migration `login_throttle_owner_waiver`.
+    .bind([true, true, false])
+    .bind([false, true, false])
     .bind(policy.window.as_secs_f64())
     .bind(policy.lockout.as_secs_f64())
     .bind(policy.max_lockout.as_secs_f64())

@@ -6,8 +6,13 @@
 //!
 //! - the (client address, e-mail) pair, with the low limit, and a lock that doubles each time it
 //!   locks again: the guesser is slowed down, the owner at another address is not;
-//! - the e-mail alone, with a much higher ceiling, against guessing from many addresses;
+//! - the e-mail alone, with a much higher ceiling, against guessing from many addresses; its
+//!   lock doubles too, and it is waived for an address that has not failed for that e-mail
+//!   within the window (the owner's): while an e-mail is locked, every address that has not
+//!   failed for it may try once per window, and one wrong password puts it under the lock;
 //! - the address alone, so one address cannot spray many e-mails.
+//!
+//! An address is an IPv4 address, or an IPv6 /64 (what one subscriber is given).
 //!
 //! A successful login clears its pair and gives the attempt back to the other two keys. Rows
 //! expire and are deleted (`store::purge_expired_throttle`). The statements are in `store`.
@@ -46,10 +51,16 @@ pub struct AttemptKeys {
 impl AttemptKeys {
     /// The keys of an attempt for `email` from `address`.
     pub fn new(address: IpAddr, email: &Email) -> Self {
-        // IPv4-mapped IPv6 addresses count as the IPv4 address they are.
+        // IPv4-mapped IPv6 addresses count as the IPv4 address they are; any other IPv6
+        // address counts as its /64, the block one subscriber is given, so rotating through it
+        // earns no fresh keys.
         let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => ipnet::Ipv6Net::new(v6, 64)
+                    .map_or_else(|_| v6.to_string(), |net| net.trunc().to_string()),
+            },
+            IpAddr::V4(v4) => v4.to_string(),
         };
         Self {
             pair: format!("pair:{address}|{}", email.as_str()),
@@ -133,6 +144,29 @@ mod tests {
             Reservation::Allowed {
                 locked_until: at(60)
             }
+        );
+    }
+
+    #[test]
+    fn every_address_of_one_ipv6_slash_64_shares_its_keys() {
+        let email = Email::parse("a@example.com").unwrap_or_else(|e| panic!("{e}"));
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap_or([0; 4].into());
+        let same_64: IpAddr = "2001:db8:1:2:ffff:1234:5678:9abc"
+            .parse()
+            .unwrap_or([0; 4].into());
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap_or([0; 4].into());
+
+        assert_eq!(
+            AttemptKeys::new(one, &email),
+            AttemptKeys::new(same_64, &email)
+        );
+        assert_ne!(
+            AttemptKeys::new(one, &email),
+            AttemptKeys::new(next_64, &email)
+        );
+        assert_eq!(
+            AttemptKeys::new(one, &email).address,
+            "addr:2001:db8:1:2::/64"
         );
     }
 

@@ -43,6 +43,20 @@ pub struct Claims {
     pub iss: String,
     /// Audience.
     pub aud: String,
+    /// Set on the tokens `login` issues: such a token is only as good as its user's row, and
+    /// is refused once the row is gone. Tokens the platform issued do not carry it and keep
+    /// their own claims.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local_user: bool,
+}
+
+/// A verified token: who it names, and whether this service issued it for a user of its own.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The caller, as the token's claims say.
+    pub principal: Principal,
+    /// Issued by `login`: the user's row must still exist.
+    pub local_user: bool,
 }
 
 /// Why a token was refused (for the log; clients only see `UNAUTHENTICATED`).
@@ -104,6 +118,7 @@ impl TokenService {
             nbf: None,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            local_user: true,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| TokenError::Sign(e.to_string()))?;
@@ -111,14 +126,17 @@ impl TokenService {
     }
 
     /// Verifies `token` and turns its claims into a principal.
-    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let claims = self.verify_claims(token)?;
-        Ok(Principal {
-            user_id: claims.sub,
-            email: claims.email,
-            org_id: claims.org_id,
-            role: claims.user_role,
-            permissions: claims.permissions,
+        Ok(Verified {
+            local_user: claims.local_user,
+            principal: Principal {
+                user_id: claims.sub,
+                email: claims.email,
+                org_id: claims.org_id,
+                role: claims.user_role,
+                permissions: claims.permissions,
+            },
         })
     }
 
@@ -149,22 +167,21 @@ impl TokenService {
         Ok(data.claims)
     }
 
-    /// Reads an `Authorization` header value (`Bearer <token>`) into an [`super::Authentication`].
-    pub fn authenticate(&self, header: Option<&str>) -> super::Authentication {
+    /// Reads an `Authorization` header value (`Bearer <token>`): the verified token, or what
+    /// the request amounts to without one ([`super::Authentication::Anonymous`] or
+    /// [`super::Authentication::Invalid`]).
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Verified, super::Authentication> {
         use super::Authentication;
         // A bearer scheme with no token at all (GraphiQL's headers pane before one is pasted
         // in) carries no credentials, unlike a token that fails its checks.
         let Some(header) = header.filter(|h| !h.trim().eq_ignore_ascii_case("bearer")) else {
-            return Authentication::Anonymous;
+            return Err(Authentication::Anonymous);
         };
-        match bearer(header) {
-            Ok(token) => match self.verify(token) {
-                Ok(principal) => Authentication::Authenticated(principal),
-                Err(TokenError::Invalid(why)) => Authentication::Invalid(why),
-                Err(TokenError::Sign(_)) => Authentication::Invalid("malformed"),
-            },
-            Err(why) => Authentication::Invalid(why),
-        }
+        let token = bearer(header).map_err(Authentication::Invalid)?;
+        self.verify(token).map_err(|error| match error {
+            TokenError::Invalid(why) => Authentication::Invalid(why),
+            TokenError::Sign(_) => Authentication::Invalid("malformed"),
+        })
     }
 }
 

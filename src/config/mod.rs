@@ -28,6 +28,7 @@ pub const VARIABLES: &[&str] = &[
     "JWT_TTL_SECONDS",
     "HOST",
     "PORT",
+    "METRICS_ADDR",
     "CORS_ALLOWED_ORIGINS",
     "BASE_DOMAIN",
     "LOGIN_MAX_FAILURES",
@@ -46,6 +47,7 @@ pub const VARIABLES: &[&str] = &[
     "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
     "WS_MAX_CONNECTIONS_PER_USER",
     "WS_PING_INTERVAL_MS",
+    "MAX_IN_FLIGHT",
     "GRAPHIQL",
     "INTROSPECTION",
     "LOG_LEVEL",
@@ -91,6 +93,9 @@ pub struct Config {
     pub host: IpAddr,
     /// Port to bind (`PORT`).
     pub port: u16,
+    /// Where `/metrics` and the detailed `/ready` are served (`METRICS_ADDR`), apart from the
+    /// public port; loopback unless the cluster's inside should reach it.
+    pub metrics_addr: std::net::SocketAddr,
     /// Origins allowed by CORS (`CORS_ALLOWED_ORIGINS`); empty means same-origin only.
     pub cors_allowed_origins: Vec<String>,
     /// Parent domain of organization subdomains (`BASE_DOMAIN`).
@@ -135,9 +140,14 @@ pub struct Config {
     /// How often an idle WebSocket is pinged; one that stays silent for two intervals is
     /// closed (`WS_PING_INTERVAL_MS`).
     pub ws_ping_interval: Duration,
+    /// Requests in flight per process on `/graphql`, `/graphql/ws` and `/api/*` before more
+    /// are answered `429` / `RATE_LIMITED` (`MAX_IN_FLIGHT`).
+    pub max_in_flight: usize,
     /// Whether `GET /graphql` serves GraphiQL (`GRAPHIQL`).
     pub graphiql: bool,
-    /// Whether callers without a token may introspect the schema (`INTROSPECTION`).
+    /// Whether callers without a token may introspect the schema (`INTROSPECTION`; `false`
+    /// unless `temporal-bff dev` runs it). Signed-in callers always may, within the
+    /// introspection budget.
     pub introspection: bool,
     /// Tracing filter directive (`LOG_LEVEL`), e.g. `info` or `temporal_bff=debug,info`.
     pub log_level: String,
@@ -186,6 +196,11 @@ impl Config {
         let port = env.parsed("PORT", "8000", |raw| {
             raw.parse::<u16>()
                 .map_err(|_| "must be a port number from 0 to 65535".to_owned())
+        });
+        let metrics_addr = env.parsed("METRICS_ADDR", "127.0.0.1:9464", |raw| {
+            raw.parse::<std::net::SocketAddr>().map_err(|_| {
+                "must be an address and port such as 127.0.0.1:9464 or 0.0.0.0:9464".to_owned()
+            })
         });
         let cors_allowed_origins = env.parsed("CORS_ALLOWED_ORIGINS", "", parse_origins);
         let base_domain = env.parsed("BASE_DOMAIN", "example.test", parse_base_domain);
@@ -277,8 +292,12 @@ impl Config {
                 _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
             }
         });
+        let max_in_flight = env.parsed("MAX_IN_FLIGHT", "256", |raw| match raw.parse::<usize>() {
+            Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+            _ => Err("must be a whole number from 1 to 100000".to_owned()),
+        });
         let graphiql = env.parsed("GRAPHIQL", "true", parse_switch);
-        let introspection = env.parsed("INTROSPECTION", "true", parse_switch);
+        let introspection = env.parsed("INTROSPECTION", "false", parse_switch);
         let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
                 .map(|_| raw.to_owned())
@@ -307,6 +326,7 @@ impl Config {
                 jwt_ttl: jwt_ttl?,
                 host: host?,
                 port: port?,
+                metrics_addr: metrics_addr?,
                 cors_allowed_origins: cors_allowed_origins?,
                 base_domain: base_domain?,
                 login_max_failures: login_max_failures?,
@@ -325,6 +345,7 @@ impl Config {
                 ws_max_subscriptions: ws_max_subscriptions?,
                 ws_max_connections_per_user: ws_max_connections_per_user?,
                 ws_ping_interval: ws_ping_interval?,
+                max_in_flight: max_in_flight?,
                 graphiql: graphiql?,
                 introspection: introspection?,
                 log_level: log_level?,

@@ -91,6 +91,10 @@ pub async fn run() -> Result<(), DevError> {
     if env("LOG_FORMAT").is_none() {
         overrides.insert("LOG_FORMAT", "pretty".into());
     }
+    // Only here may anyone read the schema without a token: GraphiQL works before a login.
+    if env("INTROSPECTION").is_none() {
+        overrides.insert("INTROSPECTION", "true".into());
+    }
 
     let config = Config::from_lookup(|name| overrides.get(name).cloned().or_else(|| env(name)))?;
     let pool = crate::db::connect(&config)
@@ -113,7 +117,7 @@ pub async fn run() -> Result<(), DevError> {
     crate::worker::demo::seed(&config, &pool)
         .await
         .map_err(|e| DevError::Database(format!("seeding demo data: {e}")))?;
-    let (listener, app) = crate::bind(config).await?;
+    let bound = crate::bind(config).await?;
     let temporal_ui = children
         .temporal
         .as_ref()
@@ -133,7 +137,13 @@ pub async fn run() -> Result<(), DevError> {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
-    let result = crate::run_server(listener, app, crate::shutdown_signal()).await;
+    let result = crate::run_server(
+        bound.api,
+        Some(bound.ops),
+        bound.routers,
+        crate::shutdown_signal(),
+    )
+    .await;
     if let Err(error) = tokio::task::spawn_blocking(move || worker.stop()).await {
         tracing::warn!(%error, "worker did not stop cleanly");
     }

@@ -6,6 +6,7 @@ use async_graphql::{MergedObject, MergedSubscription, Object, Schema, SchemaBuil
 
 pub mod connection;
 pub mod context;
+pub mod introspection;
 pub mod node;
 
 use crate::{
@@ -68,6 +69,7 @@ pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .extension(RequireCaller)
+    .extension(introspection::IntrospectionBudget)
 }
 
 /// The schema in SDL, as `temporal-bff schema` prints it and `schema.graphql` holds it.

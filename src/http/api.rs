@@ -178,10 +178,13 @@ pub async fn run(
         client: caller.client,
         request_id: caller.request_id,
     };
-    let response = state
-        .schema
-        .execute(with_request_data(state, request, asker, &stats, &reads))
-        .await;
+    let response = {
+        let _slot = state.admit().await;
+        state
+            .schema
+            .execute(with_request_data(state, request, asker, &stats, &reads))
+            .await
+    };
     let response = with_codes(response);
     let (sql, temporal) = stats.totals();
     // The route's one line, as `/graphql` logs (the route is the span's `http.path`).

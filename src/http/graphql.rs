@@ -164,7 +164,7 @@ fn request_id_text(request_id: Option<Extension<HttpRequestId>>) -> String {
 
 /// A GraphQL request from a query string (`query`, `operationName`, `variables` and
 /// `extensions`, the last two as JSON); `None` when it holds neither `query` nor `extensions`.
-fn get_request(query_string: &str) -> Option<Result<async_graphql::Request, &'static str>> {
+pub fn get_request(query_string: &str) -> Option<Result<async_graphql::Request, &'static str>> {
     let params: HashMap<String, String> = url::form_urlencoded::parse(query_string.as_bytes())
         .into_owned()
         .collect();
@@ -212,9 +212,17 @@ async fn answer(
     let response = run(state, asker, request, transport, &mut report).await;
     let elapsed = started.elapsed();
     let operation = named.or(report.operation.take());
-    state
-        .metrics
-        .graphql_operation(operation.as_deref(), &report.codes, elapsed.as_secs_f64());
+    // Only an operation a signed-in caller ran gets its name as a label: anyone can name
+    // a refused one, and the label slots are few.
+    if report.executed_for_caller {
+        state
+            .metrics
+            .graphql_operation(operation.as_deref(), &report.codes, elapsed.as_secs_f64());
+    } else {
+        state
+            .metrics
+            .graphql_without_caller(&report.codes, elapsed.as_secs_f64());
+    }
     tracing::info!(
         graphql.duration_ms = elapsed.as_secs_f64() * 1e3,
         graphql.sql_statements = report.sql,
@@ -244,6 +252,8 @@ struct Report {
     codes: Vec<&'static str>,
     sql: u64,
     temporal: u64,
+    /// Admitted to run (or to be answered from kept answers) for a signed-in caller.
+    executed_for_caller: bool,
 }
 
 impl Report {
@@ -298,6 +308,13 @@ async fn run(
             async_graphql::Value::String(hash) => Some(hash),
             _ => None,
         });
+    // Stored documents are for signed-in callers only: answering an anonymous hash with
+    // "found" or "not found" would tell whether someone registered that document.
+    if hash.is_some()
+        && let Err(error) = authentication.principal()
+    {
+        return report.encode(refused(&error), max_bytes);
+    }
     let may_register = authentication.principal().is_ok();
     match state
         .persisted
@@ -417,19 +434,27 @@ async fn run(
         Transport::Post => None,
     };
 
-    // Admission: data operations take turns for an execution slot, so the CPU-heavy ones
-    // (whole trees) cannot crowd a login or a small read out of the scheduler. Logins and
-    // introspection are cheap and skip the line.
-    let _slot = match verdict {
-        Verdict::Public => None,
-        _ => {
-            let slot = state.execution_slots.acquire().await.ok();
-            // A freed slot wakes the next data operation straight into the scheduler's
-            // next-to-run place; going to the back of the queue lets waiting logins run first.
-            tokio::task::yield_now().await;
-            slot
-        }
+    // Admission: every operation but a login takes turns for an execution slot, so the
+    // CPU-heavy ones (whole trees, introspection) cannot crowd a small read out of the
+    // scheduler. Logins have their own bounds (the login service's waiting room and hashing
+    // queue), so a flood of them cannot take the slots signed-in callers need.
+    let is_login = verdict == Verdict::Public && kind == Some(OperationType::Mutation);
+    let _slot = if is_login {
+        None
+    } else {
+        Some(state.admit().await)
     };
+    report.executed_for_caller = authentication.principal().is_ok();
+    // Introspection answers depend only on the document: kept as bytes, sent without running.
+    let introspection_key = (verdict == Verdict::Public && kind == Some(OperationType::Query))
+        .then(|| introspection_key(&request));
+    if let Some(body) = introspection_key
+        .as_deref()
+        .and_then(|key| state.introspection_answers.get(key))
+    {
+        state.metrics.introspection_kept();
+        return json_response(body.to_vec());
+    }
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
     let reads = Arc::new(CachedReads::default());
     let asker = Asker {
@@ -447,6 +472,12 @@ async fn run(
     report.note(&response);
     let cacheable = response.errors.is_empty();
     let body = encode(response, max_bytes);
+    if let Some(key) = introspection_key.filter(|_| cacheable) {
+        let bytes = body.len();
+        state
+            .introspection_answers
+            .insert(key, Bytes::from(body.clone()), bytes);
+    }
     match poll {
         Some(poll) if cacheable => {
             let etag = conditional::etag(&poll.scope, &body);
@@ -459,6 +490,13 @@ async fn run(
         }
         _ => json_response(body),
     }
+}
+
+/// The key of an introspection answer: the document, the operation and the variables.
+fn introspection_key(request: &async_graphql::Request) -> String {
+    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+    let name = request.operation_name.as_deref().unwrap_or_default();
+    super::persisted::sha256_hex(&format!("{}\0{name}\0{variables}", request.query))
 }
 
 /// Apollo's answer to an unknown persisted-query hash, which its clients recognise.
@@ -515,7 +553,12 @@ fn rejected(status: StatusCode, message: &str) -> axum::response::Response {
         message: message.to_owned(),
         field: None,
     };
-    let mut response = encode_response(refused(&error), usize::MAX);
+    refusal_response(status, &error)
+}
+
+/// `error` alone, as a GraphQL answer with HTTP `status`.
+pub(super) fn refusal_response(status: StatusCode, error: &ApiError) -> axum::response::Response {
+    let mut response = encode_response(refused(error), usize::MAX);
     *response.status_mut() = status;
     response
 }

@@ -66,10 +66,24 @@ impl Check {
     }
 }
 
-/// Readiness: Postgres and Temporal are each checked (concurrently, with a short timeout).
-/// 200 when both answer, 503 otherwise; the body says which is down.
+/// Readiness on the public port: 200 `{"status":"ready"}` or 503 `{"status":"not_ready"}`,
+/// without saying what is down (the report is on the operations listener).
+pub async fn ready(state: State<AppState>) -> impl IntoResponse {
+    let (code, report) = check(state).await;
+    (code, Json(serde_json::json!({ "status": report.status })))
+}
+
+/// The readiness report on the operations listener: [`ready`]'s answer with each dependency's
+/// status, latency and a short reason.
+pub async fn ready_report(state: State<AppState>) -> impl IntoResponse {
+    let (code, report) = check(state).await;
+    (code, Json(report))
+}
+
+/// Postgres and Temporal, each checked (concurrently, with a short timeout): 200 when both
+/// answer, 503 otherwise.
 #[tracing::instrument(skip_all)]
-pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+async fn check(State(state): State<AppState>) -> (StatusCode, Readiness) {
     let postgres = async {
         let started = Instant::now();
         let result = tokio::time::timeout(CHECK_TIMEOUT, crate::db::ping(&state.db)).await;
@@ -91,5 +105,5 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body))
+    (code, body)
 }

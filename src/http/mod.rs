@@ -11,12 +11,13 @@ pub mod openapi;
 pub mod persisted;
 pub mod ws;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
     extract::State,
     http::{HeaderName, HeaderValue, Request, StatusCode},
+    response::IntoResponse,
     routing::get,
 };
 use tower::ServiceBuilder;
@@ -76,7 +77,6 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics))
         .route(
             "/api/auth/login",
             axum::routing::post(crate::auth::rest::login),
@@ -108,12 +108,26 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/graphql/assets/{file}", get(graphiql::asset))
         .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            in_flight,
+        ))
         .layer(axum::middleware::from_fn_with_state(state, observe))
         .layer(middleware);
     match cors {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// The operations listener's routes (`METRICS_ADDR`): `/metrics`, the detailed readiness
+/// report at `/ready`, and `/health`. Production exposes it only inside the cluster.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready_report))
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state)
 }
 
 /// CORS for the configured origins; none configured means no CORS headers (same-origin only).
@@ -175,6 +189,41 @@ async fn trace_context(
         .map_or_else(TraceParent::start, |parent| parent.child());
     tracing::Span::current().record("trace_id", trace.trace_id());
     request.extensions_mut().insert(trace);
+    next.run(request).await
+}
+
+/// Holds one of `MAX_IN_FLIGHT` places while an API request (`/graphql`, `/graphql/ws`'s
+/// upgrade, `/api/*`) runs; with none free it is answered `429` at once, in the route's own
+/// error shape. Probes, metrics and GraphiQL's files never wait behind the API.
+async fn in_flight(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let rest = path.starts_with("/api/");
+    if !(rest || path == "/graphql" || path == "/graphql/ws") {
+        return next.run(request).await;
+    }
+    let Ok(_place) = Arc::clone(&state.in_flight).try_acquire_owned() else {
+        tracing::info!(
+            error.code = "RATE_LIMITED",
+            "request refused: too many in flight"
+        );
+        let limited = crate::error::ApiError::RateLimited {
+            retry_after_secs: 1,
+        };
+        let mut response = if rest {
+            api::Detail::new(StatusCode::TOO_MANY_REQUESTS, limited.to_string()).into_response()
+        } else {
+            graphql::refusal_response(StatusCode::TOO_MANY_REQUESTS, &limited)
+        };
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("1"),
+        );
+        return response;
+    };
     next.run(request).await
 }
 

@@ -62,7 +62,41 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages waiting for the socket, per connection; past this, subscriptions wait.
 const OUTGOING: usize = 64;
 
-/// Close codes (the protocol's, and the DESIGN's for this service).
+/// Messages a socket may send in a burst, and then per second: far more than a dashboard
+/// sends (a subscribe per view, a pong per ping), far less than a churn of subscribe/complete.
+const MESSAGE_BURST: f64 = 100.0;
+const MESSAGES_PER_SECOND: f64 = 20.0;
+
+/// A token bucket of the messages a socket may still send.
+struct MessageBudget {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl MessageBudget {
+    fn new() -> Self {
+        Self {
+            tokens: MESSAGE_BURST,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes one message from the budget; `false` when there is none left.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * MESSAGES_PER_SECOND;
+        self.tokens = (self.tokens + earned).min(MESSAGE_BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Close codes (the protocol's, and the contract's for this service).
 mod close {
     /// The server is going away (shutdown).
     pub const GOING_AWAY: u16 = 1001;
@@ -84,7 +118,7 @@ mod close {
     pub const INIT_TIMEOUT: u16 = 4408;
     /// Two subscriptions with one ID.
     pub const DUPLICATE_ID: u16 = 4409;
-    /// Too many subscriptions, connections or `connection_init`s.
+    /// Too many subscriptions, connections, messages or `connection_init`s.
     pub const TOO_MANY: u16 = 4429;
 }
 
@@ -201,6 +235,10 @@ struct Connection {
     closing: Option<Closing>,
     /// Connection ID for logs and the correlation of what subscriptions read.
     id: String,
+    /// One of this socket's subscriptions at a time waits for (and holds) an execution slot,
+    /// so a socket that subscribes in bursts queues once, not a hundred times, in front of
+    /// everyone else.
+    first_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Connection {
@@ -210,6 +248,7 @@ impl Connection {
             client,
             closing,
             id: uuid::Uuid::new_v4().to_string(),
+            first_reads: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -233,6 +272,7 @@ impl Connection {
         let mut recheck = tokio::time::interval_at(Instant::now() + recheck_every, recheck_every);
         let init_deadline = Instant::now() + INIT_TIMEOUT;
         let mut last_heard = Instant::now();
+        let mut budget = MessageBudget::new();
 
         let close = loop {
             let expiry = caller
@@ -249,6 +289,9 @@ impl Connection {
                         Some(Err(error)) => break Some(receive_error(&error)),
                     };
                     last_heard = Instant::now();
+                    if !budget.take() {
+                        break Some(Close::new(close::TOO_MANY, "Too many messages"));
+                    }
                     let text = match message {
                         Message::Text(text) => text,
                         Message::Close(_) => break None,
@@ -399,11 +442,9 @@ impl Connection {
                 ));
             }
             Authentication::Invalid(why) => {
+                // Why goes to the log only: the client learns no more than HTTP tells it.
                 tracing::info!(auth.rejected = why, "socket refused");
-                return Err(Close::new(
-                    close::UNAUTHORIZED,
-                    format!("Unauthorized: token {why}"),
-                ));
+                return Err(Close::new(close::UNAUTHORIZED, "Unauthorized"));
             }
             Authentication::Anonymous => {
                 return Err(Close::new(close::UNAUTHORIZED, "Unauthorized"));
@@ -444,10 +485,13 @@ impl Connection {
                 "Forbidden: the user's permissions changed; reconnect",
             )),
             Authentication::Unverified => None,
-            Authentication::Invalid(why) => Some(Close::new(
-                close::UNAUTHORIZED,
-                format!("Unauthorized: token {why}"),
-            )),
+            Authentication::Invalid(why) => {
+                tracing::info!(
+                    auth.rejected = why,
+                    "socket closed: token no longer accepted"
+                );
+                Some(Close::new(close::UNAUTHORIZED, "Unauthorized"))
+            }
             Authentication::Anonymous => Some(Close::new(close::UNAUTHORIZED, "Unauthorized")),
         }
     }
@@ -462,6 +506,7 @@ impl Connection {
         out: mpsc::Sender<Outgoing>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let state = self.state.clone();
+        let first_reads = Arc::clone(&self.first_reads);
         let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
         let asker = Asker {
             authentication: Authentication::Authenticated(caller.principal.clone()),
@@ -484,9 +529,14 @@ impl Connection {
         tracing::Instrument::instrument(
             async move {
                 let _open = state.metrics.subscription_started();
+                // The first answer reads like a query does, so it waits for a slot like one;
+                // later answers come from the replica's shared reads.
+                let turn = first_reads.acquire_owned().await.ok();
+                let mut slot = Some((turn, state.admit().await));
                 let mut answers = state.schema.execute_stream(request);
                 let mut first = true;
                 while let Some(answer) = answers.next().await {
+                    drop(slot.take());
                     let answer = with_codes(answer);
                     let message = if first
                         && answer.data == async_graphql::Value::Null

@@ -106,6 +106,44 @@ async fn dispatch(
     max_backoff: Duration,
     metrics: &Metrics,
 ) {
+    // Only what this service itself would have queued is delivered.
+    let allowed = match ControlAction::parse(&row.action) {
+        None => Ok(starter.may_start(&row)),
+        Some(_) => {
+            control
+                .may_deliver(
+                    row.release_id.as_deref().unwrap_or_default(),
+                    &row.workflow_id,
+                )
+                .await
+        }
+    };
+    match allowed {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::error!(
+                temporal.workflow_type = %row.workflow_type,
+                temporal.task_queue = %row.task_queue,
+                outbox.action = %row.action,
+                "outbox row refused: not a workflow this service delivers to"
+            );
+            metrics.outbox_dispatch(&row.action, Some("NOT_ALLOWED"));
+            if let Err(error) = fail(starter, &row, NOT_ALLOWED).await {
+                tracing::error!(%error, "cannot record the refused outbox row");
+            }
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot check an outbox row; will retry");
+            let wait = backoff(row.attempts, max_backoff);
+            if let Err(error) =
+                reschedule(starter, instance, &row, "database unavailable", wait, -1).await
+            {
+                tracing::error!(%error, "cannot reschedule the outbox row");
+            }
+            return;
+        }
+    }
     // A start, or a release control action (`releases::control`) riding the same outbox.
     let delivery = async {
         match ControlAction::parse(&row.action) {
@@ -166,8 +204,10 @@ async fn dispatch(
     }
 }
 
-/// Puts a claimed row back to `pending`, due after `wait`, with a readable `reason`;
-/// `attempts_delta` corrects the claim's attempt count (-1: this was no real attempt).
+/// The reason stored for an outbox row this service does not deliver.
+const NOT_ALLOWED: &str =
+    "refused: not a workflow type, task queue or workflow ID this service delivers to";
+
 /// The fixed reason stored for a failed attempt: a start's, or a control action's.
 fn reason(row: &QueuedStart, error: &TemporalError) -> &'static str {
     match (ControlAction::parse(&row.action), error.is_retryable()) {
@@ -177,6 +217,8 @@ fn reason(row: &QueuedStart, error: &TemporalError) -> &'static str {
     }
 }
 
+/// Puts a claimed row back to `pending`, due after `wait`, with a readable `reason`;
+/// `attempts_delta` corrects the claim's attempt count (-1: this was no real attempt).
 async fn reschedule(
     starter: &BootstrapStarter,
     instance: &str,

@@ -141,7 +141,7 @@ impl BootstrapStarter {
             release_id: None,
             traceparent: trace.map(|t| t.to_string()),
         };
-        let caller = Uuid::parse_str(&principal.user_id).ok();
+        let caller = Some(principal.actor_id());
         let events = self.request_events(principal, &request, &queued, &input, correlation_id);
 
         // One multi-row INSERT is one atomic statement: both events (and the rows their triggers
@@ -215,7 +215,7 @@ impl BootstrapStarter {
             ..EventMetadata::bff(&queued.workflow_id, &queued.workflow_type, now)
         };
         let initiated_id = Uuid::new_v4();
-        let created_by = Uuid::parse_str(&principal.user_id).ok();
+        let created_by = Some(principal.actor_id());
         let initiated = BootstrapInitiated {
             organization_id: input.organization_id,
             name: request.name.clone(),
@@ -292,6 +292,18 @@ impl BootstrapStarter {
                 "unique violation without an existing row"
             ))),
         }
+    }
+
+    /// Whether the outbox may start `queued`: only the configured bootstrap workflow type, on
+    /// the configured task queue, under the ID the contract gives its organization. Anyone who
+    /// can write to the event store can write a `workflow.queue.pending` row; this service
+    /// starts nothing else.
+    pub fn may_start(&self, queued: &QueuedStart) -> bool {
+        queued.workflow_type == self.config.bootstrap_workflow_type
+            && queued.task_queue == self.config.bootstrap_task_queue
+            && queued.organization_id.is_some_and(|org| {
+                queued.workflow_id == crate::contracts::bootstrap::workflow_id(org)
+            })
     }
 
     /// Starts the workflow of `queued` and records that it started.

@@ -118,7 +118,7 @@ impl ReleaseControl {
             correlation_id: Some(correlation.to_owned()).filter(|c| !c.is_empty()),
             ..EventMetadata::bff(&row.workflow_id, WORKFLOW_TYPE, now)
         };
-        let created_by = Uuid::parse_str(&principal.user_id).ok();
+        let created_by = Some(principal.actor_id());
         let requested = NewEvent::new(
             Uuid::new_v4(),
             &requested,
@@ -173,6 +173,23 @@ impl ReleaseControl {
                 Ok(ControlStatus::Queued)
             }
         }
+    }
+
+    /// Whether the outbox may deliver a queued action to `workflow_id`: only to the workflow
+    /// the release `release_id` was recorded with (a foreign row naming any other workflow
+    /// is refused).
+    pub async fn may_deliver(
+        &self,
+        release_id: &str,
+        workflow_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM release_projection WHERE id = $1 AND workflow_id = $2)",
+        )
+        .bind(release_id)
+        .bind(workflow_id)
+        .fetch_one(&self.db)
+        .await
     }
 
     /// Delivers a queued action (the outbox dispatcher's part): the error says whether to

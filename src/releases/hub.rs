@@ -114,7 +114,13 @@ pub struct ReleaseHub {
     lists: Mutex<Vec<Weak<ListSubscriber>>>,
     dirty: Mutex<Dirty>,
     wake_lists: Notify,
+    /// Reads running at once, so subscriptions hold a small share of the pool whatever
+    /// they follow.
+    reading: tokio::sync::Semaphore,
 }
+
+/// Watched releases read at once per replica.
+const CONCURRENT_READS: usize = 4;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     match mutex.lock() {
@@ -144,6 +150,7 @@ impl ReleaseHub {
             lists: Mutex::new(Vec::new()),
             dirty: Mutex::new(Dirty::default()),
             wake_lists: Notify::new(),
+            reading: tokio::sync::Semaphore::new(CONCURRENT_READS),
         });
         tokio::spawn(Arc::clone(&hub).feed_lists());
         hub
@@ -190,7 +197,16 @@ impl ReleaseHub {
     async fn follow(self: Arc<Self>, id: String, entry: Arc<Watched>) {
         let mut seq = 0;
         loop {
-            let running = match self.read(&id).await {
+            // Nobody follows it any more (a subscriber that left before the first read, or
+            // while the last one ran): read nothing.
+            if entry.state.receiver_count() == 0 && self.forget(&id, &entry) {
+                return;
+            }
+            let read = {
+                let _turn = self.reading.acquire().await;
+                self.read(&id).await
+            };
+            let running = match read {
                 Ok(Some((row, tree))) => {
                     seq += 1;
                     let running = row.is_running();
@@ -213,15 +229,19 @@ impl ReleaseHub {
             if running {
                 // A window from the end of the read, so the next one finds the live tree it
                 // read stale and queries again instead of publishing the same state twice.
-                tokio::time::sleep(self.window).await;
+                tokio::select! {
+                    () = tokio::time::sleep(self.window) => {}
+                    () = entry.state.closed() => {}
+                }
             }
             tokio::select! {
-                () = entry.changed.notified() => {}
+                biased;
                 () = entry.state.closed() => {
                     if self.forget(&id, &entry) {
                         return;
                     }
                 }
+                () = entry.changed.notified() => {}
             }
         }
     }

@@ -26,6 +26,7 @@ fn claims(app: &TestApp) -> Claims {
         nbf: None,
         iss: app.config.jwt_issuer.clone(),
         aud: app.config.jwt_audience.clone(),
+        local_user: false,
     }
 }
 

@@ -178,6 +178,8 @@ pub fn random_secret() -> String {
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its operations listener (`/metrics`, the readiness report) listens.
+    pub ops_addr: SocketAddr,
     /// An HTTP client.
     pub http: reqwest::Client,
     /// A pool on the test's own database.
@@ -221,9 +223,13 @@ impl TestApp {
             Ok(listener) => listener,
             Err(error) => panic!("cannot bind: {error}"),
         };
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().expect("the listener has an address");
+        let ops = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the operations listener binds");
+        let ops_addr = ops.local_addr().expect("the ops listener has an address");
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(temporal_bff::run_server(listener, app, async {
+        tokio::spawn(temporal_bff::run_server(listener, Some(ops), app, async {
             let _ = rx.await;
         }));
         let db = PgPool::connect(config.database_url())
@@ -231,6 +237,7 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"));
         Self {
             addr,
+            ops_addr,
             http: reqwest::Client::new(),
             db,
             config,
@@ -275,6 +282,11 @@ impl TestApp {
     /// The absolute URL of `path` on this app.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The absolute URL of `path` on this app's operations listener.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ops_addr)
     }
 
     /// Sends a GraphQL `query` with `variables`, returning the JSON response.
@@ -416,7 +428,7 @@ impl TestApp {
 
     /// The value of the Prometheus metric `name` on `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self.get_text(&self.url("/metrics")).await;
+        let text = self.get_text(&self.ops_url("/metrics")).await;
         text.lines()
             .find_map(|line| line.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())

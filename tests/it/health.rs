@@ -5,15 +5,20 @@ use temporal_bff::devstack::free_port;
 
 use crate::harness::{TestApp, private_postgres};
 
+/// `GET path` on the operations listener (the readiness report is there).
 async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
+    get_url(app, &app.ops_url(path)).await
+}
+
+async fn get_url(app: &TestApp, url: &str) -> (u16, Value) {
     let response = app
         .http
-        .get(app.url(path))
+        .get(url)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
+        .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
     let status = response.status().as_u16();
-    let body = response.json().await.unwrap_or(Value::Null);
+    let body = response.json().await.expect("the answer is JSON");
     (status, body)
 }
 
@@ -125,4 +130,19 @@ async fn reads_while_postgres_is_stopped_are_unavailable_not_internal_and_work_o
     assert!(down["data"].is_null(), "{down}");
     assert!(back.is_some(), "answers again once Postgres is back");
     drop(postgres);
+}
+
+#[tokio::test]
+async fn the_public_ready_says_only_ready_or_not_and_metrics_are_not_on_the_public_port() {
+    let app = TestApp::spawn().await;
+
+    let (status, body) = get_url(&app, &app.url("/ready")).await;
+    let metrics = app.get("/metrics").await.status().as_u16();
+    let (ops_status, report) = get_json(&app, "/ready").await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, serde_json::json!({ "status": "ready" }));
+    assert_eq!(metrics, 404, "/metrics belongs to METRICS_ADDR only");
+    assert_eq!(ops_status, 200);
+    assert_eq!(report["checks"]["postgres"]["status"], "up");
 }

@@ -89,7 +89,7 @@ fn sign(claims: &Value, header: Header, key: &[u8]) -> String {
 }
 
 /// Every kind of token the corpus can send, all signed for this app unless the kind says not.
-pub async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
+pub(crate) async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
     let viewer = app.token_for("viewer@example.com", None, &[]).await;
     let admin = app
         .token_for(
@@ -121,6 +121,7 @@ pub async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
         nbf: None,
         iss: app.config.jwt_issuer.clone(),
         aud: app.config.jwt_audience.clone(),
+        local_user: false,
     })
     .unwrap_or_default();
     let with = |changes: Value| {

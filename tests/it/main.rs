@@ -1,8 +1,12 @@
 //! The integration tests: one binary, real Postgres, real Temporal dev server.
 
+// A fixture or test that cannot go on says why (`.expect("why")`); `unwrap` stays denied.
+#![allow(clippy::expect_used)]
+
 mod harness;
 
 mod auth;
+mod budget;
 mod compose;
 mod conditional;
 mod config;

@@ -96,7 +96,7 @@ async fn every_documented_metric_is_scraped_with_its_type_and_help() {
     let failed_delivery =
         "bff_outbox_dispatch_failures_total{action=\"start\",code=\"Unavailable\"}";
     let text = eventually(Duration::from_secs(30), || async {
-        let text = app.get_text(&app.url("/metrics")).await;
+        let text = app.get_text(&app.ops_url("/metrics")).await;
         text.contains(failed_delivery).then_some(text)
     })
     .await
@@ -182,25 +182,47 @@ async fn every_documented_metric_is_scraped_with_its_type_and_help() {
 async fn operation_names_cannot_grow_the_series_without_bound() {
     // Arrange
     let app = TestApp::spawn().await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
 
-    // Act: 150 distinct names (anonymous callers, so each is refused), past the 100 that get
-    // their own label.
+    // Act: 150 distinct names from a signed-in caller, past the 100 that get their own label.
     for i in 0..150 {
-        app.post_graphql(
-            json!({ "query": format!("query Name{i} {{ version }}"), "operationName": format!("Name{i}") }),
-        )
-        .await;
+        app.graphql_as(&token, &format!("query Name{i} {{ version }}"), json!({}))
+            .await;
     }
-    let text = app.get_text(&app.url("/metrics")).await;
+    let text = app.get_text(&app.ops_url("/metrics")).await;
 
     // Assert
     let series = text
         .lines()
         .filter(|l| l.starts_with("bff_graphql_operation_duration_seconds_count{"))
         .count();
-    assert!(series <= 101, "{series} series");
+    assert!(series <= 102, "{series} series");
     assert!(
-        text.contains("bff_graphql_operation_duration_seconds_count{operation=\"(other)\",outcome=\"error\"} 50"),
+        text.contains(
+            "bff_graphql_operation_duration_seconds_count{operation=\"(other)\",outcome=\"ok\"} 50"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn names_sent_without_a_token_never_become_labels() {
+    // Arrange
+    let app = TestApp::spawn().await;
+
+    // Act: anonymous callers naming operations (each is refused).
+    for i in 0..20 {
+        app.post_graphql(
+            json!({ "query": format!("query Probe{i} {{ version }}"), "operationName": format!("Probe{i}") }),
+        )
+        .await;
+    }
+    let text = app.get_text(&app.ops_url("/metrics")).await;
+
+    // Assert
+    assert!(!text.contains("Probe"), "{text}");
+    assert!(
+        text.contains("bff_graphql_operation_duration_seconds_count{operation=\"(without caller)\",outcome=\"error\"} 20"),
         "{text}"
     );
 }

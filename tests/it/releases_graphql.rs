@@ -26,7 +26,13 @@ query($id: ID!) {
 }"#;
 
 /// Appends the events of a closed, one-node release created at `minute` past an hour.
-async fn seed_closed_release(app: &TestApp, key: &str, name: &str, minute: u32, status: &str) {
+pub(crate) async fn seed_closed_release(
+    app: &TestApp,
+    key: &str,
+    name: &str,
+    minute: u32,
+    status: &str,
+) {
     let at = format!("2025-01-01T10:{minute:02}:00Z");
     let id = format!("release:{key}");
     let events = json!([

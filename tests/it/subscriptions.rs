@@ -609,20 +609,20 @@ async fn the_schema_offers_the_subscriptions() {
 }
 
 /// A raw WebSocket on `/graphql/ws`, for what the real client would never send.
-struct RawSocket(
+pub(crate) struct RawSocket(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 );
 
 /// What the server did next.
 #[derive(Debug, PartialEq)]
-enum Heard {
+pub(crate) enum Heard {
     Message(Value),
     Closed(u16),
     Nothing,
 }
 
 impl RawSocket {
-    async fn open(app: &TestApp) -> Self {
+    pub(crate) async fn open(app: &TestApp) -> Self {
         let mut request = format!("ws://{}/graphql/ws", app.addr)
             .into_client_request()
             .unwrap_or_else(|e| panic!("{e}"));
@@ -636,16 +636,37 @@ impl RawSocket {
         Self(socket)
     }
 
-    async fn send(&mut self, message: tungstenite::Message) {
+    pub(crate) async fn send(&mut self, message: tungstenite::Message) {
         let _ = self.0.send(message).await;
     }
 
-    async fn send_json(&mut self, message: Value) {
+    /// Sends `message`; `false` once the socket is closed.
+    pub(crate) async fn try_send_json(&mut self, message: Value) -> bool {
+        self.0
+            .send(tungstenite::Message::text(message.to_string()))
+            .await
+            .is_ok()
+    }
+
+    /// The close frame's code and reason, skipping any message before it.
+    pub(crate) async fn close_reason(&mut self) -> Option<(u16, String)> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.0.next()).await {
+                Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    pub(crate) async fn send_json(&mut self, message: Value) {
         self.send(tungstenite::Message::text(message.to_string()))
             .await;
     }
 
-    async fn init(&mut self, token: &str) {
+    pub(crate) async fn init(&mut self, token: &str) {
         self.send_json(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
             .await;
         assert_eq!(
@@ -654,7 +675,7 @@ impl RawSocket {
         );
     }
 
-    async fn heard(&mut self) -> Heard {
+    pub(crate) async fn heard(&mut self) -> Heard {
         loop {
             match tokio::time::timeout(Duration::from_secs(5), self.0.next()).await {
                 Ok(Some(Ok(tungstenite::Message::Text(text)))) => {

@@ -297,12 +297,19 @@ impl BootstrapStatus {
 
     /// The audit trail of this bootstrap, oldest first (at most 100 per page, 20 by default).
     #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
+    ///
+    /// `data` and `metadata` hold the fields the audit trail shows for each event type (see
+    /// `AUDIT_FIELDS`); a caller with `organization.view_all` gets them whole, as stored.
     async fn events(
         &self,
+        ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, DomainEvent, ConnectionTotal>> {
         check_page_size("first", first)?;
+        let raw = ctx
+            .principal()?
+            .has(crate::auth::permissions::VIEW_ALL_ORGANIZATIONS);
         let first = usize::try_from(first.unwrap_or(DEFAULT_PAGE)).unwrap_or(0);
         let start = match after {
             Some(cursor) => decode_index(&cursor)?,
@@ -323,14 +330,101 @@ impl BootstrapStatus {
                 DomainEvent {
                     id: ID(event.id.to_string()),
                     event_type: event.event_type.clone(),
-                    data: Json(event.event_data.clone()),
-                    metadata: Json(event.event_metadata.clone()),
+                    data: Json(audit_view(&event.event_type, &event.event_data, raw)),
+                    metadata: Json(audit_view(METADATA, &event.event_metadata, raw)),
                     created_at: event.created_at,
                 },
             ));
         }
         Ok(connection)
     }
+}
+
+/// The key [`AUDIT_FIELDS`] lists event metadata under.
+const METADATA: &str = "(metadata)";
+
+/// What the audit trail shows of each event type's `event_data` (and of every event's
+/// metadata) to members of the organization: what happened, to what, when. Left out: e-mail
+/// addresses, idempotency keys, workflow inputs, run IDs, task queues, raw provider or worker
+/// errors, and in the metadata the initiator's user ID, trace context and correlation IDs.
+/// An event type not listed shows nothing.
+const AUDIT_FIELDS: &[(&str, &[&str])] = &[
+    (
+        "organization.bootstrap.initiated",
+        &[
+            "organizationId",
+            "name",
+            "type",
+            "slug",
+            "fqdn",
+            "workflowId",
+            "at",
+        ],
+    ),
+    (
+        "workflow.queue.pending",
+        &["queueId", "organizationId", "workflowId", "at"],
+    ),
+    (
+        "organization.bootstrap.workflow_started",
+        &["queueId", "workflowId", "at"],
+    ),
+    (
+        "workflow.queue.failed",
+        &["queueId", "workflowId", "attempts", "at"],
+    ),
+    (
+        "organization.created",
+        &["organizationId", "name", "type", "slug", "fqdn", "at"],
+    ),
+    ("organization.subdomain.dns_record_created", &["fqdn", "at"]),
+    (
+        "organization.subdomain.verification_failed",
+        &["fqdn", "attempt", "at"],
+    ),
+    (
+        "organization.subdomain.verified",
+        &["fqdn", "attempt", "at"],
+    ),
+    ("user.role.assigned", &["organizationId", "role", "at"]),
+    (
+        "user.invited",
+        &["invitationId", "organizationId", "role", "at"],
+    ),
+    (
+        "organization.bootstrap.completed",
+        &["organizationId", "at"],
+    ),
+    ("organization.subdomain.dns_record_removed", &["fqdn", "at"]),
+    ("organization.deactivated", &["organizationId", "at"]),
+    (
+        "organization.bootstrap.failed",
+        &["organizationId", "step", "at", "closeStatus"],
+    ),
+    (METADATA, &["source"]),
+];
+
+/// `value` as the audit trail shows it for `kind` (an event type, or [`METADATA`]): whole
+/// when `raw`, else only the fields [`AUDIT_FIELDS`] lists for it.
+fn audit_view(kind: &str, value: &serde_json::Value, raw: bool) -> serde_json::Value {
+    if raw {
+        return value.clone();
+    }
+    let allowed = AUDIT_FIELDS
+        .iter()
+        .find(|(listed, _)| *listed == kind)
+        .map_or(&[][..], |(_, fields)| *fields);
+    let shown = value
+        .as_object()
+        .map(|fields| {
+            fields
+                .iter()
+                .filter(|(name, _)| allowed.contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::Value::Object(shown)
 }
 
 /// The index of the event after the one `cursor` points at.
