@@ -200,3 +200,79 @@ async fn an_idempotency_key_belongs_to_its_caller() {
         "idempotencyKey"
     );
 }
+
+#[tokio::test]
+async fn a_foreign_queue_row_naming_another_workflow_type_or_queue_is_refused_and_never_started() {
+    // Arrange: another writer of the shared event store queues workflows this service does
+    // not start: another type, another task queue, and a workflow ID not its organization's.
+    let app = TestApp::spawn_with(&[("DISPATCH_MAX_BACKOFF_MS", "200".into())]).await;
+    let rows = [
+        ("evilWorkflow", "bootstrap", true),
+        ("organizationBootstrapWorkflow", "evil-queue", true),
+        ("organizationBootstrapWorkflow", "bootstrap", false),
+    ];
+    let mut queue_ids = Vec::new();
+    for (workflow_type, task_queue, own_id) in rows {
+        let org = uuid::Uuid::new_v4();
+        let queue_id = uuid::Uuid::new_v4();
+        let workflow_id = if own_id {
+            format!("org-bootstrap-{org}")
+        } else {
+            "someone-elses-workflow".to_owned()
+        };
+        sqlx::query(
+            "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data)
+             VALUES ('workflow.queue.pending', 'organization', $1, $2)",
+        )
+        .bind(org)
+        .bind(json!({
+            "queueId": queue_id, "eventId": uuid::Uuid::new_v4(), "organizationId": org,
+            "workflowId": workflow_id, "workflowType": workflow_type, "taskQueue": task_queue,
+            "input": { "organizationId": org, "name": "Evil", "type": "provider", "subdomain": "evil", "adminUsers": [] },
+            "idempotencyKey": null, "notBefore": "2020-01-01T00:00:00Z", "at": "2020-01-01T00:00:00Z"
+        }))
+        .execute(&app.db)
+        .await
+        .expect("the foreign row is written");
+        queue_ids.push(queue_id);
+    }
+
+    // Act: the dispatcher takes them.
+    let settled = eventually(Duration::from_secs(20), || async {
+        let statuses: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT status, last_error FROM workflow_queue_projection WHERE id = ANY($1)",
+        )
+        .bind(&queue_ids)
+        .fetch_all(&app.db)
+        .await
+        .ok()?;
+        (statuses.len() == 3
+            && statuses
+                .iter()
+                .all(|(s, _)| s != "pending" && s != "processing"))
+        .then_some(statuses)
+    })
+    .await;
+    let refused = app
+        .get_text(&app.ops_url("/metrics"))
+        .await
+        .lines()
+        .find(|l| l.starts_with("bff_outbox_dispatch_failures_total{") && l.contains("NOT_ALLOWED"))
+        .map(str::to_owned);
+    let started: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM domain_events WHERE event_type = 'organization.bootstrap.workflow_started'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("counted");
+
+    // Assert
+    let statuses = settled.expect("every foreign row was settled");
+    assert!(
+        statuses.iter().all(|(status, error)| status == "failed"
+            && error.as_deref().is_some_and(|e| e.starts_with("refused"))),
+        "{statuses:?}"
+    );
+    assert!(refused.is_some_and(|line| line.ends_with(" 3")), "counted");
+    assert_eq!(started, 0, "nothing was started");
+}
