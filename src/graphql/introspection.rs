@@ -67,6 +67,8 @@ enum TypeRef {
 /// An introspection object the walk stands on.
 #[derive(Clone, Copy)]
 enum Node<'a> {
+    /// The operation's root: only `__schema` and `__type` are counted.
+    Root,
     Schema,
     /// A list or non-null wrapper: only `ofType` leads on.
     Type(&'a TypeRef),
@@ -243,7 +245,7 @@ impl SchemaShape {
             variables,
             count: 0,
         };
-        walk.root(selection, 0)?;
+        walk.select(Node::Root, selection, 0)?;
         Ok(walk.count)
     }
 }
@@ -264,49 +266,23 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn root(&mut self, set: &'a SelectionSet, depth: usize) -> Result<(), TooCostly> {
-        if depth > MAX_NESTING {
-            return Err(TooCostly::Nesting);
-        }
-        for item in &set.items {
-            match &item.node {
-                Selection::Field(field) => {
-                    let field = &field.node;
-                    let node = match field.name.node.as_str() {
-                        "__schema" => Node::Schema,
-                        "__type" => {
-                            let name = field.get_argument("name").and_then(|value| {
-                                match value.node.clone().into_const_with(|var| {
-                                    self.variables.get(&var).cloned().ok_or(())
-                                }) {
-                                    Ok(async_graphql::Value::String(name)) => Some(name),
-                                    _ => None,
-                                }
-                            });
-                            match name.and_then(|n| self.shape.types.get_key_value(&n)) {
-                                Some((name, _)) => Node::Named(name.as_str()),
-                                None => Node::Leaf,
-                            }
-                        }
-                        // Data fields are priced by the schema's complexity limit.
-                        _ => continue,
-                    };
-                    self.add(1)?;
-                    self.select(node, &field.selection_set.node, depth + 1)?;
-                }
-                Selection::InlineFragment(fragment) => {
-                    self.root(&fragment.node.selection_set.node, depth + 1)?;
-                }
-                Selection::FragmentSpread(spread) => {
-                    if let Some(fragment) =
-                        self.document.fragments.get(&spread.node.fragment_name.node)
-                    {
-                        self.root(&fragment.node.selection_set.node, depth + 1)?;
-                    }
-                }
+    /// The type `__type(name:)` names, its argument a literal or a variable.
+    fn named_argument(&self, field: &async_graphql::parser::types::Field) -> Node<'a> {
+        let name = field.get_argument("name").and_then(|value| {
+            match value
+                .node
+                .clone()
+                .into_const_with(|var| self.variables.get(&var).cloned().ok_or(()))
+            {
+                Ok(async_graphql::Value::String(name)) => Some(name),
+                _ => None,
             }
+        });
+        let shape = self.shape;
+        match name.and_then(|n| shape.types.get_key_value(&n)) {
+            Some((name, _)) => Node::Named(name.as_str()),
+            None => Node::Leaf,
         }
-        Ok(())
     }
 
     fn add(&mut self, values: usize) -> Result<(), TooCostly> {
@@ -332,13 +308,22 @@ impl<'a> Walk<'a> {
             match &item.node {
                 Selection::Field(field) => {
                     let field = &field.node;
+                    let name = field.name.node.as_str();
+                    if let Node::Root = node {
+                        match name {
+                            "__schema" => {}
+                            "__type" => {
+                                self.add(1)?;
+                                let ty = self.named_argument(field);
+                                self.select(ty, &field.selection_set.node, depth + 1)?;
+                                continue;
+                            }
+                            // Data fields are priced by the schema's complexity limit.
+                            _ => continue,
+                        }
+                    }
                     self.add(1)?;
-                    self.children(
-                        node,
-                        field.name.node.as_str(),
-                        &field.selection_set.node,
-                        depth,
-                    )?;
+                    self.children(node, name, &field.selection_set.node, depth)?;
                 }
                 Selection::InlineFragment(fragment) => {
                     self.select(node, &fragment.node.selection_set.node, depth + 1)?;
@@ -365,6 +350,7 @@ impl<'a> Walk<'a> {
     ) -> Result<(), TooCostly> {
         let shape = self.shape;
         match (node, name) {
+            (Node::Root, "__schema") => self.select(Node::Schema, set, depth + 1)?,
             (Node::Schema, "types") => {
                 for name in shape.types.keys() {
                     self.object(Node::Named(name), set, depth)?;
