@@ -210,12 +210,16 @@ const PROGRESS: &str = "progress { total succeeded failed inProgress pending per
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page, from 1 (default 1).
+    #[param(minimum = 1)]
     pub page: Option<i64>,
     /// Releases per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
     /// Only these statuses: repeat the parameter or separate with commas.
     pub status: Option<String>,
-    /// Name or key contains this (case-insensitive, at most 100 characters).
+    /// Name or key contains this (case-insensitive, at most 100 characters, no control
+    /// characters).
+    #[param(max_length = 100, pattern = r"^[^\x00-\x1f\x7f]*$")]
     pub search: Option<String>,
 }
 
@@ -327,7 +331,7 @@ fn release_id(raw: &str) -> String {
     get,
     path = "/api/releases/{release_id}",
     tag = "releases",
-    params(("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)")),
+    params(("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)", pattern = r"^(release:)?[a-z0-9][a-z0-9._-]{0,62}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The release", body = Release),
@@ -350,7 +354,7 @@ pub async fn one(
     get,
     path = "/api/releases/{release_id}/hierarchy",
     tag = "releases",
-    params(("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)")),
+    params(("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)", pattern = r"^(release:)?[a-z0-9][a-z0-9._-]{0,62}$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The release and its tree; `source` and `as_of` say where it came from", body = Hierarchy),
@@ -392,6 +396,7 @@ async fn release_with<T: serde::de::DeserializeOwned + Serialize>(
 #[into_params(parameter_in = Query)]
 pub struct EntityParams {
     /// The release a short ID (`wave:wave-1`) belongs to: its key or global ID.
+    #[param(pattern = r"^(release:)?[a-z0-9][a-z0-9._-]{0,62}$")]
     pub release_id: Option<String>,
 }
 
@@ -401,7 +406,7 @@ pub struct EntityParams {
     path = "/api/entities/{entity_id}",
     tag = "releases",
     params(
-        ("entity_id" = String, Path, description = "A global ID (`wave:rel-1/wave-1`), or a short one (`wave:wave-1`) with `release_id`"),
+        ("entity_id" = String, Path, description = "A global ID (`wave:rel-1/wave-1`), or a short one (`wave:wave-1`) with `release_id`", pattern = r"^(release|wave|cluster|bundle|app):[a-z0-9][a-z0-9._-]{0,62}(/[a-z0-9][a-z0-9._-]{0,62}){0,4}$"),
         EntityParams,
     ),
     security(("bearer" = [])),

@@ -676,3 +676,45 @@ async fn a_signed_in_reader_keeps_answering_while_sockets_rest_and_logins_flood_
         statuses.len()
     );
 }
+
+#[tokio::test]
+async fn text_postgres_cannot_store_is_refused_as_bad_input_not_an_internal_error() {
+    // Arrange: schemathesis found `search=…%00…` answered 500.
+    let app = TestApp::spawn().await;
+    let token = app
+        .token_for("operator@example.com", None, &["release.control"])
+        .await;
+
+    // Act
+    let rest = app
+        .http
+        .get(app.url("/api/releases?search=a%00b"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("the server answers");
+    let rest_status = rest.status().as_u16();
+    let search = app
+        .graphql_as(
+            &token,
+            "query($s: String) { releases(filter: { search: $s }) { totalCount } }",
+            json!({ "s": "a\u{0}b" }),
+        )
+        .await;
+    let reason = app
+        .graphql_as(
+            &token,
+            "mutation($r: String) { cancelRelease(id: \"release:any\", reason: $r) { id } }",
+            json!({ "r": "stop\u{0}now" }),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(rest_status, 422);
+    assert_eq!(error_code(&search), "BAD_USER_INPUT", "{search}");
+    assert_eq!(error_code(&reason), "BAD_USER_INPUT", "{reason}");
+    assert_eq!(
+        reason["errors"][0]["extensions"]["field"], "reason",
+        "{reason}"
+    );
+}

@@ -62,6 +62,18 @@ impl ReleaseFilter {
             ))
             .extend();
         }
+        // Postgres text cannot hold NUL: refused here, not an internal error there.
+        if self
+            .search
+            .as_deref()
+            .is_some_and(|s| s.chars().any(crate::types::is_invisible))
+        {
+            return Err(ApiError::bad_input(
+                "filter.search",
+                "search must not contain control or invisible formatting characters",
+            ))
+            .extend();
+        }
         Ok(StoreFilter {
             statuses: self.status.unwrap_or_default(),
             search: self.search,
@@ -144,6 +156,16 @@ async fn control(
         return Err(ApiError::bad_input(
             "reason",
             format!("reason must be at most {MAX_REASON_CHARS} characters"),
+        ))
+        .extend();
+    }
+    if reason
+        .as_deref()
+        .is_some_and(|r| r.contains(|c: char| c.is_control() && c != '\n' && c != '\t'))
+    {
+        return Err(ApiError::bad_input(
+            "reason",
+            "reason must not contain control characters other than line breaks and tabs",
         ))
         .extend();
     }
