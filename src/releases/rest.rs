@@ -205,21 +205,32 @@ const OWN: &str = "id key name status message startedAt completedAt source asOf 
     progress { total succeeded failed inProgress pending percent }";
 const PROGRESS: &str = "progress { total succeeded failed inProgress pending percent }";
 
+/// The last page: with `page_size` at most 100, `(page - 1) * page_size` stays within
+/// `releases(offset:)`'s limit, so a page the document allows is never refused for its offset.
+const MAX_PAGE: i64 = crate::releases::graphql::MAX_OFFSET / 100 + 1;
+
 /// The query parameters of `GET /api/releases`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Page, from 1 (default 1).
-    #[param(minimum = 1)]
+    /// Page, from 1 (default 1) to 1001 (pages reach 100,000 releases back at most).
+    #[param(minimum = 1, maximum = 1001)]
     pub page: Option<i64>,
     /// Releases per page, 1–100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
-    /// Only these statuses: repeat the parameter or separate with commas.
+    /// Only these statuses: repeat the parameter or separate with commas (upper or lower
+    /// case).
+    #[param(
+        pattern = r"^[ ,]*((PENDING|IN_PROGRESS|PAUSED|SUCCEEDED|FAILED|CANCELLED|pending|in_progress|paused|succeeded|failed|cancelled) *(,[ ,]*|$))*$"
+    )]
     pub status: Option<String>,
-    /// Name or key contains this (case-insensitive, at most 100 characters, no control
-    /// characters).
-    #[param(max_length = 100, pattern = r"^[^\x00-\x1f\x7f]*$")]
+    /// Name or key contains this (case-insensitive, at most 100 characters, no control or
+    /// invisible formatting characters).
+    #[param(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb]*$"
+    )]
     pub search: Option<String>,
 }
 
@@ -231,9 +242,17 @@ fn list_params(
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
             "page" => {
-                page = value.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
-                    Detail::invalid("query", "page", "page must be a whole number from 1")
-                })?;
+                page = value
+                    .parse()
+                    .ok()
+                    .filter(|p| (1..=MAX_PAGE).contains(p))
+                    .ok_or_else(|| {
+                        Detail::invalid(
+                            "query",
+                            "page",
+                            format!("page must be a whole number from 1 to {MAX_PAGE}"),
+                        )
+                    })?;
             }
             "page_size" => {
                 page_size = value
@@ -331,7 +350,7 @@ fn release_id(raw: &str) -> String {
     get,
     path = "/api/releases/{release_id}",
     tag = "releases",
-    params(("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)", pattern = r"^(release:)?[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)", pattern = r"^(release:)?[a-z0-9][a-z0-9._-]*$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The release", body = Release),
@@ -354,7 +373,7 @@ pub async fn one(
     get,
     path = "/api/releases/{release_id}/hierarchy",
     tag = "releases",
-    params(("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)", pattern = r"^(release:)?[a-z0-9][a-z0-9._-]{0,62}$")),
+    params(("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)", pattern = r"^(release:)?[a-z0-9][a-z0-9._-]*$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The release and its tree; `source` and `as_of` say where it came from", body = Hierarchy),
@@ -396,7 +415,7 @@ async fn release_with<T: serde::de::DeserializeOwned + Serialize>(
 #[into_params(parameter_in = Query)]
 pub struct EntityParams {
     /// The release a short ID (`wave:wave-1`) belongs to: its key or global ID.
-    #[param(pattern = r"^(release:)?[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(pattern = r"^(release:)?[a-z0-9][a-z0-9._-]*$")]
     pub release_id: Option<String>,
 }
 
@@ -406,7 +425,7 @@ pub struct EntityParams {
     path = "/api/entities/{entity_id}",
     tag = "releases",
     params(
-        ("entity_id" = String, Path, description = "A global ID (`wave:rel-1/wave-1`), or a short one (`wave:wave-1`) with `release_id`", pattern = r"^(release|wave|cluster|bundle|app):[a-z0-9][a-z0-9._-]{0,62}(/[a-z0-9][a-z0-9._-]{0,62}){0,4}$"),
+        ("entity_id" = String, Path, description = "A global ID (`wave:rel-1/wave-1`), or a short one (`wave:wave-1`) with `release_id`", pattern = r"^(release|wave|cluster|bundle|app):[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"),
         EntityParams,
     ),
     security(("bearer" = [])),
