@@ -35,7 +35,7 @@ send() { # name, document
   python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$2" >"$dir/body.json"
   curl -s -o "$dir/answer.json" -w '%{time_total} %{size_download}' -H "authorization: Bearer $token" \
     -H 'content-type: application/json' --data-binary @"$dir/body.json" "$base/graphql" >"$dir/timing"
-  read -r seconds bytes <"$dir/timing"
+  read -r seconds bytes <"$dir/timing" || true  # no newline at the end
   code=$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); print((a.get("errors") or [{}])[0].get("extensions",{}).get("code","ok"))' "$dir/answer.json" 2>/dev/null || echo "?")
   printf '%-34s %8.1f ms %10s bytes  %s\n' "$1" "$(python3 -c "print($seconds*1000)")" "$bytes" "$code"
 }

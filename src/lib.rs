@@ -63,25 +63,14 @@ pub struct App {
     pub persisted: http::persisted::PersistedQueries,
     /// `GET` answers that can be told unchanged without running them.
     pub answers: http::conditional::Answers,
-    /// GraphQL operations executing at once (two per core); the rest wait their turn.
-    pub execution_slots: tokio::sync::Semaphore,
+    /// GraphQL executions running at once (two per core, half of them per caller); the rest
+    /// wait their turn.
+    pub execution_slots: http::admission::Slots,
     /// Requests in flight on the API routes (`MAX_IN_FLIGHT`); past it, `429`.
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Answers to introspection-only documents, encoded, by document (the schema never
     /// changes while the process runs).
     pub introspection_answers: lru::Lru<axum::body::Bytes>,
-}
-
-impl App {
-    /// Waits for an execution slot: every GraphQL execution (HTTP, REST, a subscription's
-    /// first read) holds one while it runs, so no path runs more at once than the cores take.
-    pub async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        let slot = self.execution_slots.acquire().await.ok();
-        // A freed slot wakes the next operation straight into the scheduler's next-to-run
-        // place; going to the back of the queue lets waiting logins run first.
-        tokio::task::yield_now().await;
-        slot
-    }
 }
 
 /// The state every handler shares: one `Arc` clone per request.

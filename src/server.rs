@@ -169,7 +169,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         schema,
         persisted: http::persisted::PersistedQueries::new(PERSISTED_QUERY_BYTES),
         answers: http::conditional::Answers::new(REMEMBERED_ANSWER_BYTES),
-        execution_slots: tokio::sync::Semaphore::new(EXECUTION_SLOTS_PER_CORE * cores()),
+        execution_slots: http::admission::Slots::new(EXECUTION_SLOTS_PER_CORE * cores()),
         introspection_answers: crate::lru::Lru::new(INTROSPECTION_ANSWER_BYTES),
         in_flight,
     })))

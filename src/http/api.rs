@@ -173,13 +173,14 @@ pub async fn run(
         .principal()
         .map(|p| p.user_id.clone())
         .unwrap_or_default();
+    let caller_key = super::admission::caller_key(&caller.authentication, caller.client);
     let asker = Asker {
         authentication: caller.authentication,
         client: caller.client,
         request_id: caller.request_id,
     };
     let response = {
-        let _slot = state.admit().await;
+        let _slot = state.execution_slots.admit(&caller_key).await;
         state
             .schema
             .execute(with_request_data(state, request, asker, &stats, &reads))

@@ -442,7 +442,12 @@ async fn run(
     let _slot = if is_login {
         None
     } else {
-        Some(state.admit().await)
+        Some(
+            state
+                .execution_slots
+                .admit(&super::admission::caller_key(&authentication, client))
+                .await,
+        )
     };
     report.executed_for_caller = authentication.principal().is_ok();
     // Introspection answers depend only on the document: kept as bytes, sent without running.

@@ -1,5 +1,6 @@
 //! The HTTP surface: routes and the middleware every request passes through.
 
+pub mod admission;
 pub mod api;
 pub mod client;
 pub mod conditional;

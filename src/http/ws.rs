@@ -513,6 +513,7 @@ impl Connection {
             client: self.client,
             request_id: format!("{}/{}", self.id, printable(&id)),
         };
+        let caller_key = super::admission::caller_key(&asker.authentication, self.client);
         let span = tracing::info_span!(
             "graphql.subscription",
             graphql.operation = request.operation_name.as_deref().filter(|n| crate::types::is_plain_name(n)),
@@ -532,7 +533,7 @@ impl Connection {
                 // The first answer reads like a query does, so it waits for a slot like one;
                 // later answers come from the replica's shared reads.
                 let turn = first_reads.acquire_owned().await.ok();
-                let mut slot = Some((turn, state.admit().await));
+                let mut slot = Some((turn, state.execution_slots.admit(&caller_key).await));
                 let mut answers = state.schema.execute_stream(request);
                 let mut first = true;
                 while let Some(answer) = answers.next().await {
