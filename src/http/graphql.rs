@@ -458,7 +458,7 @@ async fn run(
         .and_then(|key| state.introspection_answers.get(key))
     {
         state.metrics.introspection_kept();
-        return json_response(body.to_vec());
+        return json_response(body);
     }
     let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
     let reads = Arc::new(CachedReads::default());
@@ -476,12 +476,11 @@ async fn run(
     let response = with_codes(response);
     report.note(&response);
     let cacheable = response.errors.is_empty();
-    let body = encode(response, max_bytes);
+    let body = Bytes::from(encode(response, max_bytes));
     if let Some(key) = introspection_key.filter(|_| cacheable) {
-        let bytes = body.len();
         state
             .introspection_answers
-            .insert(key, Bytes::from(body.clone()), bytes);
+            .insert(key, body.clone(), body.len());
     }
     match poll {
         Some(poll) if cacheable => {
@@ -648,7 +647,7 @@ fn encode(response: Response, max_bytes: usize) -> Vec<u8> {
 }
 
 /// An encoded answer as an HTTP response.
-fn json_response(body: Vec<u8>) -> axum::response::Response {
+fn json_response(body: impl IntoResponse) -> axum::response::Response {
     (
         [(
             header::CONTENT_TYPE,
