@@ -167,15 +167,12 @@ impl IntoResponse for ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({ "retryAfter": retry_after_secs }),
             ),
-            ApiError::Unavailable(_) | ApiError::Internal(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, Value::Null)
-            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
+            // A bug is not worth retrying: 500, as the other REST routes answer.
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Value::Null),
         };
         self.log();
-        let message = match &self {
-            ApiError::Internal(_) => "temporarily unavailable".to_owned(),
-            other => other.to_string(),
-        };
+        let message = self.to_string();
         (
             status,
             Json(json!({ "error": message, "details": details })),
@@ -197,6 +194,16 @@ mod tests {
         assert_eq!(gql.message, "internal error");
         let ext = format!("{:?}", gql.extensions);
         assert!(ext.contains("INTERNAL") && !ext.contains("users"), "{ext}");
+    }
+
+    #[test]
+    fn an_internal_error_on_a_rest_route_is_a_500_that_invites_no_retry_and_hides_its_cause() {
+        let error = ApiError::internal(anyhow::anyhow!("relation \"users\" does not exist"));
+
+        let response = error.into_response();
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get("retry-after").is_none());
     }
 
     #[test]

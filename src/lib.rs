@@ -6,6 +6,7 @@
 //! HTTP router, [`serve`] binds it and shuts down gracefully (both in [`server`]).
 
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod contracts;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod lru;
 pub mod metrics;
 pub mod onboarding;
+pub mod outbox;
 pub mod releases;
 pub mod server;
 pub mod telemetry;

@@ -1,6 +1,6 @@
-//! Building and running the server: the state every handler shares, the router, binding,
-//! graceful shutdown, and the background tasks `serve` runs (the outbox dispatcher and
-//! housekeeping).
+//! Building and running the server: the state every handler shares and the background tasks
+//! beside it (owned by one [`Background`]), the router, binding, and a graceful, bounded
+//! shutdown.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -8,7 +8,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::{
-    App, AppState, Config, auth, db, graphql, http, metrics, onboarding, releases, temporal,
+    App, AppState, Config, auth,
+    background::{Background, Tasks},
+    db, graphql, http, metrics, onboarding, outbox, releases, temporal,
 };
 
 /// Bytes of remembered `GET` answers (tags and what they were made of) kept per process.
@@ -49,15 +51,28 @@ pub enum StartupError {
     Serve(#[source] std::io::Error),
 }
 
-/// Connects to the backing services and builds the state every handler shares.
+/// Connects to the backing services and builds the state every handler shares, with the
+/// background tasks that serve it (running from now on; stop them with
+/// [`Background::shutdown`]).
 ///
 /// Postgres is connected eagerly (an unreachable database stops start-up); Temporal is connected
 /// in the background so the service starts, and reports not-ready, while Temporal is down.
-pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
+pub async fn build_state(config: Config) -> Result<(AppState, Background), StartupError> {
     let db = db::connect(&config).await.map_err(StartupError::Database)?;
-    let temporal = temporal::TemporalHandle::spawn(&config);
+    let mut background = Background::new();
+    let temporal = temporal::TemporalHandle::new(&config);
+    background.spawn("temporal.connect", {
+        let temporal = temporal.clone();
+        move |stop| {
+            let temporal = temporal.clone();
+            async move {
+                stop.run_until_cancelled(temporal.connect_until_up()).await;
+            }
+        }
+    });
     let tokens = auth::token::TokenService::new(&config);
     let metrics = Arc::new(metrics::Metrics::default());
+    metrics.register(Box::new(background.restarts()));
     let hasher = auth::password::Hasher::new();
     metrics.register(Box::new(hasher.queue_depth()));
     metrics.register(Box::new(temporal::CALLS.clone()));
@@ -93,11 +108,16 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         Arc::clone(&metrics),
         config.bootstrap_workflow_type.clone(),
     );
-    spawn_reconciler(
-        Arc::clone(&closes),
-        Arc::clone(&bootstrap_closes),
-        config.reconcile_interval,
-    );
+    background.spawn("reconciler", {
+        let (closes, bootstrap_closes) = (Arc::clone(&closes), Arc::clone(&bootstrap_closes));
+        let every = config.reconcile_interval;
+        move |stop| {
+            let reconcile = reconcile(Arc::clone(&closes), Arc::clone(&bootstrap_closes), every);
+            async move {
+                stop.run_until_cancelled(reconcile).await;
+            }
+        }
+    });
     let release_hub = releases::hub::ReleaseHub::new(
         db.clone(),
         Arc::clone(&live),
@@ -108,39 +128,62 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let organization_watch = Arc::new(onboarding::watch::OrganizationWatch::new(
         config.hierarchy_cache_ttl,
     ));
+    background.spawn("release_hub.lists", {
+        let hub = Arc::clone(&release_hub);
+        move |stop| {
+            let feed = Arc::clone(&hub).feed_lists();
+            async move {
+                stop.run_until_cancelled(feed).await;
+            }
+        }
+    });
     // The replica's one LISTEN connection, for the cache and every subscription.
-    db::changes::spawn(
-        db.clone(),
-        vec![
-            Arc::clone(&release_cache) as Arc<dyn db::changes::ChangeSink>,
-            Arc::clone(&release_hub) as Arc<dyn db::changes::ChangeSink>,
-            Arc::clone(&organization_watch) as Arc<dyn db::changes::ChangeSink>,
-        ],
-    );
+    let sinks: Vec<Arc<dyn db::changes::ChangeSink>> = vec![
+        Arc::clone(&release_cache) as Arc<dyn db::changes::ChangeSink>,
+        Arc::clone(&release_hub) as Arc<dyn db::changes::ChangeSink>,
+        Arc::clone(&organization_watch) as Arc<dyn db::changes::ChangeSink>,
+    ];
+    background.spawn("db.changes", {
+        let db = db.clone();
+        move |stop| db::changes::run(db.clone(), sinks.clone(), stop)
+    });
     let config = Arc::new(config);
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let queue = outbox::Outbox::new(db.clone());
     let starter = onboarding::start::BootstrapStarter::new(
         db.clone(),
         temporal.clone(),
         Arc::clone(&config),
-        Arc::clone(&wake),
+        queue.clone(),
     );
     let control = releases::control::ReleaseControl::new(
         db.clone(),
         temporal.clone(),
         Arc::clone(&metrics),
-        Arc::clone(&wake),
+        queue.clone(),
     );
     // Starts queued bootstraps and delivers queued release controls when Temporal is
-    // reachable; runs as long as the process.
-    onboarding::dispatcher::spawn(
-        starter.clone(),
-        Arc::clone(&control),
-        wake,
+    // reachable.
+    let dispatcher = outbox::dispatcher::Dispatcher::new(
+        queue,
+        outbox::Deliverers {
+            starts: Arc::new(starter.clone()),
+            controls: Arc::clone(&control) as Arc<dyn outbox::Deliver>,
+        },
         config.dispatch_max_backoff,
         Arc::clone(&metrics),
     );
-    spawn_housekeeping(db.clone());
+    background.spawn("outbox.dispatcher", move |stop| {
+        Arc::clone(&dispatcher).run(stop)
+    });
+    background.spawn("login_throttle.housekeeping", {
+        let db = db.clone();
+        move |stop| {
+            let purge = housekeeping(db.clone());
+            async move {
+                stop.run_until_cancelled(purge).await;
+            }
+        }
+    });
     // Read before the first request, so no request waits for it.
     graphql::introspection::schema_shape();
     let schema = graphql::schema_builder()
@@ -154,7 +197,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .data(Arc::clone(&metrics))
         .finish();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
-    Ok(AppState(Arc::new(App {
+    let state = AppState(Arc::new(App {
         config,
         starter,
         db,
@@ -172,54 +215,51 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         execution_slots: http::admission::Slots::new(EXECUTION_SLOTS_PER_CORE * cores()),
         introspection_answers: crate::lru::Lru::new(INTROSPECTION_ANSWER_BYTES),
         in_flight,
-    })))
+    }));
+    Ok((state, background))
 }
 
-/// Checks open releases and bootstraps against Temporal every `every`, for as long as the
-/// process runs, recording the workflows that closed without writing their end.
-fn spawn_reconciler(
+/// Checks open releases and bootstraps against Temporal every `every`, recording the workflows
+/// that closed without writing their end.
+async fn reconcile(
     releases: Arc<releases::closed::Closes>,
     bootstraps: Arc<onboarding::closed::BootstrapCloses>,
     every: Duration,
 ) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            for (kind, pass) in [
-                ("release", releases.reconcile().await),
-                ("bootstrap", bootstraps.reconcile().await),
-            ] {
-                match pass {
-                    Ok(0) => {}
-                    Ok(closed) => tracing::info!(
-                        closed,
-                        reconcile.kind = kind,
-                        "workflows closed without their end recorded"
-                    ),
-                    Err(error) => {
-                        tracing::info!(%error, reconcile.kind = kind, "reconciler pass skipped")
-                    }
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        for (kind, pass) in [
+            ("release", releases.reconcile().await),
+            ("bootstrap", bootstraps.reconcile().await),
+        ] {
+            match pass {
+                Ok(0) => {}
+                Ok(closed) => tracing::info!(
+                    closed,
+                    reconcile.kind = kind,
+                    "workflows closed without their end recorded"
+                ),
+                Err(error) => {
+                    tracing::info!(%error, reconcile.kind = kind, "reconciler pass skipped")
                 }
             }
         }
-    });
+    }
 }
 
-/// Deletes expired login-throttle rows now and then, as long as the process runs.
-fn spawn_housekeeping(db: sqlx::PgPool) {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
-        loop {
-            every.tick().await;
-            match auth::store::purge_expired_throttle(&db).await {
-                Ok(0) => {}
-                Ok(purged) => tracing::debug!(purged, "expired login throttle rows deleted"),
-                Err(error) => tracing::warn!(%error, "cannot delete expired login throttle rows"),
-            }
+/// Deletes expired login-throttle rows now and then.
+async fn housekeeping(db: sqlx::PgPool) {
+    let mut every = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    loop {
+        every.tick().await;
+        match auth::store::purge_expired_throttle(&db).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired login throttle rows deleted"),
+            Err(error) => tracing::warn!(%error, "cannot delete expired login throttle rows"),
         }
-    });
+    }
 }
 
 /// The two HTTP applications of one process.
@@ -229,22 +269,36 @@ pub struct Routers {
     /// The operations listener (`METRICS_ADDR`): `/metrics` and the detailed `/ready`, for
     /// the cluster's inside only.
     pub ops: Router,
+    /// The tasks beside the requests, stopped by [`run_server`] after the last request.
+    pub background: Background,
+}
+
+impl Routers {
+    /// The running background tasks (to check on them, or kill one in a test).
+    pub fn tasks(&self) -> Tasks {
+        self.background.tasks()
+    }
 }
 
 /// Builds the whole HTTP application for `config`: what `serve` runs and what tests call.
 pub async fn build_app(config: Config) -> Result<Routers, StartupError> {
-    let state = build_state(config).await?;
+    let (state, background) = build_state(config).await?;
     Ok(Routers {
         api: http::router(state.clone()),
         ops: http::ops_router(state),
+        background,
     })
 }
 
 /// How long shutdown waits for WebSockets to say goodbye (`1001`) after the last request.
 const SOCKET_GOODBYE: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the background tasks to stop by themselves.
+const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests and
-/// closes every WebSocket with `1001`. Handlers see the peer address (for login throttling).
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests,
+/// closes every WebSocket with `1001` and stops the background tasks (the dispatcher gives its
+/// claimed rows back, the change listener stops listening), each within a bound. Handlers see
+/// the peer address (for login throttling).
 ///
 /// `ops`, when given, serves [`Routers::ops`] until the API server has stopped.
 pub async fn run_server(
@@ -280,6 +334,7 @@ pub async fn run_server(
     .map_err(StartupError::Serve);
     // Upgraded sockets outlive the server's connections: give them a moment to close.
     let _ = tokio::time::timeout(SOCKET_GOODBYE, closing.closed()).await;
+    routers.background.shutdown(BACKGROUND_STOP).await;
     if let Some(ops) = ops {
         ops.abort();
     }

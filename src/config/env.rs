@@ -1,6 +1,6 @@
 //! Reading environment variables: every problem is collected, so one message names them all.
 
-use std::time::Duration;
+use std::{fmt::Display, ops::RangeInclusive, str::FromStr, time::Duration};
 
 use super::ConfigError;
 
@@ -75,6 +75,74 @@ impl<'a, F: Fn(&str) -> Option<String>> Reader<'a, F> {
         }
     }
 
+    /// A number in `range`, or `default` when unset or blank; `what` names it in the problem
+    /// ("must be {what} from {start} to {end}").
+    fn number_in<T>(
+        &mut self,
+        name: &str,
+        default: T,
+        range: RangeInclusive<T>,
+        what: &str,
+    ) -> Option<T>
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+    {
+        let Some(raw) = self.value(name) else {
+            return Some(default);
+        };
+        match raw.parse::<T>() {
+            Ok(n) if range.contains(&n) => Some(n),
+            _ => {
+                self.problems.push(format!(
+                    "{name} must be {what} from {} to {}",
+                    range.start(),
+                    range.end()
+                ));
+                None
+            }
+        }
+    }
+
+    /// A whole number in `range`, or `default`.
+    pub fn int_in<T>(&mut self, name: &str, default: T, range: RangeInclusive<T>) -> Option<T>
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+    {
+        self.number_in(name, default, range, "a whole number")
+    }
+
+    /// A number of bytes in `range`, or `default`.
+    pub fn bytes_in(
+        &mut self,
+        name: &str,
+        default: usize,
+        range: RangeInclusive<usize>,
+    ) -> Option<usize> {
+        self.number_in(name, default, range, "a number of bytes")
+    }
+
+    /// A duration given in milliseconds, in `range` (milliseconds), or `default_ms`.
+    pub fn millis_in(
+        &mut self,
+        name: &str,
+        default_ms: u64,
+        range: RangeInclusive<u64>,
+    ) -> Option<Duration> {
+        self.number_in(name, default_ms, range, "a number of milliseconds")
+            .map(Duration::from_millis)
+    }
+
+    /// A duration given in whole seconds, in `range` (seconds), or `default_secs`.
+    pub fn secs_in(
+        &mut self,
+        name: &str,
+        default_secs: u64,
+        range: RangeInclusive<u64>,
+    ) -> Option<Duration> {
+        self.number_in(name, default_secs, range, "a whole number of seconds")
+            .map(Duration::from_secs)
+    }
+
     /// A Temporal name (namespace, task queue, workflow type): non-empty, no whitespace.
     pub fn name(&mut self, name: &str, default: &str) -> Option<String> {
         self.parsed(name, default, |raw| {
@@ -84,13 +152,5 @@ impl<'a, F: Fn(&str) -> Option<String>> Reader<'a, F> {
                 Ok(raw.to_owned())
             }
         })
-    }
-}
-
-/// A number of milliseconds from 0 to 60000.
-pub fn millis(raw: &str) -> Result<Duration, String> {
-    match raw.parse::<u64>() {
-        Ok(ms) if ms <= 60_000 => Ok(Duration::from_millis(ms)),
-        _ => Err("must be a number of milliseconds from 0 to 60000".to_owned()),
     }
 }

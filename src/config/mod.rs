@@ -12,7 +12,7 @@ use url::Url;
 
 pub mod env;
 
-use self::env::{Reader, millis};
+use self::env::Reader;
 
 /// Every environment variable [`Config`] reads (the README's configuration tables list them).
 pub const VARIABLES: &[&str] = &[
@@ -38,6 +38,7 @@ pub const VARIABLES: &[&str] = &[
     "TRUSTED_PROXIES",
     "AUTH_USER_CACHE_MS",
     "DB_STATEMENT_TIMEOUT_MS",
+    "DATABASE_MAX_CONNECTIONS",
     "MAX_RESPONSE_BYTES",
     "TEMPORAL_QUERY_TIMEOUT_MS",
     "HIERARCHY_CACHE_MS",
@@ -119,6 +120,9 @@ pub struct Config {
     pub auth_user_cache_ttl: Duration,
     /// Longest any SQL statement may run (`DB_STATEMENT_TIMEOUT_MS`).
     pub db_statement_timeout: Duration,
+    /// Most connections the Postgres pool opens (`DATABASE_MAX_CONNECTIONS`, default 32): keep
+    /// replicas × this under the database's or the pooler's limit.
+    pub db_max_connections: u32,
     /// Largest GraphQL response body sent; larger answers are refused (`MAX_RESPONSE_BYTES`).
     pub max_response_bytes: usize,
     /// How long a live `getHierarchy` may take before the projection is served
@@ -188,7 +192,7 @@ impl Config {
         });
         let jwt_issuer = env.name("JWT_ISSUER", "temporal-bff");
         let jwt_audience = env.name("JWT_AUDIENCE", "temporal-bff");
-        let jwt_ttl = env.parsed("JWT_TTL_SECONDS", "3600", parse_ttl);
+        let jwt_ttl = env.secs_in("JWT_TTL_SECONDS", 3600, 60..=30 * 24 * 3600);
         let host = env.parsed("HOST", "0.0.0.0", |raw| {
             raw.parse::<IpAddr>()
                 .map_err(|_| "must be an IP address such as 0.0.0.0 or 127.0.0.1".to_owned())
@@ -204,98 +208,27 @@ impl Config {
         });
         let cors_allowed_origins = env.parsed("CORS_ALLOWED_ORIGINS", "", parse_origins);
         let base_domain = env.parsed("BASE_DOMAIN", "example.test", parse_base_domain);
-        let login_max_failures = env.parsed("LOGIN_MAX_FAILURES", "5", |raw| match raw.parse() {
-            Ok(n) if (1..=1000).contains(&n) => Ok(n),
-            _ => Err("must be a whole number from 1 to 1000".to_owned()),
-        });
+        let login_max_failures = env.int_in("LOGIN_MAX_FAILURES", 5, 1..=1000);
         let login_max_failures_per_email =
-            env.parsed("LOGIN_MAX_FAILURES_PER_EMAIL", "50", |raw| {
-                match raw.parse() {
-                    Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-                    _ => Err("must be a whole number from 1 to 100000".to_owned()),
-                }
-            });
+            env.int_in("LOGIN_MAX_FAILURES_PER_EMAIL", 50, 1..=100_000);
         let login_max_failures_per_address =
-            env.parsed("LOGIN_MAX_FAILURES_PER_ADDRESS", "30", |raw| {
-                match raw.parse() {
-                    Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-                    _ => Err("must be a whole number from 1 to 100000".to_owned()),
-                }
-            });
-        let login_lockout = env.parsed("LOGIN_LOCKOUT_SECONDS", "60", |raw| match raw.parse() {
-            Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
-            _ => Err("must be a whole number of seconds from 1 to 86400".to_owned()),
-        });
+            env.int_in("LOGIN_MAX_FAILURES_PER_ADDRESS", 30, 1..=100_000);
+        let login_lockout = env.secs_in("LOGIN_LOCKOUT_SECONDS", 60, 1..=86_400);
         let trusted_proxies = env.parsed("TRUSTED_PROXIES", "", parse_networks);
-        let auth_user_cache_ttl = env.parsed("AUTH_USER_CACHE_MS", "30000", |raw| {
-            match raw.parse::<u64>() {
-                Ok(ms) if ms <= 60_000 => Ok(Duration::from_millis(ms)),
-                _ => Err("must be a number of milliseconds from 0 to 60000".to_owned()),
-            }
-        });
-        let db_statement_timeout = env.parsed("DB_STATEMENT_TIMEOUT_MS", "5000", |raw| {
-            match raw.parse::<u64>() {
-                Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-                _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
-            }
-        });
-        let max_response_bytes = env.parsed("MAX_RESPONSE_BYTES", "8388608", |raw| {
-            match raw.parse::<usize>() {
-                Ok(n) if (1024..=1 << 30).contains(&n) => Ok(n),
-                _ => Err("must be a number of bytes from 1024 to 1073741824".to_owned()),
-            }
-        });
-        let temporal_query_timeout =
-            env.parsed("TEMPORAL_QUERY_TIMEOUT_MS", "1000", |raw| {
-                match raw.parse::<u64>() {
-                    Ok(ms) if (10..=30_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-                    _ => Err("must be a number of milliseconds from 10 to 30000".to_owned()),
-                }
-            });
-        let hierarchy_cache_ttl = env.parsed("HIERARCHY_CACHE_MS", "1000", millis);
-        let release_cache_bytes = env.parsed("RELEASE_CACHE_BYTES", "16777216", |raw| match raw
-            .parse::<usize>()
-        {
-            Ok(n) if n <= 1 << 32 => Ok(n),
-            _ => Err("must be a number of bytes from 0 to 4294967296".to_owned()),
-        });
-        let dispatch_max_backoff = env.parsed("DISPATCH_MAX_BACKOFF_MS", "30000", |raw| match raw
-            .parse::<u64>()
-        {
-            Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-            _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
-        });
-        let reconcile_interval = env.parsed("RECONCILE_INTERVAL_MS", "60000", |raw| {
-            match raw.parse::<u64>() {
-                Ok(ms) if (100..=86_400_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-                _ => Err("must be a number of milliseconds from 100 to 86400000".to_owned()),
-            }
-        });
-        let ws_max_subscriptions =
-            env.parsed(
-                "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
-                "20",
-                |raw| match raw.parse::<usize>() {
-                    Ok(n) if (1..=1000).contains(&n) => Ok(n),
-                    _ => Err("must be a whole number from 1 to 1000".to_owned()),
-                },
-            );
-        let ws_max_connections_per_user = env.parsed("WS_MAX_CONNECTIONS_PER_USER", "20", |raw| {
-            match raw.parse::<usize>() {
-                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-                _ => Err("must be a whole number from 1 to 100000".to_owned()),
-            }
-        });
-        let ws_ping_interval = env.parsed("WS_PING_INTERVAL_MS", "15000", |raw| {
-            match raw.parse::<u64>() {
-                Ok(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-                _ => Err("must be a number of milliseconds from 100 to 600000".to_owned()),
-            }
-        });
-        let max_in_flight = env.parsed("MAX_IN_FLIGHT", "256", |raw| match raw.parse::<usize>() {
-            Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-            _ => Err("must be a whole number from 1 to 100000".to_owned()),
-        });
+        let auth_user_cache_ttl = env.millis_in("AUTH_USER_CACHE_MS", 30_000, 0..=60_000);
+        let db_statement_timeout = env.millis_in("DB_STATEMENT_TIMEOUT_MS", 5_000, 100..=600_000);
+        let db_max_connections = env.int_in("DATABASE_MAX_CONNECTIONS", 32, 1..=1_000);
+        let max_response_bytes = env.bytes_in("MAX_RESPONSE_BYTES", 8_388_608, 1024..=1 << 30);
+        let temporal_query_timeout = env.millis_in("TEMPORAL_QUERY_TIMEOUT_MS", 1_000, 10..=30_000);
+        let hierarchy_cache_ttl = env.millis_in("HIERARCHY_CACHE_MS", 1_000, 0..=60_000);
+        let release_cache_bytes = env.bytes_in("RELEASE_CACHE_BYTES", 16_777_216, 0..=1 << 32);
+        let dispatch_max_backoff = env.millis_in("DISPATCH_MAX_BACKOFF_MS", 30_000, 100..=600_000);
+        let reconcile_interval = env.millis_in("RECONCILE_INTERVAL_MS", 60_000, 100..=86_400_000);
+        let ws_max_subscriptions = env.int_in("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 20, 1..=1000);
+        let ws_max_connections_per_user =
+            env.int_in("WS_MAX_CONNECTIONS_PER_USER", 20, 1..=100_000);
+        let ws_ping_interval = env.millis_in("WS_PING_INTERVAL_MS", 15_000, 100..=600_000);
+        let max_in_flight = env.int_in("MAX_IN_FLIGHT", 256, 1..=100_000);
         let graphiql = env.parsed("GRAPHIQL", "true", parse_switch);
         let introspection = env.parsed("INTROSPECTION", "false", parse_switch);
         let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
@@ -336,6 +269,7 @@ impl Config {
                 trusted_proxies: trusted_proxies?,
                 auth_user_cache_ttl: auth_user_cache_ttl?,
                 db_statement_timeout: db_statement_timeout?,
+                db_max_connections: db_max_connections?,
                 max_response_bytes: max_response_bytes?,
                 temporal_query_timeout: temporal_query_timeout?,
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
@@ -417,13 +351,6 @@ fn check_jwt_secret(raw: &str) -> Result<(), String> {
         Err(format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"))
     } else {
         Ok(())
-    }
-}
-
-fn parse_ttl(raw: &str) -> Result<Duration, String> {
-    match raw.parse::<u64>() {
-        Ok(secs) if (60..=30 * 24 * 3600).contains(&secs) => Ok(Duration::from_secs(secs)),
-        _ => Err("must be a whole number of seconds from 60 to 2592000".to_owned()),
     }
 }
 

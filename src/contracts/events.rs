@@ -1,6 +1,6 @@
 //! Every event type the BFF and the reference worker write to `domain_events`, with the shape
-//! of its `event_data` and of `event_metadata`. The projection triggers
-//! (`migrations/*_hardened_projections.sql`) read exactly these fields.
+//! of its `event_data` and of `event_metadata`. The projection triggers (`project_domain_event`
+//! and the others; as they run today in `sql/current.sql`) read exactly these fields.
 //!
 //! Each payload says its own event type ([`EventPayload::event_type`]); writers build a payload
 //! and never spell an event's JSON by hand.

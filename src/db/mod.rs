@@ -15,13 +15,14 @@ use crate::Config;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens the pool and checks one connection, so an unreachable database fails start-up.
-/// Every statement on it runs under `DB_STATEMENT_TIMEOUT_MS`.
+/// Every statement on it runs under `DB_STATEMENT_TIMEOUT_MS`; it opens at most
+/// `DATABASE_MAX_CONNECTIONS`.
 #[tracing::instrument(skip_all)]
 pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.database_url().parse()?;
     let timeout_ms = config.db_statement_timeout.as_millis().to_string();
     PgPoolOptions::new()
-        .max_connections(32)
+        .max_connections(config.db_max_connections)
         .min_connections(1)
         // A request waiting longer than this for a connection gets an error instead of hanging.
         .acquire_timeout(Duration::from_secs(3))
@@ -34,10 +35,20 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(drop)
 }
 
-/// Applies every pending migration.
+/// Applies every pending migration, on one connection that hears only warnings and errors:
+/// the `NOTICE`s of idempotent DDL ("trigger … does not exist, skipping") are not news.
 #[tracing::instrument(skip_all)]
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET client_min_messages = warning")
+        .execute(&mut *conn)
+        .await?;
+    let migrated = MIGRATOR.run(&mut *conn).await;
+    // The connection goes back to the pool as it came.
+    sqlx::query("RESET client_min_messages")
+        .execute(&mut *conn)
+        .await?;
+    migrated
 }
 
 /// Whether `error` means Postgres cannot be reached or used right now (a restart, a broken

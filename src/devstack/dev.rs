@@ -110,7 +110,15 @@ pub async fn run() -> Result<(), DevError> {
         config.host.to_string()
     };
     let port = config.port;
-    let temporal = config.temporal_address.clone();
+    // `host:port`, as TEMPORAL_ADDRESS and the temporal CLI take it (not a URL with a path).
+    let temporal = format!(
+        "{}:{}",
+        config.temporal_address.host_str().unwrap_or("127.0.0.1"),
+        config
+            .temporal_address
+            .port_or_known_default()
+            .unwrap_or(7233)
+    );
     // The reference worker runs in this process too, on a thread of its own.
     let worker_config = crate::worker::WorkerConfig::from_env()?;
     let worker = crate::worker::spawn(config.clone(), worker_config);

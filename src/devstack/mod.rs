@@ -9,7 +9,10 @@ pub mod dev;
 
 use std::{
     net::{Ipv4Addr, TcpListener, TcpStream},
-    os::unix::fs::{MetadataExt, PermissionsExt},
+    os::unix::{
+        fs::{MetadataExt, PermissionsExt},
+        process::CommandExt,
+    },
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -195,6 +198,9 @@ impl LocalPostgres {
             .args(["-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
             .args(["-c", "max_connections=300"])
+            // A process group of its own: a terminal's Ctrl-C reaches `dev`, which stops the
+            // server and the worker first and Postgres last, not everything at once.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -338,6 +344,8 @@ impl LocalTemporal {
             .args(["--sqlite-pragma", "journal_mode=wal"])
             .args(["--sqlite-pragma", "synchronous=off"])
             .args(["--log-level", "warn"])
+            // Its own process group, like Postgres: stopped by `dev` after the worker.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 
-use crate::{AppState, onboarding::store};
+use crate::{AppState, outbox::store};
 
 /// Outbox actions, so each has a series (0 when nothing waits) for alerts to see.
 const OUTBOX_ACTIONS: [&str; 4] = ["start", "pause", "resume", "cancel"];
@@ -27,7 +27,7 @@ pub async fn metrics(State(state): State<AppState>) -> String {
     scraped
         .pool_max
         .set(i64::from(state.db.options().get_max_connections()));
-    match tokio::time::timeout(BACKLOG_TIMEOUT, store::outbox_backlog(&state.db)).await {
+    match tokio::time::timeout(BACKLOG_TIMEOUT, store::backlog(&state.db)).await {
         Ok(Ok(rows)) => {
             for action in OUTBOX_ACTIONS {
                 let (count, age) = rows

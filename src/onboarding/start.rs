@@ -4,19 +4,19 @@
 //! outbox event are appended (triggers create the organization and the outbox row); unique
 //! indexes turn a repeat (same idempotency key, or the subdomain of an organization that still
 //! exists) into `ALREADY_EXISTS`. Then the workflow is started at once (fast path); if Temporal
-//! does not answer, the request is `QUEUED` and the [`super::dispatcher`] starts it later.
+//! does not answer, the request is `QUEUED` and the outbox's dispatcher starts it later
+//! (`crate::outbox`, through this module's [`Deliver`] implementation).
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
     request::BootstrapRequest,
-    store::{self, Existing, QueuedStart},
+    store::{self, Existing},
 };
 use crate::{
     Config,
@@ -26,19 +26,23 @@ use crate::{
     db,
     error::ApiError,
     events::{self, NewEvent},
+    outbox::{Deliver, Delivery, DeliveryError, Outbox, Queued},
     temporal::{TemporalError, TemporalHandle, start_workflow_json},
     types::TraceParent,
 };
 
-/// Why dispatching a queued start did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum DispatchError {
-    /// Temporal did not start the workflow.
-    #[error(transparent)]
-    Start(#[from] TemporalError),
-    /// The workflow started, but recording that failed: retry the recording, not the start.
-    #[error("started, but recording it failed: {0}")]
-    Record(#[source] sqlx::Error),
+/// A workflow start, as the request queues it and the outbox delivers it.
+#[derive(Debug, Clone)]
+struct QueuedStart {
+    /// Outbox row ID.
+    id: Uuid,
+    organization_id: Uuid,
+    workflow_id: String,
+    workflow_type: String,
+    task_queue: String,
+    workflow_input: Value,
+    /// The W3C trace context of the request that queued it.
+    traceparent: Option<String>,
 }
 
 /// How long the fast path waits for Temporal before answering `QUEUED`.
@@ -78,24 +82,19 @@ pub struct BootstrapStarter {
     db: PgPool,
     temporal: TemporalHandle,
     config: Arc<Config>,
-    wake_dispatcher: Arc<Notify>,
+    outbox: Outbox,
     /// When the fast path last failed, until a start succeeds again.
     fast_path_failed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl BootstrapStarter {
-    /// A starter that nudges the dispatcher through `wake_dispatcher` when it queues.
-    pub fn new(
-        db: PgPool,
-        temporal: TemporalHandle,
-        config: Arc<Config>,
-        wake_dispatcher: Arc<Notify>,
-    ) -> Self {
+    /// A starter that hands what it cannot start at once to `outbox`.
+    pub fn new(db: PgPool, temporal: TemporalHandle, config: Arc<Config>, outbox: Outbox) -> Self {
         Self {
             db,
             temporal,
             config,
-            wake_dispatcher,
+            outbox,
             fast_path_failed: Arc::default(),
         }
     }
@@ -130,15 +129,12 @@ impl BootstrapStarter {
         let input = bootstrap_input(organization_id, &request);
         let queued = QueuedStart {
             id: Uuid::new_v4(),
-            organization_id: Some(organization_id),
+            organization_id,
             workflow_id: workflow_id.clone(),
             workflow_type: self.config.bootstrap_workflow_type.clone(),
             task_queue: self.config.bootstrap_task_queue.clone(),
             // Plain data: serializing it cannot fail.
             workflow_input: serde_json::to_value(&input).unwrap_or(Value::Null),
-            attempts: 0,
-            action: "start".to_owned(),
-            release_id: None,
             traceparent: trace.map(|t| t.to_string()),
         };
         let caller = Some(principal.actor_id());
@@ -186,8 +182,7 @@ impl BootstrapStarter {
                     _ => TemporalError::Timeout,
                 };
                 tracing::warn!(%error, temporal.workflow_id = %workflow_id, "bootstrap queued");
-                store::schedule_retry(&self.db, queued.id, error.reason()).await?;
-                self.wake_dispatcher.notify_one();
+                self.outbox.retry_soon(queued.id, error.reason()).await?;
                 BootstrapRequestStatus::Queued
             }
         };
@@ -294,39 +289,6 @@ impl BootstrapStarter {
         }
     }
 
-    /// Whether the outbox may start `queued`: only the configured bootstrap workflow type, on
-    /// the configured task queue, under the ID the contract gives its organization. Anyone who
-    /// can write to the event store can write a `workflow.queue.pending` row; this service
-    /// starts nothing else.
-    pub fn may_start(&self, queued: &QueuedStart) -> bool {
-        queued.workflow_type == self.config.bootstrap_workflow_type
-            && queued.task_queue == self.config.bootstrap_task_queue
-            && queued.organization_id.is_some_and(|org| {
-                queued.workflow_id == crate::contracts::bootstrap::workflow_id(org)
-            })
-    }
-
-    /// Starts the workflow of `queued` and records that it started.
-    pub async fn dispatch(&self, queued: &QueuedStart) -> Result<(), DispatchError> {
-        let run_id = match self.start_workflow(queued).await {
-            Ok(run_id) => {
-                // Temporal answers again: new requests may take the fast path.
-                self.note_fast_path(None);
-                run_id
-            }
-            Err(error) => {
-                // Still down: new requests keep skipping the fast path.
-                if error.is_retryable() {
-                    self.note_fast_path(Some(std::time::Instant::now()));
-                }
-                return Err(error.into());
-            }
-        };
-        self.record_started(queued, run_id)
-            .await
-            .map_err(DispatchError::Record)
-    }
-
     /// Starts the workflow (idempotent by workflow ID); returns the run ID.
     async fn start_workflow(&self, queued: &QueuedStart) -> Result<Option<String>, TemporalError> {
         let client = self.temporal.client().await?;
@@ -358,15 +320,74 @@ impl BootstrapStarter {
             workflow_run_id: run_id,
             ..EventMetadata::bff(&queued.workflow_id, &queued.workflow_type, now)
         };
-        let organization = ("organization", queued.organization_id.unwrap_or_default());
+        let organization = ("organization", queued.organization_id);
         // A random ID on purpose: a request started twice would show as two events.
         let event = NewEvent::new(Uuid::new_v4(), &payload, organization, metadata);
         events::append(&self.db, &[event]).await.map(drop)
     }
+}
 
-    /// The database pool (for the dispatcher).
-    pub fn db(&self) -> &PgPool {
-        &self.db
+#[async_trait::async_trait]
+impl Deliver for BootstrapStarter {
+    /// Only the configured bootstrap workflow type, on the configured task queue, under the ID
+    /// the contract gives its organization: this service starts nothing else.
+    async fn may_deliver(&self, row: &Queued, delivery: &Delivery) -> Result<bool, sqlx::Error> {
+        Ok(match delivery {
+            Delivery::StartWorkflow {
+                organization_id,
+                workflow_type,
+                task_queue,
+                ..
+            } => {
+                *workflow_type == self.config.bootstrap_workflow_type
+                    && *task_queue == self.config.bootstrap_task_queue
+                    && row.workflow_id == workflow_id(*organization_id)
+            }
+            Delivery::Signal { .. } | Delivery::Cancel { .. } => false,
+        })
+    }
+
+    /// Starts the workflow and records that it started.
+    async fn deliver(&self, row: &Queued, delivery: &Delivery) -> Result<(), DeliveryError> {
+        let Delivery::StartWorkflow {
+            organization_id,
+            workflow_type,
+            task_queue,
+            input,
+        } = delivery
+        else {
+            return Err(TemporalError::Client("not a workflow start".into()).into());
+        };
+        let queued = QueuedStart {
+            id: row.id,
+            organization_id: *organization_id,
+            workflow_id: row.workflow_id.clone(),
+            workflow_type: workflow_type.clone(),
+            task_queue: task_queue.clone(),
+            workflow_input: input.clone(),
+            traceparent: row.traceparent.clone(),
+        };
+        let run_id = match self.start_workflow(&queued).await {
+            Ok(run_id) => {
+                // Temporal answers again: new requests may take the fast path.
+                self.note_fast_path(None);
+                run_id
+            }
+            Err(error) => {
+                // Still down: new requests keep skipping the fast path.
+                if error.is_retryable() {
+                    self.note_fast_path(Some(std::time::Instant::now()));
+                }
+                return Err(error.into());
+            }
+        };
+        self.record_started(&queued, run_id)
+            .await
+            .map_err(DeliveryError::Record)
+    }
+
+    fn failure_reason(&self, error: &TemporalError) -> &'static str {
+        error.reason()
     }
 }
 

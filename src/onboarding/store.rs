@@ -1,6 +1,7 @@
 //! Every SQL statement of onboarding: reading organizations, their audit trail, outbox row and
-//! invitations (the status read, one statement per batch each), and the outbox itself (the
-//! start path and the dispatcher). Status columns are parsed into enums on the row, once: a
+//! invitations (the status read, one statement per batch each), and finding the organization a
+//! repeated start request refers to. The outbox's own statements are `crate::outbox::store`.
+//! Status columns are parsed into enums on the row, once: a
 //! value the code does not know is an error, never a silent default.
 
 use std::collections::HashMap;
@@ -310,31 +311,6 @@ pub async fn details(
     Ok(out)
 }
 
-/// A row of the outbox, as the dispatcher and the fast path start it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct QueuedStart {
-    /// Outbox row ID.
-    pub id: Uuid,
-    /// Organization.
-    pub organization_id: Option<Uuid>,
-    /// Workflow ID.
-    pub workflow_id: String,
-    /// Workflow type.
-    pub workflow_type: String,
-    /// Task queue.
-    pub task_queue: String,
-    /// Workflow input.
-    pub workflow_input: Value,
-    /// Dispatch attempts so far.
-    pub attempts: i32,
-    /// What to do: `start` the workflow, or deliver `pause`, `resume` or `cancel`.
-    pub action: String,
-    /// The release a control action is for.
-    pub release_id: Option<String>,
-    /// The W3C trace context of the request that queued it (from its event's metadata).
-    pub traceparent: Option<String>,
-}
-
 /// What a repeated start request matched.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Existing {
@@ -381,117 +357,4 @@ pub async fn existing(
     .bind(subdomain)
     .fetch_optional(pool)
     .await
-}
-
-/// After a failed fast-path start: one attempt made, due again at once (for the dispatcher).
-#[tracing::instrument(skip_all)]
-pub async fn schedule_retry(pool: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection
-            SET attempts = attempts + 1, last_error = $2, next_attempt_at = now(),
-                updated_at = now()
-          WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(id)
-    .bind(reason)
-    .execute(pool)
-    .await
-    .map(drop)
-}
-
-/// Claims up to `limit` due rows for dispatcher `instance` (and rows whose claim a crashed
-/// replica left for a minute), counting an attempt on each.
-#[tracing::instrument(skip_all)]
-pub async fn claim(
-    pool: &PgPool,
-    instance: &str,
-    limit: i64,
-) -> Result<Vec<QueuedStart>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE workflow_queue_projection q
-            SET status = 'processing', claimed_by = $1, claimed_at = now(),
-                attempts = q.attempts + 1, updated_at = now()
-          WHERE q.id IN (
-                SELECT id FROM workflow_queue_projection
-                 WHERE (status = 'pending' AND next_attempt_at <= now())
-                    OR (status = 'processing' AND claimed_at < now() - interval '60 seconds')
-                 ORDER BY next_attempt_at
-                 LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
-          RETURNING q.id, q.organization_id, q.workflow_id, q.workflow_type, q.task_queue,
-                    q.workflow_input, q.attempts, q.action, q.release_id,
-                    (SELECT e.event_metadata ->> 'traceparent'
-                       FROM domain_events e WHERE e.id = q.event_id) AS traceparent",
-    )
-    .bind(instance)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-}
-
-/// Renews `instance`'s claim on row `id`; `false` if it was lost.
-#[tracing::instrument(skip_all)]
-pub async fn renew_claim(pool: &PgPool, instance: &str, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection SET claimed_at = now()
-          WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
-    )
-    .bind(id)
-    .bind(instance)
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected() == 1)
-}
-
-/// When the next pending row is due, if any.
-#[tracing::instrument(skip_all)]
-pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT min(next_attempt_at) FROM workflow_queue_projection WHERE status = 'pending'",
-    )
-    .fetch_one(pool)
-    .await
-}
-
-/// Undelivered outbox rows (pending or being dispatched) per action: how many, and the age in
-/// seconds of the oldest, for `/metrics`.
-#[tracing::instrument(skip_all)]
-pub async fn outbox_backlog(pool: &PgPool) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT action, count(*),
-                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::bigint
-           FROM workflow_queue_projection
-          WHERE status IN ('pending', 'processing')
-          GROUP BY action",
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// Puts a row `instance` claimed back to `pending`, due after `wait_secs`, with a readable
-/// `reason`; `attempts_delta` corrects the claim's attempt count (-1: it was no real attempt).
-#[tracing::instrument(skip_all)]
-pub async fn reschedule(
-    pool: &PgPool,
-    instance: &str,
-    id: Uuid,
-    reason: &str,
-    wait_secs: f64,
-    attempts_delta: i32,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection
-            SET status = 'pending', claimed_by = NULL, last_error = $3,
-                attempts = greatest(attempts + $5, 0),
-                next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
-          WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
-    )
-    .bind(id)
-    .bind(instance)
-    .bind(reason)
-    .bind(wait_secs)
-    .bind(attempts_delta)
-    .execute(pool)
-    .await
-    .map(drop)
 }

@@ -7,12 +7,12 @@
 //! `release.cancel_requested`, with the user and request ID) and its outbox row
 //! (`workflow.queue.control_pending`). It is delivered at once (the `pause` / `resume` signal,
 //! or Temporal's cancellation) and marked delivered; when Temporal does not answer it stays
-//! queued and the outbox dispatcher in `serve` delivers it later, so nothing accepted is lost.
+//! queued and the outbox's dispatcher delivers it later (`crate::outbox`, through this module's
+//! [`Deliver`] implementation), so nothing accepted is lost.
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::store::{self, ReleaseRow};
@@ -28,6 +28,7 @@ use crate::{
     error::ApiError,
     events::{self, NewEvent},
     metrics::{Metrics, RequestStats},
+    outbox::{Deliver, Delivery, DeliveryError, Outbox, Queued, Signal},
     temporal::{self, TemporalError, TemporalHandle},
 };
 
@@ -52,22 +53,23 @@ pub struct ReleaseControl {
     db: sqlx::PgPool,
     temporal: TemporalHandle,
     metrics: Arc<Metrics>,
-    wake: Arc<Notify>,
+    outbox: Outbox,
 }
 
 impl ReleaseControl {
-    /// Records in `db`, delivers through `temporal`; `wake` nudges the outbox dispatcher.
+    /// Records in `db`, delivers through `temporal`, hands what Temporal did not take to
+    /// `outbox`.
     pub fn new(
         db: sqlx::PgPool,
         temporal: TemporalHandle,
         metrics: Arc<Metrics>,
-        wake: Arc<Notify>,
+        outbox: Outbox,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
             temporal,
             metrics,
-            wake,
+            outbox,
         })
     }
 
@@ -146,14 +148,22 @@ impl ReleaseControl {
         .by(created_by);
         // One statement: the request and its outbox row are stored together or not at all.
         events::append(&self.db, &[requested, pending]).await?;
+        let delivery = match action {
+            ControlAction::Pause => Delivery::Signal {
+                release_id: row.id.clone(),
+                signal: Signal::Pause,
+            },
+            ControlAction::Resume => Delivery::Signal {
+                release_id: row.id.clone(),
+                signal: Signal::Resume,
+            },
+            ControlAction::Cancel => Delivery::Cancel {
+                release_id: row.id.clone(),
+                reason,
+            },
+        };
         match self
-            .deliver(
-                id.aggregate_id(),
-                &row.workflow_id,
-                action,
-                reason.as_deref(),
-                queue_id,
-            )
+            .send(id.aggregate_id(), &row.workflow_id, &delivery, queue_id)
             .await
         {
             Ok(()) => Ok(ControlStatus::Delivered),
@@ -168,72 +178,37 @@ impl ReleaseControl {
             }
             Err(Undelivered::Unreachable(error)) => {
                 tracing::warn!(%error, "control action queued; the dispatcher will deliver it");
-                crate::onboarding::store::schedule_retry(&self.db, queue_id, UNREACHABLE).await?;
-                self.wake.notify_one();
+                self.outbox.retry_soon(queue_id, UNREACHABLE).await?;
                 Ok(ControlStatus::Queued)
             }
         }
     }
 
-    /// Whether the outbox may deliver a queued action to `workflow_id`: only to the workflow
-    /// the release `release_id` was recorded with (a foreign row naming any other workflow
-    /// is refused).
-    pub async fn may_deliver(
-        &self,
-        release_id: &str,
-        workflow_id: &str,
-    ) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM release_projection WHERE id = $1 AND workflow_id = $2)",
-        )
-        .bind(release_id)
-        .bind(workflow_id)
-        .fetch_one(&self.db)
-        .await
-    }
-
-    /// Delivers a queued action (the outbox dispatcher's part): the error says whether to
-    /// retry.
-    pub async fn deliver_queued(
-        &self,
-        queue_id: Uuid,
-        release_id: &str,
-        workflow_id: &str,
-        action: ControlAction,
-        reason: Option<&str>,
-    ) -> Result<(), TemporalError> {
-        let aggregate = EntityId::parse(release_id).map_or(Uuid::nil(), |id| id.aggregate_id());
-        match self
-            .deliver(aggregate, workflow_id, action, reason, queue_id)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(Undelivered::Refused(error) | Undelivered::Unreachable(error)) => Err(error),
-        }
-    }
-
-    /// Sends the action to the workflow, then records it delivered.
-    async fn deliver(
+    /// Sends the signal or the cancellation to the workflow, then records it delivered.
+    async fn send(
         &self,
         aggregate: Uuid,
         workflow_id: &str,
-        action: ControlAction,
-        reason: Option<&str>,
+        delivery: &Delivery,
         queue_id: Uuid,
     ) -> Result<(), Undelivered> {
         let sent = async {
             let client = self.temporal.client().await?;
-            match action {
-                ControlAction::Pause => {
-                    temporal::signal_workflow(&client, workflow_id, "pause").await
+            match delivery {
+                Delivery::Signal { signal, .. } => {
+                    temporal::signal_workflow(&client, workflow_id, signal.name()).await
                 }
-                ControlAction::Resume => {
-                    temporal::signal_workflow(&client, workflow_id, "resume").await
+                Delivery::Cancel { reason, .. } => {
+                    temporal::cancel_workflow(
+                        &client,
+                        workflow_id,
+                        reason.as_deref().unwrap_or_default(),
+                    )
+                    .await
                 }
-                ControlAction::Cancel => {
-                    temporal::cancel_workflow(&client, workflow_id, reason.unwrap_or_default())
-                        .await
-                }
+                Delivery::StartWorkflow { .. } => Err(TemporalError::Client(
+                    "a workflow start is not a release control action".into(),
+                )),
             }
         };
         match tokio::time::timeout(DELIVERY_TIMEOUT, sent).await {
@@ -286,6 +261,45 @@ impl ReleaseControl {
             EventMetadata::bff(workflow_id, WORKFLOW_TYPE, now),
         );
         events::append(&self.db, &[failed]).await.map(drop)
+    }
+}
+
+#[async_trait::async_trait]
+impl Deliver for ReleaseControl {
+    /// Only to the workflow the release was recorded with: a foreign row naming any other
+    /// workflow is refused.
+    async fn may_deliver(&self, row: &Queued, delivery: &Delivery) -> Result<bool, sqlx::Error> {
+        let (Delivery::Signal { release_id, .. } | Delivery::Cancel { release_id, .. }) = delivery
+        else {
+            return Ok(false);
+        };
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM release_projection WHERE id = $1 AND workflow_id = $2)",
+        )
+        .bind(release_id)
+        .bind(&row.workflow_id)
+        .fetch_one(&self.db)
+        .await
+    }
+
+    /// Sends the signal or the cancellation, then records it delivered.
+    async fn deliver(&self, row: &Queued, delivery: &Delivery) -> Result<(), DeliveryError> {
+        let (_, aggregate) = delivery.aggregate();
+        match self
+            .send(aggregate, &row.workflow_id, delivery, row.id)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Undelivered::Refused(error) | Undelivered::Unreachable(error)) => Err(error.into()),
+        }
+    }
+
+    fn failure_reason(&self, error: &TemporalError) -> &'static str {
+        if error.is_retryable() {
+            UNREACHABLE
+        } else {
+            REFUSED
+        }
     }
 }
 

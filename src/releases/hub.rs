@@ -132,7 +132,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ReleaseHub {
     /// A hub reading through `live` and `db`, coalescing a running release's changes to one
-    /// read per `window`; starts the task that feeds the lists.
+    /// read per `window`. Its lists are fed by [`ReleaseHub::feed_lists`], which the app runs
+    /// as a background task.
     pub fn new(
         db: PgPool,
         live: Arc<LiveHierarchy>,
@@ -140,7 +141,7 @@ impl ReleaseHub {
         metrics: Arc<Metrics>,
         window: Duration,
     ) -> Arc<Self> {
-        let hub = Arc::new(Self {
+        Arc::new(Self {
             db,
             live,
             closes,
@@ -151,9 +152,7 @@ impl ReleaseHub {
             dirty: Mutex::new(Dirty::default()),
             wake_lists: Notify::new(),
             reading: tokio::sync::Semaphore::new(CONCURRENT_READS),
-        });
-        tokio::spawn(Arc::clone(&hub).feed_lists());
-        hub
+        })
     }
 
     /// The process's counters (subscriptions count what they drop).
@@ -284,7 +283,7 @@ impl ReleaseHub {
 
     /// The task that feeds every list: reads the rows of the releases that changed (one
     /// statement per batch, at most one batch per window) and hands them out.
-    async fn feed_lists(self: Arc<Self>) {
+    pub async fn feed_lists(self: Arc<Self>) {
         loop {
             self.wake_lists.notified().await;
             let (releases, missed_since) = {

@@ -58,31 +58,27 @@ struct Inner {
 }
 
 impl TemporalHandle {
-    /// Creates the handle and starts connecting in the background, retrying with backoff until
-    /// the first connection succeeds. Never blocks start-up.
-    pub fn spawn(config: &Config) -> Self {
-        let handle = Self {
+    /// A handle on the server `config` names, not connected yet: [`TemporalHandle::client`]
+    /// connects on first use, and the app runs [`TemporalHandle::connect_until_up`] in the
+    /// background so start-up never waits for Temporal.
+    pub fn new(config: &Config) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 target: config.temporal_address.clone(),
                 namespace: config.temporal_namespace.clone(),
                 client: RwLock::new(None),
             }),
-        };
-        let background = handle.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                match background.client().await {
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, temporal.address = %background.inner.target, "Temporal not reachable yet; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
-                    }
-                }
-            }
-        });
-        handle
+        }
+    }
+
+    /// Connects, retrying with backoff, until the first connection succeeds.
+    pub async fn connect_until_up(self) {
+        let mut backoff = Duration::from_millis(200);
+        while let Err(error) = self.client().await {
+            tracing::warn!(%error, temporal.address = %self.inner.target, "Temporal not reachable yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
+        }
     }
 
     /// The namespace every call uses.

@@ -2,10 +2,7 @@
 //! same reader as the service's configuration (every problem named in one message).
 
 use super::providers::{Simulation, VerifyFailures};
-use crate::config::{
-    ConfigError,
-    env::{Reader, millis},
-};
+use crate::config::{ConfigError, env::Reader};
 
 /// Every environment variable [`WorkerConfig`] reads.
 pub const VARIABLES: &[&str] = &[
@@ -31,8 +28,8 @@ impl WorkerConfig {
     /// Reads the settings through `lookup` (a variable name → its value).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = Reader::new(&lookup);
-        let dns_delay = env.parsed("SIM_DNS_DELAY_MS", "50", millis);
-        let email_delay = env.parsed("SIM_EMAIL_DELAY_MS", "20", millis);
+        let dns_delay = env.millis_in("SIM_DNS_DELAY_MS", 50, 0..=60_000);
+        let email_delay = env.millis_in("SIM_EMAIL_DELAY_MS", 20, 0..=60_000);
         let dns_verify_failures = env.parsed("SIM_DNS_VERIFY_FAILURES", "0", |raw| match raw {
             "always" => Ok(VerifyFailures::Always),
             n => n

@@ -124,7 +124,7 @@ async fn every_root_field_that_touches_data_refuses_an_anonymous_caller_even_pas
     // Arrange: the schema the server runs, with its real services, executed directly so the
     // HTTP gate is not in the way: only the schema's own check stands between caller and data.
     let app = TestApp::spawn().await;
-    let state = temporal_bff::build_state(app.config.clone())
+    let (state, _background) = temporal_bff::build_state(app.config.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let introspection = schema_builder()

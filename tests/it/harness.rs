@@ -186,7 +186,10 @@ pub struct TestApp {
     pub db: PgPool,
     /// The configuration it runs with.
     pub config: Config,
+    /// Its background tasks (to kill one).
+    pub tasks: temporal_bff::background::Tasks,
     shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), temporal_bff::StartupError>>>,
     worker: Option<WorkerThread>,
 }
 
@@ -229,7 +232,8 @@ impl TestApp {
             .expect("the operations listener binds");
         let ops_addr = ops.local_addr().expect("the ops listener has an address");
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(temporal_bff::run_server(listener, Some(ops), app, async {
+        let tasks = app.tasks();
+        let server = tokio::spawn(temporal_bff::run_server(listener, Some(ops), app, async {
             let _ = rx.await;
         }));
         let db = PgPool::connect(config.database_url())
@@ -241,8 +245,23 @@ impl TestApp {
             http: reqwest::Client::new(),
             db,
             config,
+            tasks,
             shutdown: Some(tx),
+            server: Some(server),
             worker: None,
+        }
+    }
+
+    /// Shuts the app down as SIGTERM would and waits until `run_server` has returned.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("the server task ends")
+                .expect("the server stops cleanly");
         }
     }
 

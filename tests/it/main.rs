@@ -6,6 +6,7 @@
 mod harness;
 
 mod auth;
+mod background;
 mod budget;
 mod compose;
 mod conditional;
