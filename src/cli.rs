@@ -210,6 +210,9 @@ fn failure(error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Longest wait, after a command has finished, for the runtime's leftover tasks.
+const RUNTIME_EXIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 fn with_runtime<F, Fut>(body: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
@@ -219,10 +222,16 @@ where
         .enable_all()
         .build()
     {
-        Ok(runtime) => match runtime.block_on(body()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(code) => code,
-        },
+        Ok(runtime) => {
+            let outcome = runtime.block_on(body());
+            // Everything that matters has stopped by now (`run_server` waited for it); tasks
+            // still parked, such as a connection's cleanup, do not hold the exit up.
+            runtime.shutdown_timeout(RUNTIME_EXIT);
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(code) => code,
+            }
+        }
         Err(error) => failure(&error),
     }
 }

@@ -65,6 +65,8 @@ pub struct App {
     pub persisted: http::persisted::PersistedQueries,
     /// `GET` answers that can be told unchanged without running them.
     pub answers: http::conditional::Answers,
+    /// The GraphiQL page (`GET /graphql`).
+    pub graphiql: http::graphiql::Page,
     /// GraphQL executions running at once (two per core, half of them per caller); the rest
     /// wait their turn.
     pub execution_slots: http::admission::Slots,

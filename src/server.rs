@@ -197,7 +197,14 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         .data(Arc::clone(&metrics))
         .finish();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
+    let graphiql = http::graphiql::Page::new(
+        config
+            .graphiql_example_login
+            .as_ref()
+            .map(|(email, password)| (email.as_str(), password.as_str())),
+    );
     let state = AppState(Arc::new(App {
+        graphiql,
         config,
         starter,
         db,

@@ -157,6 +157,9 @@ pub struct Config {
     pub log_level: String,
     /// Log output format (`LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// The login GraphiQL's example document fills in (e-mail, password). No variable sets
+    /// it: only `temporal-bff dev` does, with its demo login.
+    pub graphiql_example_login: Option<(String, String)>,
 }
 
 /// Every problem found in the environment, reported at once.
@@ -284,6 +287,7 @@ impl Config {
                 introspection: introspection?,
                 log_level: log_level?,
                 log_format: log_format?,
+                graphiql_example_login: None,
             })
         })();
         env.finish(config)

@@ -39,9 +39,11 @@ impl Drop for Children {
     fn drop(&mut self) {
         if let Some(temporal) = self.temporal.as_mut() {
             temporal.stop();
+            tracing::info!("Temporal stopped");
         }
         if let Some(postgres) = self.postgres.as_mut() {
             postgres.stop();
+            tracing::info!("Postgres stopped");
         }
     }
 }
@@ -96,7 +98,13 @@ pub async fn run() -> Result<(), DevError> {
         overrides.insert("INTROSPECTION", "true".into());
     }
 
-    let config = Config::from_lookup(|name| overrides.get(name).cloned().or_else(|| env(name)))?;
+    let mut config =
+        Config::from_lookup(|name| overrides.get(name).cloned().or_else(|| env(name)))?;
+    // GraphiQL's example logs in as the demo admin the seeding below creates.
+    config.graphiql_example_login = Some((
+        crate::worker::demo::DEMO_ADMIN_EMAIL.to_owned(),
+        crate::worker::demo::DEMO_ADMIN_PASSWORD.to_owned(),
+    ));
     let pool = crate::db::connect(&config)
         .await
         .map_err(|e| DevError::Database(e.to_string()))?;
@@ -152,10 +160,14 @@ pub async fn run() -> Result<(), DevError> {
         crate::shutdown_signal(),
     )
     .await;
+    tracing::info!("server stopped");
+    // In order: the worker while Temporal still answers it, then Temporal, then Postgres.
     if let Err(error) = tokio::task::spawn_blocking(move || worker.stop()).await {
         tracing::warn!(%error, "worker did not stop cleanly");
     }
+    tracing::info!("worker stopped");
     drop(children);
+    tracing::info!("dev stopped");
     Ok(result?)
 }
 

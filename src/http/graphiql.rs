@@ -55,60 +55,97 @@ static ASSETS: &[Asset] = &[
 ];
 
 /// The page's own script. URLs are relative to the page, so GraphiQL also works behind a path
-/// prefix; the headers pane starts with an `Authorization` header to fill in (an empty bearer
-/// token counts as no token, so the login mutation runs with it as is).
+/// prefix. The headers pane starts with an `Authorization` header to fill in (an empty bearer
+/// token counts as no token, so the login mutation runs with it as is), and a `login` that
+/// answers with a token puts it there by itself. `__EXAMPLE_EMAIL__` and `__EXAMPLE_PASSWORD__`
+/// are the example document's login (JSON strings).
 const INIT_SCRIPT: &str = r#"
 const at = (path, socket) => {
   const url = new URL(path, window.location.href);
   if (socket) url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.toString();
 };
-const fetcher = GraphiQL.createFetcher({
+const send = GraphiQL.createFetcher({
   url: at("graphql"),
   // The headers pane is also sent as connection_init's payload, so subscriptions see the token.
   subscriptionUrl: at("graphql/ws", true),
 });
-ReactDOM.createRoot(document.getElementById("graphiql")).render(
-  React.createElement(GraphiQL, {
-    fetcher,
-    defaultQuery: `# 1. Run Login with your e-mail and password; copy the token.
-# 2. In the Headers pane below, put it after "Bearer ".
-# 3. Run Releases.
+// One operation: a document holding several needs a token, even for its login (the gate).
+const example = `# 1. Run this Login: its token goes into the Headers pane below by itself.
+# 2. Then replace this document with a query, for example:
+#      query Releases { releases(first: 10) { totalCount edges { node { id name status } } } }
 mutation Login {
-  login(email: "you@example.com", password: "") {
+  login(email: ${JSON.stringify(__EXAMPLE_EMAIL__)}, password: ${JSON.stringify(__EXAMPLE_PASSWORD__)}) {
     token
     expiresAt
   }
 }
-
-query Releases {
-  releases(first: 10) {
-    totalCount
-    edges {
-      node {
-        id
-        name
-        status
+`;
+function Page() {
+  const [headers, setHeaders] = React.useState('{"Authorization": "Bearer "}');
+  const fetcher = React.useCallback((params, options) => {
+    const look = (result) => {
+      const token = result && result.data && result.data.login && result.data.login.token;
+      if (typeof token === "string") {
+        setHeaders(JSON.stringify({ Authorization: `Bearer ${token}` }, null, 2));
       }
-    }
-  }
-}
-`,
-    defaultHeaders: '{"Authorization": "Bearer "}',
+    };
+    // The fetcher answers a result or a stream of them (incremental delivery, subscriptions),
+    // or a promise of either.
+    const watch = (answer) => {
+      if (answer && typeof answer.then === "function") return answer.then(watch);
+      if (answer && typeof answer[Symbol.asyncIterator] === "function") {
+        // A plain iterator, not a generator: stopping a subscription reaches the socket at
+        // once, not after its next message.
+        const parts = answer[Symbol.asyncIterator]();
+        return {
+          [Symbol.asyncIterator]() { return this; },
+          next: () => parts.next().then((step) => { if (!step.done) look(step.value); return step; }),
+          return: (value) => (parts.return ? parts.return(value) : Promise.resolve({ done: true, value })),
+          throw: (error) => (parts.throw ? parts.throw(error) : Promise.reject(error)),
+        };
+      }
+      look(answer);
+      return answer;
+    };
+    return watch(send(params, options));
+  }, []);
+  return React.createElement(GraphiQL, {
+    fetcher,
+    defaultQuery: example,
+    headers,
     defaultEditorToolsVisibility: "headers",
     shouldPersistHeaders: false,
     plugins: [GraphiQLPluginExplorer.explorerPlugin()],
-  }),
-);
+  });
+}
+ReactDOM.createRoot(document.getElementById("graphiql")).render(React.createElement(Page));
 "#;
 
 const STYLE: &str = "body{margin:0;height:100vh;overflow:hidden}#graphiql{height:100vh}";
 
-/// The page and its Content-Security-Policy, built once.
-static PAGE: LazyLock<(String, HeaderValue)> = LazyLock::new(|| {
-    let assets = "graphql/assets";
-    let page = format!(
-        r#"<!DOCTYPE html>
+/// The GraphiQL page and its Content-Security-Policy, built once per app.
+pub struct Page {
+    html: String,
+    csp: HeaderValue,
+}
+
+impl Page {
+    /// The page whose example document logs in as `example` (e-mail, password): the demo
+    /// login under `temporal-bff dev`, a placeholder to fill in elsewhere.
+    pub fn new(example: Option<(&str, &str)>) -> Self {
+        let (email, password) = example.unwrap_or(("you@example.com", ""));
+        let json = |text: &str| serde_json::Value::from(text).to_string();
+        // JSON strings are valid JavaScript; `<` is escaped so the text cannot end the script.
+        let script = INIT_SCRIPT
+            .replace("__EXAMPLE_EMAIL__", &json(email).replace('<', "\\u003c"))
+            .replace(
+                "__EXAMPLE_PASSWORD__",
+                &json(password).replace('<', "\\u003c"),
+            );
+        let assets = "graphql/assets";
+        let html = format!(
+            r#"<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -126,24 +163,46 @@ static PAGE: LazyLock<(String, HeaderValue)> = LazyLock::new(|| {
 <script src="{assets}/react-dom-18.3.1.production.min.js"></script>
 <script src="{assets}/graphiql-3.9.0.min.js"></script>
 <script src="{assets}/plugin-explorer-3.2.6.umd.js"></script>
-<script>{INIT_SCRIPT}</script>
+<script>{script}</script>
 </body>
 </html>
 "#
-    );
-    let csp = format!(
-        // Styles may be inline: GraphiQL's dialogs inject <style> elements whose text varies
-        // (scroll-lock gaps), and CSS cannot run script; scripts stay limited to these files
-        // and the one hashed inline script.
-        "default-src 'none'; script-src 'self' '{}'; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
-         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        sha256_source(INIT_SCRIPT),
-    );
-    // The policy is ASCII built from constants; an empty value would only drop the header.
-    let csp = HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(""));
-    (page, csp)
-});
+        );
+        let csp = format!(
+            // Styles may be inline: GraphiQL's dialogs inject <style> elements whose text varies
+            // (scroll-lock gaps), and CSS cannot run script; scripts stay limited to these files
+            // and the one hashed inline script.
+            "default-src 'none'; script-src 'self' '{}'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            sha256_source(&script),
+        );
+        // The policy is ASCII built from constants and a hash; an empty value would only drop
+        // the header.
+        let csp = HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(""));
+        Self { html, csp }
+    }
+
+    /// `GET /graphql` without a query: the page.
+    pub fn response(&self) -> Response {
+        (
+            [
+                (header::CONTENT_SECURITY_POLICY, self.csp.clone()),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+                (
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ),
+            ],
+            Html(self.html.clone()),
+        )
+            .into_response()
+    }
+}
 
 /// A CSP hash source for an inline script or style.
 fn sha256_source(text: &str) -> String {
@@ -152,27 +211,6 @@ fn sha256_source(text: &str) -> String {
         "sha256-{}",
         base64::engine::general_purpose::STANDARD.encode(digest)
     )
-}
-
-/// `GET /graphql` without a query: the GraphiQL page.
-pub fn page() -> Response {
-    let (page, csp) = &*PAGE;
-    (
-        [
-            (header::CONTENT_SECURITY_POLICY, csp.clone()),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
-        ],
-        Html(page.as_str()),
-    )
-        .into_response()
 }
 
 /// Every asset gzipped, made once on first use (GraphiQL's script shrinks about 3.5×).
@@ -235,21 +273,45 @@ mod tests {
 
     #[test]
     fn the_page_links_every_asset_and_nothing_from_another_host() {
-        let (page, _) = &*PAGE;
+        let page = Page::new(None);
         for asset in ASSETS {
-            assert!(page.contains(asset.name), "{} not linked", asset.name);
+            assert!(page.html.contains(asset.name), "{} not linked", asset.name);
         }
         assert!(
-            !page.contains("http://") && !page.contains("https://") && !page.contains("//unpkg")
+            !page.html.contains("http://")
+                && !page.html.contains("https://")
+                && !page.html.contains("//unpkg")
         );
     }
 
     #[test]
     fn the_policy_allows_only_the_vendored_scripts_and_the_page_script_by_hash() {
-        let (_, csp) = &*PAGE;
-        let csp = csp.to_str().unwrap_or_default();
+        let page = Page::new(Some(("admin@example.com", "admin123")));
+        let csp = page.csp.to_str().unwrap_or_default();
         let scripts = csp.split(';').find(|d| d.trim().starts_with("script-src"));
-        let expected = format!("script-src 'self' '{}'", sha256_source(INIT_SCRIPT));
+        let expected = format!(
+            "script-src 'self' '{}'",
+            sha256_source(inline_script(&page))
+        );
         assert_eq!(scripts.map(str::trim), Some(expected.as_str()), "{csp}");
+        assert!(inline_script(&page).contains("\"admin123\""));
+    }
+
+    #[test]
+    fn an_example_login_cannot_end_the_script_it_is_written_into() {
+        let page = Page::new(Some(("a@example.com", "</script><script>alert(1)")));
+
+        assert_eq!(
+            page.html.matches("</script>").count(),
+            5,
+            "only the page's own"
+        );
+        assert!(inline_script(&page).contains("\\u003c/script>"));
+    }
+
+    /// The page's one inline script.
+    fn inline_script(page: &Page) -> &str {
+        let after = page.html.rsplit("<script>").next().unwrap_or_default();
+        after.split("</script>").next().unwrap_or_default()
     }
 }

@@ -127,7 +127,7 @@ pub async fn graphql_get(
         if !state.config.graphiql {
             return StatusCode::NOT_FOUND.into_response();
         }
-        return super::graphiql::page();
+        return state.graphiql.response();
     };
     let request = match request {
         Ok(request) => with_trace(request, trace),

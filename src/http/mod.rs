@@ -4,7 +4,7 @@ pub mod admission;
 pub mod api;
 pub mod client;
 pub mod conditional;
-mod graphiql;
+pub mod graphiql;
 pub mod graphql;
 mod health;
 mod metrics;

@@ -28,6 +28,10 @@ fn sdk(error: impl std::fmt::Display) -> WorkerError {
     WorkerError::Sdk(error.to_string())
 }
 
+/// How long a stopping worker lets running activities finish before it cancels them (a
+/// simulated deploy step is short; a cancelled one is retried by the next worker).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
 /// Runs both workers until `shutdown` resolves, then lets in-flight tasks finish.
 ///
 /// Waits for Temporal to be reachable first (retrying), so a worker started before the server
@@ -53,6 +57,7 @@ pub async fn run(
         .register_workflow::<ReleaseWorkflow>()
         .map_err(sdk)?
         .register_activities(ReleaseActivities::new(db.clone()))
+        .graceful_shutdown_period(SHUTDOWN_GRACE)
         .build();
     let bootstrap_options = WorkerOptions::new(config.bootstrap_task_queue.clone())
         .register_workflow::<OrganizationBootstrapWorkflow>()
@@ -62,6 +67,7 @@ pub async fn run(
             worker.simulation,
             config.base_domain.clone(),
         ))
+        .graceful_shutdown_period(SHUTDOWN_GRACE)
         .build();
     let mut releases = Worker::new(&runtime, client.clone(), release_options).map_err(sdk)?;
     let mut bootstrap = Worker::new(&runtime, client, bootstrap_options).map_err(sdk)?;

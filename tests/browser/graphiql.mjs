@@ -1,9 +1,9 @@
-// Drives GraphiQL at <base>/graphql in headless Chromium the way a person would: log in with
-// the login mutation, paste the token into the headers pane, run a release query, start a
-// subscription. Prints one JSON line per step on stdout; waits for a line on stdin where the
+// Drives GraphiQL at <base>/graphql in headless Chromium the way a person would: run the
+// example document's Login as it stands (its token goes into the headers pane by itself), run a
+// release query, start a subscription. Prints one JSON line per step on stdout; waits for a line on stdin where the
 // test must act (after "subscribed": change the release). Fails on any console error, page
 // error, or request to another host. Usage: node graphiql.mjs '<plan json>'
-//   plan: { base, email, password, releaseId, screenshot, chromium }
+//   plan: { base, releaseId, screenshot, chromium }
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 
@@ -77,19 +77,24 @@ try {
     return resultWhere(done);
   };
 
-  // The headers pane opens with the Authorization header to fill in.
+  // The headers pane opens with the Authorization header to fill in; the query editor with the
+  // example document.
   const headersEditor = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror";
   await page.getByRole("button", { name: "Headers" }).click();
-  say("headers", { text: await editorText(headersEditor) });
+  const example = await editorText(".graphiql-query-editor .CodeMirror");
+  say("headers", { text: await editorText(headersEditor), query: example });
 
-  const login = await run(
-    `mutation Login { login(email: ${JSON.stringify(plan.email)}, password: ${JSON.stringify(plan.password)}) { token } }`,
-    (r) => r.data?.login || r.errors,
-  );
-  say("login", { result: login });
+  // The example document, run exactly as the page wrote it.
+  await page.click(".graphiql-execute-button");
+  const login = await resultWhere((r) => r.data?.login || r.errors);
   const token = login.data.login.token;
+  await page.waitForFunction(
+    ([s, t]) => (document.querySelector(s)?.CodeMirror.getValue() ?? "").includes(t),
+    [headersEditor, token],
+    { polling: 50, timeout: 10000 },
+  );
+  say("login", { result: login, headers: await editorText(headersEditor) });
 
-  await setEditor(headersEditor, JSON.stringify({ Authorization: `Bearer ${token}` }, null, 2));
   const release = await run(
     `query Release { release(id: ${JSON.stringify(plan.releaseId)}) { id name status } }`,
     (r) => r.data?.release !== undefined || r.errors,

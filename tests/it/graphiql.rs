@@ -18,16 +18,18 @@ use crate::{
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
-async fn a_person_logs_in_pastes_the_token_and_reads_and_follows_a_release_in_graphiql() {
-    // Arrange: as `temporal-bff dev` runs it, where GraphiQL reads the schema before a login.
-    let app = TestApp::spawn_with(&[("INTROSPECTION", "true".into())]).await;
+async fn a_person_runs_the_example_login_and_reads_and_follows_a_release_in_graphiql() {
+    // Arrange: as `temporal-bff dev` runs it: GraphiQL reads the schema before a login, and its
+    // example document logs in as the demo user.
+    let app = TestApp::spawn_configured(&[("INTROSPECTION", "true".into())], |config| {
+        config.graphiql_example_login = Some(("explorer@example.com".into(), PASSWORD.into()));
+    })
+    .await;
     app.create_user("explorer@example.com", None, &[]).await;
     let release = foreign_release(&app, 2).await;
     let screenshot = concat!(env!("CARGO_TARGET_TMPDIR"), "/graphiql.png");
     let plan = json!({
         "base": app.url("/"),
-        "email": "explorer@example.com",
-        "password": PASSWORD,
         "releaseId": release,
         "screenshot": screenshot,
         "chromium": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
@@ -77,9 +79,23 @@ async fn a_person_logs_in_pastes_the_token_and_reads_and_follows_a_release_in_gr
         serde_json::from_str(steps["headers"]["text"].as_str().unwrap_or_default())
             .unwrap_or_default();
     assert_eq!(headers, json!({ "Authorization": "Bearer " }));
+    let example = steps["headers"]["query"].as_str().unwrap_or_default();
     assert!(
-        steps["login"]["result"]["data"]["login"]["token"].is_string(),
-        "{steps:#}"
+        example.contains(&format!(
+            "login(email: \"explorer@example.com\", password: \"{PASSWORD}\")"
+        )),
+        "the example logs in with the demo credentials: {example}"
+    );
+    let token = steps["login"]["result"]["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the example login answered a token: {steps:#}"));
+    let filled: Value =
+        serde_json::from_str(steps["login"]["headers"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+    assert_eq!(
+        filled,
+        json!({ "Authorization": format!("Bearer {token}") }),
+        "the login's token went into the headers pane by itself"
     );
     let read = &steps["release"]["result"]["data"]["release"];
     assert_eq!(read["id"], release.as_str(), "{steps:#}");

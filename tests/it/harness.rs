@@ -201,6 +201,15 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with some environment variables overridden.
     pub async fn spawn_with(overrides: &[(&str, String)]) -> Self {
+        Self::spawn_configured(overrides, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_with`], then `edit` changes what no variable sets (what
+    /// `temporal-bff dev` sets itself).
+    pub async fn spawn_configured(
+        overrides: &[(&str, String)],
+        edit: impl FnOnce(&mut Config),
+    ) -> Self {
         let stack = stack();
         let mut env: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".into(), String::new()),
@@ -214,10 +223,11 @@ impl TestApp {
         if env.get("DATABASE_URL").is_some_and(String::is_empty) {
             env.insert("DATABASE_URL".into(), fresh_database().await);
         }
-        let config = match Config::from_lookup(|name| env.get(name).cloned()) {
+        let mut config = match Config::from_lookup(|name| env.get(name).cloned()) {
             Ok(config) => config,
             Err(error) => panic!("test config invalid: {error}"),
         };
+        edit(&mut config);
         let app = match temporal_bff::build_app(config.clone()).await {
             Ok(app) => app,
             Err(error) => panic!("app failed to build: {error}"),

@@ -12,6 +12,7 @@ mod compose;
 mod conditional;
 mod config;
 mod contracts;
+mod dev;
 mod event_store;
 mod front_door;
 mod graphiql;
