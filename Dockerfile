@@ -2,6 +2,12 @@
 # Multi-stage build: a Rust toolchain with protoc and the protobuf well-known types (the
 # Temporal SDK needs both at build time), then a small Debian runtime that runs the binary as
 # an unprivileged user. Checked with hadolint in scripts/test.
+#
+# Two images:
+#   docker build .                 the server (the default, last stage): built with
+#                                  --no-default-features, so it holds neither the reference
+#                                  worker, nor `demo` (whose login's password is public), nor `dev`
+#   docker build --target worker . the reference worker (`worker` feature only)
 
 FROM rust:1.95-bookworm AS build
 # Debian's own versions of the distribution's packages: pinning them would break every point
@@ -20,20 +26,29 @@ COPY tests ./tests
 COPY bench ./bench
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin temporal-bff \
- && cp target/release/temporal-bff /usr/local/bin/temporal-bff
+    cargo build --release --locked --bin temporal-bff --no-default-features \
+ && cp target/release/temporal-bff /usr/local/bin/temporal-bff \
+ && cargo build --release --locked --bin temporal-bff --no-default-features --features worker \
+ && cp target/release/temporal-bff /usr/local/bin/temporal-bff-worker
 
-FROM debian:bookworm-slim AS runtime
+FROM debian:bookworm-slim AS base
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bff
-COPY --from=build /usr/local/bin/temporal-bff /usr/local/bin/temporal-bff
 USER 10001:10001
-ENV HOST=0.0.0.0 PORT=8000 LOG_FORMAT=json
+ENV LOG_FORMAT=json
+ENTRYPOINT ["temporal-bff"]
+
+FROM base AS worker
+COPY --from=build /usr/local/bin/temporal-bff-worker /usr/local/bin/temporal-bff
+CMD ["worker"]
+
+FROM base AS server
+COPY --from=build /usr/local/bin/temporal-bff /usr/local/bin/temporal-bff
+ENV HOST=0.0.0.0 PORT=8000
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
   CMD ["curl", "-fsS", "http://127.0.0.1:8000/health"]
-ENTRYPOINT ["temporal-bff"]
 CMD ["serve"]

@@ -27,7 +27,7 @@ pub enum Command {
     /// Apply the database migrations and exit.
     Migrate,
     /// Seed demo data: a dev admin (admin@example.com / admin123), releases, organizations.
-    #[cfg(feature = "worker")]
+    #[cfg(feature = "demo")]
     Demo,
     /// Print the GraphQL schema (SDL).
     Schema,
@@ -46,7 +46,7 @@ pub enum Command {
     },
     /// Run everything locally: starts Postgres and a Temporal dev server when DATABASE_URL /
     /// TEMPORAL_ADDRESS are unset, migrates, and serves.
-    #[cfg(feature = "worker")]
+    #[cfg(feature = "dev")]
     Dev,
 }
 
@@ -106,7 +106,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 .await
                 .map_err(|e| failure(&e))
         }),
-        #[cfg(feature = "worker")]
+        #[cfg(feature = "demo")]
         Command::Demo => with_runtime(|| async {
             let config = load_config()?;
             telemetry::init(&config.log_level, config.log_format);
@@ -130,7 +130,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User {
             command: UserCommand::Create(args),
         } => with_runtime(|| create_user(args)),
-        #[cfg(feature = "worker")]
+        #[cfg(feature = "dev")]
         Command::Dev => {
             with_runtime(|| async { crate::devstack::dev::run().await.map_err(|e| failure(&e)) })
         }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod contracts;
 pub mod db;
+#[cfg(feature = "dev")]
 pub mod devstack;
 pub mod error;
 pub mod events;

@@ -4,7 +4,6 @@
 //! Postgres refuses to run as root, and every machine here runs as root, so when we are root the
 //! Postgres tools run as the `postgres` user (via `runuser`) on a directory that user owns.
 
-#[cfg(feature = "worker")]
 pub mod dev;
 
 use std::{

@@ -11,6 +11,7 @@
 
 pub mod bootstrap;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 mod events;
 pub mod providers;

@@ -141,3 +141,53 @@ fn every_variable_given_to_the_binary_is_one_it_reads() {
         );
     }
 }
+
+#[test]
+fn the_worker_service_builds_the_worker_image_and_the_server_image_ships_no_worker_demo_or_dev() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+        .expect("docker-compose.yml is readable");
+    let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("it is YAML");
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("the Dockerfile is readable");
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("FROM "))
+        .filter_map(|from| from.split(" AS ").nth(1))
+        .collect();
+
+    let services = compose["services"]
+        .as_mapping()
+        .expect("compose has services");
+    for (name, service) in services {
+        let runs_worker = service["command"]
+            .as_sequence()
+            .is_some_and(|c| c.first().and_then(|c| c.as_str()) == Some("worker"));
+        if service.get("build").is_none() {
+            continue;
+        }
+        let target = service["build"]["target"].as_str();
+        if runs_worker {
+            assert_eq!(target, Some("worker"), "{name:?} runs the worker");
+        } else {
+            assert_eq!(target, None, "{name:?} runs the default (server) image");
+        }
+    }
+    assert!(stages.contains(&"worker"), "stages: {stages:?}");
+    assert_eq!(
+        stages.last(),
+        Some(&"server"),
+        "the default image is the server"
+    );
+    let builds: Vec<&str> = dockerfile
+        .lines()
+        .filter(|line| line.contains("cargo build"))
+        .collect();
+    assert!(
+        builds.iter().all(|b| b.contains("--no-default-features")),
+        "every image build leaves the default features out: {builds:?}"
+    );
+    assert!(
+        builds.iter().any(|b| b.contains("--features worker")),
+        "the worker's build adds only the worker: {builds:?}"
+    );
+}
