@@ -22,7 +22,6 @@ pub struct UserRecord {
     pub password_hash: String,
     /// Role name.
     pub role: Option<String>,
-    /// Organization.
     pub org_id: Option<Uuid>,
     /// Granted permissions.
     pub permissions: Vec<String>,
@@ -50,7 +49,6 @@ pub struct UserState {
     pub email: String,
     /// Role name.
     pub role: Option<String>,
-    /// Organization.
     pub org_id: Option<Uuid>,
     /// Granted permissions.
     pub permissions: Vec<String>,

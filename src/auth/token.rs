@@ -39,9 +39,7 @@ pub struct Claims {
     /// Not before (seconds since the epoch), when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
-    /// Issuer.
     pub iss: String,
-    /// Audience.
     pub aud: String,
     /// Set on the tokens `login` issues: such a token is only as good as its user's row, and
     /// is refused once the row is gone. Tokens the platform issued do not carry it and keep

@@ -18,11 +18,9 @@ pub struct NewUser {
     pub email: Email,
     /// The password, checked for length before hashing.
     pub password: SecretString,
-    /// Organization.
     pub org_id: Option<Uuid>,
     /// Role name.
     pub role: Option<String>,
-    /// Permissions.
     pub permissions: Vec<String>,
 }
 

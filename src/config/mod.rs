@@ -5,6 +5,9 @@
 //! together in one message so an operator fixes them in one round. Secrets are wrapped in
 //! [`SecretString`] so they never reach a log line or a `Debug` print.
 
+// What crosses a boundary (another team's worker, an operator's environment) is documented.
+#![warn(missing_docs)]
+
 use std::{net::IpAddr, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};

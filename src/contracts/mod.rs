@@ -3,6 +3,9 @@
 //! and the reference worker both use these types; other teams' workers are checked against the
 //! JSON Schemas generated from them ([`schemas`], committed under `contracts/`).
 
+// What crosses a boundary (another team's worker, an operator's environment) is documented.
+#![warn(missing_docs)]
+
 pub mod bootstrap;
 pub mod events;
 pub mod ids;

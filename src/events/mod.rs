@@ -28,9 +28,7 @@ pub struct NewEvent {
     pub aggregate_type: String,
     /// The aggregate's UUID.
     pub aggregate_id: Uuid,
-    /// Payload.
     pub data: Value,
-    /// Provenance.
     pub metadata: EventMetadata,
     /// When it happened; stored as `created_at` so projections replay exactly.
     pub created_at: DateTime<Utc>,

@@ -59,7 +59,6 @@ pub const MAX_ADMINS: usize = 20;
 pub struct RawRequest {
     /// Display name.
     pub name: String,
-    /// Subdomain.
     pub subdomain: String,
     /// `provider` or `provider_partner` (any case).
     #[serde(rename = "type")]
@@ -137,9 +136,7 @@ pub struct Admin {
 pub struct BootstrapRequest {
     /// Display name (trimmed).
     pub name: String,
-    /// Subdomain.
     pub subdomain: Slug,
-    /// Kind.
     pub org_type: OrganizationType,
     /// Administrators (1–20, distinct e-mails).
     pub admins: Vec<Admin>,

@@ -99,18 +99,14 @@ stored_enum! {
 /// A row of `organizations_projection`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrganizationRow {
-    /// ID.
     pub id: Uuid,
-    /// Name.
     pub name: String,
-    /// Kind.
     #[sqlx(rename = "type", try_from = "String")]
     pub org_type: OrganizationType,
     /// Slug (subdomain).
     pub slug: String,
     /// `{slug}.{BASE_DOMAIN}`.
     pub fqdn: String,
-    /// Status.
     #[sqlx(try_from = "String")]
     pub status: OrganizationStatus,
     /// Where its subdomain is.
@@ -118,7 +114,6 @@ pub struct OrganizationRow {
     pub subdomain_status: SubdomainStatus,
     /// Workflow ID.
     pub workflow_id: Option<String>,
-    /// Created.
     pub created_at: DateTime<Utc>,
 }
 
@@ -191,7 +186,6 @@ pub async fn organization_page(
 /// The outbox row of an organization's start request.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
-    /// Organization.
     pub organization_id: Uuid,
     /// Where it is.
     #[sqlx(try_from = "String")]
@@ -207,26 +201,18 @@ pub struct OutboxRow {
 pub struct EventRow {
     /// Event ID.
     pub id: Uuid,
-    /// Type.
     pub event_type: String,
-    /// Payload.
     pub event_data: Value,
-    /// Provenance.
     pub event_metadata: Value,
-    /// When.
     pub created_at: DateTime<Utc>,
 }
 
 /// An invitation.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InvitationRow {
-    /// Organization.
     pub organization_id: Uuid,
-    /// E-mail.
     pub email: String,
-    /// Role.
     pub role: Option<String>,
-    /// Status.
     pub status: String,
 }
 

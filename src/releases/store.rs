@@ -20,11 +20,8 @@ use crate::{
 pub struct ReleaseRow {
     /// Global ID.
     pub id: String,
-    /// Key.
     pub key: String,
-    /// Name.
     pub name: String,
-    /// Status.
     #[sqlx(try_from = "String")]
     pub status: RolloutStatus,
     /// Workflow ID.

@@ -290,7 +290,6 @@ impl From<temporalio_client::WorkflowExecutionStatus> for WorkflowStatus {
 pub struct WorkflowSummary {
     /// Run ID.
     pub run_id: String,
-    /// Status.
     pub status: WorkflowStatus,
     /// When it started.
     pub start_time: Option<chrono::DateTime<chrono::Utc>>,
