@@ -616,9 +616,7 @@ async fn bootstrap(bench: Arc<Bench>, out: &mut Vec<String>) {
     out.push(concurrent.row("startOrganizationBootstrap, 8 concurrent"));
 
     // The floor: one INSERT into domain_events plus one bare StartWorkflowExecution.
-    let client = temporal_bff::temporal::connect(&bench.config.temporal_address, "default")
-        .await
-        .unwrap();
+    let client = temporal_bff::temporal::TemporalHandle::new(&bench.config);
     let b = Arc::clone(&bench);
     let floor = load(1, Duration::from_secs(10), move |_| {
         let (b, client) = (Arc::clone(&b), client.clone());
@@ -626,7 +624,7 @@ async fn bootstrap(bench: Arc<Bench>, out: &mut Vec<String>) {
             sqlx::query("INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data) VALUES ('bench.floor', 'bench', gen_random_uuid(), '{}')")
                 .execute(&b.db).await.map_err(|e| e.to_string())?;
             let id = format!("bench-floor-{}", uuid::Uuid::new_v4());
-            temporal_bff::temporal::start_workflow_json(&client, "benchFloor", &id, "bench-floor-no-worker", &json!({}), None).await.map(drop).map_err(|e| e.to_string())
+            client.start_workflow_json("benchFloor", &id, "bench-floor-no-worker", &json!({}), None).await.map(drop).map_err(|e| e.to_string())
         }
     })
     .await;

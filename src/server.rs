@@ -75,7 +75,7 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
     metrics.register(Box::new(background.restarts()));
     let hasher = auth::password::Hasher::new();
     metrics.register(Box::new(hasher.queue_depth()));
-    metrics.register(Box::new(temporal::CALLS.clone()));
+    metrics.register(Box::new(temporal.calls()));
     let login = auth::LoginService::new(
         db.clone(),
         hasher,

@@ -27,7 +27,7 @@ use crate::{
     error::ApiError,
     events::{self, NewEvent},
     outbox::{Deliver, Delivery, DeliveryError, Outbox, Queued},
-    temporal::{TemporalError, TemporalHandle, start_workflow_json},
+    temporal::{TemporalError, TemporalHandle},
     types::TraceParent,
 };
 
@@ -291,16 +291,15 @@ impl BootstrapStarter {
 
     /// Starts the workflow (idempotent by workflow ID); returns the run ID.
     async fn start_workflow(&self, queued: &QueuedStart) -> Result<Option<String>, TemporalError> {
-        let client = self.temporal.client().await?;
-        start_workflow_json(
-            &client,
-            &queued.workflow_type,
-            &queued.workflow_id,
-            &queued.task_queue,
-            &queued.workflow_input,
-            queued.traceparent.as_deref(),
-        )
-        .await
+        self.temporal
+            .start_workflow_json(
+                &queued.workflow_type,
+                &queued.workflow_id,
+                &queued.task_queue,
+                &queued.workflow_input,
+                queued.traceparent.as_deref(),
+            )
+            .await
     }
 
     /// Appends `organization.bootstrap.workflow_started`, which completes the outbox row.

@@ -29,7 +29,7 @@ use crate::{
     events::{self, NewEvent},
     metrics::{Metrics, RequestStats},
     outbox::{Deliver, Delivery, DeliveryError, Outbox, Queued, Signal},
-    temporal::{self, TemporalError, TemporalHandle},
+    temporal::{TemporalError, TemporalHandle},
 };
 
 /// The workflow type control actions go to.
@@ -193,18 +193,16 @@ impl ReleaseControl {
         queue_id: Uuid,
     ) -> Result<(), Undelivered> {
         let sent = async {
-            let client = self.temporal.client().await?;
             match delivery {
                 Delivery::Signal { signal, .. } => {
-                    temporal::signal_workflow(&client, workflow_id, signal.name()).await
+                    self.temporal
+                        .signal_workflow(workflow_id, signal.name())
+                        .await
                 }
                 Delivery::Cancel { reason, .. } => {
-                    temporal::cancel_workflow(
-                        &client,
-                        workflow_id,
-                        reason.as_deref().unwrap_or_default(),
-                    )
-                    .await
+                    self.temporal
+                        .cancel_workflow(workflow_id, reason.as_deref().unwrap_or_default())
+                        .await
                 }
                 Delivery::StartWorkflow { .. } => Err(TemporalError::Client(
                     "a workflow start is not a release control action".into(),

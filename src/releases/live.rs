@@ -16,7 +16,7 @@ use super::tree::{DataSource, ReleaseTree};
 use crate::{
     contracts::release::{HIERARCHY_QUERY, Node},
     metrics::RequestStats,
-    temporal::{self, TemporalHandle},
+    temporal::TemporalHandle,
 };
 
 #[derive(Clone)]
@@ -98,8 +98,9 @@ impl LiveHierarchy {
     #[tracing::instrument(skip(self), fields(temporal.query = "getHierarchy"))]
     async fn fetch(&self, workflow_id: &str) -> Fetched {
         let query = async {
-            let client = self.temporal.client().await?;
-            temporal::query_open::<Node>(&client, workflow_id, HIERARCHY_QUERY).await
+            self.temporal
+                .query_open::<Node>(workflow_id, HIERARCHY_QUERY)
+                .await
         };
         let tree = match tokio::time::timeout(self.timeout, query).await {
             Ok(Ok(tree)) => Some(Arc::new(ReleaseTree::new(

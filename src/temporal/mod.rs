@@ -2,7 +2,7 @@
 //! server comes back, and never a reason for the BFF itself to be down.
 
 use std::{
-    sync::{Arc, LazyLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -15,30 +15,6 @@ pub use self::error::TemporalError;
 use crate::Config;
 
 mod error;
-
-/// Every Temporal call's duration by gRPC method and outcome (`ok` or the gRPC code), for
-/// `/metrics`; process-wide, registered with each app's metrics.
-pub static CALLS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
-    crate::metrics::latency_histogram(
-        "bff_temporal_call_duration_seconds",
-        "Temporal calls by gRPC method and outcome (ok, or the gRPC code: Unavailable when the server is unreachable).",
-        &["method", "outcome"],
-    )
-});
-
-/// Runs Temporal call `method`, recording its duration and outcome in [`CALLS`].
-async fn timed<T>(
-    method: &'static str,
-    call: impl Future<Output = Result<T, TemporalError>>,
-) -> Result<T, TemporalError> {
-    let started = Instant::now();
-    let result = call.await;
-    let outcome = result.as_ref().map_or_else(TemporalError::code, |_| "ok");
-    CALLS
-        .with_label_values(&[method, outcome])
-        .observe(started.elapsed().as_secs_f64());
-    result
-}
 
 /// How long one connection attempt may take before it counts as "Temporal is down".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -55,6 +31,8 @@ struct Inner {
     target: Url,
     namespace: String,
     client: RwLock<Option<Client>>,
+    /// Every call's duration by gRPC method and outcome (`ok` or the gRPC code).
+    calls: prometheus::HistogramVec,
 }
 
 impl TemporalHandle {
@@ -67,8 +45,34 @@ impl TemporalHandle {
                 target: config.temporal_address.clone(),
                 namespace: config.temporal_namespace.clone(),
                 client: RwLock::new(None),
+                calls: crate::metrics::latency_histogram(
+                    "bff_temporal_call_duration_seconds",
+                    "Temporal calls by gRPC method and outcome (ok, or the gRPC code: Unavailable when the server is unreachable).",
+                    &["method", "outcome"],
+                ),
             }),
         }
+    }
+
+    /// The call timings, for the app's metrics registry (`/metrics`).
+    pub fn calls(&self) -> prometheus::HistogramVec {
+        self.inner.calls.clone()
+    }
+
+    /// Runs Temporal call `method`, recording its duration and outcome.
+    async fn timed<T>(
+        &self,
+        method: &'static str,
+        call: impl Future<Output = Result<T, TemporalError>>,
+    ) -> Result<T, TemporalError> {
+        let started = Instant::now();
+        let result = call.await;
+        let outcome = result.as_ref().map_or_else(TemporalError::code, |_| "ok");
+        self.inner
+            .calls
+            .with_label_values(&[method, outcome])
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Connects, retrying with backoff, until the first connection succeeds.
@@ -98,11 +102,12 @@ impl TemporalHandle {
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());
         }
-        let client = timed(
-            "Connect",
-            connect(&self.inner.target, &self.inner.namespace),
-        )
-        .await?;
+        let client = self
+            .timed(
+                "Connect",
+                connect(&self.inner.target, &self.inner.namespace),
+            )
+            .await?;
         tracing::info!(temporal.address = %self.inner.target, "connected to Temporal");
         *slot = Some(client.clone());
         Ok(client)
@@ -120,7 +125,7 @@ impl TemporalHandle {
                 .map(drop)
                 .map_err(|status| TemporalError::rpc(&status))
         };
-        timed("GetSystemInfo", async {
+        self.timed("GetSystemInfo", async {
             tokio::time::timeout(timeout, call)
                 .await
                 .map_err(|_| TemporalError::Timeout)?
@@ -165,84 +170,91 @@ pub const TRACE_HEADER: &str = "_tracer-data";
 /// a JSON input, and the caller's trace context in the [`TRACE_HEADER`] header. Idempotent by
 /// workflow ID: if that workflow already runs, or already ran, this counts as started. Returns
 /// the run ID when the server gives one.
-#[tracing::instrument(skip(client, input, traceparent), fields(temporal.workflow_id = %workflow_id))]
-pub async fn start_workflow_json(
-    client: &Client,
-    workflow_type: &str,
-    workflow_id: &str,
-    task_queue: &str,
-    input: &serde_json::Value,
-    traceparent: Option<&str>,
-) -> Result<Option<String>, TemporalError> {
-    use temporalio_client::{
-        UntypedWorkflow, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
-        errors::WorkflowStartError,
-    };
-    use temporalio_common::data_converters::RawValue;
+impl TemporalHandle {
+    #[tracing::instrument(skip(self, input, traceparent), fields(temporal.workflow_id = %workflow_id))]
+    pub async fn start_workflow_json(
+        &self,
+        workflow_type: &str,
+        workflow_id: &str,
+        task_queue: &str,
+        input: &serde_json::Value,
+        traceparent: Option<&str>,
+    ) -> Result<Option<String>, TemporalError> {
+        let client = &self.client().await?;
+        use temporalio_client::{
+            UntypedWorkflow, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+            errors::WorkflowStartError,
+        };
+        use temporalio_common::data_converters::RawValue;
 
-    let header = traceparent.map(|traceparent| {
-        temporalio_common::protos::temporal::api::common::v1::Header {
-            fields: std::collections::HashMap::from([(
-                TRACE_HEADER.to_owned(),
-                json_payload(&serde_json::json!({ "traceparent": traceparent })),
-            )]),
-        }
-    });
-    let options = WorkflowStartOptions::new(task_queue, workflow_id)
-        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
-        // A closed run with this ID means the request was already served: never start it again.
-        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-        .maybe_header(header)
-        .build();
-    timed("StartWorkflowExecution", async {
-        let started = client
-            .start_workflow(
-                UntypedWorkflow::new(workflow_type),
-                RawValue::new(vec![json_payload(input)]),
-                options,
-            )
-            .await;
-        match started {
-            Ok(handle) => Ok(handle.run_id().map(str::to_owned)),
-            Err(WorkflowStartError::AlreadyStarted { run_id, .. }) => Ok(run_id),
-            Err(WorkflowStartError::Rpc(status)) => Err(TemporalError::rpc(&status)),
-            Err(error) => Err(TemporalError::Client(error.to_string())),
-        }
-    })
-    .await
+        let header = traceparent.map(|traceparent| {
+            temporalio_common::protos::temporal::api::common::v1::Header {
+                fields: std::collections::HashMap::from([(
+                    TRACE_HEADER.to_owned(),
+                    json_payload(&serde_json::json!({ "traceparent": traceparent })),
+                )]),
+            }
+        });
+        let options = WorkflowStartOptions::new(task_queue, workflow_id)
+            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            // A closed run with this ID means the request was already served: never start it again.
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .maybe_header(header)
+            .build();
+        self.timed("StartWorkflowExecution", async {
+            let started = client
+                .start_workflow(
+                    UntypedWorkflow::new(workflow_type),
+                    RawValue::new(vec![json_payload(input)]),
+                    options,
+                )
+                .await;
+            match started {
+                Ok(handle) => Ok(handle.run_id().map(str::to_owned)),
+                Err(WorkflowStartError::AlreadyStarted { run_id, .. }) => Ok(run_id),
+                Err(WorkflowStartError::Rpc(status)) => Err(TemporalError::rpc(&status)),
+                Err(error) => Err(TemporalError::Client(error.to_string())),
+            }
+        })
+        .await
+    }
 }
 
 /// Asks open workflow `workflow_id` query `name` (no argument) by name, so any team's worker
 /// can answer, and decodes its JSON answer as `T`. A closed workflow is refused rather than
 /// replayed by a worker (`QueryRejectCondition::NotOpen`).
-#[tracing::instrument(skip(client), fields(temporal.workflow_id = %workflow_id, temporal.query = name))]
-pub async fn query_open<T: serde::de::DeserializeOwned>(
-    client: &Client,
-    workflow_id: &str,
-    name: &str,
-) -> Result<T, TemporalError> {
-    use temporalio_client::{
-        QueryRejectCondition, UntypedQuery, UntypedWorkflow, WorkflowQueryOptions,
-    };
-    use temporalio_common::data_converters::RawValue;
+impl TemporalHandle {
+    #[tracing::instrument(skip(self), fields(temporal.workflow_id = %workflow_id, temporal.query = name))]
+    pub async fn query_open<T: serde::de::DeserializeOwned>(
+        &self,
+        workflow_id: &str,
+        name: &str,
+    ) -> Result<T, TemporalError> {
+        let client = &self.client().await?;
+        use temporalio_client::{
+            QueryRejectCondition, UntypedQuery, UntypedWorkflow, WorkflowQueryOptions,
+        };
+        use temporalio_common::data_converters::RawValue;
 
-    let options = WorkflowQueryOptions::builder()
-        .reject_condition(QueryRejectCondition::NotOpen)
-        .build();
-    let answer = timed("QueryWorkflow", async {
-        client
-            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-            .query(UntypedQuery::new(name), RawValue::new(Vec::new()), options)
-            .await
-            .map_err(|e| TemporalError::Client(e.to_string()))
-    })
-    .await?;
-    let payload = answer
-        .payloads
-        .first()
-        .ok_or_else(|| TemporalError::Client(format!("{name} answered nothing")))?;
-    serde_json::from_slice(&payload.data)
-        .map_err(|e| TemporalError::Client(format!("{name} answered an unexpected shape: {e}")))
+        let options = WorkflowQueryOptions::builder()
+            .reject_condition(QueryRejectCondition::NotOpen)
+            .build();
+        let answer = self
+            .timed("QueryWorkflow", async {
+                client
+                    .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+                    .query(UntypedQuery::new(name), RawValue::new(Vec::new()), options)
+                    .await
+                    .map_err(|e| TemporalError::Client(e.to_string()))
+            })
+            .await?;
+        let payload = answer
+            .payloads
+            .first()
+            .ok_or_else(|| TemporalError::Client(format!("{name} answered nothing")))?;
+        serde_json::from_slice(&payload.data)
+            .map_err(|e| TemporalError::Client(format!("{name} answered an unexpected shape: {e}")))
+    }
 }
 
 /// A workflow execution's status, with Temporal's names.
@@ -311,52 +323,57 @@ pub struct PendingActivity {
 }
 
 /// Describes workflow `workflow_id` (its latest run).
-#[tracing::instrument(skip(client))]
-pub async fn describe_workflow(
-    client: &Client,
-    workflow_id: &str,
-) -> Result<WorkflowSummary, TemporalError> {
-    use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
-    let description = timed("DescribeWorkflowExecution", async {
-        client
-            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-            .describe(WorkflowDescribeOptions::default())
-            .await
-            .map_err(|e| TemporalError::Client(e.to_string()))
-    })
-    .await?;
-    let status = WorkflowStatus::from(description.status());
-    let pending_activity = description
-        .raw_description
-        .pending_activities
-        .first()
-        .map(|activity| {
-            let activity_type = activity
-                .activity_type
-                .as_ref()
-                .map(|t| t.name.clone())
-                .unwrap_or_default();
-            if let Some(failure) = &activity.last_failure {
-                tracing::info!(
-                    temporal.activity = %activity_type,
-                    temporal.attempt = activity.attempt,
-                    cause = %failure.message,
-                    "pending activity failed before"
-                );
-            }
-            PendingActivity {
-                activity_type,
-                attempt: activity.attempt,
-                failed_before: activity.last_failure.is_some(),
-            }
-        });
-    Ok(WorkflowSummary {
-        run_id: description.run_id().to_owned(),
-        status,
-        start_time: description.start_time().map(chrono::DateTime::from),
-        close_time: description.close_time().map(chrono::DateTime::from),
-        pending_activity,
-    })
+impl TemporalHandle {
+    #[tracing::instrument(skip(self))]
+    pub async fn describe_workflow(
+        &self,
+        workflow_id: &str,
+    ) -> Result<WorkflowSummary, TemporalError> {
+        let client = &self.client().await?;
+        use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
+        let description = self
+            .timed("DescribeWorkflowExecution", async {
+                client
+                    .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+                    .describe(WorkflowDescribeOptions::default())
+                    .await
+                    .map_err(|e| TemporalError::Client(e.to_string()))
+            })
+            .await?;
+        let status = WorkflowStatus::from(description.status());
+        let pending_activity =
+            description
+                .raw_description
+                .pending_activities
+                .first()
+                .map(|activity| {
+                    let activity_type = activity
+                        .activity_type
+                        .as_ref()
+                        .map(|t| t.name.clone())
+                        .unwrap_or_default();
+                    if let Some(failure) = &activity.last_failure {
+                        tracing::info!(
+                            temporal.activity = %activity_type,
+                            temporal.attempt = activity.attempt,
+                            cause = %failure.message,
+                            "pending activity failed before"
+                        );
+                    }
+                    PendingActivity {
+                        activity_type,
+                        attempt: activity.attempt,
+                        failed_before: activity.last_failure.is_some(),
+                    }
+                });
+        Ok(WorkflowSummary {
+            run_id: description.run_id().to_owned(),
+            status,
+            start_time: description.start_time().map(chrono::DateTime::from),
+            close_time: description.close_time().map(chrono::DateTime::from),
+            pending_activity,
+        })
+    }
 }
 
 impl WorkflowStatus {
@@ -392,11 +409,9 @@ impl TemporalHandle {
         workflow_id: &str,
         timeout: Duration,
     ) -> Result<Option<ClosedRun>, TemporalError> {
-        tokio::time::timeout(timeout, async {
-            closed_run(&self.client().await?, workflow_id).await
-        })
-        .await
-        .map_err(|_| TemporalError::Timeout)?
+        tokio::time::timeout(timeout, async { self.latest_close(workflow_id).await })
+            .await
+            .map_err(|_| TemporalError::Timeout)?
     }
 
     /// Those of `open` (anything keyed by a workflow ID) whose workflow has a run that is not
@@ -412,7 +427,7 @@ impl TemporalHandle {
         }
         let workflow_ids: Vec<String> = open.iter().map(|(_, w)| w.clone()).collect();
         let not_running = tokio::time::timeout(timeout, async {
-            not_running_among(&self.client().await?, &workflow_ids).await
+            self.not_running_among(&workflow_ids).await
         })
         .await
         .map_err(|_| TemporalError::Timeout)??;
@@ -437,79 +452,84 @@ pub struct ClosedRun {
 }
 
 /// How workflow `workflow_id`'s latest run ended; `None` while it runs.
-#[tracing::instrument(skip(client))]
-pub async fn closed_run(
-    client: &Client,
-    workflow_id: &str,
-) -> Result<Option<ClosedRun>, TemporalError> {
-    use futures::StreamExt;
-    use temporalio_client::{HistoryEventFilterType, UntypedWorkflow, WorkflowFetchHistoryOptions};
-    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+impl TemporalHandle {
+    #[tracing::instrument(skip(self))]
+    async fn latest_close(&self, workflow_id: &str) -> Result<Option<ClosedRun>, TemporalError> {
+        let client = &self.client().await?;
+        use futures::StreamExt;
+        use temporalio_client::{
+            HistoryEventFilterType, UntypedWorkflow, WorkflowFetchHistoryOptions,
+        };
+        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
-    let summary = describe_workflow(client, workflow_id).await?;
-    if !summary.status.is_closed() {
-        return Ok(None);
-    }
-    let mut reason = None;
-    if summary.status == WorkflowStatus::Terminated {
-        let options = WorkflowFetchHistoryOptions::builder()
-            .event_filter_type(HistoryEventFilterType::CloseEvent)
-            .build();
-        let mut history = client
-            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-            .fetch_history(options);
-        while let Some(event) = history.next().await {
-            let event = event.map_err(|e| TemporalError::Client(e.to_string()))?;
-            if let Some(Attributes::WorkflowExecutionTerminatedEventAttributes(terminated)) =
-                event.attributes
-            {
-                reason = Some(terminated.reason).filter(|r| !r.is_empty());
+        let summary = self.describe_workflow(workflow_id).await?;
+        if !summary.status.is_closed() {
+            return Ok(None);
+        }
+        let mut reason = None;
+        if summary.status == WorkflowStatus::Terminated {
+            let options = WorkflowFetchHistoryOptions::builder()
+                .event_filter_type(HistoryEventFilterType::CloseEvent)
+                .build();
+            let mut history = client
+                .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+                .fetch_history(options);
+            while let Some(event) = history.next().await {
+                let event = event.map_err(|e| TemporalError::Client(e.to_string()))?;
+                if let Some(Attributes::WorkflowExecutionTerminatedEventAttributes(terminated)) =
+                    event.attributes
+                {
+                    reason = Some(terminated.reason).filter(|r| !r.is_empty());
+                }
             }
         }
+        Ok(Some(ClosedRun {
+            run_id: summary.run_id,
+            status: summary.status,
+            closed_at: summary.close_time.unwrap_or_else(chrono::Utc::now),
+            reason,
+        }))
     }
-    Ok(Some(ClosedRun {
-        run_id: summary.run_id,
-        status: summary.status,
-        closed_at: summary.close_time.unwrap_or_else(chrono::Utc::now),
-        reason,
-    }))
 }
 
 /// Which of `workflow_ids` have a run that is not running, by a visibility query (at most
 /// `workflow_ids.len()` answers); the caller describes each to see whether its latest run
 /// closed.
-#[tracing::instrument(skip_all, fields(temporal.workflows = workflow_ids.len()))]
-pub async fn not_running_among(
-    client: &Client,
-    workflow_ids: &[String],
-) -> Result<std::collections::HashSet<String>, TemporalError> {
-    use futures::StreamExt;
-    use temporalio_client::WorkflowListOptions;
+impl TemporalHandle {
+    #[tracing::instrument(skip_all, fields(temporal.workflows = workflow_ids.len()))]
+    async fn not_running_among(
+        &self,
+        workflow_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, TemporalError> {
+        let client = &self.client().await?;
+        use futures::StreamExt;
+        use temporalio_client::WorkflowListOptions;
 
-    if workflow_ids.is_empty() {
-        return Ok(Default::default());
-    }
-    let quoted: Vec<String> = workflow_ids
-        .iter()
-        .map(|id| format!("'{}'", id.replace('\\', "\\\\").replace('\'', "\\'")))
-        .collect();
-    let query = format!(
-        "WorkflowId IN ({}) AND ExecutionStatus != 'Running'",
-        quoted.join(", ")
-    );
-    let options = WorkflowListOptions::builder()
-        .limit(workflow_ids.len() * 4)
-        .build();
-    timed("ListWorkflowExecutions", async {
-        let mut found = std::collections::HashSet::new();
-        let mut listed = client.list_workflows(query, options);
-        while let Some(execution) = listed.next().await {
-            let execution = execution.map_err(|e| TemporalError::Client(e.to_string()))?;
-            found.insert(execution.id().to_owned());
+        if workflow_ids.is_empty() {
+            return Ok(Default::default());
         }
-        Ok(found)
-    })
-    .await
+        let quoted: Vec<String> = workflow_ids
+            .iter()
+            .map(|id| format!("'{}'", id.replace('\\', "\\\\").replace('\'', "\\'")))
+            .collect();
+        let query = format!(
+            "WorkflowId IN ({}) AND ExecutionStatus != 'Running'",
+            quoted.join(", ")
+        );
+        let options = WorkflowListOptions::builder()
+            .limit(workflow_ids.len() * 4)
+            .build();
+        self.timed("ListWorkflowExecutions", async {
+            let mut found = std::collections::HashSet::new();
+            let mut listed = client.list_workflows(query, options);
+            while let Some(execution) = listed.next().await {
+                let execution = execution.map_err(|e| TemporalError::Client(e.to_string()))?;
+                found.insert(execution.id().to_owned());
+            }
+            Ok(found)
+        })
+        .await
+    }
 }
 
 /// A workflow interaction's failure, classified: not found (or already closed) is the
@@ -523,46 +543,52 @@ fn interaction_error(error: temporalio_client::errors::WorkflowInteractionError)
 }
 
 /// Sends signal `name` (no argument) to workflow `workflow_id`'s running run.
-#[tracing::instrument(skip(client))]
-pub async fn signal_workflow(
-    client: &Client,
-    workflow_id: &str,
-    name: &str,
-) -> Result<(), TemporalError> {
-    use temporalio_client::{UntypedSignal, UntypedWorkflow, WorkflowSignalOptions};
-    use temporalio_common::data_converters::RawValue;
-    timed("SignalWorkflowExecution", async {
-        client
-            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-            .signal(
-                UntypedSignal::new(name),
-                RawValue::new(Vec::new()),
-                WorkflowSignalOptions::default(),
-            )
-            .await
-            .map_err(interaction_error)
-    })
-    .await
+impl TemporalHandle {
+    #[tracing::instrument(skip(self))]
+    pub async fn signal_workflow(
+        &self,
+        workflow_id: &str,
+        name: &str,
+    ) -> Result<(), TemporalError> {
+        let client = &self.client().await?;
+        use temporalio_client::{UntypedSignal, UntypedWorkflow, WorkflowSignalOptions};
+        use temporalio_common::data_converters::RawValue;
+        self.timed("SignalWorkflowExecution", async {
+            client
+                .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+                .signal(
+                    UntypedSignal::new(name),
+                    RawValue::new(Vec::new()),
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+                .map_err(interaction_error)
+        })
+        .await
+    }
 }
 
 /// Asks Temporal to cancel workflow `workflow_id`'s running run, with `reason`.
-#[tracing::instrument(skip(client, reason))]
-pub async fn cancel_workflow(
-    client: &Client,
-    workflow_id: &str,
-    reason: &str,
-) -> Result<(), TemporalError> {
-    use temporalio_client::{UntypedWorkflow, WorkflowCancelOptions};
-    timed("RequestCancelWorkflowExecution", async {
-        client
-            .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-            .cancel(
-                WorkflowCancelOptions::builder()
-                    .reason(reason.to_owned())
-                    .build(),
-            )
-            .await
-            .map_err(interaction_error)
-    })
-    .await
+impl TemporalHandle {
+    #[tracing::instrument(skip(self, reason))]
+    pub async fn cancel_workflow(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+    ) -> Result<(), TemporalError> {
+        let client = &self.client().await?;
+        use temporalio_client::{UntypedWorkflow, WorkflowCancelOptions};
+        self.timed("RequestCancelWorkflowExecution", async {
+            client
+                .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+                .cancel(
+                    WorkflowCancelOptions::builder()
+                        .reason(reason.to_owned())
+                        .build(),
+                )
+                .await
+                .map_err(interaction_error)
+        })
+        .await
+    }
 }

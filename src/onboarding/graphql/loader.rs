@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     metrics::RequestStats,
     onboarding::store::{self, BootstrapDetails, OrganizationRow},
-    temporal::{TemporalHandle, WorkflowSummary, describe_workflow},
+    temporal::{TemporalHandle, WorkflowSummary},
 };
 
 /// How long a status read waits for Temporal's describe before leaving `workflow` out.
@@ -87,19 +87,15 @@ impl Loader<WorkflowKey> for OnboardingLoader {
         keys: &[WorkflowKey],
     ) -> Result<HashMap<WorkflowKey, WorkflowSummary>, Self::Error> {
         // Absent, not an error, when Temporal is down or slow.
-        let Ok(Ok(client)) = tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.client()).await
-        else {
+        let Ok(Ok(_)) = tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.client()).await else {
             return Ok(HashMap::new());
         };
-        let described = futures::future::join_all(keys.iter().map(|key| {
-            let client = client.clone();
-            async move {
-                let _slot = self.stats.temporal_query().await;
-                let summary =
-                    tokio::time::timeout(DESCRIBE_TIMEOUT, describe_workflow(&client, &key.0))
-                        .await;
-                (key.clone(), summary)
-            }
+        let described = futures::future::join_all(keys.iter().map(|key| async move {
+            let _slot = self.stats.temporal_query().await;
+            let summary =
+                tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.describe_workflow(&key.0))
+                    .await;
+            (key.clone(), summary)
         }))
         .await;
         Ok(described
