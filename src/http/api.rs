@@ -6,7 +6,7 @@
 //! bad parameters), 429 and 503. The OpenAPI 3.1 document of every route is assembled in
 //! `http::openapi`.
 
-use std::{net::IpAddr, sync::Arc};
+use std::net::IpAddr;
 
 use axum::{
     Json,
@@ -17,8 +17,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::graphql::{Asker, error_codes, with_codes, with_request_data};
-use crate::{AppState, auth::Authentication, metrics::RequestStats, releases::cache::CachedReads};
+use super::{
+    context::{Caller, RequestContext, Transport},
+    encode::{encode, error_codes, with_codes},
+};
+use crate::{AppState, auth::Authentication};
 
 /// A REST error, as FastAPI answers it.
 #[derive(Debug)]
@@ -164,8 +167,6 @@ pub async fn run(
     variables: Value,
 ) -> Result<Value, Detail> {
     let started = std::time::Instant::now();
-    let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
-    let reads = Arc::new(CachedReads::default());
     let request = async_graphql::Request::new(document)
         .variables(async_graphql::Variables::from_json(variables));
     let user = caller
@@ -173,21 +174,18 @@ pub async fn run(
         .principal()
         .map(|p| p.user_id.clone())
         .unwrap_or_default();
-    let caller_key = super::admission::caller_key(&caller.authentication, caller.client);
-    let asker = Asker {
+    let caller = Caller {
         authentication: caller.authentication,
         client: caller.client,
         request_id: caller.request_id,
     };
+    let context = RequestContext::new(state, caller, Transport::Rest);
     let response = {
-        let _slot = state.execution_slots.admit(&caller_key).await;
-        state
-            .schema
-            .execute(with_request_data(state, request, asker, &stats, &reads))
-            .await
+        let _slot = state.execution_slots.admit(&context.caller_key()).await;
+        state.schema.execute(context.attach(state, request)).await
     };
     let response = with_codes(response);
-    let (sql, temporal) = stats.totals();
+    let (sql, temporal) = context.stats.totals();
     // The route's one line, as `/graphql` logs (the route is the span's `http.path`).
     tracing::info!(
         auth.user = %user,
@@ -197,7 +195,9 @@ pub async fn run(
         graphql.error_codes = %error_codes(&response).collect::<Vec<_>>().join(","),
         "rest request done"
     );
-    let body = serde_json::to_value(&response).unwrap_or(Value::Null);
+    // The same size cap as `/graphql`: past it, the answer is the refusal.
+    let body = serde_json::from_slice::<Value>(&encode(response, state.config.max_response_bytes))
+        .unwrap_or(Value::Null);
     match body["errors"].get(0) {
         Some(error) => Err(Detail::from_graphql(error)),
         None => Ok(body["data"].clone()),

@@ -4,12 +4,15 @@ pub mod admission;
 pub mod api;
 pub mod client;
 pub mod conditional;
+pub mod context;
+pub mod encode;
 pub mod graphiql;
 pub mod graphql;
 mod health;
 mod metrics;
 pub mod openapi;
 pub mod persisted;
+pub mod pipeline;
 pub mod ws;
 
 use std::{sync::Arc, time::Duration};
@@ -217,7 +220,7 @@ async fn in_flight(
         let mut response = if rest {
             api::Detail::new(StatusCode::TOO_MANY_REQUESTS, limited.to_string()).into_response()
         } else {
-            graphql::refusal_response(StatusCode::TOO_MANY_REQUESTS, &limited)
+            encode::refusal_response(StatusCode::TOO_MANY_REQUESTS, &limited)
         };
         response.headers_mut().insert(
             axum::http::header::RETRY_AFTER,

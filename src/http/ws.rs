@@ -44,14 +44,13 @@ use tokio::{
 
 use super::{
     client::ClientIp,
-    graphql::{Asker, refused, with_codes, with_request_data},
+    context::{self, RequestContext, Transport},
+    encode::{encode, refused, with_codes},
 };
 use crate::{
     AppState,
     auth::{Authentication, Principal, gate},
     error::ApiError,
-    metrics::RequestStats,
-    releases::cache::CachedReads,
 };
 
 /// The subprotocol spoken.
@@ -206,8 +205,8 @@ enum ClientMessage {
 
 /// What a subscription task hands the connection.
 enum Outgoing {
-    /// A protocol message to send.
-    Send(serde_json::Value),
+    /// A protocol message to send, encoded.
+    Send(String),
     /// Subscription `id` ended (its `complete` or `error` was sent before).
     Ended(String),
 }
@@ -315,7 +314,7 @@ impl Connection {
                 Some(outgoing) = out_rx.recv() => {
                     match outgoing {
                         Outgoing::Send(message) => {
-                            if sink.send(text_message(&message)).await.is_err() {
+                            if sink.send(Message::Text(message.into())).await.is_err() {
                                 break None;
                             }
                         }
@@ -507,25 +506,19 @@ impl Connection {
     ) -> impl Future<Output = ()> + Send + 'static {
         let state = self.state.clone();
         let first_reads = Arc::clone(&self.first_reads);
-        let stats = Arc::new(RequestStats::new(Arc::clone(&state.metrics)));
-        let asker = Asker {
+        let caller = context::Caller {
             authentication: Authentication::Authenticated(caller.principal.clone()),
             client: self.client,
             request_id: format!("{}/{}", self.id, printable(&id)),
         };
-        let caller_key = super::admission::caller_key(&asker.authentication, self.client);
+        let context = RequestContext::new(&state, caller, Transport::Socket);
+        let caller_key = context.caller_key();
         let span = tracing::info_span!(
             "graphql.subscription",
             graphql.operation = request.operation_name.as_deref().filter(|n| crate::types::is_plain_name(n)),
             ws.subscription = %printable(&id),
         );
-        let request = with_request_data(
-            &state,
-            request,
-            asker,
-            &stats,
-            &Arc::new(CachedReads::default()),
-        );
+        let request = context.attach(&state, request);
         let max_bytes = state.config.max_response_bytes;
         tracing::Instrument::instrument(
             async move {
@@ -539,15 +532,15 @@ impl Connection {
                 while let Some(answer) = answers.next().await {
                     drop(slot.take());
                     let answer = with_codes(answer);
-                    let message = if first
+                    // Refused before anything ran: an `error`, which ends the subscription.
+                    let ended = first
                         && answer.data == async_graphql::Value::Null
-                        && !answer.errors.is_empty()
-                    {
-                        json!({ "id": id, "type": "error", "payload": answer.errors })
+                        && !answer.errors.is_empty();
+                    let message = if ended {
+                        json!({ "id": id, "type": "error", "payload": answer.errors }).to_string()
                     } else {
                         next_message(&id, answer, max_bytes)
                     };
-                    let ended = message["type"] == "error";
                     if out.send(Outgoing::Send(message)).await.is_err() {
                         return;
                     }
@@ -559,7 +552,9 @@ impl Connection {
                     first = false;
                 }
                 let _ = out
-                    .send(Outgoing::Send(json!({ "id": id, "type": "complete" })))
+                    .send(Outgoing::Send(
+                        json!({ "id": id, "type": "complete" }).to_string(),
+                    ))
                     .await;
                 let _ = out.send(Outgoing::Ended(id)).await;
             },
@@ -601,8 +596,10 @@ fn judge(request: &mut async_graphql::Request) -> Option<ApiError> {
 
 /// The close for a frame the socket layer refused: too big (1009) or not WebSocket (1002).
 fn receive_error(error: &axum::Error) -> Close {
-    let text = error.to_string();
-    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+    let too_big = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|error| matches!(error, tungstenite::Error::Capacity(_)));
+    if too_big {
         Close::new(close::TOO_BIG, "message too big")
     } else {
         tracing::info!(%error, "socket read failed");
@@ -622,25 +619,20 @@ async fn shut_down(closing: Option<&mut watch::Receiver<bool>>) {
     }
 }
 
-/// A `next` message for `answer`, refused (as an error answer) past `max_bytes`.
-fn next_message(id: &str, answer: Response, max_bytes: usize) -> serde_json::Value {
-    let payload = match serde_json::to_value(&answer) {
-        Ok(payload) if payload.to_string().len() <= max_bytes => payload,
-        Ok(_) => serde_json::to_value(refused(&ApiError::BadUserInput {
-            message: format!(
-                "the answer would be larger than {max_bytes} bytes; ask for fewer fields"
-            ),
-            field: None,
-        }))
-        .unwrap_or_default(),
-        Err(error) => serde_json::to_value(refused(&ApiError::internal(error))).unwrap_or_default(),
-    };
-    json!({ "id": id, "type": "next", "payload": payload })
+/// A `next` message for `answer`, encoded once, under the size cap (past it, the payload is the
+/// refusal `/graphql` would answer).
+fn next_message(id: &str, answer: Response, max_bytes: usize) -> String {
+    let payload = encode(answer, max_bytes);
+    let id = serde_json::Value::from(id);
+    format!(
+        r#"{{"id":{id},"type":"next","payload":{}}}"#,
+        String::from_utf8_lossy(&payload)
+    )
 }
 
-/// An `error` message for a subscription refused before it ran.
+/// An `error` message for a subscription refused before it ran (the refusal logs itself once,
+/// as it becomes a GraphQL error).
 fn error_message(id: &str, refusal: &ApiError) -> serde_json::Value {
-    refusal.log();
     json!({ "id": id, "type": "error", "payload": refused(refusal).errors })
 }
 
