@@ -326,7 +326,7 @@ const TREE: &str = "query($id: ID!) { release(id: $id) { id status source asOf p
 
 async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
     out.push("### Releases\n\n| scenario | requests | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|".into());
-    let client = temporal_bff::temporal::connect(&bench.config.temporal_address, "default")
+    let client = temporal_bff::temporal::connect(&bench.config.temporal.address, "default")
         .await
         .unwrap();
     let key = Key::parse("bench-big").unwrap();
@@ -336,8 +336,11 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
         .start_workflow(
             ReleaseWorkflow::run,
             spec,
-            WorkflowStartOptions::new(bench.config.release_task_queue.clone(), "release:bench-big")
-                .build(),
+            WorkflowStartOptions::new(
+                bench.config.temporal.release_task_queue.clone(),
+                "release:bench-big",
+            )
+            .build(),
         )
         .await
         .unwrap();
@@ -439,7 +442,7 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
             ReleaseWorkflow::run,
             spec,
             WorkflowStartOptions::new(
-                bench.config.release_task_queue.clone(),
+                bench.config.temporal.release_task_queue.clone(),
                 "release:bench-live",
             )
             .build(),

@@ -466,7 +466,7 @@ async fn soak() {
     }
     let settled_in = settle.elapsed().as_secs_f64();
     let client =
-        temporal_bff::temporal::connect(&config.temporal_address, &config.temporal_namespace)
+        temporal_bff::temporal::connect(&config.temporal.address, &config.temporal.namespace)
             .await
             .unwrap();
     let mut runs: HashMap<String, usize> = HashMap::new();
@@ -475,7 +475,10 @@ async fn soak() {
         let options = temporalio_client::WorkflowListOptions::builder()
             .limit(100_000)
             .build();
-        let query = format!("WorkflowType = '{}'", config.bootstrap_workflow_type);
+        let query = format!(
+            "WorkflowType = '{}'",
+            config.temporal.bootstrap_workflow_type
+        );
         let mut listed = client.list_workflows(query, options);
         while let Some(execution) = listed.next().await {
             *runs.entry(execution.unwrap().id().to_owned()).or_default() += 1;

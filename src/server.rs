@@ -81,11 +81,11 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         hasher,
         tokens.clone(),
         auth::throttle::ThrottlePolicy {
-            max_failures: config.login_max_failures,
-            max_failures_per_email: config.login_max_failures_per_email,
-            max_failures_per_address: config.login_max_failures_per_address,
+            max_failures: config.auth.login_max_failures,
+            max_failures_per_email: config.auth.login_max_failures_per_email,
+            max_failures_per_address: config.auth.login_max_failures_per_address,
             window: Duration::from_secs(15 * 60),
-            lockout: config.login_lockout,
+            lockout: config.auth.login_lockout,
             max_lockout: Duration::from_secs(3600),
         },
         Arc::clone(&metrics),
@@ -93,11 +93,11 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
     let authenticator = Arc::new(auth::Authenticator::new(
         tokens,
         db.clone(),
-        config.auth_user_cache_ttl,
+        config.auth.user_cache_ttl,
     ));
     let live = Arc::new(releases::live::LiveHierarchy::new(
         temporal.clone(),
-        config.temporal_query_timeout,
+        config.temporal.query_timeout,
         config.hierarchy_cache_ttl,
     ));
     let release_cache = Arc::new(releases::cache::TreeCache::new(config.release_cache_bytes));
@@ -106,7 +106,7 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         db.clone(),
         temporal.clone(),
         Arc::clone(&metrics),
-        config.bootstrap_workflow_type.clone(),
+        config.temporal.bootstrap_workflow_type.clone(),
     );
     background.spawn("reconciler", {
         let (closes, bootstrap_closes) = (Arc::clone(&closes), Arc::clone(&bootstrap_closes));

@@ -82,22 +82,23 @@ pub struct TokenService {
 impl TokenService {
     /// Builds the service from the configuration.
     pub fn new(config: &Config) -> Self {
-        let secret = config.jwt_secret.expose_secret().as_bytes();
+        let secret = config.auth.jwt_secret.expose_secret().as_bytes();
         // HS256 only: `alg: none`, RS256 and every other algorithm are refused.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_issuer(&[&config.jwt_issuer]);
-        validation.set_audience(&[&config.jwt_audience]);
+        validation.set_issuer(&[&config.auth.jwt_issuer]);
+        validation.set_audience(&[&config.auth.jwt_audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
-            ttl: chrono::Duration::from_std(config.jwt_ttl).unwrap_or(chrono::Duration::hours(1)),
+            issuer: config.auth.jwt_issuer.clone(),
+            audience: config.auth.jwt_audience.clone(),
+            ttl: chrono::Duration::from_std(config.auth.jwt_ttl)
+                .unwrap_or(chrono::Duration::hours(1)),
         }
     }
 

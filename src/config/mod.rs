@@ -73,26 +73,14 @@ pub enum LogFormat {
 /// The service's configuration. Build it with [`Config::from_env`] or [`Config::from_lookup`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Postgres connection string (`DATABASE_URL`).
-    pub database_url: SecretString,
-    /// Temporal frontend, as a URL the gRPC client accepts (`TEMPORAL_ADDRESS`).
-    pub temporal_address: Url,
-    /// Temporal namespace (`TEMPORAL_NAMESPACE`).
-    pub temporal_namespace: String,
-    /// Task queue of the organization bootstrap workflow (`BOOTSTRAP_TASK_QUEUE`).
-    pub bootstrap_task_queue: String,
-    /// Workflow type started for a bootstrap (`BOOTSTRAP_WORKFLOW_TYPE`).
-    pub bootstrap_workflow_type: String,
-    /// Task queue of the release workflow (`RELEASE_TASK_QUEUE`).
-    pub release_task_queue: String,
-    /// HS256 signing key (`JWT_SECRET`).
-    pub jwt_secret: SecretString,
-    /// `iss` claim issued and required (`JWT_ISSUER`).
-    pub jwt_issuer: String,
-    /// `aud` claim issued and required (`JWT_AUDIENCE`).
-    pub jwt_audience: String,
-    /// Lifetime of issued tokens (`JWT_TTL_SECONDS`).
-    pub jwt_ttl: Duration,
+    /// Postgres.
+    pub db: DbConfig,
+    /// Temporal.
+    pub temporal: TemporalConfig,
+    /// Tokens and logins.
+    pub auth: AuthConfig,
+    /// Subscriptions over WebSocket.
+    pub ws: WsConfig,
     /// Address to bind (`HOST`).
     pub host: IpAddr,
     /// Port to bind (`PORT`).
@@ -104,33 +92,10 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// Parent domain of organization subdomains (`BASE_DOMAIN`).
     pub base_domain: String,
-    /// Failed logins per (client address, e-mail) before that pair is locked
-    /// (`LOGIN_MAX_FAILURES`).
-    pub login_max_failures: u32,
-    /// Failed logins per e-mail, from any address, before the e-mail is locked
-    /// (`LOGIN_MAX_FAILURES_PER_EMAIL`).
-    pub login_max_failures_per_email: u32,
-    /// Failed logins per client address, for any e-mail, before the address is locked
-    /// (`LOGIN_MAX_FAILURES_PER_ADDRESS`).
-    pub login_max_failures_per_address: u32,
-    /// How long such a lock lasts; a pair's lock doubles each time it locks again
-    /// (`LOGIN_LOCKOUT_SECONDS`).
-    pub login_lockout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, addresses or CIDRs).
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// How long a user's row is trusted before a token of theirs is checked against it again
-    /// (`AUTH_USER_CACHE_MS`, at most 60 s).
-    pub auth_user_cache_ttl: Duration,
-    /// Longest any SQL statement may run (`DB_STATEMENT_TIMEOUT_MS`).
-    pub db_statement_timeout: Duration,
-    /// Most connections the Postgres pool opens (`DATABASE_MAX_CONNECTIONS`, default 32): keep
-    /// replicas × this under the database's or the pooler's limit.
-    pub db_max_connections: u32,
     /// Largest GraphQL response body sent; larger answers are refused (`MAX_RESPONSE_BYTES`).
     pub max_response_bytes: usize,
-    /// How long a live `getHierarchy` may take before the projection is served
-    /// (`TEMPORAL_QUERY_TIMEOUT_MS`).
-    pub temporal_query_timeout: Duration,
     /// How long a live tree is reused for (`HIERARCHY_CACHE_MS`).
     pub hierarchy_cache_ttl: Duration,
     /// Bytes of closed releases kept in memory per process (`RELEASE_CACHE_BYTES`; 0: none).
@@ -140,13 +105,6 @@ pub struct Config {
     /// How often open releases are checked against Temporal for workflows that closed without
     /// writing their end (`RECONCILE_INTERVAL_MS`).
     pub reconcile_interval: Duration,
-    /// Subscriptions one WebSocket may hold at once (`WS_MAX_SUBSCRIPTIONS_PER_CONNECTION`).
-    pub ws_max_subscriptions: usize,
-    /// WebSockets one user may hold open at once (`WS_MAX_CONNECTIONS_PER_USER`).
-    pub ws_max_connections_per_user: usize,
-    /// How often an idle WebSocket is pinged; one that stays silent for two intervals is
-    /// closed (`WS_PING_INTERVAL_MS`).
-    pub ws_ping_interval: Duration,
     /// Requests in flight per process on `/graphql`, `/graphql/ws` and `/api/*` before more
     /// are answered `429` / `RATE_LIMITED` (`MAX_IN_FLIGHT`).
     pub max_in_flight: usize,
@@ -163,6 +121,76 @@ pub struct Config {
     /// The login GraphiQL's example document fills in (e-mail, password). No variable sets
     /// it: only `temporal-bff dev` does, with its demo login.
     pub graphiql_example_login: Option<(String, String)>,
+}
+
+/// Postgres: where it is, and how the pool uses it.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// Postgres connection string (`DATABASE_URL`).
+    pub url: SecretString,
+    /// Longest any SQL statement may run (`DB_STATEMENT_TIMEOUT_MS`).
+    pub statement_timeout: Duration,
+    /// Most connections the Postgres pool opens (`DATABASE_MAX_CONNECTIONS`, default 32): keep
+    /// replicas × this under the database's or the pooler's limit.
+    pub max_connections: u32,
+}
+
+/// Temporal: where it is, and the names this service starts and reads by.
+#[derive(Debug, Clone)]
+pub struct TemporalConfig {
+    /// Temporal frontend, as a URL the gRPC client accepts (`TEMPORAL_ADDRESS`).
+    pub address: Url,
+    /// Temporal namespace (`TEMPORAL_NAMESPACE`).
+    pub namespace: String,
+    /// Task queue of the organization bootstrap workflow (`BOOTSTRAP_TASK_QUEUE`).
+    pub bootstrap_task_queue: String,
+    /// Workflow type started for a bootstrap (`BOOTSTRAP_WORKFLOW_TYPE`).
+    pub bootstrap_workflow_type: String,
+    /// Task queue of the release workflow (`RELEASE_TASK_QUEUE`).
+    pub release_task_queue: String,
+    /// How long a live `getHierarchy` may take before the projection is served
+    /// (`TEMPORAL_QUERY_TIMEOUT_MS`).
+    pub query_timeout: Duration,
+}
+
+/// Tokens and logins.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// HS256 signing key (`JWT_SECRET`).
+    pub jwt_secret: SecretString,
+    /// `iss` claim issued and required (`JWT_ISSUER`).
+    pub jwt_issuer: String,
+    /// `aud` claim issued and required (`JWT_AUDIENCE`).
+    pub jwt_audience: String,
+    /// Lifetime of issued tokens (`JWT_TTL_SECONDS`).
+    pub jwt_ttl: Duration,
+    /// Failed logins per (client address, e-mail) before that pair is locked
+    /// (`LOGIN_MAX_FAILURES`).
+    pub login_max_failures: u32,
+    /// Failed logins per e-mail, from any address, before the e-mail is locked
+    /// (`LOGIN_MAX_FAILURES_PER_EMAIL`).
+    pub login_max_failures_per_email: u32,
+    /// Failed logins per client address, for any e-mail, before the address is locked
+    /// (`LOGIN_MAX_FAILURES_PER_ADDRESS`).
+    pub login_max_failures_per_address: u32,
+    /// How long such a lock lasts; a pair's lock doubles each time it locks again
+    /// (`LOGIN_LOCKOUT_SECONDS`).
+    pub login_lockout: Duration,
+    /// How long a user's row is trusted before a token of theirs is checked against it again
+    /// (`AUTH_USER_CACHE_MS`, at most 60 s).
+    pub user_cache_ttl: Duration,
+}
+
+/// Subscriptions over WebSocket.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Subscriptions one WebSocket may hold at once (`WS_MAX_SUBSCRIPTIONS_PER_CONNECTION`).
+    pub max_subscriptions: usize,
+    /// WebSockets one user may hold open at once (`WS_MAX_CONNECTIONS_PER_USER`).
+    pub max_connections_per_user: usize,
+    /// How often an idle WebSocket is pinged; one that stays silent for two intervals is
+    /// closed (`WS_PING_INTERVAL_MS`).
+    pub ping_interval: Duration,
 }
 
 /// Every problem found in the environment, reported at once.
@@ -253,38 +281,46 @@ impl Config {
         // Every `None` above has pushed its problem; only a complete set becomes a config.
         let config = (|| {
             Some(Self {
-                database_url: database_url?,
-                temporal_address: temporal_address?,
-                temporal_namespace: temporal_namespace?,
-                bootstrap_task_queue: bootstrap_task_queue?,
-                bootstrap_workflow_type: bootstrap_workflow_type?,
-                release_task_queue: release_task_queue?,
-                jwt_secret: jwt_secret?,
-                jwt_issuer: jwt_issuer?,
-                jwt_audience: jwt_audience?,
-                jwt_ttl: jwt_ttl?,
+                db: DbConfig {
+                    url: database_url?,
+                    statement_timeout: db_statement_timeout?,
+                    max_connections: db_max_connections?,
+                },
+                temporal: TemporalConfig {
+                    address: temporal_address?,
+                    namespace: temporal_namespace?,
+                    bootstrap_task_queue: bootstrap_task_queue?,
+                    bootstrap_workflow_type: bootstrap_workflow_type?,
+                    release_task_queue: release_task_queue?,
+                    query_timeout: temporal_query_timeout?,
+                },
+                auth: AuthConfig {
+                    jwt_secret: jwt_secret?,
+                    jwt_issuer: jwt_issuer?,
+                    jwt_audience: jwt_audience?,
+                    jwt_ttl: jwt_ttl?,
+                    login_max_failures: login_max_failures?,
+                    login_max_failures_per_email: login_max_failures_per_email?,
+                    login_max_failures_per_address: login_max_failures_per_address?,
+                    login_lockout: login_lockout?,
+                    user_cache_ttl: auth_user_cache_ttl?,
+                },
+                ws: WsConfig {
+                    max_subscriptions: ws_max_subscriptions?,
+                    max_connections_per_user: ws_max_connections_per_user?,
+                    ping_interval: ws_ping_interval?,
+                },
                 host: host?,
                 port: port?,
                 metrics_addr: metrics_addr?,
                 cors_allowed_origins: cors_allowed_origins?,
                 base_domain: base_domain?,
-                login_max_failures: login_max_failures?,
-                login_max_failures_per_email: login_max_failures_per_email?,
-                login_max_failures_per_address: login_max_failures_per_address?,
-                login_lockout: login_lockout?,
                 trusted_proxies: trusted_proxies?,
-                auth_user_cache_ttl: auth_user_cache_ttl?,
-                db_statement_timeout: db_statement_timeout?,
-                db_max_connections: db_max_connections?,
                 max_response_bytes: max_response_bytes?,
-                temporal_query_timeout: temporal_query_timeout?,
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
                 release_cache_bytes: release_cache_bytes?,
                 dispatch_max_backoff: dispatch_max_backoff?,
                 reconcile_interval: reconcile_interval?,
-                ws_max_subscriptions: ws_max_subscriptions?,
-                ws_max_connections_per_user: ws_max_connections_per_user?,
-                ws_ping_interval: ws_ping_interval?,
                 max_in_flight: max_in_flight?,
                 graphiql: graphiql?,
                 introspection: introspection?,
@@ -306,7 +342,7 @@ impl Config {
 
     /// The Postgres URL, for the few places that must hand it to a driver.
     pub fn database_url(&self) -> &str {
-        self.database_url.expose_secret()
+        self.db.url.expose_secret()
     }
 }
 
@@ -439,15 +475,15 @@ mod tests {
         let config = config.as_ref().map_err(String::as_str);
         assert!(config.is_ok(), "{config:?}");
         let Ok(config) = config else { return };
-        assert_eq!(config.temporal_address.as_str(), "http://localhost:7233/");
-        assert_eq!(config.temporal_namespace, "default");
-        assert_eq!(config.bootstrap_task_queue, "bootstrap");
+        assert_eq!(config.temporal.address.as_str(), "http://localhost:7233/");
+        assert_eq!(config.temporal.namespace, "default");
+        assert_eq!(config.temporal.bootstrap_task_queue, "bootstrap");
         assert_eq!(
-            config.bootstrap_workflow_type,
+            config.temporal.bootstrap_workflow_type,
             "organizationBootstrapWorkflow"
         );
-        assert_eq!(config.release_task_queue, "releases");
-        assert_eq!(config.jwt_ttl, Duration::from_secs(3600));
+        assert_eq!(config.temporal.release_task_queue, "releases");
+        assert_eq!(config.auth.jwt_ttl, Duration::from_secs(3600));
         assert_eq!(config.port, 8000);
         assert_eq!(config.base_domain, "example.test");
         assert_eq!(config.log_format, LogFormat::Json);

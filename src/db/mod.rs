@@ -20,9 +20,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[tracing::instrument(skip_all)]
 pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.database_url().parse()?;
-    let timeout_ms = config.db_statement_timeout.as_millis().to_string();
+    let timeout_ms = config.db.statement_timeout.as_millis().to_string();
     PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
+        .max_connections(config.db.max_connections)
         .min_connections(1)
         // A request waiting longer than this for a connection gets an error instead of hanging.
         .acquire_timeout(Duration::from_secs(3))

@@ -121,9 +121,10 @@ pub async fn run() -> Result<(), DevError> {
     // `host:port`, as TEMPORAL_ADDRESS and the temporal CLI take it (not a URL with a path).
     let temporal = format!(
         "{}:{}",
-        config.temporal_address.host_str().unwrap_or("127.0.0.1"),
+        config.temporal.address.host_str().unwrap_or("127.0.0.1"),
         config
-            .temporal_address
+            .temporal
+            .address
             .port_or_known_default()
             .unwrap_or(7233)
     );

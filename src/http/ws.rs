@@ -261,12 +261,13 @@ impl Connection {
         let mut caller: Option<Caller> = None;
         let mut closing = self.closing.clone().map(|c| c.0);
 
-        let ping_every = self.state.config.ws_ping_interval;
+        let ping_every = self.state.config.ws.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         let recheck_every = self
             .state
             .config
-            .auth_user_cache_ttl
+            .auth
+            .user_cache_ttl
             .max(Duration::from_secs(1));
         let mut recheck = tokio::time::interval_at(Instant::now() + recheck_every, recheck_every);
         let init_deadline = Instant::now() + INIT_TIMEOUT;
@@ -399,7 +400,7 @@ impl Connection {
                         format!("Subscriber for {} already exists", printable(&id)),
                     ));
                 }
-                if subscriptions.len() >= self.state.config.ws_max_subscriptions {
+                if subscriptions.len() >= self.state.config.ws.max_subscriptions {
                     return Err(Close::new(close::TOO_MANY, "Too many subscriptions"));
                 }
                 if let Some(refusal) = judge(&mut payload) {
@@ -452,7 +453,7 @@ impl Connection {
         tracing::Span::current().record("auth.user", principal.user_id.as_str());
         let Some(slot) = self.state.sockets.take(
             &principal.user_id,
-            self.state.config.ws_max_connections_per_user,
+            self.state.config.ws.max_connections_per_user,
         ) else {
             return Err(Close::new(
                 close::TOO_MANY,

@@ -131,8 +131,8 @@ impl BootstrapStarter {
             id: Uuid::new_v4(),
             organization_id,
             workflow_id: workflow_id.clone(),
-            workflow_type: self.config.bootstrap_workflow_type.clone(),
-            task_queue: self.config.bootstrap_task_queue.clone(),
+            workflow_type: self.config.temporal.bootstrap_workflow_type.clone(),
+            task_queue: self.config.temporal.bootstrap_task_queue.clone(),
             // Plain data: serializing it cannot fail.
             workflow_input: serde_json::to_value(&input).unwrap_or(Value::Null),
             traceparent: trace.map(|t| t.to_string()),
@@ -338,8 +338,8 @@ impl Deliver for BootstrapStarter {
                 task_queue,
                 ..
             } => {
-                *workflow_type == self.config.bootstrap_workflow_type
-                    && *task_queue == self.config.bootstrap_task_queue
+                *workflow_type == self.config.temporal.bootstrap_workflow_type
+                    && *task_queue == self.config.temporal.bootstrap_task_queue
                     && row.workflow_id == workflow_id(*organization_id)
             }
             Delivery::Signal { .. } | Delivery::Cancel { .. } => false,

@@ -42,8 +42,8 @@ impl TemporalHandle {
     pub fn new(config: &Config) -> Self {
         Self {
             inner: Arc::new(Inner {
-                target: config.temporal_address.clone(),
-                namespace: config.temporal_namespace.clone(),
+                target: config.temporal.address.clone(),
+                namespace: config.temporal.namespace.clone(),
                 client: RwLock::new(None),
                 calls: crate::metrics::latency_histogram(
                     "bff_temporal_call_duration_seconds",

@@ -43,11 +43,11 @@ pub enum DemoError {
 /// Seeds everything; safe to run again (existing users and workflows are left alone).
 pub async fn seed(config: &Config, db: &PgPool) -> Result<(), DemoError> {
     seed_admin(db).await?;
-    let client = crate::temporal::connect(&config.temporal_address, &config.temporal_namespace)
+    let client = crate::temporal::connect(&config.temporal.address, &config.temporal.namespace)
         .await
         .map_err(|e| DemoError::Temporal(e.to_string()))?;
-    seed_releases(&client, &config.release_task_queue).await?;
-    seed_organizations(&client, &config.bootstrap_task_queue).await?;
+    seed_releases(&client, &config.temporal.release_task_queue).await?;
+    seed_organizations(&client, &config.temporal.bootstrap_task_queue).await?;
     Ok(())
 }
 

@@ -43,7 +43,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let client = loop {
-        match temporal::connect(&config.temporal_address, &config.temporal_namespace).await {
+        match temporal::connect(&config.temporal.address, &config.temporal.namespace).await {
             Ok(client) => break client,
             Err(error) => {
                 tracing::warn!(%error, "worker waiting for Temporal");
@@ -53,13 +53,13 @@ pub async fn run(
     };
     let runtime = Runtime::from_current_tokio(Default::default()).map_err(sdk)?;
 
-    let release_options = WorkerOptions::new(config.release_task_queue.clone())
+    let release_options = WorkerOptions::new(config.temporal.release_task_queue.clone())
         .register_workflow::<ReleaseWorkflow>()
         .map_err(sdk)?
         .register_activities(ReleaseActivities::new(db.clone()))
         .graceful_shutdown_period(SHUTDOWN_GRACE)
         .build();
-    let bootstrap_options = WorkerOptions::new(config.bootstrap_task_queue.clone())
+    let bootstrap_options = WorkerOptions::new(config.temporal.bootstrap_task_queue.clone())
         .register_workflow::<OrganizationBootstrapWorkflow>()
         .map_err(sdk)?
         .register_activities(BootstrapActivities::new(
@@ -74,8 +74,8 @@ pub async fn run(
     let stop_releases = releases.shutdown_handle();
     let stop_bootstrap = bootstrap.shutdown_handle();
     tracing::info!(
-        temporal.release_task_queue = %config.release_task_queue,
-        temporal.bootstrap_task_queue = %config.bootstrap_task_queue,
+        temporal.release_task_queue = %config.temporal.release_task_queue,
+        temporal.bootstrap_task_queue = %config.temporal.bootstrap_task_queue,
         "worker polling"
     );
 

@@ -24,8 +24,8 @@ fn claims(app: &TestApp) -> Claims {
         iat: now,
         exp: now + 600,
         nbf: None,
-        iss: app.config.jwt_issuer.clone(),
-        aud: app.config.jwt_audience.clone(),
+        iss: app.config.auth.jwt_issuer.clone(),
+        aud: app.config.auth.jwt_audience.clone(),
         local_user: false,
     }
 }
@@ -40,7 +40,12 @@ fn sign(claims: &Claims, algorithm: Algorithm, secret: &[u8]) -> String {
 }
 
 fn secret(app: &TestApp) -> Vec<u8> {
-    app.config.jwt_secret.expose_secret().as_bytes().to_vec()
+    app.config
+        .auth
+        .jwt_secret
+        .expose_secret()
+        .as_bytes()
+        .to_vec()
 }
 
 #[tokio::test]

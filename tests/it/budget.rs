@@ -505,14 +505,16 @@ fn platform_token(app: &TestApp, sub: &str, permissions: &[&str]) -> String {
         iat: now,
         exp: now + 600,
         nbf: None,
-        iss: app.config.jwt_issuer.clone(),
-        aud: app.config.jwt_audience.clone(),
+        iss: app.config.auth.jwt_issuer.clone(),
+        aud: app.config.auth.jwt_audience.clone(),
         local_user: false,
     };
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(app.config.jwt_secret.expose_secret().as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(
+            app.config.auth.jwt_secret.expose_secret().as_bytes(),
+        ),
     )
     .expect("the claims sign")
 }

@@ -551,7 +551,7 @@ async fn a_password_in_a_broken_login_document_never_reaches_the_log() {
     let server = Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
         .arg("serve")
         .env("DATABASE_URL", fresh_database().await)
-        .env("TEMPORAL_ADDRESS", app.config.temporal_address.as_str())
+        .env("TEMPORAL_ADDRESS", app.config.temporal.address.as_str())
         .env("JWT_SECRET", random_secret())
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())

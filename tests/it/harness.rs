@@ -301,8 +301,8 @@ impl TestApp {
     /// A Temporal client on the test server.
     pub async fn temporal(&self) -> Client {
         temporal_bff::temporal::connect(
-            &self.config.temporal_address,
-            &self.config.temporal_namespace,
+            &self.config.temporal.address,
+            &self.config.temporal.namespace,
         )
         .await
         .unwrap_or_else(|e| panic!("cannot connect to Temporal: {e}"))

@@ -104,7 +104,13 @@ pub(crate) async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
         .execute(&app.db)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let key = app.config.jwt_secret.expose_secret().as_bytes().to_vec();
+    let key = app
+        .config
+        .auth
+        .jwt_secret
+        .expose_secret()
+        .as_bytes()
+        .to_vec();
     let now = Utc::now().timestamp();
     let base = serde_json::to_value(Claims {
         sub: Uuid::new_v4().to_string(),
@@ -119,8 +125,8 @@ pub(crate) async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
         iat: now,
         exp: now + 600,
         nbf: None,
-        iss: app.config.jwt_issuer.clone(),
-        aud: app.config.jwt_audience.clone(),
+        iss: app.config.auth.jwt_issuer.clone(),
+        aud: app.config.auth.jwt_audience.clone(),
         local_user: false,
     })
     .unwrap_or_default();
@@ -176,7 +182,7 @@ pub(crate) async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
         (
             "aud_array",
             hs256(with(
-                json!({ "aud": ["another-app", app.config.jwt_audience] }),
+                json!({ "aud": ["another-app", app.config.auth.jwt_audience] }),
             )),
         ),
         ("blank_sub", hs256(with(json!({ "sub": "" })))),

@@ -514,11 +514,11 @@ async fn starts_queued_while_temporal_is_down_all_complete_once_it_returns_and_n
     second_overrides.push(("DATABASE_URL", first.config.database_url().to_owned()));
     second_overrides.push((
         "JWT_SECRET",
-        secrecy::ExposeSecret::expose_secret(&first.config.jwt_secret).to_owned(),
+        secrecy::ExposeSecret::expose_secret(&first.config.auth.jwt_secret).to_owned(),
     ));
     second_overrides.push((
         "BOOTSTRAP_TASK_QUEUE",
-        first.config.bootstrap_task_queue.clone(),
+        first.config.temporal.bootstrap_task_queue.clone(),
     ));
     let second = TestApp::spawn_with(&second_overrides).await;
 

@@ -40,7 +40,7 @@ async fn run_bootstrap(app: &TestApp, input: BootstrapInput) -> (bool, Option<Pr
             OrganizationBootstrapWorkflow::run,
             input.clone(),
             WorkflowStartOptions::new(
-                app.config.bootstrap_task_queue.clone(),
+                app.config.temporal.bootstrap_task_queue.clone(),
                 workflow_id(input.organization_id),
             )
             .build(),

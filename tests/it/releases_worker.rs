@@ -56,7 +56,7 @@ pub async fn start(
         .start_workflow(
             ReleaseWorkflow::run,
             spec,
-            WorkflowStartOptions::new(app.config.release_task_queue.clone(), id).build(),
+            WorkflowStartOptions::new(app.config.temporal.release_task_queue.clone(), id).build(),
         )
         .await
         .unwrap_or_else(|e| panic!("cannot start the release: {e}"))

@@ -369,13 +369,16 @@ async fn a_change_written_through_one_replica_is_pushed_by_both() {
         ("DATABASE_URL", a.config.database_url().to_owned()),
         (
             "JWT_SECRET",
-            secrecy::ExposeSecret::expose_secret(&a.config.jwt_secret).to_owned(),
+            secrecy::ExposeSecret::expose_secret(&a.config.auth.jwt_secret).to_owned(),
         ),
         (
             "BOOTSTRAP_TASK_QUEUE",
-            a.config.bootstrap_task_queue.clone(),
+            a.config.temporal.bootstrap_task_queue.clone(),
         ),
-        ("RELEASE_TASK_QUEUE", a.config.release_task_queue.clone()),
+        (
+            "RELEASE_TASK_QUEUE",
+            a.config.temporal.release_task_queue.clone(),
+        ),
     ])
     .await;
     let (token, org) = start_bootstrap(&a, "acme").await;
@@ -415,7 +418,7 @@ async fn a_missing_bad_forged_or_expired_token_closes_the_socket_with_4401() {
         let claims = json!({ "sub": "someone", "email": "s@example.com", "permissions": [],
             "iat": now, "exp": now + 2, "iss": "temporal-bff", "aud": "temporal-bff" });
         let key = jsonwebtoken::EncodingKey::from_secret(
-            secrecy::ExposeSecret::expose_secret(&app.config.jwt_secret).as_bytes(),
+            secrecy::ExposeSecret::expose_secret(&app.config.auth.jwt_secret).as_bytes(),
         );
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
             .unwrap_or_else(|e| panic!("{e}"))

@@ -16,7 +16,7 @@ use crate::{
 /// `temporal workflow terminate` on the test server.
 fn terminate(app: &TestApp, workflow_id: &str, reason: &str) {
     let cli = temporal_bff::devstack::temporal_cli().unwrap_or_else(|e| panic!("{e}"));
-    let address = app.config.temporal_address.as_str();
+    let address = app.config.temporal.address.as_str();
     let address = address.trim_start_matches("http://").trim_end_matches('/');
     let output = std::process::Command::new(cli)
         .args([
@@ -29,7 +29,7 @@ fn terminate(app: &TestApp, workflow_id: &str, reason: &str) {
             "--address",
             address,
             "--namespace",
-            &app.config.temporal_namespace,
+            &app.config.temporal.namespace,
         ])
         .output()
         .unwrap_or_else(|e| panic!("cannot run the temporal CLI: {e}"));
