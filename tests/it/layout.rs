@@ -120,7 +120,9 @@ fn paths(text: &str) -> Vec<String> {
             let end = tail
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .unwrap_or(tail.len());
-            if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            // `super::{…}` opens a use tree, which the pass above expanded.
+            let opens_tree = tail[end..].starts_with('{');
+            if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') && !opens_tree {
                 found.push(tail[..end].trim_end_matches(':').to_owned());
             }
             rest = &tail[start.len()..];
@@ -321,6 +323,19 @@ fn nothing_serve_runs_imports_the_reference_worker() {
             .is_some_and(|t| t.iter().any(|m| m.starts_with("contracts"))),
         "the reader found the worker's imports of the contracts"
     );
+}
+
+#[test]
+fn a_use_tree_under_super_names_its_leaves_not_the_parent_module() {
+    let text = "use super::{\n    context::{Caller, RequestContext},\n    encode::encode,\n};";
+
+    let found = paths(text);
+
+    assert!(
+        found.iter().any(|p| p == "super::context::Caller"),
+        "{found:?}"
+    );
+    assert!(found.iter().all(|p| p != "super"), "{found:?}");
 }
 
 #[test]
