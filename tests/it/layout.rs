@@ -357,3 +357,45 @@ fn the_reader_finds_nested_use_trees_and_code_paths() {
         );
     }
 }
+
+#[test]
+fn the_module_table_in_the_architecture_document_names_every_top_level_module_and_no_other() {
+    let document =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/architecture.md"))
+            .expect("docs/architecture.md is readable");
+    let table = document
+        .split("## Modules")
+        .nth(1)
+        .expect("the document has a Modules section");
+    let mut documented: Vec<String> = table
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split(','))
+        .filter_map(|name| {
+            let name = name.trim().trim_matches('`').trim_end_matches('/');
+            (!name.is_empty() && name != "module" && !name.starts_with("---"))
+                .then(|| name.to_owned())
+        })
+        .collect();
+    documented.sort();
+    let mut tree: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
+        .expect("src/ is readable")
+        .flatten()
+        .map(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned()
+        })
+        .filter(|name| !matches!(name.as_str(), "lib" | "main"))
+        .collect();
+    tree.sort();
+
+    assert_eq!(
+        documented, tree,
+        "docs/architecture.md's module table against src/"
+    );
+}
