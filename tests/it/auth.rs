@@ -36,7 +36,7 @@ fn sign(claims: &Claims, algorithm: Algorithm, secret: &[u8]) -> String {
         claims,
         &EncodingKey::from_secret(secret),
     )
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the token is signed")
 }
 
 fn secret(app: &TestApp) -> Vec<u8> {
@@ -218,7 +218,7 @@ async fn a_disabled_user_cannot_log_in() {
     sqlx::query("UPDATE users SET disabled = true")
         .execute(&app.db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
 
     let body = app.login("off@example.com", PASSWORD).await;
 
@@ -288,11 +288,11 @@ fn user_create(app: &TestApp, args: &[&str], stdin: &str) -> (Option<i32>, Strin
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the process starts");
     if let Some(mut input) = child.stdin.take() {
         let _ = input.write_all(stdin.as_bytes());
     }
-    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let output = child.wait_with_output().expect("the process ends");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

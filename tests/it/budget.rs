@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    front_door::login_from,
+    fixtures::login_from,
+    fixtures::seed_closed_release,
+    fixtures::{Heard, RawSocket},
     harness::{PASSWORD, TestApp, error_code},
-    releases_graphql::seed_closed_release,
-    subscriptions::{Heard, RawSocket},
 };
 
 const STANDARD_INTROSPECTION: [(&str, &str); 3] = [
@@ -289,7 +289,7 @@ async fn a_deleted_users_own_token_stops_working_while_a_platform_token_keeps_it
 async fn every_refused_socket_token_closes_with_the_same_reason() {
     // Arrange
     let app = TestApp::spawn_with(&[("AUTH_USER_CACHE_MS", "0".into())]).await;
-    let tokens = crate::hostile::tokens(&app).await;
+    let tokens = crate::fixtures::tokens(&app).await;
 
     // Act
     let mut reasons = Vec::new();

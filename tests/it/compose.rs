@@ -12,13 +12,10 @@ use compose_spec::{
 /// must exist in the specification and hold a valid value).
 fn compose() -> Compose {
     let text = include_str!("../../docker-compose.yml");
-    let mut yaml: serde_yaml::Value =
-        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("docker-compose.yml: {e}"));
+    let mut yaml: serde_yaml::Value = serde_yaml::from_str(text).expect("docker-compose.yml");
     // `<<: *anchor` merge keys, as Compose applies them.
-    yaml.apply_merge()
-        .unwrap_or_else(|e| panic!("docker-compose.yml: {e}"));
-    let compose: Compose =
-        serde_yaml::from_value(yaml).unwrap_or_else(|e| panic!("docker-compose.yml: {e}"));
+    yaml.apply_merge().expect("docker-compose.yml");
+    let compose: Compose = serde_yaml::from_value(yaml).expect("docker-compose.yml");
     if let Err(error) = compose.validate_all() {
         panic!("docker-compose.yml: {error}");
     }

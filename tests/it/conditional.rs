@@ -26,13 +26,12 @@ async fn closed_release(app: &TestApp, key: &str) -> String {
     .bind(&id)
     .bind(key)
     .execute(&app.db)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await.expect("the statement runs");
     id
 }
 
 fn get_url(app: &TestApp, query: &str, variables: &Value) -> String {
-    let mut url = url::Url::parse(&app.url("/graphql")).unwrap_or_else(|e| panic!("{e}"));
+    let mut url = url::Url::parse(&app.url("/graphql")).expect("the URL parses");
     url.query_pairs_mut()
         .append_pair("query", query)
         .append_pair("variables", &variables.to_string());
@@ -50,7 +49,7 @@ async fn poll(
     if let Some(tag) = if_none_match {
         request = request.header("if-none-match", tag);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let response = request.send().await.expect("the request is answered");
     let status = response.status().as_u16();
     let etag = response
         .headers()
@@ -123,8 +122,7 @@ async fn a_change_or_another_caller_gets_a_new_etag_and_get_never_runs_a_mutatio
     )
     .bind(&release)
     .execute(&app.db)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await.expect("the statement runs");
     let changed = eventually(Duration::from_secs(10), || async {
         let (status, tag, _) = poll(&app, &url, &token, Some(&etag)).await;
         (status == 200 && tag != etag).then_some(())
@@ -139,7 +137,7 @@ async fn a_change_or_another_caller_gets_a_new_etag_and_get_never_runs_a_mutatio
         ))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the request is answered");
 
     // Assert
     assert!(remembered.is_some());
@@ -149,7 +147,7 @@ async fn a_change_or_another_caller_gets_a_new_etag_and_get_never_runs_a_mutatio
         "the change is a new answer with a new tag"
     );
     assert_eq!(mutation.status().as_u16(), 405);
-    let body: Value = mutation.json().await.unwrap_or_default();
+    let body: Value = mutation.json().await.expect("the answer is JSON");
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
 }
 
@@ -162,7 +160,7 @@ async fn a_persisted_query_is_registered_once_and_then_polled_by_its_hash() {
     let hash = sha256_hex(RELEASE);
     let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
     let by_hash = || {
-        let mut url = url::Url::parse(&app.url("/graphql")).unwrap_or_else(|e| panic!("{e}"));
+        let mut url = url::Url::parse(&app.url("/graphql")).expect("the URL parses");
         url.query_pairs_mut()
             .append_pair("variables", &json!({ "id": release }).to_string())
             .append_pair("extensions", &extensions.to_string());
@@ -172,10 +170,10 @@ async fn a_persisted_query_is_registered_once_and_then_polled_by_its_hash() {
     // Act
     let unknown: Value = by_hash()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the request is answered")
         .json()
         .await
-        .unwrap_or_default();
+        .expect("the answer is JSON");
     let register = app
         .graphql_as(&token, RELEASE, json!({ "id": release }))
         .await;
@@ -188,10 +186,10 @@ async fn a_persisted_query_is_registered_once_and_then_polled_by_its_hash() {
         )
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let polled = by_hash().await.unwrap_or_else(|e| panic!("{e}"));
+        .expect("the request is answered");
+    let polled = by_hash().await.expect("the request is answered");
     let polled_etag = polled.headers().get("etag").cloned();
-    let polled: Value = polled.json().await.unwrap_or_default();
+    let polled: Value = polled.json().await.expect("the answer is JSON");
 
     // Assert
     assert_eq!(

@@ -9,8 +9,8 @@ use temporal_bff::contracts::{events::EVENT_TYPES, schema_file, schemas};
 use temporalio_client::WorkflowGetResultOptions;
 
 use crate::{
+    fixtures::{spec, start, unique_key},
     harness::{TestApp, eventually},
-    releases_worker::{spec, start, unique_key},
 };
 
 fn committed(name: &str) -> String {
@@ -22,7 +22,7 @@ fn committed(name: &str) -> String {
 fn the_committed_schemas_equal_what_the_code_generates() {
     let generated = schemas();
     let files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/contracts"))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the directory is readable")
         .filter_map(Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
@@ -65,7 +65,7 @@ async fn check_every_event(app: &TestApp) -> Vec<String> {
     )
     .fetch_all(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query answers");
     let mut problems = Vec::new();
     for (event_type, data, metadata) in &events {
         let Some(payload) = payload_of.get(event_type.as_str()) else {

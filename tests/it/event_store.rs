@@ -346,7 +346,7 @@ async fn foreign_and_malformed_events_are_all_stored_and_the_projections_stay_co
     .bind(queue)
     .fetch_one(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query answers");
     assert_eq!(
         (queue_status.as_str(), org_status.as_str()),
         ("completed", "pending"),

@@ -10,6 +10,7 @@ use std::{
 use serde_json::{Value, json};
 use temporal_bff::{auth::Authentication, graphql::schema_builder};
 
+use crate::fixtures::login_from;
 use crate::harness::{PASSWORD, TestApp, error_code, eventually, fresh_database, random_secret};
 
 /// The examples a new user tried anonymously against the first wave; all returned data.
@@ -126,7 +127,7 @@ async fn every_root_field_that_touches_data_refuses_an_anonymous_caller_even_pas
     let app = TestApp::spawn().await;
     let (state, _background) = temporal_bff::build_state(app.config.clone())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the state builds");
     let introspection = schema_builder()
         .finish()
         .execute(
@@ -137,7 +138,10 @@ async fn every_root_field_that_touches_data_refuses_an_anonymous_caller_even_pas
              } }",
         )
         .await;
-    let schema = introspection.data.into_json().unwrap_or_default();
+    let schema = introspection
+        .data
+        .into_json()
+        .expect("the introspection answer is JSON");
     let inputs: serde_json::Map<String, Value> = schema["__schema"]["types"]
         .as_array()
         .into_iter()
@@ -195,7 +199,7 @@ async fn every_root_field_that_touches_data_refuses_an_anonymous_caller_even_pas
                 .await;
 
             // Assert
-            let json = serde_json::to_value(&response).unwrap_or_default();
+            let json = serde_json::to_value(&response).expect("the answer is JSON");
             let refused = json["errors"]
                 .as_array()
                 .into_iter()
@@ -334,23 +338,6 @@ async fn fifty_parallel_guesses_check_at_most_the_limit_and_the_right_password_a
     assert!(right["data"].is_null());
 }
 
-/// A login sent through a trusted proxy on behalf of `client`.
-pub(crate) async fn login_from(app: &TestApp, client: &str, email: &str, password: &str) -> Value {
-    app.http
-        .post(app.url("/graphql"))
-        .header("x-forwarded-for", client)
-        .json(&json!({
-            "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
-            "variables": { "e": email, "p": password },
-        }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_stranger_locks_only_their_own_address_and_one_address_cannot_spray_many_emails() {
     // Arrange: the test client is the trusted proxy, so X-Forwarded-For names the client.
@@ -411,7 +398,7 @@ async fn expired_throttle_rows_are_deleted() {
     )
     .execute(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the statement runs");
 
     let purged = temporal_bff::auth::store::purge_expired_throttle(&app.db).await;
 
@@ -440,7 +427,7 @@ async fn a_disabled_user_or_a_withdrawn_permission_stops_working_with_an_unexpir
     sqlx::query("UPDATE users SET permissions = '{}' WHERE email = 'member@example.com'")
         .execute(&app.db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let withdrawn = eventually(Duration::from_secs(5), || async {
         let body = app.graphql_as(&token, me, json!({})).await;
         (body["data"]["me"]["permissions"] == json!([])).then_some(body)
@@ -449,7 +436,7 @@ async fn a_disabled_user_or_a_withdrawn_permission_stops_working_with_an_unexpir
     sqlx::query("UPDATE users SET disabled = true WHERE email = 'other@example.com'")
         .execute(&app.db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let disabled = eventually(Duration::from_secs(5), || async {
         let body = app.graphql_as(&other, "{ version }", json!({})).await;
         (error_code(&body) == "UNAUTHENTICATED").then_some(body)
@@ -500,7 +487,7 @@ async fn every_statement_runs_under_the_configured_timeout() {
     let app = TestApp::spawn_with(&[("DB_STATEMENT_TIMEOUT_MS", "150".into())]).await;
     let pool = temporal_bff::db::connect(&app.config)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the pool connects");
 
     let setting: String = sqlx::query_scalar("SHOW statement_timeout")
         .fetch_one(&pool)
@@ -524,7 +511,7 @@ async fn a_client_request_id_is_kept_only_when_it_is_short_and_plain() {
                 .header("x-request-id", sent)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("the request is answered");
             response
                 .headers()
                 .get("x-request-id")
@@ -547,7 +534,7 @@ async fn a_client_request_id_is_kept_only_when_it_is_short_and_plain() {
 async fn a_password_in_a_broken_login_document_never_reaches_the_log() {
     // Arrange: the real binary, logging everything, on its own database.
     let app = TestApp::spawn().await;
-    let port = temporal_bff::devstack::free_port().unwrap_or_else(|e| panic!("{e}"));
+    let port = temporal_bff::devstack::free_port().expect("a free port");
     let server = Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
         .arg("serve")
         .env("DATABASE_URL", fresh_database().await)
@@ -559,7 +546,7 @@ async fn a_password_in_a_broken_login_document_never_reaches_the_log() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the process starts");
     let base = format!("http://127.0.0.1:{port}");
     let up = eventually(Duration::from_secs(20), || async {
         let health = app.http.get(format!("{base}/health")).send().await.ok()?;
@@ -587,7 +574,7 @@ async fn a_password_in_a_broken_login_document_never_reaches_the_log() {
             .await;
     }
     let _ = Command::new("kill").arg(server.id().to_string()).status();
-    let output = server.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let output = server.wait_with_output().expect("the process ends");
 
     // Assert
     assert!(up.is_some(), "the server started");

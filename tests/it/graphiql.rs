@@ -10,8 +10,8 @@ use tokio::{
 };
 
 use crate::{
+    fixtures::{foreign_release, set_status},
     harness::{PASSWORD, TestApp},
-    subscriptions::{foreign_release, set_status},
 };
 
 /// Longest wait for one step of the browser script.
@@ -42,7 +42,7 @@ async fn a_person_runs_the_example_login_and_reads_and_follows_a_release_in_grap
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node (scripts/test installs it): {e}"));
+        .expect("cannot run node (scripts/test installs it)");
     let mut stdin = browser.stdin.take().unwrap_or_else(|| panic!("piped"));
     let stdout = browser.stdout.take().unwrap_or_else(|| panic!("piped"));
     let mut lines = BufReader::new(stdout).lines();
@@ -132,7 +132,7 @@ async fn every_asset_the_page_links_is_served_from_the_binary_with_a_year_of_cac
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let html = page.text().await.unwrap_or_default();
+    let html = page.text().await.expect("the answer has a body");
     let assets: Vec<&str> = html
         .split('"')
         .filter(|part| part.starts_with("graphql/assets/"))
@@ -163,18 +163,18 @@ async fn every_asset_the_page_links_is_served_from_the_binary_with_a_year_of_cac
         .get(&script)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the request is answered");
     let plain_encoding = plain.headers().get("content-encoding").cloned();
-    let plain_len = plain.bytes().await.map(|b| b.len()).unwrap_or_default();
+    let plain_len = plain.bytes().await.expect("the asset has a body").len();
     let gzipped = app
         .http
         .get(&script)
         .header("accept-encoding", "br;q=1, gzip;q=0.8")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the request is answered");
     let gzip_encoding = gzipped.headers().get("content-encoding").cloned();
-    let gzip_len = gzipped.bytes().await.map(|b| b.len()).unwrap_or_default();
+    let gzip_len = gzipped.bytes().await.expect("the asset has a body").len();
     let unknown = app
         .http
         .get(app.url("/graphql/assets/..%2FCargo.toml"))

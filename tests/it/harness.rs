@@ -248,7 +248,7 @@ impl TestApp {
         }));
         let db = PgPool::connect(config.database_url())
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"));
+            .expect("cannot connect to the test database");
         Self {
             addr,
             ops_addr,
@@ -292,7 +292,7 @@ impl TestApp {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| value.clone())
         })
-        .unwrap_or_else(|e| panic!("worker config invalid: {e}"));
+        .expect("worker config invalid");
         let mut app = Self::spawn_with(&all).await;
         app.worker = Some(worker::spawn(app.config.clone(), worker_config));
         app
@@ -305,7 +305,7 @@ impl TestApp {
             &self.config.temporal.namespace,
         )
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to Temporal: {e}"))
+        .expect("cannot connect to Temporal")
     }
 
     /// The absolute URL of `path` on this app.
@@ -336,14 +336,8 @@ impl TestApp {
         if let Some(authorization) = authorization {
             request = request.header("authorization", authorization);
         }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"));
-        response
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
+        let response = request.send().await.expect("request failed");
+        response.json().await.expect("response is not JSON")
     }
 }
 
@@ -362,7 +356,7 @@ impl TestApp {
             &self.db,
             &Hasher::new(),
             NewUser {
-                email: Email::parse(email).unwrap_or_else(|e| panic!("{e}")),
+                email: Email::parse(email).expect("the e-mail parses"),
                 password: PASSWORD.to_owned().into(),
                 org_id,
                 role: Some("admin".into()),
@@ -370,7 +364,7 @@ impl TestApp {
             },
         )
         .await;
-        user.unwrap_or_else(|e| panic!("cannot create user: {e}"))
+        user.expect("cannot create user")
     }
 
     /// Logs in through the API and returns the raw response.
@@ -428,10 +422,10 @@ impl TestApp {
             .json(&body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"))
+            .expect("request failed")
             .json()
             .await
-            .unwrap_or_else(|e| panic!("response is not JSON: {e}"))
+            .expect("response is not JSON")
     }
 
     /// A plain `GET` of `path` on this app.
@@ -449,10 +443,10 @@ impl TestApp {
             .get(url)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the request is answered")
             .text()
             .await
-            .unwrap_or_default()
+            .expect("the answer has a body")
     }
 
     /// The value of the Prometheus metric `name` on `/metrics`.
@@ -473,7 +467,7 @@ impl TestApp {
                 sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                     .fetch_all(&self.db)
                     .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .expect("the query answers");
             rows.append(&mut table_rows);
         }
         rows
@@ -482,7 +476,7 @@ impl TestApp {
     /// Empties the event store and every projection, then inserts every event again in
     /// `(created_at, id)` order, as a rebuild of the read model would.
     pub async fn replay_events(&self) {
-        let mut conn = self.db.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = self.db.acquire().await.expect("a connection is free");
         let truncate = format!("TRUNCATE domain_events, {}", PROJECTIONS.join(", "));
         for sql in [
             "CREATE TEMP TABLE saved AS SELECT * FROM domain_events",

@@ -96,15 +96,15 @@ async fn reads_while_postgres_is_stopped_are_unavailable_not_internal_and_work_o
     let dir = crate::harness::scratch_dir("temporal-bff-pg-");
     let port = free_port().unwrap_or(0);
     let mut postgres =
-        temporal_bff::devstack::LocalPostgres::start(&dir, port).unwrap_or_else(|e| panic!("{e}"));
+        temporal_bff::devstack::LocalPostgres::start(&dir, port).expect("a free port");
     crate::harness::watchdog(&postgres.stop_command(), None, &dir);
     let url = postgres.url("postgres");
     let pool = sqlx::PgPool::connect(&url)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the pool connects");
     temporal_bff::db::migrate(&pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the migrations apply");
     pool.close().await;
     let app = TestApp::spawn_with(&[("DATABASE_URL", url)]).await;
     let token = app.token_for("ops@example.com", None, &[]).await;
@@ -115,7 +115,7 @@ async fn reads_while_postgres_is_stopped_are_unavailable_not_internal_and_work_o
     postgres.stop();
     let down = app.graphql_as(&token, query, serde_json::json!({})).await;
     let postgres =
-        temporal_bff::devstack::LocalPostgres::start(&dir, port).unwrap_or_else(|e| panic!("{e}"));
+        temporal_bff::devstack::LocalPostgres::start(&dir, port).expect("Postgres starts");
     let back = crate::harness::eventually(std::time::Duration::from_secs(30), || async {
         let body = app.graphql_as(&token, query, serde_json::json!({})).await;
         body["data"]["releases"]["totalCount"]

@@ -13,15 +13,11 @@
 
 use std::collections::HashMap;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::Utc;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use temporal_bff::auth::token::Claims;
 use uuid::Uuid;
 
+use crate::fixtures::{fingerprint, tokens};
 use crate::harness::TestApp;
 
 #[derive(Debug, Deserialize)]
@@ -83,139 +79,6 @@ fn corpus() -> Vec<Entry> {
         .collect()
 }
 
-fn sign(claims: &Value, header: Header, key: &[u8]) -> String {
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Every kind of token the corpus can send, all signed for this app unless the kind says not.
-pub(crate) async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
-    let viewer = app.token_for("viewer@example.com", None, &[]).await;
-    let admin = app
-        .token_for(
-            "admin@example.com",
-            None,
-            &["organization.create_root", "organization.view_all"],
-        )
-        .await;
-    let disabled_user = app.create_user("gone@example.com", None, &[]).await;
-    sqlx::query("UPDATE users SET disabled = true WHERE id = $1")
-        .bind(disabled_user.id)
-        .execute(&app.db)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let key = app
-        .config
-        .auth
-        .jwt_secret
-        .expose_secret()
-        .as_bytes()
-        .to_vec();
-    let now = Utc::now().timestamp();
-    let base = serde_json::to_value(Claims {
-        sub: Uuid::new_v4().to_string(),
-        email: "platform@example.com".into(),
-        org_id: None,
-        user_role: None,
-        permissions: [
-            "organization.create_root".to_owned(),
-            "organization.view_all".to_owned(),
-        ]
-        .into(),
-        iat: now,
-        exp: now + 600,
-        nbf: None,
-        iss: app.config.auth.jwt_issuer.clone(),
-        aud: app.config.auth.jwt_audience.clone(),
-        local_user: false,
-    })
-    .unwrap_or_default();
-    let with = |changes: Value| {
-        let mut claims = base.clone();
-        if let (Some(claims), Some(changes)) = (claims.as_object_mut(), changes.as_object()) {
-            for (k, v) in changes {
-                if v.is_null() {
-                    claims.remove(k);
-                } else {
-                    claims.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        claims
-    };
-    let hs256 = |claims: Value| sign(&claims, Header::new(Algorithm::HS256), &key);
-    let rs256 = {
-        // An RS256 header over an HMAC signature: the classic algorithm-confusion attempt.
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&base).unwrap_or_default());
-        let valid = hs256(base.clone());
-        let signature = valid.rsplit('.').next().unwrap_or_default().to_owned();
-        format!("{header}.{payload}.{signature}")
-    };
-    let alg_none = format!(
-        "{}.{}.",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&base).unwrap_or_default())
-    );
-    HashMap::from([
-        ("viewer", viewer),
-        ("admin", admin),
-        ("alg_none", alg_none),
-        ("rs256", rs256),
-        ("hs512", sign(&base, Header::new(Algorithm::HS512), &key)),
-        (
-            "wrong_key",
-            sign(
-                &base,
-                Header::new(Algorithm::HS256),
-                b"not-the-secret-not-the-secret-!!",
-            ),
-        ),
-        (
-            "expired",
-            hs256(with(json!({ "iat": now - 7200, "exp": now - 3600 }))),
-        ),
-        ("future_nbf", hs256(with(json!({ "nbf": now + 3600 })))),
-        ("no_exp", hs256(with(json!({ "exp": null })))),
-        ("wrong_iss", hs256(with(json!({ "iss": "someone-else" })))),
-        ("wrong_aud", hs256(with(json!({ "aud": "another-app" })))),
-        (
-            "aud_array",
-            hs256(with(
-                json!({ "aud": ["another-app", app.config.auth.jwt_audience] }),
-            )),
-        ),
-        ("blank_sub", hs256(with(json!({ "sub": "" })))),
-        ("space_sub", hs256(with(json!({ "sub": "   " })))),
-        (
-            "disabled_user",
-            hs256(with(json!({ "sub": disabled_user.id.to_string() }))),
-        ),
-        ("garbage", "not.a.jwt".to_owned()),
-    ])
-}
-
-/// What the corpora must never change: every row of the event store and the projections.
-pub async fn fingerprint(app: &TestApp) -> Vec<Option<String>> {
-    let mut prints = Vec::new();
-    for table in [
-        "domain_events",
-        "organizations_projection",
-        "invitations_projection",
-        "workflow_queue_projection",
-        "release_projection",
-        "release_entity_projection",
-    ] {
-        let sql = format!("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t");
-        let print: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&app.db)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        prints.push(print);
-    }
-    prints
-}
-
 /// Something worth stealing: a release and an organization.
 async fn seed(app: &TestApp) {
     let org = Uuid::new_v4();
@@ -234,8 +97,7 @@ async fn seed(app: &TestApp) {
     .bind(org)
     .bind(json!({ "name": "Secret Org", "type": "provider", "slug": "secret-org", "fqdn": "secret-org.example.test" }))
     .execute(&app.db)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await.expect("the statement runs");
 }
 
 fn fill(template: &str, tokens: &HashMap<&'static str, String>) -> String {
@@ -327,7 +189,7 @@ async fn every_hostile_request_gets_its_code_no_data_no_5xx_and_writes_nothing()
             }
         };
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
+        let text = response.text().await.expect("the answer has a body");
         let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
 
         // Assert

@@ -3,6 +3,7 @@
 // A fixture or test that cannot go on says why (`.expect("why")`); `unwrap` stays denied.
 #![allow(clippy::expect_used)]
 
+mod fixtures;
 mod harness;
 
 mod auth;

@@ -8,8 +8,8 @@ use temporal_bff::devstack::free_port;
 use tokio::io::AsyncWriteExt;
 
 use crate::{
+    fixtures::foreign_release,
     harness::{TestApp, eventually},
-    subscriptions::foreign_release,
 };
 
 const START: &str = "mutation($input: StartOrganizationBootstrapInput!) {
@@ -37,14 +37,11 @@ async fn promtool(text: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run promtool (scripts/test installs it): {e}"));
+        .expect("cannot run promtool (scripts/test installs it)");
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(text.as_bytes()).await;
     }
-    let out = child
-        .wait_with_output()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = child.wait_with_output().await.expect("the process ends");
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -113,7 +110,7 @@ async fn every_documented_metric_is_scraped_with_its_type_and_help() {
         "promtool check metrics complains"
     );
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .unwrap_or_else(|e| panic!("not Prometheus text: {e}"));
+        .expect("not Prometheus text");
     let documented = documented();
     assert!(documented.len() >= 25, "{documented:?}");
     for (name, kind) in &documented {

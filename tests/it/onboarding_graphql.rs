@@ -455,7 +455,7 @@ async fn the_rest_route_starts_repeats_and_refuses_like_the_old_service() {
             request = request.bearer_auth(token);
         }
         async move {
-            let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+            let response = request.send().await.expect("the request is answered");
             let status = response.status().as_u16();
             (
                 status,
@@ -500,7 +500,7 @@ async fn starts_queued_while_temporal_is_down_all_complete_once_it_returns_and_n
     // (two dispatchers) on one database.
     let dir = scratch_dir("temporal-bff-q-");
     let port = free_port().unwrap_or(0);
-    let mut temporal = LocalTemporal::start(&dir, port).unwrap_or_else(|e| panic!("{e}"));
+    let mut temporal = LocalTemporal::start(&dir, port).expect("a free port");
     watchdog("", Some(temporal.pid()), &dir);
     let overrides = [
         ("TEMPORAL_ADDRESS", temporal.address()),
@@ -558,7 +558,7 @@ async fn starts_queued_while_temporal_is_down_all_complete_once_it_returns_and_n
         (states.len() == 10).then_some(states)
     })
     .await;
-    let temporal = LocalTemporal::start(&dir, port).unwrap_or_else(|e| panic!("restart: {e}"));
+    let temporal = LocalTemporal::start(&dir, port).expect("restart");
     watchdog("", Some(temporal.pid()), &dir);
     let completed = eventually(Duration::from_secs(90), || async {
         let n: i64 = sqlx::query_scalar(

@@ -14,8 +14,8 @@ use temporalio_client::{WorkflowGetResultOptions, WorkflowQueryOptions, Workflow
 use uuid::Uuid;
 
 use crate::{
+    fixtures::{spec, start, unique_key},
     harness::TestApp,
-    releases_worker::{spec, start, unique_key},
 };
 
 fn input(admins: usize) -> BootstrapInput {
@@ -29,7 +29,7 @@ fn input(admins: usize) -> BootstrapInput {
             "email": format!("Admin{i}@Acme.example"), "firstName": "Ada", "lastName": format!("L{i}")
         })).collect::<Vec<_>>(),
     }))
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the input deserializes")
 }
 
 /// Runs a bootstrap to its end; returns whether it succeeded and the final progress.
@@ -46,7 +46,7 @@ async fn run_bootstrap(app: &TestApp, input: BootstrapInput) -> (bool, Option<Pr
             .build(),
         )
         .await
-        .unwrap_or_else(|e| panic!("cannot start: {e}"));
+        .expect("cannot start");
     let result = handle.get_result(WorkflowGetResultOptions::default()).await;
     let progress = handle
         .query(
@@ -68,7 +68,7 @@ async fn event_types(app: &TestApp, org: Uuid) -> Vec<String> {
     .bind(org)
     .fetch_all(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the query answers")
 }
 
 #[tokio::test]
@@ -104,7 +104,7 @@ async fn a_bootstrap_completes_with_every_event_one_organization_and_an_invitati
     .bind(org)
     .fetch_one(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query answers");
     assert_eq!(
         (status.as_str(), subdomain.as_str()),
         ("active", "verified")
@@ -197,7 +197,7 @@ async fn dns_verification_failing_for_good_compensates_and_ends_failed() {
     .bind(org)
     .fetch_one(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query answers");
     assert_eq!((status.as_str(), subdomain.as_str()), ("failed", "failed"));
     let error = error.unwrap_or_default();
     assert_eq!(

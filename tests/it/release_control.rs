@@ -9,8 +9,8 @@ use temporal_bff::devstack::{LocalTemporal, free_port};
 use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecutionStatus};
 
 use crate::{
+    fixtures::{spec, start, unique_key},
     harness::{TestApp, error_code, eventually, scratch_dir, watchdog},
-    releases_worker::{spec, start, unique_key},
 };
 
 const CONTROL: &str = "release.control";
@@ -72,7 +72,7 @@ async fn control_events(app: &TestApp, release: &str) -> Vec<(String, Value)> {
     .bind(release)
     .fetch_all(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the query answers")
 }
 
 async fn temporal_status(app: &TestApp, workflow: &str) -> WorkflowExecutionStatus {
@@ -81,7 +81,7 @@ async fn temporal_status(app: &TestApp, workflow: &str) -> WorkflowExecutionStat
         .get_workflow_handle::<UntypedWorkflow>(workflow)
         .describe(WorkflowDescribeOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("describe: {e}"))
+        .expect("describe")
         .status()
 }
 
@@ -160,7 +160,7 @@ async fn pause_resume_and_cancel_reach_the_workflow_and_the_projection_and_are_r
             .bind(&release)
             .fetch_one(&app.db)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the query answers");
 
     assert!(closed.is_some(), "Temporal says the workflow was cancelled");
     assert_eq!(message.as_deref(), Some("cancelled: bad build"));
@@ -242,7 +242,7 @@ async fn a_pause_while_temporal_is_stopped_is_queued_then_delivered_when_it_is_b
     // Arrange: a private Temporal server this test stops and restarts.
     let dir = scratch_dir("temporal-bff-ctl-");
     let port = free_port().unwrap_or(0);
-    let mut temporal = LocalTemporal::start(&dir, port).unwrap_or_else(|e| panic!("{e}"));
+    let mut temporal = LocalTemporal::start(&dir, port).expect("a free port");
     watchdog("", Some(temporal.pid()), &dir);
     let app = TestApp::spawn_with_worker(&[
         ("TEMPORAL_ADDRESS", temporal.address()),
@@ -266,7 +266,7 @@ async fn a_pause_while_temporal_is_stopped_is_queued_then_delivered_when_it_is_b
     .fetch_all(&app.db)
     .await
     .unwrap_or_default();
-    let temporal = LocalTemporal::start(&dir, port).unwrap_or_else(|e| panic!("restart: {e}"));
+    let temporal = LocalTemporal::start(&dir, port).expect("restart");
     watchdog("", Some(temporal.pid()), &dir);
     let paused = until_status(&app, &release, "PAUSED").await;
     let delivered = eventually(Duration::from_secs(30), || async {

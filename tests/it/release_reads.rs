@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use temporalio_client::WorkflowGetResultOptions;
 
 use crate::{
+    fixtures::{spec, start, unique_key},
     harness::{TestApp, eventually},
-    releases_worker::{spec, start, unique_key},
 };
 
 const OWN: &str = "query($id: ID!) { release(id: $id) {
@@ -58,7 +58,7 @@ async fn stored_rollups(app: &TestApp, release: &str) -> Vec<(String, Value)> {
     .bind(release)
     .fetch_all(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query answers");
     rows.into_iter()
         .map(|(id, total, succeeded, failed, in_progress, pending)| {
             (id, json!([total, succeeded, failed, in_progress, pending]))
@@ -212,8 +212,7 @@ async fn a_kept_release_that_changes_is_read_anew() {
     .bind(&release)
     .bind(key)
     .execute(&app.db)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await.expect("the statement runs");
     let anew = eventually(Duration::from_secs(10), || async {
         let body = app.graphql_as(&token, OWN, json!({ "id": release })).await;
         (body["data"]["release"]["status"] == "IN_PROGRESS").then_some(body)
@@ -244,12 +243,12 @@ async fn when_the_change_listener_is_cut_off_nothing_stale_is_served() {
     )
     .execute(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the statement runs");
     sqlx::query("UPDATE release_projection SET name = 'Renamed' WHERE id = $1")
         .bind(&release)
         .execute(&app.db)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the statement runs");
     let renamed = eventually(Duration::from_secs(15), || async {
         let body = app
             .graphql_as(

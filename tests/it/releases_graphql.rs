@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 use temporal_bff::devstack::{LocalTemporal, free_port};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowSignalOptions};
 
+use crate::fixtures::seed_closed_release;
 use crate::{
+    fixtures::{spec, start, unique_key},
     harness::{TestApp, error_code, eventually, scratch_dir, watchdog},
-    releases_worker::{spec, start, unique_key},
 };
 
 const TREE: &str = r#"
@@ -24,35 +25,6 @@ query($id: ID!) {
           apps { id name version status message startedAt completedAt } } } }
   }
 }"#;
-
-/// Appends the events of a closed, one-node release created at `minute` past an hour.
-pub(crate) async fn seed_closed_release(
-    app: &TestApp,
-    key: &str,
-    name: &str,
-    minute: u32,
-    status: &str,
-) {
-    let at = format!("2025-01-01T10:{minute:02}:00Z");
-    let id = format!("release:{key}");
-    let events = json!([
-        { "type": "release.created", "data": { "id": id, "key": key, "name": name, "at": at,
-          "nodes": [{ "id": id, "kind": "release", "key": key, "name": name, "position": 0 }] } },
-        { "type": "release.status_changed", "data": { "id": id, "kind": "release", "status": status, "at": at } },
-    ]);
-    for event in events.as_array().into_iter().flatten() {
-        sqlx::query(
-            "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at)
-             VALUES ($1, 'release', gen_random_uuid(), $2, $3::timestamptz)",
-        )
-        .bind(event["type"].as_str())
-        .bind(&event["data"])
-        .bind(&at)
-        .execute(&app.db)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    }
-}
 
 fn ids(page: &Value) -> Vec<String> {
     page["edges"]
@@ -295,7 +267,7 @@ async fn a_running_release_is_live_and_concurrent_readers_share_one_temporal_que
             WorkflowSignalOptions::default(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the signal reaches the workflow");
     let id = format!("release:{key}");
     eventually(Duration::from_secs(10), || async {
         let status: String =
@@ -333,8 +305,8 @@ async fn a_running_release_is_live_and_concurrent_readers_share_one_temporal_que
 async fn with_temporal_stopped_a_running_release_is_still_answered_whole_from_the_projection() {
     // Arrange: a private Temporal server this test can stop, and a release left running on it.
     let dir = scratch_dir("temporal-bff-t-");
-    let mut temporal = LocalTemporal::start(&dir, free_port().unwrap_or(0))
-        .unwrap_or_else(|e| panic!("private temporal: {e}"));
+    let mut temporal =
+        LocalTemporal::start(&dir, free_port().unwrap_or(0)).expect("private temporal");
     watchdog("", Some(temporal.pid()), &dir);
     let app = TestApp::spawn_with_worker(&[
         ("TEMPORAL_ADDRESS", temporal.address()),

@@ -4,63 +4,15 @@ use std::time::Duration;
 
 use serde_json::json;
 use temporal_bff::{
-    contracts::{
-        ids::Key,
-        release::{Node, ReleaseSpec, RolloutStatus},
-    },
+    contracts::release::{Node, RolloutStatus},
     worker::release::ReleaseWorkflow,
 };
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions,
 };
 
+use crate::fixtures::{spec, start, unique_key};
 use crate::harness::{TestApp, eventually};
-
-/// A generated spec of `waves` × `clusters` × `apps` (keys `wave-1`, `cluster-1`, `app-1`, …).
-pub fn spec(
-    key: &str,
-    waves: usize,
-    clusters: usize,
-    apps: usize,
-    options: serde_json::Value,
-) -> ReleaseSpec {
-    let key = Key::parse(key).unwrap_or_else(|e| panic!("{e}"));
-    let options = serde_json::from_value(options).unwrap_or_else(|e| panic!("{e}"));
-    ReleaseSpec::synthetic(
-        &key,
-        &format!("Release {key}"),
-        (waves, clusters, apps),
-        options,
-    )
-}
-
-/// A release key no other test uses.
-pub fn unique_key(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-pub async fn start(
-    client: &Client,
-    app: &TestApp,
-    spec: ReleaseSpec,
-) -> temporalio_client::WorkflowHandle<
-    Client,
-    <ReleaseWorkflow as temporalio_common::HasWorkflowDefinition>::Run,
-> {
-    let id = spec.id().to_string();
-    client
-        .start_workflow(
-            ReleaseWorkflow::run,
-            spec,
-            WorkflowStartOptions::new(app.config.temporal.release_task_queue.clone(), id).build(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot start the release: {e}"))
-}
 
 async fn statuses(app: &TestApp, release_id: &str) -> Vec<(String, String, Option<String>)> {
     sqlx::query_as(
@@ -68,8 +20,7 @@ async fn statuses(app: &TestApp, release_id: &str) -> Vec<(String, String, Optio
     )
     .bind(release_id)
     .fetch_all(&app.db)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .await.expect("the query answers")
 }
 
 fn find<'a>(rows: &'a [(String, String, Option<String>)], id: &str) -> &'a str {
@@ -129,7 +80,7 @@ async fn a_release_runs_to_succeeded_and_the_projection_has_every_node_succeeded
     .bind(&key)
     .fetch_one(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query answers");
     assert_eq!(status, "SUCCEEDED");
     assert!(started < completed, "{started:?} {completed:?}");
 }
@@ -228,7 +179,7 @@ async fn pause_stops_new_deploys_and_resume_finishes_the_release() {
     handle
         .signal(ReleaseWorkflow::pause, (), WorkflowSignalOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the signal reaches the workflow");
     let paused = eventually(Duration::from_secs(10), || async {
         let status: String =
             sqlx::query_scalar("SELECT status FROM release_projection WHERE key = $1")
@@ -275,7 +226,7 @@ async fn pause_stops_new_deploys_and_resume_finishes_the_release() {
             WorkflowSignalOptions::default(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the signal reaches the workflow");
     let result = handle.get_result(WorkflowGetResultOptions::default()).await;
 
     // Assert

@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::{
+    fixtures::{foreign_release, set_status},
     harness::{PASSWORD, TestApp},
-    subscriptions::{foreign_release, set_status},
 };
 
 /// GraphQL data as the REST routes spell it: snake_case names, and times in one notation
@@ -46,10 +46,10 @@ impl<'a> Rest<'a> {
             .get(app.url("/api/openapi.json"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the request is answered")
             .json()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the answer is JSON");
         Self { app, doc }
     }
 
@@ -60,7 +60,7 @@ impl<'a> Rest<'a> {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let response = request.send().await.expect("the request is answered");
         let status = response.status().as_u16();
         let body: Value = response
             .json()
@@ -80,14 +80,14 @@ impl<'a> Rest<'a> {
             .body(body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the request is answered");
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        let body: Value = response.json().await.expect("the answer is JSON");
         self.conforms("/api/auth/login", "post", status, &body);
         (status, retry_after, body)
     }
@@ -105,7 +105,7 @@ impl<'a> Rest<'a> {
             "components": self.doc["components"],
             "allOf": [schema],
         });
-        let validator = jsonschema::validator_for(&root).unwrap_or_else(|e| panic!("{e}"));
+        let validator = jsonschema::validator_for(&root).expect("the schema compiles");
         if let Err(error) = validator.validate(body) {
             panic!("{method} {route} {status} does not answer as documented: {error}\n{body}");
         }
@@ -437,8 +437,8 @@ async fn the_openapi_document_is_valid_openapi_3_1_and_lists_every_route() {
     // Arrange
     let app = TestApp::spawn().await;
     let rest = Rest::new(&app).await;
-    let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(file.path(), rest.doc.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let file = tempfile::NamedTempFile::new().expect("a temp file");
+    std::fs::write(file.path(), rest.doc.to_string()).expect("the document is written");
 
     // Act: the real validator, from PyPI (scripts/test installs it).
     let checked = std::process::Command::new("python3")
@@ -447,8 +447,7 @@ async fn the_openapi_document_is_valid_openapi_3_1_and_lists_every_route() {
             "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))",
         ])
         .arg(file.path())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
+        .output().expect("cannot run python3");
 
     // Assert
     assert!(

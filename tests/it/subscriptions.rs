@@ -6,18 +6,19 @@
 
 use std::{process::Stdio, time::Duration};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use temporalio_client::WorkflowGetResultOptions;
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
     process::{Child, ChildStdout, Command},
 };
-use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::{self};
 
+use crate::fixtures::{Heard, RawSocket, foreign_release, set_status, start_bootstrap};
 use crate::{
+    fixtures::{spec, start, unique_key},
     harness::{TestApp, eventually},
-    releases_worker::{spec, start, unique_key},
 };
 
 /// Longest wait for one event from a client.
@@ -60,7 +61,7 @@ impl WsClient {
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node (scripts/test installs it): {e}"));
+            .expect("cannot run node (scripts/test installs it)");
         let stdout = child
             .stdout
             .take()
@@ -125,60 +126,6 @@ fn release_of(event: &Value) -> &Value {
 
 fn is_next(event: &Value) -> bool {
     event["type"] == "next"
-}
-
-/// A release written straight into the event store, as another team's worker would: one
-/// wave, one cluster, one bundle and the apps `app-1` … `app-{apps}`, all `PENDING`.
-pub async fn foreign_release(app: &TestApp, apps: usize) -> String {
-    let key = unique_key("push");
-    let id = format!("release:{key}");
-    let wave = format!("wave:{key}/w");
-    let cluster = format!("cluster:{key}/w/c");
-    let bundle = format!("bundle:{key}/w/c/b");
-    let mut nodes = vec![
-        json!({ "id": id, "kind": "release", "key": key, "name": key }),
-        json!({ "id": wave, "kind": "wave", "key": "w", "name": "w", "parentId": id, "position": 1 }),
-        json!({ "id": cluster, "kind": "cluster", "key": "c", "name": "c", "parentId": wave, "region": "eu" }),
-        json!({ "id": bundle, "kind": "bundle", "key": "b", "name": "b", "parentId": cluster, "version": "1" }),
-    ];
-    for n in 1..=apps {
-        nodes.push(json!({ "id": format!("app:{key}/w/c/b/app-{n}"), "kind": "app",
-            "key": format!("app-{n}"), "name": format!("app-{n}"), "parentId": bundle, "position": n }));
-    }
-    insert_event(
-        app,
-        "release.created",
-        json!({ "id": id, "key": key, "name": key, "nodes": nodes }),
-    )
-    .await;
-    id
-}
-
-/// Sets a node of a [`foreign_release`] to `status`.
-pub async fn set_status(app: &TestApp, release: &str, node: &str, status: &str) {
-    let key = release.trim_start_matches("release:");
-    let (kind, id) = match node {
-        "release" => ("release", release.to_owned()),
-        app_key => ("release.app", format!("app:{key}/w/c/b/{app_key}")),
-    };
-    insert_event(
-        app,
-        &format!("{kind}.status_changed"),
-        json!({ "id": id, "releaseId": release, "status": status, "at": chrono::Utc::now() }),
-    )
-    .await;
-}
-
-async fn insert_event(app: &TestApp, event_type: &str, data: Value) {
-    sqlx::query(
-        "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data)
-         VALUES ($1, 'release', gen_random_uuid(), $2)",
-    )
-    .bind(event_type)
-    .bind(data)
-    .execute(&app.db)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -334,33 +281,6 @@ async fn two_hundred_subscribers_of_one_release_cost_one_read_per_change_not_per
     );
 }
 
-/// Starts onboarding organization `name` (subdomain `{name}-push`) as an admin who sees every
-/// organization; returns the admin's token and the organization's ID.
-pub async fn start_bootstrap(app: &TestApp, name: &str) -> (String, String) {
-    let token = app
-        .token_for(
-            "admin@example.com",
-            None,
-            &["organization.create_root", "organization.view_all"],
-        )
-        .await;
-    let started = app
-        .graphql_as(
-            &token,
-            "mutation($name: String!, $subdomain: String!) { startOrganizationBootstrap(input: {
-                name: $name, subdomain: $subdomain, type: PROVIDER,
-                adminUsers: [{ email: \"ops@example.test\", firstName: \"O\", lastName: \"P\" }] })
-                { organizationId } }",
-            json!({ "name": name, "subdomain": format!("{name}-push") }),
-        )
-        .await;
-    let org = started["data"]["startOrganizationBootstrap"]["organizationId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{started}"))
-        .to_owned();
-    (token, org)
-}
-
 #[tokio::test]
 async fn a_change_written_through_one_replica_is_pushed_by_both() {
     // Arrange: two replicas of the service on one database; A runs the worker.
@@ -421,7 +341,7 @@ async fn a_missing_bad_forged_or_expired_token_closes_the_socket_with_4401() {
             secrecy::ExposeSecret::expose_secret(&app.config.auth.jwt_secret).as_bytes(),
         );
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the token is signed")
     };
     let forged = {
         let claims = json!({ "sub": "someone", "exp": chrono::Utc::now().timestamp() + 600,
@@ -429,7 +349,7 @@ async fn a_missing_bad_forged_or_expired_token_closes_the_socket_with_4401() {
         let key =
             jsonwebtoken::EncodingKey::from_secret(b"not the server's secret, but long enough");
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the token is signed")
     };
     let subscription = [(OWN, json!({ "id": "release:anything" }))];
 
@@ -524,7 +444,7 @@ async fn after_the_listen_connection_is_killed_pushes_resume_and_the_missed_chan
     )
     .fetch_one(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the query answers");
     set_status(&app, &release, "app-1", "SUCCEEDED").await;
     let missed = ws
         .until(|e| is_next(e) && release_of(e)["progress"]["succeeded"] == 1)
@@ -611,92 +531,6 @@ async fn the_schema_offers_the_subscriptions() {
     }
 }
 
-/// A raw WebSocket on `/graphql/ws`, for what the real client would never send.
-pub(crate) struct RawSocket(
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-);
-
-/// What the server did next.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Heard {
-    Message(Value),
-    Closed(u16),
-    Nothing,
-}
-
-impl RawSocket {
-    pub(crate) async fn open(app: &TestApp) -> Self {
-        let mut request = format!("ws://{}/graphql/ws", app.addr)
-            .into_client_request()
-            .unwrap_or_else(|e| panic!("{e}"));
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            tungstenite::http::HeaderValue::from_static("graphql-transport-ws"),
-        );
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .unwrap_or_else(|e| panic!("cannot open the socket: {e}"));
-        Self(socket)
-    }
-
-    pub(crate) async fn send(&mut self, message: tungstenite::Message) {
-        let _ = self.0.send(message).await;
-    }
-
-    /// Sends `message`; `false` once the socket is closed.
-    pub(crate) async fn try_send_json(&mut self, message: Value) -> bool {
-        self.0
-            .send(tungstenite::Message::text(message.to_string()))
-            .await
-            .is_ok()
-    }
-
-    /// The close frame's code and reason, skipping any message before it.
-    pub(crate) async fn close_reason(&mut self) -> Option<(u16, String)> {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), self.0.next()).await {
-                Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
-                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
-                }
-                Ok(Some(Ok(_))) => {}
-                _ => return None,
-            }
-        }
-    }
-
-    pub(crate) async fn send_json(&mut self, message: Value) {
-        self.send(tungstenite::Message::text(message.to_string()))
-            .await;
-    }
-
-    pub(crate) async fn init(&mut self, token: &str) {
-        self.send_json(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
-            .await;
-        assert_eq!(
-            self.heard().await,
-            Heard::Message(json!({ "type": "connection_ack" }))
-        );
-    }
-
-    pub(crate) async fn heard(&mut self) -> Heard {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), self.0.next()).await {
-                Ok(Some(Ok(tungstenite::Message::Text(text)))) => {
-                    let message: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
-                    if message["type"] != "ping" {
-                        return Heard::Message(message);
-                    }
-                }
-                Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
-                    return Heard::Closed(frame.map_or(1005, |f| u16::from(f.code)));
-                }
-                Ok(Some(Ok(_))) => {}
-                _ => return Heard::Nothing,
-            }
-        }
-    }
-}
-
 /// One line of `tests/corpus/hostile-ws.jsonl`: on a fresh socket, `connection_init` with a
 /// token of kind `auth` (see `hostile::tokens`) if given, then the frames (`send`, with
 /// `{token:KIND}` placeholders; `raw` text; a `binary` frame), or one `subscribe` of a document
@@ -728,14 +562,14 @@ struct WsEntry {
 async fn every_hostile_socket_exchange_gets_its_close_code_or_error_and_writes_nothing() {
     // Arrange
     let app = TestApp::spawn_with(&[("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", "2".into())]).await;
-    let tokens = crate::hostile::tokens(&app).await;
+    let tokens = crate::fixtures::tokens(&app).await;
     let corpus = include_str!("../corpus/hostile-ws.jsonl");
     let entries: Vec<WsEntry> = corpus
         .lines()
         .filter(|line| !line.trim().is_empty() && !line.starts_with("//"))
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
         .collect();
-    let before = crate::hostile::fingerprint(&app).await;
+    let before = crate::fixtures::fingerprint(&app).await;
 
     // Act
     let mut failures = Vec::new();
@@ -792,7 +626,7 @@ async fn every_hostile_socket_exchange_gets_its_close_code_or_error_and_writes_n
             failures.push(format!("{}: {heard:?}", entry.name));
         }
     }
-    let after = crate::hostile::fingerprint(&app).await;
+    let after = crate::fixtures::fingerprint(&app).await;
 
     // Assert
     assert!(entries.len() >= 30, "the corpus is read");

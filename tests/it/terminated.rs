@@ -8,14 +8,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::{
+    fixtures::start_bootstrap,
+    fixtures::{spec, start, unique_key},
     harness::{TestApp, eventually},
-    releases_worker::{spec, start, unique_key},
-    subscriptions::start_bootstrap,
 };
 
 /// `temporal workflow terminate` on the test server.
 fn terminate(app: &TestApp, workflow_id: &str, reason: &str) {
-    let cli = temporal_bff::devstack::temporal_cli().unwrap_or_else(|e| panic!("{e}"));
+    let cli = temporal_bff::devstack::temporal_cli().expect("the temporal CLI is installed");
     let address = app.config.temporal.address.as_str();
     let address = address.trim_start_matches("http://").trim_end_matches('/');
     let output = std::process::Command::new(cli)
@@ -32,7 +32,7 @@ fn terminate(app: &TestApp, workflow_id: &str, reason: &str) {
             &app.config.temporal.namespace,
         ])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run the temporal CLI: {e}"));
+        .expect("cannot run the temporal CLI");
     assert!(
         output.status.success(),
         "terminate failed: {}",
@@ -76,7 +76,7 @@ async fn nodes(app: &TestApp, release: &str) -> Vec<(String, String, String, Opt
     .bind(release)
     .fetch_all(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the query answers")
 }
 
 async fn closes_recorded(app: &TestApp, release: &str) -> i64 {
@@ -87,7 +87,7 @@ async fn closes_recorded(app: &TestApp, release: &str) -> i64 {
     .bind(release)
     .fetch_one(&app.db)
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the query answers")
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn a_terminated_bootstrap_shows_failed_with_the_reason_never_running() {
     let (token, org) = start_bootstrap(&app, "stuck").await;
     let workflow = uuid::Uuid::parse_str(&org)
         .map(temporal_bff::contracts::bootstrap::workflow_id)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the organization ID is a UUID");
     let query = "query($id: ID!) { organization(id: $id) { status bootstrap {
         state failure { step reason } steps { name status } } } }";
     let verifying = eventually(Duration::from_secs(20), || async {

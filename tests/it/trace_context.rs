@@ -31,10 +31,10 @@ async fn start(app: &TestApp, token: &str) -> (String, String) {
         .json(&json!({ "query": START, "variables": input() }))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the request is answered")
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the answer is JSON");
     let started = &body["data"]["startOrganizationBootstrap"];
     (
         started["workflowId"]
@@ -96,7 +96,7 @@ async fn a_start_queued_while_temporal_was_down_still_carries_the_trace_when_dis
     // Arrange: a private Temporal server, stopped before the request.
     let dir = scratch_dir("temporal-bff-trace-");
     let port = free_port().unwrap_or(0);
-    let mut temporal = LocalTemporal::start(&dir, port).unwrap_or_else(|e| panic!("{e}"));
+    let mut temporal = LocalTemporal::start(&dir, port).expect("a free port");
     watchdog("", Some(temporal.pid()), &dir);
     let app = TestApp::spawn_with(&[
         ("TEMPORAL_ADDRESS", temporal.address()),
@@ -110,7 +110,7 @@ async fn a_start_queued_while_temporal_was_down_still_carries_the_trace_when_dis
 
     // Act: queued now, dispatched once Temporal is back.
     let (workflow_id, status) = start(&app, &token).await;
-    let temporal = LocalTemporal::start(&dir, port).unwrap_or_else(|e| panic!("{e}"));
+    let temporal = LocalTemporal::start(&dir, port).expect("Temporal starts");
     watchdog("", Some(temporal.pid()), &dir);
     let traceparent = eventually(std::time::Duration::from_secs(60), || {
         started_with(&app, &workflow_id)

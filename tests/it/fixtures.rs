@@ -1,0 +1,405 @@
+//! Fixtures more than one test file uses: releases and bootstraps started or seeded, logins,
+//! tokens of every kind, a raw socket, the store's fingerprint. Test files import from here and
+//! from `harness`, never from each other.
+
+use std::{collections::HashMap, time::Duration};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::Utc;
+use futures::{SinkExt, StreamExt};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use temporal_bff::{
+    auth::token::Claims,
+    contracts::{ids::Key, release::ReleaseSpec},
+    worker::release::ReleaseWorkflow,
+};
+use temporalio_client::{Client, WorkflowStartOptions};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+use uuid::Uuid;
+
+use crate::harness::TestApp;
+
+/// A login sent through a trusted proxy on behalf of `client`.
+pub async fn login_from(app: &TestApp, client: &str, email: &str, password: &str) -> Value {
+    app.http
+        .post(app.url("/graphql"))
+        .header("x-forwarded-for", client)
+        .json(&json!({
+            "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
+            "variables": { "e": email, "p": password },
+        }))
+        .send()
+        .await.expect("the request is answered")
+        .json()
+        .await.expect("the answer is JSON")
+}
+
+/// Appends the events of a closed, one-node release created at `minute` past an hour.
+pub async fn seed_closed_release(app: &TestApp, key: &str, name: &str, minute: u32, status: &str) {
+    let at = format!("2025-01-01T10:{minute:02}:00Z");
+    let id = format!("release:{key}");
+    let events = json!([
+        { "type": "release.created", "data": { "id": id, "key": key, "name": name, "at": at,
+          "nodes": [{ "id": id, "kind": "release", "key": key, "name": name, "position": 0 }] } },
+        { "type": "release.status_changed", "data": { "id": id, "kind": "release", "status": status, "at": at } },
+    ]);
+    for event in events.as_array().into_iter().flatten() {
+        sqlx::query(
+            "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at)
+             VALUES ($1, 'release', gen_random_uuid(), $2, $3::timestamptz)",
+        )
+        .bind(event["type"].as_str())
+        .bind(&event["data"])
+        .bind(&at)
+        .execute(&app.db)
+        .await.expect("the statement runs");
+    }
+}
+
+/// A release written straight into the event store, as another team's worker would: one
+/// wave, one cluster, one bundle and the apps `app-1` … `app-{apps}`, all `PENDING`.
+pub async fn foreign_release(app: &TestApp, apps: usize) -> String {
+    let key = unique_key("push");
+    let id = format!("release:{key}");
+    let wave = format!("wave:{key}/w");
+    let cluster = format!("cluster:{key}/w/c");
+    let bundle = format!("bundle:{key}/w/c/b");
+    let mut nodes = vec![
+        json!({ "id": id, "kind": "release", "key": key, "name": key }),
+        json!({ "id": wave, "kind": "wave", "key": "w", "name": "w", "parentId": id, "position": 1 }),
+        json!({ "id": cluster, "kind": "cluster", "key": "c", "name": "c", "parentId": wave, "region": "eu" }),
+        json!({ "id": bundle, "kind": "bundle", "key": "b", "name": "b", "parentId": cluster, "version": "1" }),
+    ];
+    for n in 1..=apps {
+        nodes.push(json!({ "id": format!("app:{key}/w/c/b/app-{n}"), "kind": "app",
+            "key": format!("app-{n}"), "name": format!("app-{n}"), "parentId": bundle, "position": n }));
+    }
+    insert_event(
+        app,
+        "release.created",
+        json!({ "id": id, "key": key, "name": key, "nodes": nodes }),
+    )
+    .await;
+    id
+}
+
+/// Sets a node of a [`foreign_release`] to `status`.
+pub async fn set_status(app: &TestApp, release: &str, node: &str, status: &str) {
+    let key = release.trim_start_matches("release:");
+    let (kind, id) = match node {
+        "release" => ("release", release.to_owned()),
+        app_key => ("release.app", format!("app:{key}/w/c/b/{app_key}")),
+    };
+    insert_event(
+        app,
+        &format!("{kind}.status_changed"),
+        json!({ "id": id, "releaseId": release, "status": status, "at": chrono::Utc::now() }),
+    )
+    .await;
+}
+
+/// Starts onboarding organization `name` (subdomain `{name}-push`) as an admin who sees every
+/// organization; returns the admin's token and the organization's ID.
+pub async fn start_bootstrap(app: &TestApp, name: &str) -> (String, String) {
+    let token = app
+        .token_for(
+            "admin@example.com",
+            None,
+            &["organization.create_root", "organization.view_all"],
+        )
+        .await;
+    let started = app
+        .graphql_as(
+            &token,
+            "mutation($name: String!, $subdomain: String!) { startOrganizationBootstrap(input: {
+                name: $name, subdomain: $subdomain, type: PROVIDER,
+                adminUsers: [{ email: \"ops@example.test\", firstName: \"O\", lastName: \"P\" }] })
+                { organizationId } }",
+            json!({ "name": name, "subdomain": format!("{name}-push") }),
+        )
+        .await;
+    let org = started["data"]["startOrganizationBootstrap"]["organizationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    (token, org)
+}
+
+/// A raw WebSocket on `/graphql/ws`, for what the real client would never send.
+pub struct RawSocket(
+    pub tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+/// What the server did next.
+#[derive(Debug, PartialEq)]
+pub enum Heard {
+    Message(Value),
+    Closed(u16),
+    Nothing,
+}
+
+impl RawSocket {
+    pub async fn open(app: &TestApp) -> Self {
+        let mut request = format!("ws://{}/graphql/ws", app.addr)
+            .into_client_request()
+            .expect("the socket URL is a request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            tungstenite::http::HeaderValue::from_static("graphql-transport-ws"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("cannot open the socket");
+        Self(socket)
+    }
+
+    pub async fn send(&mut self, message: tungstenite::Message) {
+        let _ = self.0.send(message).await;
+    }
+
+    /// Sends `message`; `false` once the socket is closed.
+    pub async fn try_send_json(&mut self, message: Value) -> bool {
+        self.0
+            .send(tungstenite::Message::text(message.to_string()))
+            .await
+            .is_ok()
+    }
+
+    /// The close frame's code and reason, skipping any message before it.
+    pub async fn close_reason(&mut self) -> Option<(u16, String)> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.0.next()).await {
+                Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    pub async fn send_json(&mut self, message: Value) {
+        self.send(tungstenite::Message::text(message.to_string()))
+            .await;
+    }
+
+    pub async fn init(&mut self, token: &str) {
+        self.send_json(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
+        assert_eq!(
+            self.heard().await,
+            Heard::Message(json!({ "type": "connection_ack" }))
+        );
+    }
+
+    pub async fn heard(&mut self) -> Heard {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.0.next()).await {
+                Ok(Some(Ok(tungstenite::Message::Text(text)))) => {
+                    let message: Value =
+                        serde_json::from_str(text.as_str()).expect("the server sends JSON");
+                    if message["type"] != "ping" {
+                        return Heard::Message(message);
+                    }
+                }
+                Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
+                    return Heard::Closed(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => return Heard::Nothing,
+            }
+        }
+    }
+}
+
+/// A generated spec of `waves` × `clusters` × `apps` (keys `wave-1`, `cluster-1`, `app-1`, …).
+pub fn spec(
+    key: &str,
+    waves: usize,
+    clusters: usize,
+    apps: usize,
+    options: serde_json::Value,
+) -> ReleaseSpec {
+    let key = Key::parse(key).expect("it parses");
+    let options = serde_json::from_value(options).expect("the input deserializes");
+    ReleaseSpec::synthetic(
+        &key,
+        &format!("Release {key}"),
+        (waves, clusters, apps),
+        options,
+    )
+}
+
+/// A release key no other test uses.
+pub fn unique_key(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub async fn start(
+    client: &Client,
+    app: &TestApp,
+    spec: ReleaseSpec,
+) -> temporalio_client::WorkflowHandle<
+    Client,
+    <ReleaseWorkflow as temporalio_common::HasWorkflowDefinition>::Run,
+> {
+    let id = spec.id().to_string();
+    client
+        .start_workflow(
+            ReleaseWorkflow::run,
+            spec,
+            WorkflowStartOptions::new(app.config.temporal.release_task_queue.clone(), id).build(),
+        )
+        .await
+        .expect("cannot start the release")
+}
+
+/// Every kind of token the corpus can send, all signed for this app unless the kind says not.
+pub async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
+    let viewer = app.token_for("viewer@example.com", None, &[]).await;
+    let admin = app
+        .token_for(
+            "admin@example.com",
+            None,
+            &["organization.create_root", "organization.view_all"],
+        )
+        .await;
+    let disabled_user = app.create_user("gone@example.com", None, &[]).await;
+    sqlx::query("UPDATE users SET disabled = true WHERE id = $1")
+        .bind(disabled_user.id)
+        .execute(&app.db)
+        .await
+        .expect("the statement runs");
+    let key = app
+        .config
+        .auth
+        .jwt_secret
+        .expose_secret()
+        .as_bytes()
+        .to_vec();
+    let now = Utc::now().timestamp();
+    let base = serde_json::to_value(Claims {
+        sub: Uuid::new_v4().to_string(),
+        email: "platform@example.com".into(),
+        org_id: None,
+        user_role: None,
+        permissions: [
+            "organization.create_root".to_owned(),
+            "organization.view_all".to_owned(),
+        ]
+        .into(),
+        iat: now,
+        exp: now + 600,
+        nbf: None,
+        iss: app.config.auth.jwt_issuer.clone(),
+        aud: app.config.auth.jwt_audience.clone(),
+        local_user: false,
+    })
+    .unwrap_or_default();
+    let with = |changes: Value| {
+        let mut claims = base.clone();
+        if let (Some(claims), Some(changes)) = (claims.as_object_mut(), changes.as_object()) {
+            for (k, v) in changes {
+                if v.is_null() {
+                    claims.remove(k);
+                } else {
+                    claims.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        claims
+    };
+    let hs256 = |claims: Value| sign(&claims, Header::new(Algorithm::HS256), &key);
+    let rs256 = {
+        // An RS256 header over an HMAC signature: the classic algorithm-confusion attempt.
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&base).unwrap_or_default());
+        let valid = hs256(base.clone());
+        let signature = valid.rsplit('.').next().unwrap_or_default().to_owned();
+        format!("{header}.{payload}.{signature}")
+    };
+    let alg_none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&base).unwrap_or_default())
+    );
+    HashMap::from([
+        ("viewer", viewer),
+        ("admin", admin),
+        ("alg_none", alg_none),
+        ("rs256", rs256),
+        ("hs512", sign(&base, Header::new(Algorithm::HS512), &key)),
+        (
+            "wrong_key",
+            sign(
+                &base,
+                Header::new(Algorithm::HS256),
+                b"not-the-secret-not-the-secret-!!",
+            ),
+        ),
+        (
+            "expired",
+            hs256(with(json!({ "iat": now - 7200, "exp": now - 3600 }))),
+        ),
+        ("future_nbf", hs256(with(json!({ "nbf": now + 3600 })))),
+        ("no_exp", hs256(with(json!({ "exp": null })))),
+        ("wrong_iss", hs256(with(json!({ "iss": "someone-else" })))),
+        ("wrong_aud", hs256(with(json!({ "aud": "another-app" })))),
+        (
+            "aud_array",
+            hs256(with(
+                json!({ "aud": ["another-app", app.config.auth.jwt_audience] }),
+            )),
+        ),
+        ("blank_sub", hs256(with(json!({ "sub": "" })))),
+        ("space_sub", hs256(with(json!({ "sub": "   " })))),
+        (
+            "disabled_user",
+            hs256(with(json!({ "sub": disabled_user.id.to_string() }))),
+        ),
+        ("garbage", "not.a.jwt".to_owned()),
+    ])
+}
+
+/// What the corpora must never change: every row of the event store and the projections.
+pub async fn fingerprint(app: &TestApp) -> Vec<Option<String>> {
+    let mut prints = Vec::new();
+    for table in [
+        "domain_events",
+        "organizations_projection",
+        "invitations_projection",
+        "workflow_queue_projection",
+        "release_projection",
+        "release_entity_projection",
+    ] {
+        let sql = format!("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t");
+        let print: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&app.db)
+            .await
+            .expect("the query answers");
+        prints.push(print);
+    }
+    prints
+}
+
+pub async fn insert_event(app: &TestApp, event_type: &str, data: Value) {
+    sqlx::query(
+        "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data)
+         VALUES ($1, 'release', gen_random_uuid(), $2)",
+    )
+    .bind(event_type)
+    .bind(data)
+    .execute(&app.db)
+    .await
+    .expect("the statement runs");
+}
+
+pub fn sign(claims: &Value, header: Header, key: &[u8]) -> String {
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key))
+        .expect("the token is signed")
+}
