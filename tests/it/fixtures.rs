@@ -403,3 +403,11 @@ pub fn sign(claims: &Value, header: Header, key: &[u8]) -> String {
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key))
         .expect("the token is signed")
 }
+
+/// Who am I: every field a caller's token shows.
+pub const ME: &str = "{ me { id email role orgId permissions } }";
+
+/// Whether an answer holds no data at all.
+pub fn no_data(body: &Value) -> bool {
+    body.get("data").is_none_or(Value::is_null)
+}

@@ -1,6 +1,10 @@
-//! Behaviour every route shares: request IDs, body limits, CORS.
+//! Behaviour every route shares: request IDs (kept only when short and plain), body and answer
+//! size limits, the statement timeout, CORS.
 
-use crate::harness::TestApp;
+use serde_json::json;
+
+use crate::fixtures::no_data;
+use crate::harness::{TestApp, error_code};
 
 #[tokio::test]
 async fn a_request_id_is_generated_when_absent_and_echoed_when_given() {
@@ -101,4 +105,78 @@ async fn cors_allows_configured_origins_and_no_others() {
             .get("access-control-allow-origin")
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn an_answer_over_the_size_limit_is_refused_with_a_clear_error() {
+    let app = TestApp::spawn_with(&[
+        ("MAX_RESPONSE_BYTES", "2048".into()),
+        ("INTROSPECTION", "true".into()),
+    ])
+    .await;
+
+    let body = app
+        .graphql(
+            "{ __schema { types { name description fields { name description } } } }",
+            json!({}),
+        )
+        .await;
+
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2048 bytes"),
+        "{body}"
+    );
+    assert!(no_data(&body));
+}
+
+#[tokio::test]
+async fn every_statement_runs_under_the_configured_timeout() {
+    let app = TestApp::spawn_with(&[("DB_STATEMENT_TIMEOUT_MS", "150".into())]).await;
+    let pool = temporal_bff::db::connect(&app.config)
+        .await
+        .expect("the pool connects");
+
+    let setting: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_default();
+    let slow = sqlx::query("SELECT pg_sleep(1)").execute(&pool).await;
+
+    assert_eq!(setting, "150ms");
+    assert!(slow.is_err(), "a statement over the timeout is cancelled");
+}
+
+#[tokio::test]
+async fn a_client_request_id_is_kept_only_when_it_is_short_and_plain() {
+    let app = TestApp::spawn().await;
+    let id_for = |sent: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .http
+                .get(app.url("/health"))
+                .header("x-request-id", sent)
+                .send()
+                .await
+                .expect("the request is answered");
+            response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+
+    let plain = id_for("trace-01.ab_C".into()).await;
+    let long = id_for("a".repeat(129)).await;
+    let odd = id_for("id with spaces; and=more".into()).await;
+
+    assert_eq!(plain, "trace-01.ab_C");
+    assert_eq!(long.len(), 36, "replaced by a UUID: {long}");
+    assert_eq!(odd.len(), 36, "replaced by a UUID: {odd}");
 }
