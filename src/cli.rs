@@ -5,7 +5,7 @@ use std::{io::Write, process::ExitCode};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
-use crate::{Config, config::ConfigError, db, graphql, telemetry};
+use crate::{Config, config::ConfigError, db, schema, telemetry};
 
 /// GraphQL backend-for-frontend for release rollouts and organization onboarding.
 #[derive(Debug, Parser)]
@@ -169,7 +169,7 @@ async fn create_user(args: CreateUserArgs) -> Result<(), ExitCode> {
 
 fn print_schema() -> ExitCode {
     let mut out = std::io::stdout().lock();
-    match out.write_all(graphql::sdl().as_bytes()) {
+    match out.write_all(schema::sdl().as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod onboarding;
 pub mod outbox;
 pub mod releases;
+pub mod schema;
 pub mod server;
 pub mod telemetry;
 pub mod temporal;
@@ -61,7 +62,7 @@ pub struct App {
     /// Verifies bearer tokens and the users behind them.
     pub authenticator: Arc<auth::Authenticator>,
     /// The GraphQL schema.
-    pub schema: graphql::AppSchema,
+    pub schema: schema::AppSchema,
     /// Automatic persisted queries' documents, by hash.
     pub persisted: http::persisted::PersistedQueries,
     /// `GET` answers that can be told unchanged without running them.

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::{
     App, AppState, Config, auth,
     background::{Background, Tasks},
-    db, graphql, http, metrics, onboarding, outbox, releases, temporal,
+    db, http, metrics, onboarding, outbox, releases, schema, temporal,
 };
 
 /// Bytes of remembered `GET` answers (tags and what they were made of) kept per process.
@@ -185,8 +185,8 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         }
     });
     // Read before the first request, so no request waits for it.
-    graphql::introspection::schema_shape();
-    let schema = graphql::schema_builder()
+    schema::introspection::schema_shape();
+    let schema = schema::schema_builder()
         .data(login)
         .data(db.clone())
         .data(starter.clone())

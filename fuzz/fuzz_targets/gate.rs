@@ -6,7 +6,7 @@ use async_graphql::{Variables, parser::parse_query};
 use libfuzzer_sys::fuzz_target;
 use temporal_bff::{
     auth::gate::{self, Verdict},
-    graphql::introspection::{MAX_INTROSPECTION_VALUES, schema_shape},
+    schema::introspection::{MAX_INTROSPECTION_VALUES, schema_shape},
 };
 
 fuzz_target!(|input: &[u8]| {

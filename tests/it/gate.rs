@@ -2,7 +2,7 @@
 //! operations, past the gate), and bounded cost before any work.
 
 use serde_json::{Value, json};
-use temporal_bff::{auth::Authentication, graphql::schema_builder};
+use temporal_bff::{auth::Authentication, schema::schema_builder};
 
 use crate::fixtures::no_data;
 use crate::harness::{TestApp, error_code};

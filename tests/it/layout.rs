@@ -2,10 +2,10 @@
 //! domain's top-level modules (`onboarding` and `releases` each use `outbox`, never each other),
 //! and nothing the server runs reaches into the reference worker.
 //!
-//! The transports, `http` and `graphql`, still meet the features both ways: their routers and
-//! schema root name every feature, and the features' REST routes and resolvers use their
-//! runners and helpers. The module check leaves those two out until the composition (router,
-//! schema root, request context) moves to the composition root.
+//! `http` still meets the features both ways: its router and request context name every
+//! feature, and the features' REST routes use its runner. The module check leaves it out until
+//! that composition moves to the composition root (`schema` already sits above the features,
+//! `graphql` below them).
 //!
 //! The graph is read from `src/`: a file depends on the module of every `crate::`, `super::`
 //! and `self::` path it names (in `use` trees and in code). A module naming its own
@@ -255,8 +255,8 @@ fn no_two_files_import_each_other_through_any_cycle() {
     );
 }
 
-/// The transports, left out of the module check (see the module docs).
-const TRANSPORTS: [&str; 2] = ["http", "graphql"];
+/// The transport left out of the module check (see the module docs).
+const TRANSPORTS: [&str; 1] = ["http"];
 
 #[test]
 fn no_two_top_level_modules_depend_on_each_other_through_any_cycle() {

@@ -519,7 +519,7 @@ async fn a_list_view_hears_which_release_changed_only_for_its_filter() {
 #[tokio::test]
 async fn the_schema_offers_the_subscriptions() {
     // Act (GraphiQL running one in a browser: `graphiql.rs`)
-    let sdl = temporal_bff::graphql::sdl();
+    let sdl = temporal_bff::schema::sdl();
 
     // Assert
     for field in [

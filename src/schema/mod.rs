@@ -1,0 +1,127 @@
+//! The GraphQL schema: domain modules contribute their root fields as objects merged into
+//! [`Query`], [`Mutation`] and [`Subscription`], and their types into `Node` ([`node`]); this
+//! module only assembles them and sets the limits every operation runs under. It sits above the
+//! features; the pieces they share sit below them, in `crate::graphql`. The HTTP side (handlers,
+//! pipeline, GraphiQL) is in `http`.
+
+use async_graphql::{MergedObject, MergedSubscription, Object, Schema, SchemaBuilder};
+
+pub mod introspection;
+pub mod node;
+
+use crate::{
+    auth::{self, graphql::RequireCaller},
+    onboarding::graphql::{OnboardingMutation, OnboardingQuery, OnboardingSubscription},
+    releases::graphql::{ReleasesMutation, ReleasesQuery, ReleasesSubscription},
+};
+
+/// The schema type served at `/graphql`.
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
+
+/// Deepest selection nesting accepted (the release tree is 6 levels; fragments add a few).
+pub const MAX_DEPTH: usize = 16;
+/// Largest complexity accepted. Connections and lists multiply (see [`connection`]): the whole
+/// 10×10×10 release tree with every field costs about 11,400, so one passes and two do not.
+pub const MAX_COMPLEXITY: usize = 15_000;
+
+/// The root query: every domain's fields merged.
+#[derive(MergedObject, Default)]
+pub struct Query(
+    ServiceQuery,
+    auth::graphql::AuthQuery,
+    node::NodeQuery,
+    ReleasesQuery,
+    OnboardingQuery,
+);
+
+/// The root mutation: every domain's mutations merged.
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    auth::graphql::AuthMutation,
+    OnboardingMutation,
+    ReleasesMutation,
+);
+
+/// The root subscription (graphql-transport-ws on `/graphql/ws`): every domain's merged.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(ReleasesSubscription, OnboardingSubscription);
+
+/// Fields about the service itself.
+#[derive(Default)]
+pub struct ServiceQuery;
+
+#[Object]
+impl ServiceQuery {
+    /// The server's version (the crate version it was built from).
+    async fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+}
+
+/// The schema with its limits and the caller check; the caller adds the services resolvers
+/// use as data.
+pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .extension(RequireCaller)
+    .extension(introspection::IntrospectionBudget)
+}
+
+/// The schema in SDL, as `temporal-bff schema` prints it and `schema.graphql` holds it.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY_FIELD: &str = "id key name status startedAt completedAt message \
+        progress { total succeeded failed inProgress pending percent }";
+
+    fn whole_tree(alias: &str) -> String {
+        format!(
+            "{alias}: release(id: \"release:r\") {{ {EVERY_FIELD} source asOf waves {{ {EVERY_FIELD} position \
+             clusters {{ {EVERY_FIELD} region bundle {{ {EVERY_FIELD} version \
+             apps {{ id key name version status message startedAt completedAt }} }} }} }} }}"
+        )
+    }
+
+    async fn too_complex(query: &str) -> bool {
+        // A caller, so the limits are what stops the document (not the missing token).
+        let caller = auth::Authentication::Authenticated(auth::Principal {
+            user_id: "u".into(),
+            email: "u@example.com".into(),
+            org_id: None,
+            role: None,
+            permissions: Default::default(),
+        });
+        let request = async_graphql::Request::new(query).data(caller);
+        let response = schema_builder().finish().execute(request).await;
+        response
+            .errors
+            .iter()
+            .any(|e| e.message.contains("too complex"))
+    }
+
+    #[tokio::test]
+    async fn one_whole_ten_by_ten_by_ten_tree_is_allowed_and_two_are_too_complex() {
+        let one = format!("{{ {} }}", whole_tree("a"));
+        let two = format!("{{ {} {} }}", whole_tree("a"), whole_tree("b"));
+
+        assert!(!too_complex(&one).await, "one tree must pass");
+        assert!(too_complex(&two).await, "two trees must not");
+    }
+
+    #[tokio::test]
+    async fn a_page_of_a_hundred_trees_is_too_complex() {
+        let query = "{ releases(first: 100) { edges { node { waves { clusters { bundle { apps { id } } } } } } } }";
+
+        assert!(too_complex(query).await);
+    }
+}
