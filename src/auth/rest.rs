@@ -16,7 +16,10 @@ use utoipa::ToSchema;
 
 use crate::{
     AppState,
-    http::api::{Detail, RestCaller, reshape, run},
+    http::{
+        api::{Detail, reshape, run},
+        context::Requester,
+    },
 };
 
 /// A login, as OAuth2's password flow sends it.
@@ -102,7 +105,7 @@ fn login_form(headers: &HeaderMap, body: &[u8]) -> Result<LoginForm, Detail> {
 #[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
-    caller: RestCaller,
+    caller: Requester,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Token>, Detail> {
@@ -110,7 +113,7 @@ pub async fn login(
     let data = run(
         &state,
         // A login needs no token: whatever the header says, it is not used.
-        RestCaller {
+        Requester {
             authentication: crate::auth::Authentication::Anonymous,
             ..caller
         },
@@ -139,7 +142,7 @@ pub async fn login(
     )
 )]
 #[tracing::instrument(skip_all)]
-pub async fn me(State(state): State<AppState>, caller: RestCaller) -> Result<Json<Me>, Detail> {
+pub async fn me(State(state): State<AppState>, caller: Requester) -> Result<Json<Me>, Detail> {
     let data = run(
         &state,
         caller,

@@ -6,8 +6,6 @@
 //! bad parameters), 429 and 503. The OpenAPI 3.1 document of every route is assembled in
 //! `http::openapi`.
 
-use std::net::IpAddr;
-
 use axum::{
     Json,
     http::{HeaderValue, StatusCode, header},
@@ -18,10 +16,10 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::{
-    context::{Caller, RequestContext, Transport},
+    context::{RequestContext, Requester, Transport},
     encode::{encode, error_codes, with_codes},
 };
-use crate::{AppState, auth::Authentication};
+use crate::AppState;
 
 /// A REST error, as FastAPI answers it.
 #[derive(Debug)]
@@ -122,47 +120,12 @@ impl IntoResponse for Detail {
     }
 }
 
-/// Who calls a REST route.
-pub struct RestCaller {
-    /// The caller (token checked as on `/graphql`).
-    pub authentication: Authentication,
-    /// The client address (login throttling).
-    pub client: IpAddr,
-    /// The request ID (correlation).
-    pub request_id: String,
-}
-
-impl axum::extract::FromRequestParts<AppState> for RestCaller {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let super::client::Caller(authentication) =
-            super::client::Caller::from_request_parts(parts, state).await?;
-        let super::client::ClientIp(client) =
-            super::client::ClientIp::from_request_parts(parts, state).await?;
-        let request_id = parts
-            .extensions
-            .get::<tower_http::request_id::RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Self {
-            authentication,
-            client,
-            request_id,
-        })
-    }
-}
-
 /// Runs the fixed GraphQL `document` with `variables` for `caller`, exactly as `/graphql`
 /// would (same loaders, caches, budget and caller check): its `data`, or its first error as a
 /// REST answer.
 pub async fn run(
     state: &AppState,
-    caller: RestCaller,
+    caller: Requester,
     document: &str,
     variables: Value,
 ) -> Result<Value, Detail> {
@@ -174,11 +137,6 @@ pub async fn run(
         .principal()
         .map(|p| p.user_id.clone())
         .unwrap_or_default();
-    let caller = Caller {
-        authentication: caller.authentication,
-        client: caller.client,
-        request_id: caller.request_id,
-    };
     let context = RequestContext::new(state, caller, Transport::Rest);
     let response = {
         let _slot = state.execution_slots.admit(&context.caller_key()).await;
@@ -189,6 +147,7 @@ pub async fn run(
     // The route's one line, as `/graphql` logs (the route is the span's `http.path`).
     tracing::info!(
         auth.user = %user,
+        request.transport = context.transport.as_str(),
         graphql.duration_ms = started.elapsed().as_secs_f64() * 1e3,
         graphql.sql_statements = sql,
         graphql.temporal_queries = temporal,

@@ -27,8 +27,9 @@ pub enum Transport {
     Socket,
 }
 
-/// Who asks, from where, under which request ID.
-pub struct Caller {
+/// Who asks, from where, under which request ID. Extracted as one piece by the HTTP routes
+/// (`/graphql` and `/api/*`); a socket builds it per subscription.
+pub struct Requester {
     /// The caller, as the token and the user row say now.
     pub authentication: Authentication,
     /// The client's address (behind trusted proxies, the one they name).
@@ -37,10 +38,46 @@ pub struct Caller {
     pub request_id: String,
 }
 
+impl axum::extract::FromRequestParts<AppState> for Requester {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let super::client::Caller(authentication) =
+            super::client::Caller::from_request_parts(parts, state).await?;
+        let super::client::ClientIp(client) =
+            super::client::ClientIp::from_request_parts(parts, state).await?;
+        let request_id = parts
+            .extensions
+            .get::<tower_http::request_id::RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Self {
+            authentication,
+            client,
+            request_id,
+        })
+    }
+}
+
+impl Transport {
+    /// Its name in log lines (`request.transport`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Rest => "rest",
+            Self::Socket => "socket",
+        }
+    }
+}
+
 /// One request's context.
 pub struct RequestContext {
     /// Who asks.
-    pub caller: Caller,
+    pub caller: Requester,
     /// The trace context to hand on to Temporal (workflow starts).
     pub trace: Option<TraceParent>,
     /// How it came.
@@ -53,7 +90,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// The context of a request from `caller` over `transport`.
-    pub fn new(state: &AppState, caller: Caller, transport: Transport) -> Self {
+    pub fn new(state: &AppState, caller: Requester, transport: Transport) -> Self {
         Self {
             caller,
             trace: None,

@@ -11,27 +11,24 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
 };
-use tower_http::request_id::RequestId as HttpRequestId;
 
 use super::{
-    client::{Caller, ClientIp},
-    context::{self, RequestContext, Transport},
+    context::{RequestContext, Requester, Transport},
     encode::refusal_response,
     pipeline::{self, Method},
 };
-use crate::{AppState, auth::Authentication, error::ApiError, types::TraceParent};
+use crate::{AppState, error::ApiError, types::TraceParent};
 
 /// `POST /graphql`: authenticates the caller, judges the document, then executes it.
 #[tracing::instrument(skip_all, fields(graphql.operation = tracing::field::Empty, auth.user = tracing::field::Empty))]
 pub async fn graphql_post(
     State(state): State<AppState>,
-    ClientIp(client): ClientIp,
-    request_id: Option<Extension<HttpRequestId>>,
-    Caller(authentication): Caller,
+    requester: Requester,
     trace: Option<Extension<TraceParent>>,
     GraphQLBody(request): GraphQLBody,
 ) -> axum::response::Response {
-    let context = context(&state, authentication, client, request_id, trace);
+    let context =
+        RequestContext::new(&state, requester, Transport::Http).traced(trace.map(|Extension(t)| t));
     pipeline::answer(&state, context, request, Method::Post).await
 }
 
@@ -41,9 +38,7 @@ pub async fn graphql_post(
 #[tracing::instrument(skip_all, fields(graphql.operation = tracing::field::Empty, auth.user = tracing::field::Empty))]
 pub async fn graphql_get(
     State(state): State<AppState>,
-    ClientIp(client): ClientIp,
-    request_id: Option<Extension<HttpRequestId>>,
-    Caller(authentication): Caller,
+    requester: Requester,
     trace: Option<Extension<TraceParent>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -62,27 +57,9 @@ pub async fn graphql_get(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let context = context(&state, authentication, client, request_id, trace);
+    let context =
+        RequestContext::new(&state, requester, Transport::Http).traced(trace.map(|Extension(t)| t));
     pipeline::answer(&state, context, request, Method::Get { if_none_match }).await
-}
-
-/// The context of an HTTP request (`x-request-id`, the trace context it came with).
-fn context(
-    state: &AppState,
-    authentication: Authentication,
-    client: std::net::IpAddr,
-    request_id: Option<Extension<HttpRequestId>>,
-    trace: Option<Extension<TraceParent>>,
-) -> RequestContext {
-    let request_id = request_id
-        .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
-        .unwrap_or_default();
-    let caller = context::Caller {
-        authentication,
-        client,
-        request_id,
-    };
-    RequestContext::new(state, caller, Transport::Http).traced(trace.map(|Extension(t)| t))
 }
 
 /// A GraphQL request from a query string (`query`, `operationName`, `variables` and

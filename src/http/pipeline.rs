@@ -54,6 +54,7 @@ pub async fn answer(
     method: Method,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
+    let transport = context.transport;
     let named = request.operation_name.clone();
     let mut report = Report::default();
     let response = run(state, context, request, method, &mut report).await;
@@ -71,6 +72,7 @@ pub async fn answer(
             .graphql_without_caller(&report.codes, elapsed.as_secs_f64());
     }
     tracing::info!(
+        request.transport = transport.as_str(),
         graphql.duration_ms = elapsed.as_secs_f64() * 1e3,
         graphql.sql_statements = report.sql,
         graphql.temporal_queries = report.temporal,

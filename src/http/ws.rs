@@ -507,7 +507,7 @@ impl Connection {
     ) -> impl Future<Output = ()> + Send + 'static {
         let state = self.state.clone();
         let first_reads = Arc::clone(&self.first_reads);
-        let caller = context::Caller {
+        let caller = context::Requester {
             authentication: Authentication::Authenticated(caller.principal.clone()),
             client: self.client,
             request_id: format!("{}/{}", self.id, printable(&id)),
@@ -517,6 +517,7 @@ impl Connection {
         let span = tracing::info_span!(
             "graphql.subscription",
             graphql.operation = request.operation_name.as_deref().filter(|n| crate::types::is_plain_name(n)),
+            request.transport = context.transport.as_str(),
             ws.subscription = %printable(&id),
         );
         let request = context.attach(&state, request);
@@ -647,4 +648,37 @@ fn printable(id: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .take(64)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_next_message_carries_a_hostile_subscription_id_as_a_json_string_and_nothing_more() {
+        let id = "a\",\"type\":\"complete\"}\\\u{0}</script>";
+        let answer = Response::new(async_graphql::Value::Null);
+
+        let message: serde_json::Value =
+            serde_json::from_str(&next_message(id, answer, 1024)).expect("the message is JSON");
+
+        assert_eq!(message["id"], id);
+        assert_eq!(message["type"], "next");
+        assert_eq!(message.as_object().map(|o| o.len()), Some(3), "{message}");
+    }
+
+    #[test]
+    fn a_next_message_past_the_cap_carries_the_refusal_instead() {
+        let big = async_graphql::Value::String("x".repeat(4096));
+        let answer = Response::new(big);
+
+        let message: serde_json::Value =
+            serde_json::from_str(&next_message("1", answer, 1024)).expect("the message is JSON");
+
+        assert_eq!(
+            message["payload"]["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT"
+        );
+        assert!(message["payload"]["data"].is_null());
+    }
 }

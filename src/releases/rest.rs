@@ -15,7 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     AppState,
     contracts::release::RolloutStatus,
-    http::api::{Detail, RestCaller, reshape, run},
+    http::{
+        api::{Detail, reshape, run},
+        context::Requester,
+    },
 };
 
 /// Largest `page_size`.
@@ -302,7 +305,7 @@ fn list_params(
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
-    caller: RestCaller,
+    caller: Requester,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ReleasePage>, Detail> {
     let (page, page_size, statuses, search) = list_params(query.as_deref())?;
@@ -362,7 +365,7 @@ fn release_id(raw: &str) -> String {
 #[tracing::instrument(skip_all)]
 pub async fn one(
     State(state): State<AppState>,
-    caller: RestCaller,
+    caller: Requester,
     Path(raw): Path<String>,
 ) -> Result<Json<Release>, Detail> {
     release_with(&state, caller, &raw, OWN).await
@@ -385,7 +388,7 @@ pub async fn one(
 #[tracing::instrument(skip_all)]
 pub async fn hierarchy(
     State(state): State<AppState>,
-    caller: RestCaller,
+    caller: Requester,
     Path(raw): Path<String>,
 ) -> Result<Json<Hierarchy>, Detail> {
     let selection = format!(
@@ -400,7 +403,7 @@ pub async fn hierarchy(
 /// Release `raw` (key or global ID) with `selection`, in the REST shape `T` (404 if none).
 async fn release_with<T: serde::de::DeserializeOwned + Serialize>(
     state: &AppState,
-    caller: RestCaller,
+    caller: Requester,
     raw: &str,
     selection: &str,
 ) -> Result<Json<T>, Detail> {
@@ -439,7 +442,7 @@ pub struct EntityParams {
 #[tracing::instrument(skip_all)]
 pub async fn entity(
     State(state): State<AppState>,
-    caller: RestCaller,
+    caller: Requester,
     Path(raw): Path<String>,
     axum::extract::Query(params): axum::extract::Query<EntityParams>,
 ) -> Result<Json<Entity>, Detail> {
