@@ -40,21 +40,18 @@ pub struct Background {
 }
 
 impl Background {
-    /// No tasks yet; restarts are counted in `restarts`'s registry by the caller.
+    /// No tasks yet; restarts are counted in [`Background::restarts`], which the caller
+    /// registers with the app's metrics.
     pub fn new() -> Self {
-        let restarts = IntCounterVec::new(
-            prometheus::Opts::new(
-                "bff_background_task_restarts_total",
-                "Background tasks started again after they panicked or were killed, by task.",
-            ),
-            &["task"],
-        )
-        .unwrap_or_else(|_| panic!("invalid metric definition"));
         Self {
             stop: CancellationToken::new(),
             supervisors: JoinSet::new(),
             running: Arc::default(),
-            restarts,
+            restarts: crate::metrics::counter_vec(
+                "bff_background_task_restarts_total",
+                "Background tasks started again after they panicked or were killed, by task.",
+                &["task"],
+            ),
         }
     }
 
@@ -104,6 +101,21 @@ impl Background {
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 tracing::info!(task = name, "background task started again");
+            }
+        });
+    }
+
+    /// Runs `task` as `name` until shutdown, for a task that has nothing to tidy when it stops:
+    /// each run is `task()`, dropped when the token is cancelled.
+    pub fn spawn_until_stopped<F, Fut>(&mut self, name: &'static str, task: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn(name, move |stop| {
+            let run = task();
+            async move {
+                stop.run_until_cancelled(run).await;
             }
         });
     }

@@ -61,14 +61,9 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
     let db = db::connect(&config).await.map_err(StartupError::Database)?;
     let mut background = Background::new();
     let temporal = temporal::TemporalHandle::new(&config);
-    background.spawn("temporal.connect", {
+    background.spawn_until_stopped("temporal.connect", {
         let temporal = temporal.clone();
-        move |stop| {
-            let temporal = temporal.clone();
-            async move {
-                stop.run_until_cancelled(temporal.connect_until_up()).await;
-            }
-        }
+        move || temporal.clone().connect_until_up()
     });
     let tokens = auth::token::TokenService::new(&config);
     let metrics = Arc::new(metrics::Metrics::default());
@@ -108,15 +103,10 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         Arc::clone(&metrics),
         config.temporal.bootstrap_workflow_type.clone(),
     );
-    background.spawn("reconciler", {
+    background.spawn_until_stopped("reconciler", {
         let (closes, bootstrap_closes) = (Arc::clone(&closes), Arc::clone(&bootstrap_closes));
         let every = config.reconcile_interval;
-        move |stop| {
-            let reconcile = reconcile(Arc::clone(&closes), Arc::clone(&bootstrap_closes), every);
-            async move {
-                stop.run_until_cancelled(reconcile).await;
-            }
-        }
+        move || reconcile(Arc::clone(&closes), Arc::clone(&bootstrap_closes), every)
     });
     let release_hub = releases::hub::ReleaseHub::new(
         db.clone(),
@@ -128,14 +118,9 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
     let organization_watch = Arc::new(onboarding::watch::OrganizationWatch::new(
         config.hierarchy_cache_ttl,
     ));
-    background.spawn("release_hub.lists", {
+    background.spawn_until_stopped("release_hub.lists", {
         let hub = Arc::clone(&release_hub);
-        move |stop| {
-            let feed = Arc::clone(&hub).feed_lists();
-            async move {
-                stop.run_until_cancelled(feed).await;
-            }
-        }
+        move || Arc::clone(&hub).feed_lists()
     });
     // The replica's one LISTEN connection, for the cache and every subscription.
     let sinks: Vec<Arc<dyn db::changes::ChangeSink>> = vec![
@@ -175,14 +160,9 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
     background.spawn("outbox.dispatcher", move |stop| {
         Arc::clone(&dispatcher).run(stop)
     });
-    background.spawn("login_throttle.housekeeping", {
+    background.spawn_until_stopped("login_throttle.housekeeping", {
         let db = db.clone();
-        move |stop| {
-            let purge = housekeeping(db.clone());
-            async move {
-                stop.run_until_cancelled(purge).await;
-            }
-        }
+        move || housekeeping(db.clone())
     });
     // Read before the first request, so no request waits for it.
     schema::introspection::schema_shape();
