@@ -184,3 +184,56 @@ pub async fn reschedule(
     .await
     .map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(action: &str, organization: Option<Uuid>, release: Option<&str>) -> Row {
+        Row {
+            id: Uuid::nil(),
+            organization_id: organization,
+            workflow_id: "w".into(),
+            workflow_type: "t".into(),
+            task_queue: "q".into(),
+            workflow_input: serde_json::json!({ "reason": "because" }),
+            attempts: 1,
+            action: action.into(),
+            release_id: release.map(str::to_owned),
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn a_row_this_service_would_not_write_delivers_nothing() {
+        for foreign in [
+            row("terminate", None, Some("release:r")),
+            row("start", None, None),
+            row("pause", Some(Uuid::nil()), None),
+            row("cancel", None, None),
+            row("", None, None),
+        ] {
+            let action = foreign.action.clone();
+
+            let queued = Queued::from(foreign);
+
+            assert_eq!(queued.delivery, None, "{action:?}");
+            assert_eq!(queued.action, action, "the label stays what was stored");
+        }
+    }
+
+    #[test]
+    fn each_action_this_service_writes_becomes_its_delivery() {
+        let cancel = Queued::from(row("cancel", None, Some("release:r")));
+        let resume = Queued::from(row("resume", None, Some("release:r")));
+
+        assert_eq!(
+            cancel.delivery,
+            Some(Delivery::Cancel {
+                release_id: "release:r".into(),
+                reason: Some("because".into())
+            })
+        );
+        assert_eq!(resume.delivery.map(|d| d.action()), Some("resume"));
+    }
+}
