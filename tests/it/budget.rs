@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{
     fixtures::login_from,
     fixtures::seed_closed_release,
-    fixtures::{Heard, RawSocket},
+    fixtures::{Heard, RawSocket, platform_token},
     harness::{PASSWORD, TestApp, error_code},
 };
 
@@ -490,33 +490,6 @@ async fn members_see_an_allow_listed_audit_trail_and_view_all_sees_it_raw() {
         json!({ "source": "worker" })
     );
     assert!(admin_events.to_string().contains("10.0.0.7"), "{as_admin}");
-}
-
-/// A token the platform signed with the shared secret for subject `sub` (no user row here).
-fn platform_token(app: &TestApp, sub: &str, permissions: &[&str]) -> String {
-    use secrecy::ExposeSecret;
-    let now = chrono::Utc::now().timestamp();
-    let claims = temporal_bff::auth::token::Claims {
-        sub: sub.to_owned(),
-        email: String::new(),
-        org_id: None,
-        user_role: None,
-        permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
-        iat: now,
-        exp: now + 600,
-        nbf: None,
-        iss: app.config.auth.jwt_issuer.clone(),
-        aud: app.config.auth.jwt_audience.clone(),
-        local_user: false,
-    };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(
-            app.config.auth.jwt_secret.expose_secret().as_bytes(),
-        ),
-    )
-    .expect("the claims sign")
 }
 
 #[tokio::test]

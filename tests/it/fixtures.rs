@@ -275,30 +275,15 @@ pub async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
         .execute(&app.db)
         .await
         .expect("the statement runs");
-    let key = app
-        .config
-        .auth
-        .jwt_secret
-        .expose_secret()
-        .as_bytes()
-        .to_vec();
+    let key = secret(app);
     let now = Utc::now().timestamp();
     let base = serde_json::to_value(Claims {
-        sub: Uuid::new_v4().to_string(),
         email: "platform@example.com".into(),
-        org_id: None,
-        user_role: None,
-        permissions: [
-            "organization.create_root".to_owned(),
-            "organization.view_all".to_owned(),
-        ]
-        .into(),
-        iat: now,
-        exp: now + 600,
-        nbf: None,
-        iss: app.config.auth.jwt_issuer.clone(),
-        aud: app.config.auth.jwt_audience.clone(),
-        local_user: false,
+        ..platform_claims(
+            app,
+            &Uuid::new_v4().to_string(),
+            &["organization.create_root", "organization.view_all"],
+        )
     })
     .unwrap_or_default();
     let with = |changes: Value| {
@@ -399,9 +384,47 @@ pub async fn insert_event(app: &TestApp, event_type: &str, data: Value) {
     .expect("the statement runs");
 }
 
-pub fn sign(claims: &Value, header: Header, key: &[u8]) -> String {
+pub fn sign(claims: &impl serde::Serialize, header: Header, key: &[u8]) -> String {
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key))
         .expect("the token is signed")
+}
+
+/// The app's shared signing key, as the platform's identity service holds it.
+pub fn secret(app: &TestApp) -> Vec<u8> {
+    app.config
+        .auth
+        .jwt_secret
+        .expose_secret()
+        .as_bytes()
+        .to_vec()
+}
+
+/// The claims the platform signs for subject `sub` with `permissions`, valid for ten minutes
+/// (no e-mail, organization or role; no user row in this service).
+pub fn platform_claims(app: &TestApp, sub: &str, permissions: &[&str]) -> Claims {
+    let now = Utc::now().timestamp();
+    Claims {
+        sub: sub.to_owned(),
+        email: String::new(),
+        org_id: None,
+        user_role: None,
+        permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+        iat: now,
+        exp: now + 600,
+        nbf: None,
+        iss: app.config.auth.jwt_issuer.clone(),
+        aud: app.config.auth.jwt_audience.clone(),
+        local_user: false,
+    }
+}
+
+/// [`platform_claims`], signed HS256 with the shared secret.
+pub fn platform_token(app: &TestApp, sub: &str, permissions: &[&str]) -> String {
+    sign(
+        &platform_claims(app, sub, permissions),
+        Header::new(Algorithm::HS256),
+        &secret(app),
+    )
 }
 
 /// Who am I: every field a caller's token shows.

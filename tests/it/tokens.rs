@@ -5,47 +5,29 @@ use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use secrecy::ExposeSecret;
+use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
 use temporal_bff::auth::token::Claims;
 
-use crate::fixtures::{ME, no_data};
+use crate::fixtures::{ME, no_data, platform_claims, secret, sign};
 use crate::harness::{PASSWORD, TestApp, error_code, eventually};
 
 fn claims(app: &TestApp) -> Claims {
-    let now = Utc::now().timestamp();
     Claims {
-        sub: "5b0e8c1e-5f4e-4a36-9d7e-0c2f1d8a9b10".into(),
         email: "platform@example.com".into(),
         org_id: Some(uuid::Uuid::nil()),
         user_role: Some("provider_admin".into()),
-        permissions: ["organization.create_root".to_owned()].into(),
-        iat: now,
-        exp: now + 600,
-        nbf: None,
-        iss: app.config.auth.jwt_issuer.clone(),
-        aud: app.config.auth.jwt_audience.clone(),
-        local_user: false,
+        ..platform_claims(
+            app,
+            "5b0e8c1e-5f4e-4a36-9d7e-0c2f1d8a9b10",
+            &["organization.create_root"],
+        )
     }
 }
 
-fn sign(claims: &Claims, algorithm: Algorithm, secret: &[u8]) -> String {
-    jsonwebtoken::encode(
-        &Header::new(algorithm),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .expect("the token is signed")
-}
-
-fn secret(app: &TestApp) -> Vec<u8> {
-    app.config
-        .auth
-        .jwt_secret
-        .expose_secret()
-        .as_bytes()
-        .to_vec()
+/// `claims` signed with `algorithm` and `key`.
+fn signed(claims: &Claims, algorithm: Algorithm, key: &[u8]) -> String {
+    sign(claims, Header::new(algorithm), key)
 }
 
 #[tokio::test]
@@ -79,36 +61,39 @@ async fn every_kind_of_bad_token_is_unauthenticated_and_gets_no_data() {
         ("garbage", Some("Bearer not.a.jwt".into())),
         (
             "not bearer",
-            Some(format!("Basic {}", sign(&good, Algorithm::HS256, &key))),
+            Some(format!("Basic {}", signed(&good, Algorithm::HS256, &key))),
         ),
         (
             "wrong key",
             Some(format!(
                 "Bearer {}",
-                sign(&good, Algorithm::HS256, b"another-secret-another-secret-!!")
+                signed(&good, Algorithm::HS256, b"another-secret-another-secret-!!")
             )),
         ),
         ("alg none", Some(format!("Bearer {unsigned}"))),
         (
             "HS512",
-            Some(format!("Bearer {}", sign(&good, Algorithm::HS512, &key))),
+            Some(format!("Bearer {}", signed(&good, Algorithm::HS512, &key))),
         ),
         (
             "expired",
-            Some(format!("Bearer {}", sign(&expired, Algorithm::HS256, &key))),
+            Some(format!(
+                "Bearer {}",
+                signed(&expired, Algorithm::HS256, &key)
+            )),
         ),
         (
             "wrong issuer",
             Some(format!(
                 "Bearer {}",
-                sign(&wrong_issuer, Algorithm::HS256, &key)
+                signed(&wrong_issuer, Algorithm::HS256, &key)
             )),
         ),
         (
             "wrong audience",
             Some(format!(
                 "Bearer {}",
-                sign(&wrong_audience, Algorithm::HS256, &key)
+                signed(&wrong_audience, Algorithm::HS256, &key)
             )),
         ),
     ];
@@ -153,7 +138,7 @@ async fn an_empty_bearer_token_counts_as_no_token_so_graphiqls_prefilled_header_
 #[tokio::test]
 async fn a_token_the_platform_signs_with_the_shared_secret_is_accepted() {
     let app = TestApp::spawn().await;
-    let token = sign(&claims(&app), Algorithm::HS256, &secret(&app));
+    let token = signed(&claims(&app), Algorithm::HS256, &secret(&app));
 
     let me = app.graphql_as(&token, ME, json!({})).await;
 
