@@ -9,7 +9,6 @@ pub mod gate;
 pub mod graphql;
 mod login;
 pub mod password;
-pub mod rest;
 pub mod store;
 pub mod throttle;
 pub mod token;

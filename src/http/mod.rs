@@ -1,7 +1,6 @@
 //! The HTTP surface: routes and the middleware every request passes through.
 
 pub mod admission;
-pub mod api;
 pub mod client;
 pub mod conditional;
 pub mod context;
@@ -10,9 +9,9 @@ pub mod graphiql;
 pub mod graphql;
 mod health;
 mod metrics;
-pub mod openapi;
 pub mod persisted;
 pub mod pipeline;
+pub mod rest;
 pub mod ws;
 
 use std::{sync::Arc, time::Duration};
@@ -81,30 +80,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route(
-            "/api/auth/login",
-            axum::routing::post(crate::auth::rest::login),
-        )
-        .route("/api/auth/me", get(crate::auth::rest::me))
-        .route("/api/releases", get(crate::releases::rest::list))
-        .route(
-            "/api/releases/{release_id}",
-            get(crate::releases::rest::one),
-        )
-        .route(
-            "/api/releases/{release_id}/hierarchy",
-            get(crate::releases::rest::hierarchy),
-        )
-        .route(
-            // Global IDs hold slashes: the rest of the path is the ID.
-            "/api/entities/{*entity_id}",
-            get(crate::releases::rest::entity),
-        )
-        .route("/api/openapi.json", get(openapi::openapi))
-        .route(
-            "/api/v1/workflows/organization-bootstrap",
-            axum::routing::post(crate::onboarding::rest::start_bootstrap),
-        )
+        .merge(rest::routes())
         .route(
             "/graphql",
             get(graphql::graphql_get).post(graphql::graphql_post),
@@ -218,7 +194,7 @@ async fn in_flight(
             retry_after_secs: 1,
         };
         let mut response = if rest {
-            api::Detail::new(StatusCode::TOO_MANY_REQUESTS, limited.to_string()).into_response()
+            rest::Detail::new(StatusCode::TOO_MANY_REQUESTS, limited.to_string()).into_response()
         } else {
             encode::refusal_response(StatusCode::TOO_MANY_REQUESTS, &limited)
         };

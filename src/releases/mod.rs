@@ -3,9 +3,9 @@
 //! The read side: projection reads (`store`), live reads shared across requests (`live`),
 //! trees with roll-ups (`tree`), where a tree comes from (`read`), the truth about workflows
 //! that closed without writing their end (`closed`), live state for subscriptions computed
-//! once per replica (`hub`), pause, resume and cancel (`control`), the GraphQL objects (`graphql`) and the old dashboard's REST
-//! routes (`rest`). The IDs and the tree's
-//! shape are contracts (`contracts::ids`, `contracts::release`); the workflow is another
+//! once per replica (`hub`), pause, resume and cancel (`control`) and the GraphQL objects
+//! (`graphql`); the old dashboard's REST routes are `http::rest::releases`. The IDs and the
+//! tree's shape are contracts (`contracts::ids`, `contracts::release`); the workflow is another
 //! process's (`worker::release` is the reference one).
 
 pub mod cache;
@@ -15,6 +15,5 @@ pub mod graphql;
 pub mod hub;
 pub mod live;
 pub mod read;
-pub mod rest;
 pub mod store;
 pub mod tree;

@@ -1,11 +1,8 @@
 //! The code's layout as a newcomer sees it: no import cycles between files, none between the
 //! domain's top-level modules (`onboarding` and `releases` each use `outbox`, never each other),
 //! and nothing the server runs reaches into the reference worker.
-//!
-//! `http` still meets the features both ways: its router and request context name every
-//! feature, and the features' REST routes use its runner. The module check leaves it out until
-//! that composition moves to the composition root (`schema` already sits above the features,
-//! `graphql` below them).
+//! `http` sits above the features (it names them, they never name it), `schema` above them
+//! too, `graphql` below them.
 //!
 //! The graph is read from `src/`: a file depends on the module of every `crate::`, `super::`
 //! and `self::` path it names (in `use` trees and in code). A module naming its own
@@ -255,16 +252,9 @@ fn no_two_files_import_each_other_through_any_cycle() {
     );
 }
 
-/// The transport left out of the module check (see the module docs).
-const TRANSPORTS: [&str; 1] = ["http"];
-
 #[test]
 fn no_two_top_level_modules_depend_on_each_other_through_any_cycle() {
-    let mut modules = top_level(&graph());
-    modules.retain(|module, _| !TRANSPORTS.contains(&module.as_str()));
-    for targets in modules.values_mut() {
-        targets.retain(|t| !TRANSPORTS.contains(&t.as_str()));
-    }
+    let modules = top_level(&graph());
 
     let cycle = find_cycle(&modules);
 

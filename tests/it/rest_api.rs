@@ -13,7 +13,7 @@ use crate::{
 /// GraphQL data as the REST routes spell it: snake_case names, and times in one notation
 /// (`Z`, where GraphQL writes `+00:00`).
 fn snake(value: Value) -> Value {
-    canon(temporal_bff::http::api::snake_keys(value))
+    canon(temporal_bff::http::rest::snake_keys(value))
 }
 
 /// `value` with every RFC 3339 time written the same way.

@@ -4,12 +4,21 @@
 //! exists twice; its answer is reshaped into the old JSON (snake_case keys). Errors are
 //! FastAPI's: `{ "detail": … }` with 401, 403, 404, 422 (a list of `{loc, msg, type}` for
 //! bad parameters), 429 and 503. The OpenAPI 3.1 document of every route is assembled in
-//! `http::openapi`.
+//! [`openapi`].
+//!
+//! The routes live here, beside the transport, not in the features: they run the whole
+//! GraphQL schema, which sits above every feature.
+
+pub mod auth;
+pub mod onboarding;
+pub mod openapi;
+pub mod releases;
 
 use axum::{
-    Json,
+    Json, Router,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
+    routing::{get, post},
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -20,6 +29,26 @@ use super::{
     encode::{encode, error_codes, with_codes},
 };
 use crate::AppState;
+
+/// Every `/api/…` route.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/me", get(auth::me))
+        .route("/api/releases", get(releases::list))
+        .route("/api/releases/{release_id}", get(releases::one))
+        .route(
+            "/api/releases/{release_id}/hierarchy",
+            get(releases::hierarchy),
+        )
+        // Global IDs hold slashes: the rest of the path is the ID.
+        .route("/api/entities/{*entity_id}", get(releases::entity))
+        .route("/api/openapi.json", get(openapi::openapi))
+        .route(
+            "/api/v1/workflows/organization-bootstrap",
+            post(onboarding::start_bootstrap),
+        )
+}
 
 /// A REST error, as FastAPI answers it.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! The release BFF's release routes, for the dashboard that already calls them:
 //! `GET /api/releases`, `/api/releases/{release_id}`, `/api/releases/{release_id}/hierarchy`
 //! and `/api/entities/{entity_id}`. Each runs a fixed GraphQL document through the schema
-//! (`http::api::run`), so the reads, loaders and caches are the GraphQL ones.
+//! (`http::rest::run`), so the reads, loaders and caches are the GraphQL ones.
 
 use axum::{
     Json,
@@ -16,8 +16,8 @@ use crate::{
     AppState,
     contracts::release::RolloutStatus,
     http::{
-        api::{Detail, reshape, run},
         context::Requester,
+        rest::{Detail, reshape, run},
     },
 };
 
@@ -298,8 +298,8 @@ fn list_params(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of releases", body = ReleasePage),
-        (status = 401, description = "No valid token", body = crate::http::api::ErrorDetail),
-        (status = 422, description = "A bad parameter", body = crate::http::api::ValidationErrors),
+        (status = 401, description = "No valid token", body = super::ErrorDetail),
+        (status = 422, description = "A bad parameter", body = super::ValidationErrors),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -357,9 +357,9 @@ fn release_id(raw: &str) -> String {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The release", body = Release),
-        (status = 401, description = "No valid token", body = crate::http::api::ErrorDetail),
-        (status = 404, description = "No such release", body = crate::http::api::ErrorDetail),
-        (status = 422, description = "A malformed ID", body = crate::http::api::ValidationErrors),
+        (status = 401, description = "No valid token", body = super::ErrorDetail),
+        (status = 404, description = "No such release", body = super::ErrorDetail),
+        (status = 422, description = "A malformed ID", body = super::ValidationErrors),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -380,9 +380,9 @@ pub async fn one(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The release and its tree; `source` and `as_of` say where it came from", body = Hierarchy),
-        (status = 401, description = "No valid token", body = crate::http::api::ErrorDetail),
-        (status = 404, description = "No such release", body = crate::http::api::ErrorDetail),
-        (status = 422, description = "A malformed ID", body = crate::http::api::ValidationErrors),
+        (status = 401, description = "No valid token", body = super::ErrorDetail),
+        (status = 404, description = "No such release", body = super::ErrorDetail),
+        (status = 422, description = "A malformed ID", body = super::ValidationErrors),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -434,9 +434,9 @@ pub struct EntityParams {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The node", body = Entity),
-        (status = 401, description = "No valid token", body = crate::http::api::ErrorDetail),
-        (status = 404, description = "No such node", body = crate::http::api::ErrorDetail),
-        (status = 422, description = "A malformed ID", body = crate::http::api::ValidationErrors),
+        (status = 401, description = "No valid token", body = super::ErrorDetail),
+        (status = 404, description = "No such node", body = super::ErrorDetail),
+        (status = 422, description = "A malformed ID", body = super::ValidationErrors),
     )
 )]
 #[tracing::instrument(skip_all)]

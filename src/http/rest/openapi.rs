@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document of the REST routes (`/api/openapi.json`), generated from the
-//! handlers and shapes of `auth::rest` and `releases::rest` and the errors of `http::api`.
+//! handlers and shapes of `http::rest::{auth, releases}` and the errors of `http::rest`.
 
 use axum::Json;
 use utoipa::{
@@ -7,7 +7,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::api::{ErrorDetail, ValidationError, ValidationErrors};
+use super::{ErrorDetail, ValidationError, ValidationErrors};
 
 /// Adds the bearer scheme every route but login uses.
 struct BearerAuth;
@@ -35,12 +35,12 @@ impl Modify for BearerAuth {
         description = "The release BFF's routes, kept for the existing dashboard. GraphQL (`/graphql`) is the full API."
     ),
     paths(
-        crate::auth::rest::login,
-        crate::auth::rest::me,
-        crate::releases::rest::list,
-        crate::releases::rest::one,
-        crate::releases::rest::hierarchy,
-        crate::releases::rest::entity,
+        super::auth::login,
+        super::auth::me,
+        super::releases::list,
+        super::releases::one,
+        super::releases::hierarchy,
+        super::releases::entity,
     ),
     components(schemas(ErrorDetail, ValidationErrors, ValidationError)),
     modifiers(&BearerAuth),

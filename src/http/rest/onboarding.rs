@@ -12,7 +12,7 @@ use axum::{
 use serde_json::json;
 use tower_http::request_id::RequestId;
 
-use super::{request::RawRequest, start::BootstrapRequestStatus};
+use crate::onboarding::{request::RawRequest, start::BootstrapRequestStatus};
 use crate::{
     AppState, auth::permissions, error::ApiError, http::client::Caller, types::TraceParent,
 };

@@ -1,6 +1,6 @@
 //! The release BFF's auth routes, for the dashboard that already calls them:
 //! `POST /api/auth/login` (OAuth2's password flow: form `username` and `password`, or the same
-//! as JSON) and `GET /api/auth/me`. Both run through the GraphQL schema (`http::api::run`), so
+//! as JSON) and `GET /api/auth/me`. Both run through the GraphQL schema (`http::rest::run`), so
 //! a REST login is throttled exactly like the `login` mutation.
 
 use axum::{
@@ -17,8 +17,8 @@ use utoipa::ToSchema;
 use crate::{
     AppState,
     http::{
-        api::{Detail, reshape, run},
         context::Requester,
+        rest::{Detail, reshape, run},
     },
 };
 
@@ -97,9 +97,9 @@ fn login_form(headers: &HeaderMap, body: &[u8]) -> Result<LoginForm, Detail> {
     ),
     responses(
         (status = 200, description = "A token", body = Token),
-        (status = 401, description = "Wrong e-mail or password", body = crate::http::api::ErrorDetail),
-        (status = 422, description = "A missing field", body = crate::http::api::ValidationErrors),
-        (status = 429, description = "Too many failed logins; see Retry-After", body = crate::http::api::ErrorDetail),
+        (status = 401, description = "Wrong e-mail or password", body = super::ErrorDetail),
+        (status = 422, description = "A missing field", body = super::ValidationErrors),
+        (status = 429, description = "Too many failed logins; see Retry-After", body = super::ErrorDetail),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -138,7 +138,7 @@ pub async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Me),
-        (status = 401, description = "No valid token", body = crate::http::api::ErrorDetail),
+        (status = 401, description = "No valid token", body = super::ErrorDetail),
     )
 )]
 #[tracing::instrument(skip_all)]
