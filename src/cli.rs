@@ -3,7 +3,6 @@
 use std::{io::Write, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
 
 use crate::{Config, config::ConfigError, db, schema, telemetry};
 
@@ -92,7 +91,7 @@ pub fn run(cli: Cli) -> ExitCode {
             let config = load_config()?;
             let worker = crate::worker::WorkerConfig::from_env().map_err(|e| config_failure(&e))?;
             telemetry::init(&config.log_level, config.log_format);
-            let db = db::connect(&config)
+            let db = db::connect(&config.db)
                 .await
                 .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
             let local = tokio::task::LocalSet::new();
@@ -110,7 +109,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo => with_runtime(|| async {
             let config = load_config()?;
             telemetry::init(&config.log_level, config.log_format);
-            let db = db::connect(&config)
+            let db = db::connect(&config.db)
                 .await
                 .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
             crate::worker::demo::seed(&config, &db)
@@ -118,12 +117,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| failure(&e))
         }),
         Command::Migrate => with_runtime(|| async {
-            let url = Config::database_url_from_env().map_err(|e| config_failure(&e))?;
+            let db = Config::db_from_env().map_err(|e| config_failure(&e))?;
             telemetry::init("info", crate::config::LogFormat::Json);
-            let pool = sqlx::PgPool::connect(url.expose_secret())
-                .await
-                .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
-            db::migrate(&pool).await.map_err(|e| failure(&e))?;
+            db::migrate_session(&db).await.map_err(|e| failure(&e))?;
             tracing::info!("migrations applied");
             Ok(())
         }),
@@ -139,7 +135,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn create_user(args: CreateUserArgs) -> Result<(), ExitCode> {
     use crate::auth::{password::Hasher, users};
-    let url = Config::database_url_from_env().map_err(|e| config_failure(&e))?;
+    let db = Config::db_from_env().map_err(|e| config_failure(&e))?;
     let email = crate::types::Email::parse(&args.email)
         .map_err(|why| failure(&format!("--email: {why}")))?;
     let mut password = String::new();
@@ -147,7 +143,7 @@ async fn create_user(args: CreateUserArgs) -> Result<(), ExitCode> {
         .read_line(&mut password)
         .map_err(|e| failure(&format!("cannot read the password from stdin: {e}")))?;
     let password = password.trim_end_matches(['\r', '\n']).to_owned();
-    let pool = sqlx::PgPool::connect(url.expose_secret())
+    let pool = db::connect(&db)
         .await
         .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
     let user = users::create(

@@ -93,6 +93,8 @@ pub struct Metrics {
     operation_names: Mutex<HashSet<String>>,
     outbox_attempts: IntCounterVec,
     outbox_failures: IntCounterVec,
+    /// 1 while the change listener is deaf (`db::changes`).
+    pub listener_deaf: IntGauge,
     /// Set when `/metrics` is scraped, from the state of the moment.
     pub scraped: Scraped,
 }
@@ -215,6 +217,11 @@ impl Metrics {
                 "Outbox deliveries that failed, by action and gRPC code (Unavailable for an unreachable server).",
                 &["action", "code"],
             ),
+            listener_deaf: gauge(
+                "bff_db_listener_deaf",
+                "1 while the change listener is connected but does not hear its own heartbeat: \
+                 the closed-release cache is off and subscriptions read on a timer.",
+            ),
             scraped: Scraped {
                 pool_size: gauge(
                     "bff_db_pool_connections",
@@ -267,6 +274,7 @@ impl Metrics {
             Box::new(metrics.graphql_errors.clone()),
             Box::new(metrics.outbox_attempts.clone()),
             Box::new(metrics.outbox_failures.clone()),
+            Box::new(metrics.listener_deaf.clone()),
             Box::new(metrics.scraped.pool_size.clone()),
             Box::new(metrics.scraped.pool_idle.clone()),
             Box::new(metrics.scraped.pool_max.clone()),

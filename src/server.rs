@@ -58,7 +58,9 @@ pub enum StartupError {
 /// Postgres is connected eagerly (an unreachable database stops start-up); Temporal is connected
 /// in the background so the service starts, and reports not-ready, while Temporal is down.
 pub async fn build_state(config: Config) -> Result<(AppState, Background), StartupError> {
-    let db = db::connect(&config).await.map_err(StartupError::Database)?;
+    let db = db::connect(&config.db)
+        .await
+        .map_err(StartupError::Database)?;
     let mut background = Background::new();
     let temporal = temporal::TemporalHandle::new(&config);
     background.spawn_until_stopped("temporal.connect", {
@@ -128,9 +130,19 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         Arc::clone(&release_hub) as Arc<dyn db::changes::ChangeSink>,
         Arc::clone(&organization_watch) as Arc<dyn db::changes::ChangeSink>,
     ];
+    let listen = db::listen_pool(&config.db).map_err(StartupError::Database)?;
+    let deaf = metrics.listener_deaf.clone();
     background.spawn("db.changes", {
-        let db = db.clone();
-        move |stop| db::changes::run(db.clone(), sinks.clone(), stop)
+        let (db, poll) = (db.clone(), config.hierarchy_cache_ttl);
+        move |stop| {
+            let feed = db::changes::Feed {
+                listen: listen.clone(),
+                notify: db.clone(),
+                poll,
+                deaf: deaf.clone(),
+            };
+            db::changes::run(feed, sinks.clone(), stop)
+        }
     });
     let config = Arc::new(config);
     let queue = outbox::Outbox::new(db.clone());

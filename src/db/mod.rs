@@ -2,14 +2,16 @@
 
 pub mod changes;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use secrecy::ExposeSecret;
 use sqlx::{
-    PgPool,
+    AssertSqlSafe, Connection, Executor, PgConnection, PgPool,
+    migrate::MigrateError,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::Config;
+use crate::config::{DbConfig, Pooler};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -17,38 +19,131 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Opens the pool and checks one connection, so an unreachable database fails start-up.
 /// Every statement on it runs under `DB_STATEMENT_TIMEOUT_MS`; it opens at most
 /// `DATABASE_MAX_CONNECTIONS`.
+///
+/// Behind a transaction-mode pooler (`DATABASE_POOLER=transaction`) each checkout is one
+/// transaction, opened when the connection is handed out and committed when it comes back, so
+/// the pooler keeps one server connection for everything the checkout runs (sqlx parses and
+/// executes a statement in two round trips). Nothing outlives it: statements are not cached,
+/// the server's prepared statements are dropped at both ends (a server connection may carry
+/// another client's), and the timeout is `SET LOCAL`.
 #[tracing::instrument(skip_all)]
-pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = config.database_url().parse()?;
-    let timeout_ms = config.db.statement_timeout.as_millis().to_string();
-    PgPoolOptions::new()
-        .max_connections(config.db.max_connections)
-        .min_connections(1)
+pub async fn connect(config: &DbConfig) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.url.expose_secret().parse()?;
+    let timeout_ms = config.statement_timeout.as_millis().to_string();
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections)
         // A request waiting longer than this for a connection gets an error instead of hanging.
+        .acquire_timeout(Duration::from_secs(3));
+    match config.pooler {
+        Pooler::None => {
+            pool.min_connections(1)
+                .connect_with(options.options([("statement_timeout", timeout_ms.as_str())]))
+                .await
+        }
+        Pooler::Transaction => {
+            // The timeout is a number the config parsed: nothing from outside reaches this SQL.
+            let open: Arc<str> =
+                format!("DEALLOCATE ALL; BEGIN; SET LOCAL statement_timeout = {timeout_ms}").into();
+            let on_connect = Arc::clone(&open);
+            pool
+                // No connection is opened ahead of use: one opened for nobody would sit idle
+                // inside its transaction, holding a server connection of the pooler's.
+                .min_connections(0)
+                .after_connect(move |conn, _| {
+                    let open = Arc::clone(&on_connect);
+                    Box::pin(async move { conn.execute(AssertSqlSafe(open)).await.map(drop) })
+                })
+                .before_acquire(move |conn, _| {
+                    let open = Arc::clone(&open);
+                    Box::pin(async move { conn.execute(AssertSqlSafe(open)).await.map(|_| true) })
+                })
+                // `COMMIT` ends an aborted transaction too (as a rollback); one message, so the
+                // pooler runs both on the server connection the checkout used.
+                .after_release(|conn, _| {
+                    Box::pin(
+                        async move { conn.execute("COMMIT; DEALLOCATE ALL").await.map(|_| true) },
+                    )
+                })
+                .connect_with(
+                    options
+                        .statement_cache_capacity(0)
+                        // Poolers refuse startup parameters they do not know.
+                        .extra_float_digits(None),
+                )
+                .await
+        }
+    }
+}
+
+/// The change listener's own one-connection pool, on the session URL (`DATABASE_LISTEN_URL`,
+/// else `DATABASE_URL`). It connects when the listener first asks, so start-up does not wait.
+pub fn listen_pool(config: &DbConfig) -> Result<PgPool, sqlx::Error> {
+    let mut options: PgConnectOptions = config.session_url().parse()?;
+    if !config.session_is_direct() {
+        // Through the transaction pooler: it may well be deaf, but it must connect to say so.
+        options = options.statement_cache_capacity(0).extra_float_digits(None);
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
-        .connect_with(options.options([("statement_timeout", timeout_ms.as_str())]))
-        .await
+        .connect_lazy_with(options))
 }
 
-/// Checks that the database answers (readiness).
+/// Checks that the database answers queries the way requests run them (readiness): a
+/// parameterised statement through the pool, so a pooler that breaks prepared statements
+/// fails it as it fails every query.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await.map(drop)
+    let one: i32 = sqlx::query_scalar("SELECT $1::int4")
+        .bind(1_i32)
+        .fetch_one(pool)
+        .await?;
+    if one == 1 {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Protocol(
+            "the readiness query answered wrongly".into(),
+        ))
+    }
 }
 
-/// Applies every pending migration, on one connection that hears only warnings and errors:
-/// the `NOTICE`s of idempotent DDL ("trigger … does not exist, skipping") are not news.
+/// Applies every pending migration over the session URL (`DATABASE_LISTEN_URL`, else
+/// `DATABASE_URL`), on one connection that hears only warnings and errors: the `NOTICE`s of
+/// idempotent DDL ("trigger … does not exist, skipping") are not news. The migrator holds an
+/// advisory lock across statements, so replicas never migrate at once; that needs a session,
+/// so a transaction-mode pooler is refused.
 #[tracing::instrument(skip_all)]
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+pub async fn migrate_session(config: &DbConfig) -> Result<(), MigrateError> {
+    if !config.session_is_direct() {
+        return Err(MigrateError::Source(
+            "migrations need a session (an advisory lock, several statements on one \
+             connection), which a transaction-mode pooler does not keep: set \
+             DATABASE_LISTEN_URL to a direct or session-mode connection"
+                .into(),
+        ));
+    }
+    let options: PgConnectOptions = config.session_url().parse()?;
+    let mut conn = PgConnection::connect_with(&options).await?;
+    migrate_on(&mut conn).await?;
+    conn.close().await.map_err(MigrateError::from)
+}
+
+/// [`migrate_session`] on a connection of a direct pool (`dev`, tests).
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     let mut conn = pool.acquire().await?;
-    sqlx::query("SET client_min_messages = warning")
-        .execute(&mut *conn)
-        .await?;
-    let migrated = MIGRATOR.run(&mut *conn).await;
+    let migrated = migrate_on(&mut conn).await;
     // The connection goes back to the pool as it came.
     sqlx::query("RESET client_min_messages")
         .execute(&mut *conn)
         .await?;
     migrated
+}
+
+async fn migrate_on(conn: &mut PgConnection) -> Result<(), MigrateError> {
+    sqlx::query("SET client_min_messages = warning")
+        .execute(&mut *conn)
+        .await?;
+    MIGRATOR.run(conn).await
 }
 
 /// Whether `error` means Postgres cannot be reached or used right now (a restart, a broken

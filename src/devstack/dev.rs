@@ -105,7 +105,7 @@ pub async fn run() -> Result<(), DevError> {
         crate::worker::demo::DEMO_ADMIN_EMAIL.to_owned(),
         crate::worker::demo::DEMO_ADMIN_PASSWORD.to_owned(),
     ));
-    let pool = crate::db::connect(&config)
+    let pool = crate::db::connect(&config.db)
         .await
         .map_err(|e| DevError::Database(e.to_string()))?;
     crate::db::migrate(&pool)

@@ -1,4 +1,8 @@
 //! Liveness (`/health`, no I/O) and readiness (`/ready`, each dependency checked).
+//!
+//! Ready means "can serve": reads come from Postgres and starts are queued there, so only
+//! Postgres decides. A Temporal outage is `degraded` (200), because taking every replica out
+//! of the load balancer at that moment would turn a partial outage into a whole one.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +29,19 @@ struct Readiness {
 struct Checks {
     postgres: Check,
     temporal: Check,
+    /// Only in the operations report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listener: Option<Listener>,
+}
+
+/// The change listener and the pool, as the operations report shows them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Listener {
+    /// `hearing`, or `deaf` (connected, but its heartbeat does not come back).
+    status: &'static str,
+    pool_connections: u32,
+    pool_idle: usize,
 }
 
 #[derive(Serialize)]
@@ -66,22 +83,34 @@ impl Check {
     }
 }
 
-/// Readiness on the public port: 200 `{"status":"ready"}` or 503 `{"status":"not_ready"}`,
-/// without saying what is down (the report is on the operations listener).
+/// Readiness on the public port: 200 `{"status":"ready"}` or `{"status":"degraded"}` (Temporal
+/// unreachable: reads and queued starts still work), 503 `{"status":"not_ready"}` when
+/// Postgres does not answer; without saying what is down (the report is on the operations
+/// listener).
 pub async fn ready(state: State<AppState>) -> impl IntoResponse {
     let (code, report) = check(state).await;
     (code, Json(serde_json::json!({ "status": report.status })))
 }
 
 /// The readiness report on the operations listener: [`ready`]'s answer with each dependency's
-/// status, latency and a short reason.
-pub async fn ready_report(state: State<AppState>) -> impl IntoResponse {
-    let (code, report) = check(state).await;
+/// status, latency and a short reason, and the change listener and pool.
+pub async fn ready_report(State(state): State<AppState>) -> impl IntoResponse {
+    let listener = Listener {
+        status: if state.metrics.listener_deaf.get() == 0 {
+            "hearing"
+        } else {
+            "deaf"
+        },
+        pool_connections: state.db.size(),
+        pool_idle: state.db.num_idle(),
+    };
+    let (code, mut report) = check(State(state)).await;
+    report.checks.listener = Some(listener);
     (code, Json(report))
 }
 
-/// Postgres and Temporal, each checked (concurrently, with a short timeout): 200 when both
-/// answer, 503 otherwise.
+/// Postgres and Temporal, each checked (concurrently, with a short timeout): 200 while
+/// Postgres answers (`degraded` if Temporal does not), 503 otherwise.
 #[tracing::instrument(skip_all)]
 async fn check(State(state): State<AppState>) -> (StatusCode, Readiness) {
     let postgres = async {
@@ -95,15 +124,18 @@ async fn check(State(state): State<AppState>) -> (StatusCode, Readiness) {
         Check::from_result("temporal", started, result)
     };
     let (postgres, temporal) = tokio::join!(postgres, temporal);
-    let all_up = postgres.error.is_none() && temporal.error.is_none();
-    let body = Readiness {
-        status: if all_up { "ready" } else { "not_ready" },
-        checks: Checks { postgres, temporal },
+    let (code, status) = match (postgres.error, temporal.error) {
+        (None, None) => (StatusCode::OK, "ready"),
+        (None, Some(_)) => (StatusCode::OK, "degraded"),
+        (Some(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
     };
-    let code = if all_up {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let body = Readiness {
+        status,
+        checks: Checks {
+            postgres,
+            temporal,
+            listener: None,
+        },
     };
     (code, body)
 }

@@ -228,6 +228,9 @@ impl ChangeSink for TreeCache {
     fn connected(&self, connected: bool) {
         self.set_live(connected);
     }
+
+    /// Stays off: a deaf feed cannot tell the cache what to forget.
+    fn catch_up(&self) {}
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ pub fn spawn(config: Config, worker: WorkerConfig) -> WorkerThread {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
-                let db = crate::db::connect(&config).await.map_err(sdk)?;
+                let db = crate::db::connect(&config.db).await.map_err(sdk)?;
                 run(&config, worker, db, shutdown).await
             })
         });

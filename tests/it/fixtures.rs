@@ -434,3 +434,21 @@ pub const ME: &str = "{ me { id email role orgId permissions } }";
 pub fn no_data(body: &Value) -> bool {
     body.get("data").is_none_or(Value::is_null)
 }
+
+/// `GET path` on the operations listener (the readiness report is there).
+pub async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
+    get_url(app, &app.ops_url(path)).await
+}
+
+/// `GET url`: its status and JSON body.
+pub async fn get_url(app: &TestApp, url: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("the answer is JSON");
+    (status, body)
+}

@@ -37,6 +37,9 @@ pub struct Stack {
 
 const TEMPLATE_DB: &str = "bff_template";
 
+/// A harness-only override: the URL the test's own pool uses when the app's goes elsewhere.
+const DIRECT_URL: &str = "TEST_DIRECT_DATABASE_URL";
+
 static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
 
 /// The shared stack, started on first use.
@@ -146,6 +149,91 @@ fn start_stack() -> Result<Stack, String> {
     Ok(Stack { postgres, temporal })
 }
 
+/// The shared PgBouncer, in transaction mode in front of the shared cluster, started on first
+/// use: PgBouncer 1.18 as Debian ships it (`PGBOUNCER`, else `pgbouncer` on the PATH), every
+/// database name passed through (`* =`), and no `ignore_startup_parameters`, so a client that
+/// sends what a pooler refuses finds out here.
+pub struct Pooler {
+    port: u16,
+}
+
+static POOLER: OnceLock<Result<Pooler, String>> = OnceLock::new();
+
+impl Pooler {
+    /// The shared pooler.
+    pub fn get() -> &'static Pooler {
+        match POOLER.get_or_init(start_pooler) {
+            Ok(pooler) => pooler,
+            Err(error) => panic!("pgbouncer failed to start: {error}"),
+        }
+    }
+
+    /// The URL of database `db` through the pooler.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+fn start_pooler() -> Result<Pooler, String> {
+    let stack = stack();
+    let dir = scratch_dir("temporal-bff-pgbouncer-");
+    let port = free_port().map_err(|e| e.to_string())?;
+    let postgres_port = url::Url::parse(&stack.postgres.url("postgres"))
+        .ok()
+        .and_then(|url| url.port())
+        .ok_or("the shared cluster's URL has no port")?;
+    let ini = format!(
+        "[databases]\n* = host=127.0.0.1 port={postgres_port}\n\n[pgbouncer]\n\
+         listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+         auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
+         max_client_conn = 1000\ndefault_pool_size = 40\nlogfile = {log}\n",
+        users = dir.join("users.txt").display(),
+        log = dir.join("pgbouncer.log").display(),
+    );
+    std::fs::write(dir.join("pgbouncer.ini"), ini).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").map_err(|e| e.to_string())?;
+    let program = std::env::var("PGBOUNCER").unwrap_or_else(|_| "pgbouncer".into());
+    let config = dir.join("pgbouncer.ini");
+    // PgBouncer refuses to run as root, like Postgres: run it as the same `postgres` user.
+    let mut command = if is_root() {
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| e.to_string())?;
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&program);
+        c
+    } else {
+        Command::new(&program)
+    };
+    let child = command
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    watchdog("", Some(child.id()), &dir);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(Pooler { port });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(format!(
+        "pgbouncer does not listen on {port}: {}",
+        std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
+    ))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+}
+
 /// A fresh database copied from the migrated template; returns its URL.
 pub async fn fresh_database() -> String {
     let stack = stack();
@@ -223,6 +311,11 @@ impl TestApp {
         if env.get("DATABASE_URL").is_some_and(String::is_empty) {
             env.insert("DATABASE_URL".into(), fresh_database().await);
         }
+        // The test's own pool bypasses a pooler the app is behind (`TestApp::behind_pooler`).
+        let direct = env
+            .remove(DIRECT_URL)
+            .or_else(|| env.get("DATABASE_URL").cloned())
+            .unwrap_or_default();
         let mut config = match Config::from_lookup(|name| env.get(name).cloned()) {
             Ok(config) => config,
             Err(error) => panic!("test config invalid: {error}"),
@@ -246,7 +339,7 @@ impl TestApp {
         let server = tokio::spawn(temporal_bff::run_server(listener, Some(ops), app, async {
             let _ = rx.await;
         }));
-        let db = PgPool::connect(config.database_url())
+        let db = PgPool::connect(&direct)
             .await
             .expect("cannot connect to the test database");
         Self {
@@ -273,6 +366,23 @@ impl TestApp {
                 .expect("the server task ends")
                 .expect("the server stops cleanly");
         }
+    }
+
+    /// The overrides that put an app on a fresh database behind the shared PgBouncer in
+    /// transaction mode, with its listener direct (`listen_direct`) or through the pooler too.
+    /// Its test pool (`db`) stays direct.
+    pub async fn behind_pooler(listen_direct: bool) -> Vec<(&'static str, String)> {
+        let direct = fresh_database().await;
+        let name = direct.rsplit('/').next().unwrap_or_default().to_owned();
+        let mut overrides = vec![
+            ("DATABASE_URL", Pooler::get().url(&name)),
+            ("DATABASE_POOLER", "transaction".to_owned()),
+            (DIRECT_URL, direct.clone()),
+        ];
+        if listen_direct {
+            overrides.push(("DATABASE_LISTEN_URL", direct));
+        }
+        overrides
     }
 
     /// An app plus a reference worker of its own: unique task queues (so tests never share a

@@ -1,26 +1,11 @@
 //! `/health` and `/ready`.
 
-use serde_json::Value;
 use temporal_bff::devstack::free_port;
 
-use crate::harness::{TestApp, private_postgres};
-
-/// `GET path` on the operations listener (the readiness report is there).
-async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
-    get_url(app, &app.ops_url(path)).await
-}
-
-async fn get_url(app: &TestApp, url: &str) -> (u16, Value) {
-    let response = app
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
-    let status = response.status().as_u16();
-    let body = response.json().await.expect("the answer is JSON");
-    (status, body)
-}
+use crate::{
+    fixtures::{get_json, get_url},
+    harness::{TestApp, private_postgres},
+};
 
 #[tokio::test]
 async fn health_answers_ok() {
@@ -67,7 +52,7 @@ async fn ready_is_503_naming_postgres_when_postgres_is_stopped() {
 }
 
 #[tokio::test]
-async fn the_server_starts_without_temporal_and_ready_names_temporal_as_down() {
+async fn without_temporal_the_server_starts_and_stays_ready_as_degraded_naming_temporal_as_down() {
     // Arrange: nothing listens on this port.
     let unused = format!("127.0.0.1:{}", free_port().unwrap_or(1));
 
@@ -77,8 +62,15 @@ async fn the_server_starts_without_temporal_and_ready_names_temporal_as_down() {
     let (status, body) = get_json(&app, "/ready").await;
 
     // Assert
+    let (public, public_body) = get_url(&app, &app.url("/ready")).await;
     assert_eq!(health, 200);
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 200, "reads and queued starts still work: {body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(
+        public, 200,
+        "a load balancer keeps the replica: {public_body}"
+    );
+    assert_eq!(public_body, serde_json::json!({ "status": "degraded" }));
     assert_eq!(body["checks"]["temporal"]["status"], "down");
     assert_eq!(body["checks"]["postgres"]["status"], "up");
     assert!(
@@ -145,4 +137,12 @@ async fn the_public_ready_says_only_ready_or_not_and_metrics_are_not_on_the_publ
     assert_eq!(metrics, 404, "/metrics belongs to METRICS_ADDR only");
     assert_eq!(ops_status, 200);
     assert_eq!(report["checks"]["postgres"]["status"], "up");
+    assert_eq!(
+        report["checks"]["listener"]["status"], "hearing",
+        "{report}"
+    );
+    assert!(
+        report["checks"]["listener"]["poolConnections"].as_u64() >= Some(1),
+        "{report}"
+    );
 }

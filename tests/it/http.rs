@@ -136,7 +136,7 @@ async fn an_answer_over_the_size_limit_is_refused_with_a_clear_error() {
 #[tokio::test]
 async fn every_statement_runs_under_the_configured_timeout() {
     let app = TestApp::spawn_with(&[("DB_STATEMENT_TIMEOUT_MS", "150".into())]).await;
-    let pool = temporal_bff::db::connect(&app.config)
+    let pool = temporal_bff::db::connect(&app.config.db)
         .await
         .expect("the pool connects");
 

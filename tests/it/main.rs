@@ -27,6 +27,7 @@ mod migrations;
 mod onboarding_graphql;
 mod onboarding_worker;
 mod outbox;
+mod pooler;
 mod release_control;
 mod release_reads;
 mod releases_graphql;
