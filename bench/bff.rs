@@ -673,7 +673,7 @@ fn main() {
             ("LOGIN_MAX_FAILURES", "1000".to_owned()),
         ]);
         let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
-        let db = temporal_bff::db::connect(&config).await.unwrap();
+        let db = temporal_bff::db::connect(&config.db).await.unwrap();
         temporal_bff::db::migrate(&db).await.unwrap();
         let worker = worker::spawn(config.clone(), WorkerConfig::default());
         // The app starts bootstraps on a queue no worker serves, so the start path is measured

@@ -223,7 +223,7 @@ fn main() {
             ("WS_MAX_CONNECTIONS_PER_USER", "1000".to_owned()),
         ];
         let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
-        let db = temporal_bff::db::connect(&config).await.unwrap();
+        let db = temporal_bff::db::connect(&config.db).await.unwrap();
         temporal_bff::db::migrate(&db).await.unwrap();
         let mut server = Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
             .arg("serve")

@@ -190,7 +190,7 @@ async fn soak() {
     let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
     let config = Config::from_lookup(lookup).unwrap();
     {
-        let db = temporal_bff::db::connect(&config).await.unwrap();
+        let db = temporal_bff::db::connect(&config.db).await.unwrap();
         temporal_bff::db::migrate(&db).await.unwrap();
     }
     let bin = env!("CARGO_BIN_EXE_temporal-bff");
