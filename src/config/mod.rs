@@ -248,9 +248,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = Reader::new(&lookup);
 
-        let database_url = read_database_url(&mut env);
-        let database_listen_url = read_listen_url(&mut env);
-        let database_pooler = read_pooler(&mut env);
+        let db = read_db(&mut env);
         let temporal_address =
             env.parsed("TEMPORAL_ADDRESS", "localhost:7233", parse_temporal_address);
         let temporal_namespace = env.name("TEMPORAL_NAMESPACE", "default");
@@ -288,8 +286,6 @@ impl Config {
         let login_lockout = env.secs_in("LOGIN_LOCKOUT_SECONDS", 60, 1..=86_400);
         let trusted_proxies = env.parsed("TRUSTED_PROXIES", "", parse_networks);
         let auth_user_cache_ttl = env.millis_in("AUTH_USER_CACHE_MS", 30_000, 0..=60_000);
-        let db_statement_timeout = env.millis_in("DB_STATEMENT_TIMEOUT_MS", 5_000, 100..=600_000);
-        let db_max_connections = env.int_in("DATABASE_MAX_CONNECTIONS", 32, 1..=1_000);
         let max_response_bytes = env.bytes_in("MAX_RESPONSE_BYTES", 8_388_608, 1024..=1 << 30);
         let temporal_query_timeout = env.millis_in("TEMPORAL_QUERY_TIMEOUT_MS", 1_000, 10..=30_000);
         let hierarchy_cache_ttl = env.millis_in("HIERARCHY_CACHE_MS", 1_000, 0..=60_000);
@@ -319,13 +315,7 @@ impl Config {
         // Every `None` above has pushed its problem; only a complete set becomes a config.
         let config = (|| {
             Some(Self {
-                db: DbConfig {
-                    url: database_url?,
-                    statement_timeout: db_statement_timeout?,
-                    max_connections: db_max_connections?,
-                    listen_url: database_listen_url?,
-                    pooler: database_pooler?,
-                },
+                db: db?,
                 temporal: TemporalConfig {
                     address: temporal_address?,
                     namespace: temporal_namespace?,
@@ -376,20 +366,8 @@ impl Config {
     pub fn db_from_env() -> Result<DbConfig, ConfigError> {
         let lookup = |name: &str| std::env::var(name).ok();
         let mut env = Reader::new(&lookup);
-        let url = read_database_url(&mut env);
-        let listen_url = read_listen_url(&mut env);
-        let pooler = read_pooler(&mut env);
-        let statement_timeout = env.millis_in("DB_STATEMENT_TIMEOUT_MS", 5_000, 100..=600_000);
-        let config = (|| {
-            Some(DbConfig {
-                url: url?,
-                statement_timeout: statement_timeout?,
-                max_connections: 1,
-                listen_url: listen_url?,
-                pooler: pooler?,
-            })
-        })();
-        env.finish(config)
+        let db = read_db(&mut env);
+        env.finish(db)
     }
 
     /// The Postgres URL, for the few places that must hand it to a driver.
@@ -404,6 +382,22 @@ fn read_database_url<F: Fn(&str) -> Option<String>>(
     let raw = env.required("DATABASE_URL")?;
     env.check("DATABASE_URL", parse_database_url(&raw))
         .map(|()| SecretString::from(raw))
+}
+
+/// Every database variable (each problem recorded), as one group.
+fn read_db<F: Fn(&str) -> Option<String>>(env: &mut Reader<'_, F>) -> Option<DbConfig> {
+    let url = read_database_url(env);
+    let listen_url = read_listen_url(env);
+    let pooler = read_pooler(env);
+    let statement_timeout = env.millis_in("DB_STATEMENT_TIMEOUT_MS", 5_000, 100..=600_000);
+    let max_connections = env.int_in("DATABASE_MAX_CONNECTIONS", 32, 1..=1_000);
+    Some(DbConfig {
+        url: url?,
+        statement_timeout: statement_timeout?,
+        max_connections: max_connections?,
+        listen_url: listen_url?,
+        pooler: pooler?,
+    })
 }
 
 fn read_listen_url<F: Fn(&str) -> Option<String>>(
@@ -571,6 +565,8 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("CORS_ALLOWED_ORIGINS", "https://ok.example.com,not a url"),
             ("TEMPORAL_ADDRESS", "::::"),
+            ("DATABASE_POOLER", "session"),
+            ("DATABASE_LISTEN_URL", "mysql://user:hunter2@x/db"),
         ])
         .err();
 
@@ -582,12 +578,15 @@ mod tests {
             "LOG_FORMAT must be json or pretty",
             "CORS_ALLOWED_ORIGINS has an invalid origin",
             "TEMPORAL_ADDRESS must be host:port",
+            "DATABASE_POOLER must be none or transaction",
+            "DATABASE_LISTEN_URL must be a postgres:// URL",
         ] {
             assert!(
                 message.contains(expected),
                 "{expected:?} not in {message:?}"
             );
         }
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]
