@@ -67,6 +67,9 @@ start_stack() {
     bash -c "[ \"\$('$PG_BIN_DIR/psql' -qtAX '$DATABASE_URL' -c \"SELECT status FROM release_projection WHERE id = '$release'\")\" = SUCCEEDED ]"
 }
 
+# A GraphQL request body: query $1 with variable `id` = $2.
+body() { python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1], "variables": {"id": sys.argv[2]}}))' "$1" "$2"; }
+
 # wrk with a summary line of our own: requests, req/s, p50 ms, p99 ms, errors.
 wrk_run() { # url body connections [token]
   local script="$work/wrk-$RANDOM.lua"

@@ -161,14 +161,10 @@ pub async fn run(feed: Feed, sinks: Vec<Arc<dyn ChangeSink>>, stop: Cancellation
                 Some(Event::Received(Ok(Some(notification)))) => {
                     if notification.channel() == HEARTBEAT_CHANNEL {
                         if heartbeat.heard(notification.payload()) && heartbeat.deaf {
-                            heartbeat.deaf = false;
-                            feed.deaf.set(0);
                             tracing::info!(
                                 "the change listener hears again; cache and pushes back on the feed"
                             );
-                            for sink in &sinks {
-                                sink.connected(true);
-                            }
+                            set_deaf(false, &mut heartbeat, &feed, &sinks);
                         }
                         continue;
                     }
@@ -187,8 +183,6 @@ pub async fn run(feed: Feed, sinks: Vec<Arc<dyn ChangeSink>>, stop: Cancellation
                 }
                 Some(Event::Beat) => {
                     if heartbeat.overdue() && !heartbeat.deaf {
-                        heartbeat.deaf = true;
-                        feed.deaf.set(1);
                         tracing::error!(
                             deaf_after_ms = DEAF_AFTER.as_millis() as u64,
                             "the change listener is connected but does not hear its own \
@@ -196,9 +190,7 @@ pub async fn run(feed: Feed, sinks: Vec<Arc<dyn ChangeSink>>, stop: Cancellation
                              DATABASE_LISTEN_URL to a direct or session-mode connection); \
                              cache off, subscriptions read on a timer"
                         );
-                        for sink in &sinks {
-                            sink.connected(false);
-                        }
+                        set_deaf(true, &mut heartbeat, &feed, &sinks);
                     }
                     let payload = heartbeat.next();
                     if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
@@ -231,6 +223,16 @@ pub async fn run(feed: Feed, sinks: Vec<Arc<dyn ChangeSink>>, stop: Cancellation
                 }
             }
         }
+    }
+}
+
+/// The listener turns deaf or hears again: the gauge says so, and the sinks are told the feed
+/// is lost (the cache turns off) or back (read again what you serve).
+fn set_deaf(deaf: bool, heartbeat: &mut Heartbeat, feed: &Feed, sinks: &[Arc<dyn ChangeSink>]) {
+    heartbeat.deaf = deaf;
+    feed.deaf.set(i64::from(deaf));
+    for sink in sinks {
+        sink.connected(!deaf);
     }
 }
 

@@ -64,15 +64,16 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, sqlx::Error> {
                         async move { conn.execute("COMMIT; DEALLOCATE ALL").await.map(|_| true) },
                     )
                 })
-                .connect_with(
-                    options
-                        .statement_cache_capacity(0)
-                        // Poolers refuse startup parameters they do not know.
-                        .extra_float_digits(None),
-                )
+                .connect_with(pooler_safe(options))
                 .await
         }
     }
+}
+
+/// `options` for a transaction-mode pooler: no statement kept prepared, and none of the
+/// startup parameters poolers refuse (sqlx sends `extra_float_digits` unless told not to).
+fn pooler_safe(options: PgConnectOptions) -> PgConnectOptions {
+    options.statement_cache_capacity(0).extra_float_digits(None)
 }
 
 /// The change listener's own one-connection pool, on the session URL (`DATABASE_LISTEN_URL`,
@@ -81,7 +82,7 @@ pub fn listen_pool(config: &DbConfig) -> Result<PgPool, sqlx::Error> {
     let mut options: PgConnectOptions = config.session_url().parse()?;
     if !config.session_is_direct() {
         // Through the transaction pooler: it may well be deaf, but it must connect to say so.
-        options = options.statement_cache_capacity(0).extra_float_digits(None);
+        options = pooler_safe(options);
     }
     Ok(PgPoolOptions::new()
         .max_connections(1)

@@ -47,11 +47,24 @@ pub fn free_port() -> Result<u16, DevStackError> {
         .map_err(|e| DevStackError::Io("finding a free port".into(), e))
 }
 
-fn running_as_root(probe_dir: &Path) -> bool {
+/// Whether this process runs as root, read off a directory it just created. Postgres and
+/// PgBouncer refuse root, so their commands then run as the `postgres` user.
+pub fn running_as_root(probe_dir: &Path) -> bool {
     // A directory we just created is owned by our effective user: uid 0 means root.
     std::fs::metadata(probe_dir)
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
+}
+
+/// `program`, run as the `postgres` user (through `runuser`) when `as_postgres_user`.
+pub fn postgres_command(program: impl AsRef<std::ffi::OsStr>, as_postgres_user: bool) -> Command {
+    if as_postgres_user {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
 }
 
 fn wait_for_port(name: &'static str, port: u16, within: Duration) -> Result<(), DevStackError> {
@@ -145,13 +158,7 @@ impl LocalPostgres {
                 .map_err(|e| DevStackError::Io(format!("chmod {}", dir.display()), e))?;
         }
         let pg = |program: &str| {
-            let mut command = if as_postgres_user {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin_dir.join(program));
-                c
-            } else {
-                Command::new(bin_dir.join(program))
-            };
+            let mut command = postgres_command(bin_dir.join(program), as_postgres_user);
             command.env("LC_ALL", "C.UTF-8");
             command
         };
@@ -263,15 +270,7 @@ impl LocalPostgres {
 
     /// Stops the server (fast shutdown: running transactions are rolled back) and waits for it.
     pub fn stop(&mut self) {
-        let mut command = if self.as_postgres_user {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"])
-                .arg(self.bin_dir.join("pg_ctl"));
-            c
-        } else {
-            Command::new(self.bin_dir.join("pg_ctl"))
-        };
-        let stopped = command
+        let stopped = postgres_command(self.bin_dir.join("pg_ctl"), self.as_postgres_user)
             .arg("-D")
             .arg(&self.data_dir)
             .args(["stop", "-m", "fast", "-w", "-t", "20"])

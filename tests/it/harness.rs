@@ -195,18 +195,15 @@ fn start_pooler() -> Result<Pooler, String> {
     let program = std::env::var("PGBOUNCER").unwrap_or_else(|_| "pgbouncer".into());
     let config = dir.join("pgbouncer.ini");
     // PgBouncer refuses to run as root, like Postgres: run it as the same `postgres` user.
-    let mut command = if is_root() {
+    let as_postgres_user = temporal_bff::devstack::running_as_root(&dir);
+    if as_postgres_user {
         Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(&dir)
             .status()
             .map_err(|e| e.to_string())?;
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&program);
-        c
-    } else {
-        Command::new(&program)
-    };
+    }
+    let mut command = temporal_bff::devstack::postgres_command(&program, as_postgres_user);
     let child = command
         .arg(&config)
         .stdin(Stdio::null())
@@ -225,13 +222,6 @@ fn start_pooler() -> Result<Pooler, String> {
         "pgbouncer does not listen on {port}: {}",
         std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
     ))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
 /// A fresh database copied from the migrated template; returns its URL.
