@@ -674,7 +674,9 @@ fn main() {
         ]);
         let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
         let db = temporal_bff::db::connect(&config.db).await.unwrap();
-        temporal_bff::db::migrate(&db).await.unwrap();
+        temporal_bff::db::migrate(&db, &Default::default())
+            .await
+            .unwrap();
         let worker = worker::spawn(config.clone(), WorkerConfig::default());
         // The app starts bootstraps on a queue no worker serves, so the start path is measured
         // without this same machine also running the workflows it starts (as the floor is).

@@ -224,7 +224,7 @@ fn main() {
         ];
         let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
         let db = temporal_bff::db::connect(&config.db).await.unwrap();
-        temporal_bff::db::migrate(&db).await.unwrap();
+        temporal_bff::db::migrate(&db, &Default::default()).await.unwrap();
         let mut server = Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
             .arg("serve")
             .envs(env.iter().cloned())

@@ -191,7 +191,9 @@ async fn soak() {
     let config = Config::from_lookup(lookup).unwrap();
     {
         let db = temporal_bff::db::connect(&config.db).await.unwrap();
-        temporal_bff::db::migrate(&db).await.unwrap();
+        temporal_bff::db::migrate(&db, &Default::default())
+            .await
+            .unwrap();
     }
     let bin = env!("CARGO_BIN_EXE_temporal-bff");
     let spawn = |what: &str| {

@@ -109,7 +109,7 @@ BEGIN
 END;
 $$;
 
-DROP TRIGGER IF EXISTS domain_events_project ON domain_events;
+DROP TRIGGER IF EXISTS domain_events_project ON public.domain_events;
 CREATE TRIGGER domain_events_project
-    AFTER INSERT ON domain_events
+    AFTER INSERT ON public.domain_events
     FOR EACH ROW EXECUTE FUNCTION project_domain_event();

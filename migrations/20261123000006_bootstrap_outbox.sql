@@ -55,9 +55,9 @@ BEGIN
 END;
 $$;
 
-DROP TRIGGER IF EXISTS domain_events_project_queue ON domain_events;
+DROP TRIGGER IF EXISTS domain_events_project_queue ON public.domain_events;
 CREATE TRIGGER domain_events_project_queue
-    AFTER INSERT ON domain_events
+    AFTER INSERT ON public.domain_events
     FOR EACH ROW
     WHEN (NEW.event_type IN ('workflow.queue.pending', 'organization.bootstrap.workflow_started',
                              'workflow.queue.failed'))

@@ -183,9 +183,9 @@ EXCEPTION
 END;
 $$;
 
-DROP TRIGGER IF EXISTS domain_events_project ON domain_events;
+DROP TRIGGER IF EXISTS domain_events_project ON public.domain_events;
 CREATE TRIGGER domain_events_project
-    AFTER INSERT ON domain_events
+    AFTER INSERT ON public.domain_events
     FOR EACH ROW
     WHEN (NEW.event_type IN (
         'release.created', 'release.status_changed', 'release.wave.status_changed',

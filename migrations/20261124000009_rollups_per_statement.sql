@@ -288,9 +288,9 @@ BEGIN
 END;
 $$;
 
-DROP TRIGGER IF EXISTS domain_events_apply_release_moves ON domain_events;
+DROP TRIGGER IF EXISTS domain_events_apply_release_moves ON public.domain_events;
 CREATE TRIGGER domain_events_apply_release_moves
-    AFTER INSERT ON domain_events
+    AFTER INSERT ON public.domain_events
     FOR EACH STATEMENT
     EXECUTE FUNCTION bff_apply_release_moves();
 

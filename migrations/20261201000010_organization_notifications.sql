@@ -23,9 +23,9 @@ BEGIN
 END;
 $$;
 
-DROP TRIGGER IF EXISTS domain_events_notify_organizations ON domain_events;
+DROP TRIGGER IF EXISTS domain_events_notify_organizations ON public.domain_events;
 CREATE TRIGGER domain_events_notify_organizations
-    AFTER INSERT ON domain_events
+    AFTER INSERT ON public.domain_events
     REFERENCING NEW TABLE AS inserted_events
     FOR EACH STATEMENT
     EXECUTE FUNCTION bff_notify_organizations();

@@ -60,9 +60,9 @@ EXCEPTION
 END;
 $$;
 
-DROP TRIGGER IF EXISTS domain_events_project_workflow_closed ON domain_events;
+DROP TRIGGER IF EXISTS domain_events_project_workflow_closed ON public.domain_events;
 CREATE TRIGGER domain_events_project_workflow_closed
-    AFTER INSERT ON domain_events
+    AFTER INSERT ON public.domain_events
     FOR EACH ROW
     WHEN (NEW.event_type = 'release.workflow_closed')
     EXECUTE FUNCTION bff_project_workflow_closed();

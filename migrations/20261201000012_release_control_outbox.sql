@@ -49,9 +49,9 @@ EXCEPTION
 END;
 $$;
 
-DROP TRIGGER IF EXISTS domain_events_project_control_queue ON domain_events;
+DROP TRIGGER IF EXISTS domain_events_project_control_queue ON public.domain_events;
 CREATE TRIGGER domain_events_project_control_queue
-    AFTER INSERT ON domain_events
+    AFTER INSERT ON public.domain_events
     FOR EACH ROW
     WHEN (NEW.event_type IN ('workflow.queue.control_pending', 'workflow.queue.delivered'))
     EXECUTE FUNCTION bff_project_control_queue();

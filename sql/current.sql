@@ -2,7 +2,7 @@
 -- database (tests/it/migrations.rs). Read this to know what runs today; change the schema
 -- with a new migration, then regenerate: WRITE_CURRENT_SQL=1 scripts/test current_sql
 
-CREATE UNLOGGED TABLE bff_release_moves (
+CREATE UNLOGGED TABLE bff.bff_release_moves (
     release_id text NOT NULL,
     app_id text,
     succeeded integer NOT NULL,
@@ -13,20 +13,7 @@ CREATE UNLOGGED TABLE bff_release_moves (
     tx xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
 
-CREATE TABLE domain_events (
-    id uuid NOT NULL DEFAULT gen_random_uuid(),
-    event_type text NOT NULL,
-    aggregate_type text NOT NULL,
-    aggregate_id uuid NOT NULL,
-    event_data jsonb NOT NULL DEFAULT '{}'::jsonb,
-    event_metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
-    created_at timestamp with time zone NOT NULL DEFAULT now(),
-    processed_at timestamp with time zone,
-    created_by uuid,
-    CONSTRAINT domain_events_pkey PRIMARY KEY (id)
-);
-
-CREATE TABLE invitations_projection (
+CREATE TABLE bff.invitations_projection (
     id uuid NOT NULL,
     organization_id uuid NOT NULL,
     email text NOT NULL,
@@ -40,7 +27,7 @@ CREATE TABLE invitations_projection (
     CONSTRAINT invitations_projection_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text, 'accepted'::text, 'revoked'::text, 'expired'::text])))
 );
 
-CREATE TABLE login_throttle (
+CREATE TABLE bff.login_throttle (
     key text NOT NULL,
     failures integer NOT NULL,
     window_started_at timestamp with time zone NOT NULL,
@@ -50,7 +37,7 @@ CREATE TABLE login_throttle (
     CONSTRAINT login_throttle_pkey PRIMARY KEY (key)
 );
 
-CREATE TABLE organizations_projection (
+CREATE TABLE bff.organizations_projection (
     id uuid NOT NULL,
     name text NOT NULL,
     type text NOT NULL,
@@ -71,7 +58,7 @@ CREATE TABLE organizations_projection (
     CONSTRAINT organizations_projection_type_check CHECK ((type = ANY (ARRAY['provider'::text, 'provider_partner'::text])))
 );
 
-CREATE TABLE release_entity_projection (
+CREATE TABLE bff.release_entity_projection (
     id text NOT NULL,
     release_id text NOT NULL,
     parent_id text,
@@ -98,7 +85,7 @@ CREATE TABLE release_entity_projection (
     CONSTRAINT release_entity_projection_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'IN_PROGRESS'::text, 'PAUSED'::text, 'SUCCEEDED'::text, 'FAILED'::text, 'CANCELLED'::text])))
 );
 
-CREATE TABLE release_projection (
+CREATE TABLE bff.release_projection (
     id text NOT NULL,
     key text NOT NULL,
     name text NOT NULL,
@@ -120,7 +107,7 @@ CREATE TABLE release_projection (
     CONSTRAINT release_projection_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'IN_PROGRESS'::text, 'PAUSED'::text, 'SUCCEEDED'::text, 'FAILED'::text, 'CANCELLED'::text])))
 );
 
-CREATE TABLE users (
+CREATE TABLE bff.users (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
     email text NOT NULL,
     password_hash text NOT NULL,
@@ -134,7 +121,7 @@ CREATE TABLE users (
     CONSTRAINT users_pkey PRIMARY KEY (id)
 );
 
-CREATE TABLE workflow_queue_projection (
+CREATE TABLE bff.workflow_queue_projection (
     id uuid NOT NULL,
     event_id uuid NOT NULL,
     workflow_id text NOT NULL,
@@ -160,9 +147,70 @@ CREATE TABLE workflow_queue_projection (
     CONSTRAINT workflow_queue_projection_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text])))
 );
 
+CREATE TABLE public.domain_events (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    event_type text NOT NULL,
+    aggregate_type text NOT NULL,
+    aggregate_id uuid NOT NULL,
+    event_data jsonb NOT NULL DEFAULT '{}'::jsonb,
+    event_metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    processed_at timestamp with time zone,
+    created_by uuid,
+    CONSTRAINT domain_events_pkey PRIMARY KEY (id)
+);
+
 -- Indexes
 
-CREATE INDEX bff_release_moves_tx_idx ON public.bff_release_moves USING btree (tx);
+CREATE INDEX bff_release_moves_tx_idx ON bff.bff_release_moves USING btree (tx);
+
+CREATE UNIQUE INDEX invitations_projection_org_email_idx ON bff.invitations_projection USING btree (organization_id, lower(email));
+
+CREATE UNIQUE INDEX invitations_projection_pkey ON bff.invitations_projection USING btree (id);
+
+CREATE INDEX login_throttle_expires_idx ON bff.login_throttle USING btree (expires_at);
+
+CREATE UNIQUE INDEX login_throttle_pkey ON bff.login_throttle USING btree (key);
+
+CREATE INDEX organizations_projection_created_idx ON bff.organizations_projection USING btree (created_at, id);
+
+CREATE UNIQUE INDEX organizations_projection_live_slug_idx ON bff.organizations_projection USING btree (slug) WHERE (status <> ALL (ARRAY['failed'::text, 'deactivated'::text]));
+
+CREATE UNIQUE INDEX organizations_projection_pkey ON bff.organizations_projection USING btree (id);
+
+CREATE INDEX organizations_projection_slug_idx ON bff.organizations_projection USING btree (slug);
+
+CREATE INDEX release_entity_projection_parent_idx ON bff.release_entity_projection USING btree (parent_id, "position");
+
+CREATE UNIQUE INDEX release_entity_projection_pkey ON bff.release_entity_projection USING btree (id);
+
+CREATE INDEX release_entity_projection_release_idx ON bff.release_entity_projection USING btree (release_id, kind, "position");
+
+CREATE INDEX release_entity_projection_tree_idx ON bff.release_entity_projection USING btree (release_id, ord);
+
+CREATE INDEX release_projection_created_idx ON bff.release_projection USING btree (created_at DESC, id DESC);
+
+CREATE UNIQUE INDEX release_projection_key_key ON bff.release_projection USING btree (key);
+
+CREATE UNIQUE INDEX release_projection_pkey ON bff.release_projection USING btree (id);
+
+CREATE INDEX release_projection_status_idx ON bff.release_projection USING btree (status);
+
+CREATE UNIQUE INDEX users_email_lower_idx ON bff.users USING btree (lower(email));
+
+CREATE UNIQUE INDEX users_pkey ON bff.users USING btree (id);
+
+CREATE UNIQUE INDEX workflow_queue_projection_caller_idempotency_idx ON bff.workflow_queue_projection USING btree (COALESCE(created_by, '00000000-0000-0000-0000-000000000000'::uuid), idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+CREATE INDEX workflow_queue_projection_due_idx ON bff.workflow_queue_projection USING btree (next_attempt_at) WHERE (status = ANY (ARRAY['pending'::text, 'processing'::text]));
+
+CREATE INDEX workflow_queue_projection_org_idx ON bff.workflow_queue_projection USING btree (organization_id);
+
+CREATE UNIQUE INDEX workflow_queue_projection_pkey ON bff.workflow_queue_projection USING btree (id);
+
+CREATE INDEX workflow_queue_projection_release_idx ON bff.workflow_queue_projection USING btree (release_id, created_at) WHERE (release_id IS NOT NULL);
+
+CREATE INDEX workflow_queue_projection_workflow_idx ON bff.workflow_queue_projection USING btree (workflow_id);
 
 CREATE INDEX domain_events_activity_id_idx ON public.domain_events USING btree (((event_metadata ->> 'activity_id'::text))) WHERE ((event_metadata ->> 'activity_id'::text) IS NOT NULL);
 
@@ -176,61 +224,14 @@ CREATE INDEX domain_events_workflow_id_idx ON public.domain_events USING btree (
 
 CREATE INDEX domain_events_workflow_run_id_idx ON public.domain_events USING btree (((event_metadata ->> 'workflow_run_id'::text))) WHERE ((event_metadata ->> 'workflow_run_id'::text) IS NOT NULL);
 
-CREATE UNIQUE INDEX invitations_projection_org_email_idx ON public.invitations_projection USING btree (organization_id, lower(email));
-
-CREATE UNIQUE INDEX invitations_projection_pkey ON public.invitations_projection USING btree (id);
-
-CREATE INDEX login_throttle_expires_idx ON public.login_throttle USING btree (expires_at);
-
-CREATE UNIQUE INDEX login_throttle_pkey ON public.login_throttle USING btree (key);
-
-CREATE INDEX organizations_projection_created_idx ON public.organizations_projection USING btree (created_at, id);
-
-CREATE UNIQUE INDEX organizations_projection_live_slug_idx ON public.organizations_projection USING btree (slug) WHERE (status <> ALL (ARRAY['failed'::text, 'deactivated'::text]));
-
-CREATE UNIQUE INDEX organizations_projection_pkey ON public.organizations_projection USING btree (id);
-
-CREATE INDEX organizations_projection_slug_idx ON public.organizations_projection USING btree (slug);
-
-CREATE INDEX release_entity_projection_parent_idx ON public.release_entity_projection USING btree (parent_id, "position");
-
-CREATE UNIQUE INDEX release_entity_projection_pkey ON public.release_entity_projection USING btree (id);
-
-CREATE INDEX release_entity_projection_release_idx ON public.release_entity_projection USING btree (release_id, kind, "position");
-
-CREATE INDEX release_entity_projection_tree_idx ON public.release_entity_projection USING btree (release_id, ord);
-
-CREATE INDEX release_projection_created_idx ON public.release_projection USING btree (created_at DESC, id DESC);
-
-CREATE UNIQUE INDEX release_projection_key_key ON public.release_projection USING btree (key);
-
-CREATE UNIQUE INDEX release_projection_pkey ON public.release_projection USING btree (id);
-
-CREATE INDEX release_projection_status_idx ON public.release_projection USING btree (status);
-
-CREATE UNIQUE INDEX users_email_lower_idx ON public.users USING btree (lower(email));
-
-CREATE UNIQUE INDEX users_pkey ON public.users USING btree (id);
-
-CREATE UNIQUE INDEX workflow_queue_projection_caller_idempotency_idx ON public.workflow_queue_projection USING btree (COALESCE(created_by, '00000000-0000-0000-0000-000000000000'::uuid), idempotency_key) WHERE (idempotency_key IS NOT NULL);
-
-CREATE INDEX workflow_queue_projection_due_idx ON public.workflow_queue_projection USING btree (next_attempt_at) WHERE (status = ANY (ARRAY['pending'::text, 'processing'::text]));
-
-CREATE INDEX workflow_queue_projection_org_idx ON public.workflow_queue_projection USING btree (organization_id);
-
-CREATE UNIQUE INDEX workflow_queue_projection_pkey ON public.workflow_queue_projection USING btree (id);
-
-CREATE INDEX workflow_queue_projection_release_idx ON public.workflow_queue_projection USING btree (release_id, created_at) WHERE (release_id IS NOT NULL);
-
-CREATE INDEX workflow_queue_projection_workflow_idx ON public.workflow_queue_projection USING btree (workflow_id);
-
 -- Views
 
 -- Functions
 
-CREATE OR REPLACE FUNCTION public.bff_apply_release_moves()
+CREATE OR REPLACE FUNCTION bff.bff_apply_release_moves()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
 DECLARE
     changed text[];
@@ -275,10 +276,11 @@ END;
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_lineage(node_id text)
+CREATE OR REPLACE FUNCTION bff.bff_lineage(node_id text)
  RETURNS text[]
  LANGUAGE sql
  IMMUTABLE
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
     SELECT array_agg(kinds.kind || ':' || array_to_string(keys[1:kinds.depth], '/') ORDER BY kinds.depth DESC)
       FROM (SELECT string_to_array(split_part(node_id, ':', 2), '/') AS keys) p,
@@ -287,9 +289,10 @@ AS $function$
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_notify_organizations()
+CREATE OR REPLACE FUNCTION bff.bff_notify_organizations()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
 BEGIN
     PERFORM pg_notify('bff_organization_changed', org::text)
@@ -304,9 +307,10 @@ END;
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_project_control_queue()
+CREATE OR REPLACE FUNCTION bff.bff_project_control_queue()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
 DECLARE
     d  jsonb       := NEW.event_data;
@@ -345,9 +349,10 @@ END;
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_project_workflow_closed()
+CREATE OR REPLACE FUNCTION bff.bff_project_workflow_closed()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
 DECLARE
     d  jsonb := NEW.event_data;
@@ -398,10 +403,11 @@ END;
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_rollup_bucket(status text)
+CREATE OR REPLACE FUNCTION bff.bff_rollup_bucket(status text)
  RETURNS text
  LANGUAGE sql
  IMMUTABLE
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
     SELECT CASE status
         WHEN 'SUCCEEDED' THEN 'succeeded'
@@ -412,9 +418,10 @@ AS $function$
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_rollup_release(rid text)
+CREATE OR REPLACE FUNCTION bff.bff_rollup_release(rid text)
  RETURNS void
  LANGUAGE sql
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
     WITH counted AS (
         SELECT node,
@@ -442,19 +449,21 @@ AS $function$
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_try_int(value text)
+CREATE OR REPLACE FUNCTION bff.bff_try_int(value text)
  RETURNS integer
  LANGUAGE sql
  IMMUTABLE
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
     SELECT CASE WHEN value ~ '^-?\d{1,9}$' THEN value::integer END
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_try_timestamptz(value text)
+CREATE OR REPLACE FUNCTION bff.bff_try_timestamptz(value text)
  RETURNS timestamp with time zone
  LANGUAGE plpgsql
  STABLE
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
 BEGIN
     IF value !~ '^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$' THEN
@@ -468,19 +477,21 @@ END;
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.bff_try_uuid(value text)
+CREATE OR REPLACE FUNCTION bff.bff_try_uuid(value text)
  RETURNS uuid
  LANGUAGE sql
  IMMUTABLE
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
     SELECT CASE WHEN value ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$'
                 THEN value::uuid END
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.login_throttle_reserve(p_keys text[], p_limits integer[], p_grows boolean[], p_waivable boolean[], p_window interval, p_lockout interval, p_max_lockout interval)
+CREATE OR REPLACE FUNCTION bff.login_throttle_reserve(p_keys text[], p_limits integer[], p_grows boolean[], p_waivable boolean[], p_window interval, p_lockout interval, p_max_lockout interval)
  RETURNS TABLE(key text, allowed boolean, locked_until timestamp with time zone)
  LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
 DECLARE
     i integer;
@@ -554,9 +565,10 @@ END;
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.project_domain_event()
+CREATE OR REPLACE FUNCTION bff.project_domain_event()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
 DECLARE
     d  jsonb       := NEW.event_data;
@@ -761,9 +773,10 @@ END;
 $function$
 ;
 
-CREATE OR REPLACE FUNCTION public.project_workflow_queue_event()
+CREATE OR REPLACE FUNCTION bff.project_workflow_queue_event()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
 AS $function$
 DECLARE
     d  jsonb       := NEW.event_data;

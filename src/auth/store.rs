@@ -9,7 +9,7 @@ use super::{
     Principal,
     throttle::{AttemptKeys, Reservation, ThrottlePolicy, decide},
 };
-use crate::types::Email;
+use crate::{db, types::Email};
 
 /// A stored user (never with its password).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -59,10 +59,12 @@ pub struct UserState {
 /// The current state of user `id` (`None`: not a user of this service).
 #[tracing::instrument(skip_all)]
 pub async fn user_state(pool: &PgPool, id: Uuid) -> Result<Option<UserState>, sqlx::Error> {
-    sqlx::query_as("SELECT email, role, org_id, permissions, disabled FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(db::sql(
+        "SELECT email, role, org_id, permissions, disabled FROM bff.users WHERE id = $1",
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Finds a user by e-mail, case-insensitively.
@@ -71,10 +73,10 @@ pub async fn find_user_by_email(
     pool: &PgPool,
     email: &Email,
 ) -> Result<Option<UserRecord>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(db::sql(
         "SELECT id, email, password_hash, role, org_id, permissions, disabled
-           FROM users WHERE lower(email) = $1",
-    )
+           FROM bff.users WHERE lower(email) = $1",
+    ))
     .bind(email.as_str())
     .fetch_optional(pool)
     .await
@@ -90,11 +92,11 @@ pub async fn insert_user(
     org_id: Option<Uuid>,
     permissions: &[String],
 ) -> Result<UserRecord, sqlx::Error> {
-    sqlx::query_as(
-        "INSERT INTO users (email, password_hash, role, org_id, permissions)
+    sqlx::query_as(db::sql(
+        "INSERT INTO bff.users (email, password_hash, role, org_id, permissions)
          VALUES ($1, $2, $3, $4, $5)
          RETURNING id, email, password_hash, role, org_id, permissions, disabled",
-    )
+    ))
     .bind(email.as_str())
     .bind(password_hash)
     .bind(role)
@@ -112,11 +114,11 @@ pub async fn reserve(
     keys: &AttemptKeys,
 ) -> Result<Reservation, sqlx::Error> {
     let limit = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let rows: Vec<(String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(db::sql(
         "SELECT key, allowed, locked_until
-           FROM login_throttle_reserve($1, $2, $3, $4, make_interval(secs => $5),
+           FROM bff.login_throttle_reserve($1, $2, $3, $4, make_interval(secs => $5),
                                        make_interval(secs => $6), make_interval(secs => $7))",
-    )
+    ))
     .bind([&keys.pair, &keys.email, &keys.address])
     .bind([
         limit(policy.max_failures),
@@ -139,10 +141,10 @@ pub async fn reserve(
 /// back.
 #[tracing::instrument(skip_all)]
 pub async fn succeeded(pool: &PgPool, keys: &AttemptKeys) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "WITH pair AS (DELETE FROM login_throttle WHERE key = $1)
-         UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($2)",
-    )
+    sqlx::query(db::sql(
+        "WITH pair AS (DELETE FROM bff.login_throttle WHERE key = $1)
+         UPDATE bff.login_throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($2)",
+    ))
     .bind(&keys.pair)
     .bind([&keys.email, &keys.address])
     .execute(pool)
@@ -154,9 +156,9 @@ pub async fn succeeded(pool: &PgPool, keys: &AttemptKeys) -> Result<(), sqlx::Er
 /// busy to hash it).
 #[tracing::instrument(skip_all)]
 pub async fn refund(pool: &PgPool, keys: &AttemptKeys) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($1)",
-    )
+    sqlx::query(db::sql(
+        "UPDATE bff.login_throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($1)",
+    ))
     .bind([&keys.pair, &keys.email, &keys.address])
     .execute(pool)
     .await
@@ -166,8 +168,10 @@ pub async fn refund(pool: &PgPool, keys: &AttemptKeys) -> Result<(), sqlx::Error
 /// Deletes rows whose window and lock have both passed; returns how many.
 #[tracing::instrument(skip_all)]
 pub async fn purge_expired_throttle(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    sqlx::query("DELETE FROM login_throttle WHERE expires_at < now()")
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected())
+    sqlx::query(db::sql(
+        "DELETE FROM bff.login_throttle WHERE expires_at < now()",
+    ))
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected())
 }

@@ -44,6 +44,8 @@ pub const VARIABLES: &[&str] = &[
     "DATABASE_MAX_CONNECTIONS",
     "DATABASE_POOLER",
     "DATABASE_LISTEN_URL",
+    "DATABASE_SCHEMA",
+    "EVENTS_TABLE",
     "MAX_RESPONSE_BYTES",
     "TEMPORAL_QUERY_TIMEOUT_MS",
     "HIERARCHY_CACHE_MS",
@@ -140,6 +142,78 @@ pub struct DbConfig {
     pub listen_url: Option<SecretString>,
     /// What sits between the pool and Postgres (`DATABASE_POOLER`).
     pub pooler: Pooler,
+    /// Where the service's tables are, and the shared event store (`DATABASE_SCHEMA`,
+    /// `EVENTS_TABLE`).
+    pub names: DbNames,
+}
+
+/// Where the service's objects live in a database it may share with the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbNames {
+    /// The schema holding everything the service owns: read models, outbox, users, login
+    /// throttle, their functions and triggers (`DATABASE_SCHEMA`, default `bff`).
+    pub schema: SqlIdent,
+    /// The shared event store, schema-qualified (`EVENTS_TABLE`, default
+    /// `public.domain_events`).
+    pub events: (SqlIdent, SqlIdent),
+}
+
+impl Default for DbNames {
+    fn default() -> Self {
+        Self {
+            schema: SqlIdent(DEFAULT_SCHEMA.to_owned()),
+            events: (
+                SqlIdent("public".to_owned()),
+                SqlIdent("domain_events".to_owned()),
+            ),
+        }
+    }
+}
+
+impl DbNames {
+    /// The event store as SQL names it: `schema.table`.
+    pub fn events_table(&self) -> String {
+        format!("{}.{}", self.events.0, self.events.1)
+    }
+}
+
+/// `DATABASE_SCHEMA`'s default.
+pub const DEFAULT_SCHEMA: &str = "bff";
+
+/// A Postgres name that needs no quoting: a lowercase letter or `_`, then lowercase letters,
+/// digits or `_`, at most 40 bytes, so that names built from it (`<schema>_…` triggers) stay
+/// within Postgres' 63. It goes into SQL as it is, so nothing else is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlIdent(String);
+
+impl SqlIdent {
+    /// Parses `raw`, saying what is wrong with it.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut chars = raw.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if first_ok && rest_ok && raw.len() <= 40 && !raw.starts_with("pg_") {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!(
+                "must be a lowercase SQL name (a-z, 0-9, _; not starting with a digit or pg_; \
+                 at most 40 bytes), not {raw:?}"
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SqlIdent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What sits between the pool and Postgres (`DATABASE_POOLER`).
@@ -391,13 +465,27 @@ fn read_db<F: Fn(&str) -> Option<String>>(env: &mut Reader<'_, F>) -> Option<DbC
     let pooler = read_pooler(env);
     let statement_timeout = env.millis_in("DB_STATEMENT_TIMEOUT_MS", 5_000, 100..=600_000);
     let max_connections = env.int_in("DATABASE_MAX_CONNECTIONS", 32, 1..=1_000);
+    let schema = env.parsed("DATABASE_SCHEMA", DEFAULT_SCHEMA, SqlIdent::parse);
+    let events = env.parsed("EVENTS_TABLE", "public.domain_events", parse_table);
     Some(DbConfig {
         url: url?,
         statement_timeout: statement_timeout?,
         max_connections: max_connections?,
         listen_url: listen_url?,
         pooler: pooler?,
+        names: DbNames {
+            schema: schema?,
+            events: events?,
+        },
     })
+}
+
+/// `schema.table`, or `table` in `public`.
+fn parse_table(raw: &str) -> Result<(SqlIdent, SqlIdent), String> {
+    match raw.split_once('.') {
+        Some((schema, table)) => Ok((SqlIdent::parse(schema)?, SqlIdent::parse(table)?)),
+        None => Ok((SqlIdent("public".to_owned()), SqlIdent::parse(raw)?)),
+    }
 }
 
 fn read_listen_url<F: Fn(&str) -> Option<String>>(
@@ -555,6 +643,27 @@ mod tests {
         assert_eq!(config.base_domain, "example.test");
         assert_eq!(config.log_format, LogFormat::Json);
         assert!(config.cors_allowed_origins.is_empty());
+        assert_eq!(config.db.names.schema.as_str(), "bff");
+        assert_eq!(config.db.names.events_table(), "public.domain_events");
+    }
+
+    #[test]
+    fn a_bare_events_table_is_taken_to_be_in_public() {
+        let config = load(&[
+            ("DATABASE_URL", "postgres://u@localhost/db"),
+            ("JWT_SECRET", SECRET),
+            ("DATABASE_SCHEMA", "bff_staging"),
+            ("EVENTS_TABLE", "events"),
+        ])
+        .map_err(|e| e.to_string());
+
+        let names = config.map(|c| c.db.names);
+        assert_eq!(
+            names
+                .as_ref()
+                .map(|n| (n.schema.as_str(), n.events_table())),
+            Ok(("bff_staging", "public.events".to_owned()))
+        );
     }
 
     #[test]
@@ -567,6 +676,8 @@ mod tests {
             ("TEMPORAL_ADDRESS", "::::"),
             ("DATABASE_POOLER", "session"),
             ("DATABASE_LISTEN_URL", "mysql://user:hunter2@x/db"),
+            ("DATABASE_SCHEMA", "bff; DROP SCHEMA public"),
+            ("EVENTS_TABLE", "public.Events"),
         ])
         .err();
 
@@ -580,6 +691,8 @@ mod tests {
             "TEMPORAL_ADDRESS must be host:port",
             "DATABASE_POOLER must be none or transaction",
             "DATABASE_LISTEN_URL must be a postgres:// URL",
+            "DATABASE_SCHEMA must be a lowercase SQL name",
+            "EVENTS_TABLE must be a lowercase SQL name",
         ] {
             assert!(
                 message.contains(expected),

@@ -1,6 +1,9 @@
 //! Postgres: the connection pool, the embedded migrations and the change feed (`changes`).
 
 pub mod changes;
+pub mod names;
+
+pub use names::sql;
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,10 +14,31 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::config::{DbConfig, Pooler};
+use crate::config::{DbConfig, DbNames, Pooler};
 
-/// The migrations in `migrations/`, embedded in the binary.
+/// The migrations in `migrations/`, embedded in the binary. They name the service's own
+/// objects unqualified, for the schema the migration session puts alone on its path, and the
+/// event store as `public.domain_events`, which [`migrator`] replaces with `EVENTS_TABLE`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// [`MIGRATOR`] for `names`: the event store renamed in every migration (each keeps the
+/// checksum of its file, so the history does not depend on the setting), and the history
+/// kept in the service's schema (`<schema>._sqlx_migrations`), apart from anyone else's.
+pub fn migrator(names: &DbNames) -> sqlx::migrate::Migrator {
+    let migrations = MIGRATOR
+        .iter()
+        .map(|migration| sqlx::migrate::Migration {
+            sql: sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(names::rewrite(
+                migration.sql.as_str(),
+                names,
+            ))),
+            ..migration.clone()
+        })
+        .collect();
+    let mut migrator = sqlx::migrate::Migrator::with_migrations(migrations);
+    migrator.dangerous_set_table_name(format!("{}._sqlx_migrations", names.schema));
+    migrator
+}
 
 /// Opens the pool and checks one connection, so an unreachable database fails start-up.
 /// Every statement on it runs under `DB_STATEMENT_TIMEOUT_MS`; it opens at most
@@ -28,6 +52,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// another client's), and the timeout is `SET LOCAL`.
 #[tracing::instrument(skip_all)]
 pub async fn connect(config: &DbConfig) -> Result<PgPool, sqlx::Error> {
+    names::install(&config.names).map_err(|why| sqlx::Error::Configuration(why.into()))?;
     let options: PgConnectOptions = config.url.expose_secret().parse()?;
     let timeout_ms = config.statement_timeout.as_millis().to_string();
     let pool = PgPoolOptions::new()
@@ -119,26 +144,37 @@ pub async fn migrate_session(config: &DbConfig) -> Result<(), MigrateError> {
     }
     let options: PgConnectOptions = config.session_url().parse()?;
     let mut conn = PgConnection::connect_with(&options).await?;
-    migrate_on(&mut conn).await?;
+    migrate_on(&mut conn, &config.names).await?;
     conn.close().await.map_err(MigrateError::from)
 }
 
 /// [`migrate_session`] on a connection of a direct pool (`dev`, tests).
-pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+pub async fn migrate(pool: &PgPool, names: &DbNames) -> Result<(), MigrateError> {
     let mut conn = pool.acquire().await?;
-    let migrated = migrate_on(&mut conn).await;
+    let migrated = migrate_on(&mut conn, names).await;
     // The connection goes back to the pool as it came.
-    sqlx::query("RESET client_min_messages")
+    sqlx::raw_sql("RESET client_min_messages; RESET search_path")
         .execute(&mut *conn)
         .await?;
     migrated
 }
 
-async fn migrate_on(conn: &mut PgConnection) -> Result<(), MigrateError> {
-    sqlx::query("SET client_min_messages = warning")
+/// Creates the service's schema (and the event store's, for a database that has none yet),
+/// then migrates with only the service's schema on the path: every unqualified name in a
+/// migration is the service's own, and nothing resolves to a table of the platform's.
+async fn migrate_on(conn: &mut PgConnection, names: &DbNames) -> Result<(), MigrateError> {
+    // The names are plain identifiers (the config parsed them): nothing else reaches this SQL.
+    let setup = format!(
+        "SET client_min_messages = warning; \
+         CREATE SCHEMA IF NOT EXISTS {schema}; CREATE SCHEMA IF NOT EXISTS {events}; \
+         SET search_path = {schema}, pg_temp",
+        schema = names.schema,
+        events = names.events.0,
+    );
+    sqlx::raw_sql(AssertSqlSafe(setup))
         .execute(&mut *conn)
         .await?;
-    MIGRATOR.run(conn).await
+    migrator(names).run(conn).await
 }
 
 /// Whether `error` means Postgres cannot be reached or used right now (a restart, a broken

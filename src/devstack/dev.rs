@@ -108,7 +108,7 @@ pub async fn run() -> Result<(), DevError> {
     let pool = crate::db::connect(&config.db)
         .await
         .map_err(|e| DevError::Database(e.to_string()))?;
-    crate::db::migrate(&pool)
+    crate::db::migrate(&pool, &config.db.names)
         .await
         .map_err(|e| DevError::Database(e.to_string()))?;
 

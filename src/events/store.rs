@@ -4,6 +4,7 @@ use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder};
 
 use super::NewEvent;
+use crate::db;
 
 /// Appends `events` in one statement, in order; events already stored are skipped. Returns how
 /// many were new. One multi-row INSERT is atomic: all of them (and what their triggers write)
@@ -16,10 +17,10 @@ pub async fn append<'e>(
     if events.is_empty() {
         return Ok(0);
     }
-    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO domain_events (id, event_type, aggregate_type, aggregate_id, event_data, \
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(db::sql(
+        "INSERT INTO public.domain_events (id, event_type, aggregate_type, aggregate_id, event_data, \
          event_metadata, created_at, created_by) ",
-    );
+    ));
     query.push_values(events, |mut row, event| {
         let metadata = serde_json::to_value(&event.metadata).unwrap_or(Value::Null);
         row.push_bind(event.id)

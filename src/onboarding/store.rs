@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{contracts::bootstrap::OrganizationType, metrics::RequestStats};
+use crate::{contracts::bootstrap::OrganizationType, db, metrics::RequestStats};
 
 /// A status column held a value this code does not know.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,13 @@ pub struct OrganizationRow {
     pub created_at: DateTime<Utc>,
 }
 
-const ORG_COLUMNS: &str = "SELECT id, name, type, slug, fqdn, status, subdomain_status, workflow_id, created_at FROM organizations_projection";
+/// An organization row's columns, as a literal so statements can `concat!` it.
+macro_rules! org_columns {
+    () => {
+        "SELECT id, name, type, slug, fqdn, status, subdomain_status, workflow_id, created_at \
+         FROM bff.organizations_projection"
+    };
+}
 
 /// Organizations whose bootstrap the projection shows under way, least recently changed
 /// first, at most `limit`: (ID, workflow ID).
@@ -128,11 +134,11 @@ pub async fn open_bootstraps(
     limit: i64,
 ) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
     let _slot = stats.sql(1, "onboarding.open_bootstraps").await;
-    sqlx::query_as(
-        "SELECT id, workflow_id FROM organizations_projection
+    sqlx::query_as(db::sql(
+        "SELECT id, workflow_id FROM bff.organizations_projection
           WHERE status = 'pending' AND workflow_id IS NOT NULL
           ORDER BY updated_at LIMIT $1",
-    )
+    ))
     .bind(limit)
     .fetch_all(pool)
     .await
@@ -146,12 +152,10 @@ pub async fn organizations(
     ids: &[Uuid],
 ) -> Result<Vec<OrganizationRow>, sqlx::Error> {
     let _slot = stats.sql(1, "onboarding.organizations").await;
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{ORG_COLUMNS} WHERE id = ANY($1)"
-    )))
-    .bind(ids)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(db::sql(concat!(org_columns!(), " WHERE id = ANY($1)")))
+        .bind(ids)
+        .fetch_all(pool)
+        .await
 }
 
 /// A page of organizations, oldest first, optionally only `only` (the caller's own), with the
@@ -165,8 +169,9 @@ pub async fn organization_page(
     limit: i64,
 ) -> Result<(Vec<OrganizationRow>, i64), sqlx::Error> {
     let _slots = stats.sql(2, "onboarding.organization_page").await;
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{ORG_COLUMNS} WHERE ($1::uuid IS NULL OR id = $1)
+    let rows = sqlx::query_as(db::sql(concat!(
+        org_columns!(),
+        " WHERE ($1::uuid IS NULL OR id = $1)
            AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
          ORDER BY created_at, id LIMIT $4"
     )))
@@ -175,9 +180,9 @@ pub async fn organization_page(
     .bind(after.map(|(_, id)| id))
     .bind(limit)
     .fetch_all(pool);
-    let total = sqlx::query_scalar(
-        "SELECT count(*) FROM organizations_projection WHERE ($1::uuid IS NULL OR id = $1)",
-    )
+    let total = sqlx::query_scalar(db::sql(
+        "SELECT count(*) FROM bff.organizations_projection WHERE ($1::uuid IS NULL OR id = $1)",
+    ))
     .bind(only)
     .fetch_one(pool);
     tokio::try_join!(rows, total)
@@ -237,24 +242,24 @@ pub async fn details(
 ) -> Result<HashMap<Uuid, BootstrapDetails>, sqlx::Error> {
     let ids: Vec<Uuid> = organizations.iter().map(|(id, _)| *id).collect();
     let workflow_ids: Vec<&str> = organizations.iter().map(|(_, w)| w.as_str()).collect();
-    let outbox = sqlx::query_as::<_, OutboxRow>(
+    let outbox = sqlx::query_as::<_, OutboxRow>(db::sql(
         "SELECT DISTINCT ON (organization_id) organization_id, status, last_error, completed_at
-           FROM workflow_queue_projection WHERE organization_id = ANY($1)
+           FROM bff.workflow_queue_projection WHERE organization_id = ANY($1)
           ORDER BY organization_id, created_at DESC",
-    )
+    ))
     .bind(&ids)
     .fetch_all(pool);
     let events = sqlx::query_as::<_, (String, Uuid, String, Value, Value, DateTime<Utc>)>(
-        "SELECT event_metadata ->> 'workflow_id', id, event_type, event_data, event_metadata, created_at
-           FROM domain_events WHERE event_metadata ->> 'workflow_id' = ANY($1)
-          ORDER BY created_at, id",
+        db::sql("SELECT event_metadata ->> 'workflow_id', id, event_type, event_data, event_metadata, created_at
+           FROM public.domain_events WHERE event_metadata ->> 'workflow_id' = ANY($1)
+          ORDER BY created_at, id"),
     )
     .bind(&workflow_ids)
     .fetch_all(pool);
-    let invitations = sqlx::query_as::<_, InvitationRow>(
-        "SELECT organization_id, email, role, status FROM invitations_projection
+    let invitations = sqlx::query_as::<_, InvitationRow>(db::sql(
+        "SELECT organization_id, email, role, status FROM bff.invitations_projection
           WHERE organization_id = ANY($1) ORDER BY created_at, email",
-    )
+    ))
     .bind(&ids)
     .fetch_all(pool);
     let (outbox, events, invitations) = {
@@ -321,22 +326,22 @@ pub async fn existing(
     input: &Value,
     subdomain: &str,
 ) -> Result<Option<Existing>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(db::sql(
         "SELECT organization_id, workflow_id, true AS by_key,
                 (workflow_input - 'organizationId') = $3 AS same
-           FROM workflow_queue_projection
+           FROM bff.workflow_queue_projection
           WHERE idempotency_key = $2 AND organization_id IS NOT NULL
             AND COALESCE(created_by, '00000000-0000-0000-0000-000000000000'::uuid)
                 = COALESCE($1, '00000000-0000-0000-0000-000000000000'::uuid)
          UNION ALL
          SELECT o.id, o.workflow_id, false,
                 q.created_by IS NOT DISTINCT FROM $1
-           FROM organizations_projection o
-           LEFT JOIN workflow_queue_projection q ON q.organization_id = o.id
+           FROM bff.organizations_projection o
+           LEFT JOIN bff.workflow_queue_projection q ON q.organization_id = o.id
           WHERE o.slug = $4 AND o.status NOT IN ('failed', 'deactivated')
          ORDER BY by_key DESC
          LIMIT 1",
-    )
+    ))
     .bind(caller)
     .bind(idempotency_key)
     .bind(input)

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Delivery, Queued, Signal};
+use crate::db;
 
 /// A claimed row as stored.
 #[derive(sqlx::FromRow)]
@@ -62,12 +63,12 @@ impl From<Row> for Queued {
 /// After a failed delivery on the request path: one attempt made, due again at once.
 #[tracing::instrument(skip_all)]
 pub async fn schedule_retry(pool: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection
+    sqlx::query(db::sql(
+        "UPDATE bff.workflow_queue_projection
             SET attempts = attempts + 1, last_error = $2, next_attempt_at = now(),
                 updated_at = now()
           WHERE id = $1 AND status = 'pending'",
-    )
+    ))
     .bind(id)
     .bind(reason)
     .execute(pool)
@@ -79,12 +80,12 @@ pub async fn schedule_retry(pool: &PgPool, id: Uuid, reason: &str) -> Result<(),
 /// replica left for a minute), counting an attempt on each.
 #[tracing::instrument(skip_all)]
 pub async fn claim(pool: &PgPool, instance: &str, limit: i64) -> Result<Vec<Queued>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "UPDATE workflow_queue_projection q
+    let rows: Vec<Row> = sqlx::query_as(db::sql(
+        "UPDATE bff.workflow_queue_projection q
             SET status = 'processing', claimed_by = $1, claimed_at = now(),
                 attempts = q.attempts + 1, updated_at = now()
           WHERE q.id IN (
-                SELECT id FROM workflow_queue_projection
+                SELECT id FROM bff.workflow_queue_projection
                  WHERE (status = 'pending' AND next_attempt_at <= now())
                     OR (status = 'processing' AND claimed_at < now() - interval '60 seconds')
                  ORDER BY next_attempt_at
@@ -93,8 +94,8 @@ pub async fn claim(pool: &PgPool, instance: &str, limit: i64) -> Result<Vec<Queu
           RETURNING q.id, q.organization_id, q.workflow_id, q.workflow_type, q.task_queue,
                     q.workflow_input, q.attempts, q.action, q.release_id,
                     (SELECT e.event_metadata ->> 'traceparent'
-                       FROM domain_events e WHERE e.id = q.event_id) AS traceparent",
-    )
+                       FROM public.domain_events e WHERE e.id = q.event_id) AS traceparent",
+    ))
     .bind(instance)
     .bind(limit)
     .fetch_all(pool)
@@ -105,10 +106,10 @@ pub async fn claim(pool: &PgPool, instance: &str, limit: i64) -> Result<Vec<Queu
 /// Renews `instance`'s claim on row `id`; `false` if it was lost.
 #[tracing::instrument(skip_all)]
 pub async fn renew_claim(pool: &PgPool, instance: &str, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection SET claimed_at = now()
+    sqlx::query(db::sql(
+        "UPDATE bff.workflow_queue_projection SET claimed_at = now()
           WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
-    )
+    ))
     .bind(id)
     .bind(instance)
     .execute(pool)
@@ -120,12 +121,12 @@ pub async fn renew_claim(pool: &PgPool, instance: &str, id: Uuid) -> Result<bool
 /// replica, and the interrupted attempt not counted. Returns how many.
 #[tracing::instrument(skip_all)]
 pub async fn give_back(pool: &PgPool, instance: &str) -> Result<u64, sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection
+    sqlx::query(db::sql(
+        "UPDATE bff.workflow_queue_projection
             SET status = 'pending', claimed_by = NULL, claimed_at = NULL,
                 attempts = greatest(attempts - 1, 0), next_attempt_at = now(), updated_at = now()
           WHERE claimed_by = $1 AND status = 'processing'",
-    )
+    ))
     .bind(instance)
     .execute(pool)
     .await
@@ -135,9 +136,9 @@ pub async fn give_back(pool: &PgPool, instance: &str) -> Result<u64, sqlx::Error
 /// When the next pending row is due, if any.
 #[tracing::instrument(skip_all)]
 pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT min(next_attempt_at) FROM workflow_queue_projection WHERE status = 'pending'",
-    )
+    sqlx::query_scalar(db::sql(
+        "SELECT min(next_attempt_at) FROM bff.workflow_queue_projection WHERE status = 'pending'",
+    ))
     .fetch_one(pool)
     .await
 }
@@ -146,13 +147,13 @@ pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Erro
 /// of the oldest, for `/metrics`.
 #[tracing::instrument(skip_all)]
 pub async fn backlog(pool: &PgPool) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(db::sql(
         "SELECT action, count(*),
                 COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::bigint
-           FROM workflow_queue_projection
+           FROM bff.workflow_queue_projection
           WHERE status IN ('pending', 'processing')
           GROUP BY action",
-    )
+    ))
     .fetch_all(pool)
     .await
 }
@@ -168,13 +169,13 @@ pub async fn reschedule(
     wait_secs: f64,
     attempts_delta: i32,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE workflow_queue_projection
+    sqlx::query(db::sql(
+        "UPDATE bff.workflow_queue_projection
             SET status = 'pending', claimed_by = NULL, last_error = $3,
                 attempts = greatest(attempts + $5, 0),
                 next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
           WHERE id = $1 AND claimed_by = $2 AND status = 'processing'",
-    )
+    ))
     .bind(id)
     .bind(instance)
     .bind(reason)

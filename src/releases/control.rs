@@ -25,6 +25,7 @@ use crate::{
         ids::EntityId,
         release::RolloutStatus,
     },
+    db,
     error::ApiError,
     events::{self, NewEvent},
     metrics::{Metrics, RequestStats},
@@ -272,7 +273,7 @@ impl Deliver for ReleaseControl {
             return Ok(false);
         };
         sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM release_projection WHERE id = $1 AND workflow_id = $2)",
+            db::sql("SELECT EXISTS (SELECT 1 FROM bff.release_projection WHERE id = $1 AND workflow_id = $2)"),
         )
         .bind(release_id)
         .bind(&row.workflow_id)

@@ -12,6 +12,7 @@ use crate::{
         ids::Kind,
         release::{Node, RolloutStatus},
     },
+    db,
     metrics::RequestStats,
 };
 
@@ -83,9 +84,14 @@ impl ReleaseFilter {
 /// A keyset position in the newest-first order.
 pub type Cursor = (DateTime<Utc>, String);
 
-const ROW_COLUMNS: &str = "SELECT id, key, name, status, workflow_id, message, created_at, \
-     updated_at, started_at, completed_at, apps_total, apps_succeeded, apps_failed, \
-     apps_in_progress, apps_pending FROM release_projection";
+/// A release row's columns, as a literal so statements can `concat!` it.
+macro_rules! row_columns {
+    () => {
+        "SELECT id, key, name, status, workflow_id, message, created_at, updated_at, \
+         started_at, completed_at, apps_total, apps_succeeded, apps_failed, apps_in_progress, \
+         apps_pending FROM bff.release_projection"
+    };
+}
 
 fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
     query.push(" WHERE true");
@@ -123,11 +129,11 @@ pub async fn pending_controls(
     ids: &[String],
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.pending_controls").await;
-    sqlx::query_as(
-        "SELECT DISTINCT ON (release_id) release_id, action FROM workflow_queue_projection
+    sqlx::query_as(db::sql(
+        "SELECT DISTINCT ON (release_id) release_id, action FROM bff.workflow_queue_projection
           WHERE release_id = ANY($1) AND status IN ('pending', 'processing')
           ORDER BY release_id, created_at",
-    )
+    ))
     .bind(ids)
     .fetch_all(pool)
     .await
@@ -142,11 +148,11 @@ pub async fn open_releases(
     limit: i64,
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.open_releases").await;
-    sqlx::query_as(
-        "SELECT id, workflow_id FROM release_projection
+    sqlx::query_as(db::sql(
+        "SELECT id, workflow_id FROM bff.release_projection
           WHERE status IN ('PENDING', 'IN_PROGRESS', 'PAUSED')
           ORDER BY updated_at LIMIT $1",
-    )
+    ))
     .bind(limit)
     .fetch_all(pool)
     .await
@@ -162,8 +168,9 @@ pub async fn changed_since(
     limit: i64,
 ) -> Result<Vec<ReleaseRow>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.changed_since").await;
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{ROW_COLUMNS} WHERE updated_at >= $1 ORDER BY updated_at LIMIT $2"
+    sqlx::query_as(db::sql(concat!(
+        row_columns!(),
+        " WHERE updated_at >= $1 ORDER BY updated_at LIMIT $2"
     )))
     .bind(since)
     .bind(limit)
@@ -211,7 +218,7 @@ async fn page_rows(
         Position::After(cursor) => (Some(cursor), true, 0),
         Position::Before(cursor) => (cursor, false, 0),
     };
-    let mut query = QueryBuilder::new(ROW_COLUMNS);
+    let mut query = QueryBuilder::new(db::sql(row_columns!()));
     push_filter(&mut query, filter);
     if let Some((at, id)) = cursor {
         query
@@ -243,7 +250,7 @@ async fn page_rows(
 
 /// How many releases match `filter`.
 async fn count(pool: &PgPool, filter: &ReleaseFilter) -> Result<i64, sqlx::Error> {
-    let mut query = QueryBuilder::new("SELECT count(*) FROM release_projection");
+    let mut query = QueryBuilder::new(db::sql("SELECT count(*) FROM bff.release_projection"));
     push_filter(&mut query, filter);
     query.build_query_scalar().fetch_one(pool).await
 }
@@ -256,12 +263,10 @@ pub async fn rows(
     ids: &[String],
 ) -> Result<Vec<ReleaseRow>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.rows").await;
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{ROW_COLUMNS} WHERE id = ANY($1)"
-    )))
-    .bind(ids)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(db::sql(concat!(row_columns!(), " WHERE id = ANY($1)")))
+        .bind(ids)
+        .fetch_all(pool)
+        .await
 }
 
 #[derive(sqlx::FromRow)]
@@ -294,13 +299,13 @@ pub async fn trees(
     ids: &[String],
 ) -> Result<HashMap<String, StoredTree>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.trees").await;
-    let rows: Vec<EntityRow> = sqlx::query_as(
+    let rows: Vec<EntityRow> = sqlx::query_as(db::sql(
         "SELECT id, release_id, parent_id, kind, key, name, status, version, region, message,
                 started_at, completed_at, updated_at
-           FROM release_entity_projection
+           FROM bff.release_entity_projection
           WHERE release_id = ANY($1)
           ORDER BY release_id, ord",
-    )
+    ))
     .bind(ids)
     .fetch_all(pool)
     .await?;

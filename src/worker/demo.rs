@@ -19,6 +19,7 @@ use crate::{
         ids::Key,
         release::{ReleaseSpec, RolloutOptions},
     },
+    db,
 };
 
 /// The demo login (only `demo` and `dev` ever create it).
@@ -59,11 +60,11 @@ async fn seed_admin(db: &PgPool) -> Result<(), DemoError> {
     let hash = Hasher::new()
         .hash(SecretString::from(DEMO_ADMIN_PASSWORD))
         .await?;
-    sqlx::query(
-        "INSERT INTO users (email, password_hash, role, permissions)
+    sqlx::query(db::sql(
+        "INSERT INTO bff.users (email, password_hash, role, permissions)
          VALUES ($1, $2, 'platform_admin', $3)
          ON CONFLICT (lower(email)) DO NOTHING",
-    )
+    ))
     .bind(DEMO_ADMIN_EMAIL)
     .bind(hash)
     .bind(vec![

@@ -243,6 +243,18 @@ pub async fn fresh_database() -> String {
     stack.postgres.url(&name)
 }
 
+/// A pool for a test's own SQL on `url`, with `public` and then the service's schema on its
+/// path: tests name tables as `users` and `domain_events`, and what a test creates lands in
+/// `public`, as the platform's objects would. (The app's own sessions keep the default path
+/// and qualify every name: `db::names`.)
+pub async fn test_pool(url: &str) -> PgPool {
+    let options: sqlx::postgres::PgConnectOptions =
+        url.parse().expect("the test database URL parses");
+    PgPool::connect_with(options.options([("search_path", "public, bff")]))
+        .await
+        .expect("cannot connect to the test database")
+}
+
 /// A random JWT secret of the required length.
 pub fn random_secret() -> String {
     format!(
@@ -329,9 +341,7 @@ impl TestApp {
         let server = tokio::spawn(temporal_bff::run_server(listener, Some(ops), app, async {
             let _ = rx.await;
         }));
-        let db = PgPool::connect(&direct)
-            .await
-            .expect("cannot connect to the test database");
+        let db = test_pool(&direct).await;
         Self {
             addr,
             ops_addr,

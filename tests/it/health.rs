@@ -94,7 +94,7 @@ async fn reads_while_postgres_is_stopped_are_unavailable_not_internal_and_work_o
     let pool = sqlx::PgPool::connect(&url)
         .await
         .expect("the pool connects");
-    temporal_bff::db::migrate(&pool)
+    temporal_bff::db::migrate(&pool, &Default::default())
         .await
         .expect("the migrations apply");
     pool.close().await;

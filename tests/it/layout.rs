@@ -389,3 +389,61 @@ fn the_module_table_in_the_architecture_document_names_every_top_level_module_an
         "docs/architecture.md's module table against src/"
     );
 }
+
+/// The tables the service owns (in `DATABASE_SCHEMA`) and the shared event store.
+const TABLES: [&str; 9] = [
+    "users",
+    "login_throttle",
+    "organizations_projection",
+    "invitations_projection",
+    "workflow_queue_projection",
+    "release_projection",
+    "release_entity_projection",
+    "bff_release_moves",
+    "domain_events",
+];
+
+/// Every place in `text` where a statement names one of [`TABLES`] without its schema.
+fn unqualified_tables(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == '(' || c == '"')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .filter(|pair| {
+            matches!(pair[0], "FROM" | "JOIN" | "INTO" | "UPDATE" | "TABLE")
+                && TABLES.contains(&pair[1].trim_end_matches([',', ';', ')']))
+        })
+        .map(|pair| pair.join(" "))
+        .collect()
+}
+
+#[test]
+fn every_statement_the_service_runs_names_its_tables_with_their_schema() {
+    // The app's sessions keep the database's search_path (db::names says why), so an
+    // unqualified name would find the platform's table of that name, or none.
+    let found: Vec<String> = modules()
+        .iter()
+        .flat_map(|(module, text)| {
+            unqualified_tables(text)
+                .into_iter()
+                .map(move |hit| format!("{module}: {hit}"))
+        })
+        .collect();
+
+    assert!(
+        found.is_empty(),
+        "write bff.<table> / public.domain_events: {found:?}"
+    );
+}
+
+#[test]
+fn the_table_check_sees_an_unqualified_name_and_passes_a_qualified_one() {
+    let sql = "SELECT 1 FROM users u JOIN bff.login_throttle t ON true; INSERT INTO domain_events";
+
+    assert_eq!(
+        unqualified_tables(sql),
+        ["FROM users", "INTO domain_events"]
+    );
+}

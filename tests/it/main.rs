@@ -33,6 +33,7 @@ mod release_reads;
 mod releases_graphql;
 mod releases_worker;
 mod rest_api;
+mod shared_database;
 mod subscriptions;
 mod terminated;
 mod tokens;

@@ -7,7 +7,7 @@ async fn migrations_create_the_event_store_projections_and_users() {
     let app = TestApp::spawn().await;
 
     let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema IN ('bff', 'public') ORDER BY 1",
     )
     .fetch_all(&app.db)
     .await
@@ -67,23 +67,24 @@ async fn current_sql(db: &sqlx::PgPool) -> String {
          -- with a new migration, then regenerate: WRITE_CURRENT_SQL=1 scripts/test current_sql\n",
     );
     let columns: Vec<(String, String, String, bool, Option<String>, bool)> = sqlx::query_as(
-        "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
+        "SELECT c.relnamespace::regnamespace::text || '.' || c.relname, a.attname::text, format_type(a.atttypid, a.atttypmod),
                 a.attnotnull, pg_get_expr(d.adbin, d.adrelid), c.relpersistence = 'u'
            FROM pg_class c
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
            LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-          WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
-            AND c.relname <> '_sqlx_migrations'
-          ORDER BY c.relname, a.attnum",
+          WHERE c.relnamespace IN ('bff'::regnamespace, 'public'::regnamespace)
+            AND c.relkind IN ('r', 'p') AND c.relname <> '_sqlx_migrations'
+          ORDER BY c.relnamespace::regnamespace::text, c.relname, a.attnum",
     )
     .fetch_all(db)
     .await
     .expect("columns are readable");
     let constraints: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT conrelid::regclass::text, conname::text, pg_get_constraintdef(oid)
-           FROM pg_constraint
-          WHERE connamespace = 'public'::regnamespace AND conrelid <> 0
-            AND conrelid::regclass::text <> '_sqlx_migrations'
+        "SELECT c.relnamespace::regnamespace::text || '.' || c.relname, conname::text,
+                pg_get_constraintdef(k.oid)
+           FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+          WHERE k.connamespace IN ('bff'::regnamespace, 'public'::regnamespace)
+            AND c.relname <> '_sqlx_migrations'
           ORDER BY 1, 2",
     )
     .fetch_all(db)
@@ -122,19 +123,20 @@ async fn current_sql(db: &sqlx::PgPool) -> String {
         (
             "Indexes",
             "SELECT indexdef || ';' FROM pg_indexes
-              WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations'
-              ORDER BY tablename, indexname",
+              WHERE schemaname IN ('bff', 'public') AND tablename <> '_sqlx_migrations'
+              ORDER BY schemaname, tablename, indexname",
         ),
         (
             "Views",
-            "SELECT format('CREATE VIEW %I AS%s', viewname, definition) FROM pg_views
-              WHERE schemaname = 'public' ORDER BY viewname",
+            "SELECT format('CREATE VIEW %I.%I AS%s', schemaname, viewname, definition)
+               FROM pg_views WHERE schemaname IN ('bff', 'public') ORDER BY schemaname, viewname",
         ),
         (
             "Functions",
             "SELECT pg_get_functiondef(p.oid) || ';' FROM pg_proc p
-              WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p')
-              ORDER BY p.proname, pg_get_function_identity_arguments(p.oid)",
+              WHERE p.pronamespace IN ('bff'::regnamespace, 'public'::regnamespace)
+                AND p.prokind IN ('f', 'p')
+              ORDER BY p.pronamespace::regnamespace::text, p.proname, pg_get_function_identity_arguments(p.oid)",
         ),
         (
             "Triggers",
@@ -175,7 +177,34 @@ async fn sql_current_sql_is_what_a_freshly_migrated_database_holds() {
         "sql/current.sql is stale: run `WRITE_CURRENT_SQL=1 scripts/test current_sql` and commit it"
     );
     assert!(
-        current.contains("CREATE OR REPLACE FUNCTION public.project_domain_event()"),
+        current.contains("CREATE OR REPLACE FUNCTION bff.project_domain_event()"),
         "the projection function is in it"
+    );
+}
+
+#[tokio::test]
+async fn every_function_the_service_owns_runs_with_its_own_schema_on_its_path() {
+    let app = TestApp::spawn().await;
+
+    let unpinned: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p
+          WHERE p.pronamespace = 'bff'::regnamespace
+            AND NOT coalesce('search_path=bff, pg_temp' = ANY(p.proconfig), false)
+          ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("the catalog reads");
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE pronamespace = 'bff'::regnamespace")
+            .fetch_one(&app.db)
+            .await
+            .expect("the catalog reads");
+
+    assert!(count > 5, "the service's functions are in bff: {count}");
+    assert!(
+        unpinned.is_empty(),
+        "these functions resolve names through their caller's search_path; \
+         add `SET search_path FROM CURRENT`: {unpinned:?}"
     );
 }
