@@ -64,7 +64,7 @@ start_stack() {
   PORT=$(free_port) setsid "$bin" dev >"$work/dev.log" 2>&1 &
   pids+=($!)
   wait_for "the 1,211-node demo release" 300 \
-    bash -c "[ \"\$('$PG_BIN_DIR/psql' -qtAX '$DATABASE_URL' -c \"SELECT status FROM release_projection WHERE id = '$release'\")\" = SUCCEEDED ]"
+    bash -c "[ \"\$('$PG_BIN_DIR/psql' -qtAX '$DATABASE_URL' -c \"SELECT status FROM bff.release_projection WHERE id = '$release'\")\" = SUCCEEDED ]"
 }
 
 # A GraphQL request body: query $1 with variable `id` = $2.

@@ -37,7 +37,7 @@ SELECT 'release.created', 'release', gen_random_uuid(),
        jsonb_build_object('id','release:r','key','r','name','R','nodes',jsonb_agg(n)), now()
   FROM nodes;
 SQL
-echo "nodes projected: $(psql -tA "$url" -c "SELECT count(*) FROM release_entity_projection")"
+echo "nodes projected: $(psql -tA "$url" -c "SELECT count(*) FROM bff.release_entity_projection")"
 
 batch_start=$(date +%s.%N)
 psql -q "$url" <<'SQL'

@@ -255,6 +255,23 @@ pub async fn test_pool(url: &str) -> PgPool {
         .expect("cannot connect to the test database")
 }
 
+/// Runs the real binary with `args` and `env`, `stdin` on its standard input; its output.
+pub fn binary(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("LOG_LEVEL", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    if let Some(mut input) = child.stdin.take() {
+        std::io::Write::write_all(&mut input, stdin.as_bytes()).expect("stdin takes the input");
+    }
+    child.wait_with_output().expect("the binary finishes")
+}
+
 /// A random JWT secret of the required length.
 pub fn random_secret() -> String {
     format!(

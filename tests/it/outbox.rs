@@ -276,3 +276,210 @@ async fn a_foreign_queue_row_naming_another_workflow_type_or_queue_is_refused_an
     assert!(refused.is_some_and(|line| line.ends_with(" 3")), "counted");
     assert_eq!(started, 0, "nothing was started");
 }
+
+/// A TCP proxy to `upstream` that can freeze: frozen, it stops moving bytes either way and
+/// keeps every connection open, as a hung Temporal frontend does.
+struct FreezableProxy {
+    addr: std::net::SocketAddr,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableProxy {
+    async fn start(upstream: String) -> Self {
+        use std::sync::{Arc, atomic::AtomicBool};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the proxy binds");
+        let addr = listener.local_addr().expect("the proxy has an address");
+        let frozen = Arc::new(AtomicBool::new(false));
+        let gate = Arc::clone(&frozen);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = inbound.into_split();
+                let (server_read, server_write) = outbound.into_split();
+                tokio::spawn(pump(client_read, server_write, Arc::clone(&gate)));
+                tokio::spawn(pump(server_read, client_write, Arc::clone(&gate)));
+            }
+        });
+        Self { addr, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let read = tokio::time::timeout(Duration::from_millis(100), from.read(&mut buffer)).await;
+        match read {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(n)) => {
+                if to.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_start_held_by_a_replica_killed_while_temporal_hangs_is_taken_over_after_the_lease_and_starts_once()
+ {
+    // Arrange: replica A, the real binary, reaches Temporal through a proxy that will hang.
+    let temporal = crate::harness::stack().temporal.address();
+    let proxy = FreezableProxy::start(temporal).await;
+    let db = crate::harness::fresh_database().await;
+    let secret = crate::harness::random_secret();
+    let queue = unique("bootstrap");
+    let created = crate::harness::binary(
+        &[
+            "user",
+            "create",
+            "--email",
+            "root@example.com",
+            "--password-stdin",
+            "--permission",
+            "organization.create_root",
+        ],
+        &[("DATABASE_URL", &db)],
+        "a long enough password\n",
+    );
+    assert!(created.status.success(), "{created:?}");
+    let port = temporal_bff::devstack::free_port().expect("a free port");
+    let ops = temporal_bff::devstack::free_port().expect("a free port");
+    let mut replica_a = tokio::process::Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
+        .arg("serve")
+        .env("DATABASE_URL", &db)
+        .env("TEMPORAL_ADDRESS", proxy.addr.to_string())
+        .env("JWT_SECRET", &secret)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("METRICS_ADDR", format!("127.0.0.1:{ops}"))
+        .env("BOOTSTRAP_TASK_QUEUE", &queue)
+        .env("LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("replica A starts");
+    let http = reqwest::Client::new();
+    let a = format!("http://127.0.0.1:{port}");
+    let graphql = |token: Option<String>, query: &'static str, variables: Value| {
+        let (http, a) = (http.clone(), a.clone());
+        async move {
+            let mut request = http
+                .post(format!("{a}/graphql"))
+                .json(&json!({ "query": query, "variables": variables }));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.ok()?;
+            response.json::<Value>().await.ok()
+        }
+    };
+    let temporal_up = eventually(Duration::from_secs(30), || async {
+        let report: Value = http
+            .get(format!("http://127.0.0.1:{ops}/ready"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (report["status"] == "ready").then_some(())
+    })
+    .await;
+    assert!(temporal_up.is_some(), "replica A reaches Temporal first");
+    let login = graphql(
+        None,
+        "mutation { login(email: \"root@example.com\", password: \"a long enough password\") { token } }",
+        json!({}),
+    )
+    .await
+    .expect("A answers the login");
+    let token = login["data"]["login"]["token"]
+        .as_str()
+        .expect("A logs in")
+        .to_owned();
+
+    // Act: Temporal hangs; A accepts a start, claims it, and dies holding the claim.
+    proxy.freeze();
+    let started = graphql(
+        Some(token.clone()),
+        START,
+        json!({ "input": input(&unique("lease"), "k-lease") }),
+    )
+    .await
+    .expect("A answers the start");
+    let org = started["data"]["startOrganizationBootstrap"]["organizationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let pool = crate::harness::test_pool(&db).await;
+    let claim = || async {
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT status, claimed_by FROM workflow_queue_projection WHERE organization_id = $1::uuid",
+        )
+        .bind(&org)
+        .fetch_one(&pool)
+        .await
+        .ok()
+    };
+    let held = eventually(Duration::from_secs(40), || async {
+        let (status, by) = claim().await?;
+        (status == "processing").then_some(by)
+    })
+    .await;
+    replica_a.start_kill().expect("SIGKILL reaches A");
+    replica_a.wait().await.expect("A is gone");
+    let killed_at = std::time::Instant::now();
+    let replica_b = TestApp::spawn_with_worker(&[
+        ("DATABASE_URL", db.clone()),
+        ("JWT_SECRET", secret.clone()),
+        ("BOOTSTRAP_TASK_QUEUE", queue.clone()),
+    ])
+    .await;
+    let completed = eventually(Duration::from_secs(100), || async {
+        let (status, _) = claim().await?;
+        (status == "completed").then_some(killed_at.elapsed())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(
+        started["data"]["startOrganizationBootstrap"]["status"], "QUEUED",
+        "{started}"
+    );
+    assert!(
+        held.flatten().is_some_and(|by| !by.is_empty()),
+        "A held the claim when it died"
+    );
+    let took = completed.expect("B took the start over and started it");
+    assert!(
+        took < Duration::from_secs(60 + 20),
+        "taken over within the 60 s lease and a dispatcher round: {took:?}"
+    );
+    let starts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM domain_events
+          WHERE event_type = 'organization.bootstrap.workflow_started'",
+    )
+    .fetch_one(&replica_b.db)
+    .await
+    .expect("the count answers");
+    assert_eq!(starts, 1, "started exactly once");
+}

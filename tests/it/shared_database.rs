@@ -5,14 +5,14 @@
 //! platform's tables, and works there; the platform's trigger still works in the service's
 //! sessions, and the platform's own inserts still work with the service's triggers in place.
 
-use std::{io::Write, process::Stdio, time::Duration};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::{
     fixtures::start_bootstrap,
-    harness::{TestApp, eventually, random_secret, stack, test_pool},
+    harness::{TestApp, binary, eventually, random_secret, stack, test_pool},
 };
 
 /// The platform as the issue found it, written the way the platform writes SQL: unqualified
@@ -79,25 +79,6 @@ async fn empty_database() -> String {
         .await
         .expect("the database is created");
     stack().postgres.url(&name)
-}
-
-/// Runs the real binary with `args` and `env`, `stdin` on its standard input; its output.
-fn binary(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_temporal-bff"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env("LOG_LEVEL", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    if let Some(mut input) = child.stdin.take() {
-        input
-            .write_all(stdin.as_bytes())
-            .expect("stdin takes the input");
-    }
-    child.wait_with_output().expect("the binary finishes")
 }
 
 /// Every row and every column of the platform's two tables, as JSON.

@@ -45,7 +45,7 @@ impl WsClient {
         clients: usize,
         subscriptions: &[(&str, Value)],
     ) -> Self {
-        let plan = json!({
+        Self::with_plan(json!({
             "url": format!("ws://{}/graphql/ws", app.addr),
             "authorization": authorization,
             "clients": clients,
@@ -53,7 +53,31 @@ impl WsClient {
                 .iter()
                 .map(|(query, variables)| json!({ "query": query, "variables": variables }))
                 .collect::<Vec<_>>(),
-        });
+        }))
+    }
+
+    /// One connection that, when it closes, opens again after `retry` on the next of `apps`
+    /// (another replica), as a dashboard's client does, and subscribes again.
+    fn reconnecting(
+        apps: &[&TestApp],
+        authorization: Option<String>,
+        retry: Duration,
+        subscription: (&str, Value),
+    ) -> Self {
+        let urls: Vec<String> = apps
+            .iter()
+            .map(|app| format!("ws://{}/graphql/ws", app.addr))
+            .collect();
+        Self::with_plan(json!({
+            "url": urls[0],
+            "urls": urls,
+            "retryMs": retry.as_millis() as u64,
+            "authorization": authorization,
+            "subscriptions": [{ "query": subscription.0, "variables": subscription.1 }],
+        }))
+    }
+
+    fn with_plan(plan: Value) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ws-client/client.mjs");
         let mut child = Command::new("node")
             .arg(script)
@@ -327,6 +351,58 @@ async fn a_change_written_through_one_replica_is_pushed_by_both() {
             "subscribed while it ran: {states:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_client_whose_replica_goes_away_reconnects_to_another_and_misses_no_change() {
+    // Arrange: two replicas on one database; the client starts on A.
+    let mut a = TestApp::spawn().await;
+    let b = TestApp::spawn_with(&[
+        ("DATABASE_URL", a.config.database_url().to_owned()),
+        (
+            "JWT_SECRET",
+            secrecy::ExposeSecret::expose_secret(&a.config.auth.jwt_secret).to_owned(),
+        ),
+    ])
+    .await;
+    let token = a.token_for("viewer@example.com", None, &[]).await;
+    let release = foreign_release(&a, 3).await;
+    let mut client = WsClient::reconnecting(
+        &[&a, &b],
+        bearer(&token),
+        Duration::from_millis(1500),
+        (OWN, json!({ "id": release })),
+    );
+    let first = client.until(is_next).await;
+
+    // Act: A goes away; while the client waits to reconnect, an app succeeds.
+    a.stop().await;
+    set_status(&b, &release, "app-1", "SUCCEEDED").await;
+    let after_reconnect = client
+        .until(|e| is_next(e) && release_of(e)["progress"]["succeeded"] == 1)
+        .await;
+    set_status(&b, &release, "app-2", "SUCCEEDED").await;
+    let pushed_by_b = client
+        .until(|e| is_next(e) && release_of(e)["progress"]["succeeded"] == 2)
+        .await;
+
+    // Assert
+    assert_eq!(
+        release_of(first.last().expect("a first state"))["progress"]["succeeded"],
+        0
+    );
+    let kinds: Vec<&str> = after_reconnect
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        kinds.starts_with(&["closed", "connected", "next"]),
+        "closed by A, connected to B, and B's first state has the change made in between: {kinds:?}"
+    );
+    assert!(
+        pushed_by_b.iter().all(|e| e["type"] != "closed"),
+        "B pushes the next change on the same connection: {pushed_by_b:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 // Drives the real `graphql-ws` client for the integration tests (tests/it/subscriptions.rs).
 //
 // Usage: node client.mjs '<plan as JSON>'
-//   plan: { url, authorization?, clients?: n, subscriptions: [{ query, variables? }] }
+//   plan: { url, authorization?, clients?: n, subscriptions: [{ query, variables? }],
+//           urls?: [url, ...], retryMs?: n }
+// With `urls` and `retryMs`, a connection that closes is opened again after `retryMs` on the
+// next URL of the list (another replica), and graphql-ws subscribes again to what was open.
 // Opens `clients` connections, each running every subscription, and prints one JSON line per
 // event on stdout:
 //   {"client":0,"type":"connected"}
@@ -11,7 +14,7 @@
 //   {"client":0,"type":"closed","code":4401,"reason":"..."}
 // Every event also carries `at`: when it happened, in milliseconds since the epoch (for the
 // push benchmark, bench/push.rs).
-// It never retries and runs until it is killed or every connection closed.
+// Without them it never retries, and runs until it is killed or every connection closed.
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
@@ -22,17 +25,21 @@ const print = (event) =>
 const clients = plan.clients ?? 1;
 let open = clients;
 for (let client = 0; client < clients; client++) {
+  let attempt = 0;
+  const retry = plan.urls !== undefined && plan.retryMs !== undefined;
   const connection = createClient({
-    url: plan.url,
+    url: retry ? () => plan.urls[attempt++ % plan.urls.length] : plan.url,
     webSocketImpl: WebSocket,
     lazy: false,
-    retryAttempts: 0,
-    shouldRetry: () => false,
+    retryAttempts: retry ? 5 : 0,
+    shouldRetry: () => retry,
+    retryWait: () => new Promise((resolve) => setTimeout(resolve, plan.retryMs ?? 0)),
     connectionParams: plan.authorization === undefined ? undefined : { authorization: plan.authorization },
     on: {
       connected: () => print({ client, type: 'connected' }),
       closed: (event) => {
         print({ client, type: 'closed', code: event?.code, reason: event?.reason });
+        if (retry) return;
         open -= 1;
         if (open === 0) process.exit(0);
       },
