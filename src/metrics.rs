@@ -95,6 +95,8 @@ pub struct Metrics {
     outbox_failures: IntCounterVec,
     /// 1 while the change listener is deaf (`db::changes`).
     pub listener_deaf: IntGauge,
+    /// Key fetches from external token issuers, by issuer and outcome (`ok`, `failed`).
+    pub jwks_fetches: IntCounterVec,
     /// Set when `/metrics` is scraped, from the state of the moment.
     pub scraped: Scraped,
 }
@@ -222,6 +224,12 @@ impl Metrics {
                 "1 while the change listener is connected but does not hear its own heartbeat: \
                  the closed-release cache is off and subscriptions read on a timer.",
             ),
+            jwks_fetches: counter_vec(
+                "bff_jwks_fetches_total",
+                "Key fetches from external token issuers (AUTH_ISSUERS), by issuer and outcome \
+                 (ok, failed).",
+                &["issuer", "outcome"],
+            ),
             scraped: Scraped {
                 pool_size: gauge(
                     "bff_db_pool_connections",
@@ -275,6 +283,7 @@ impl Metrics {
             Box::new(metrics.outbox_attempts.clone()),
             Box::new(metrics.outbox_failures.clone()),
             Box::new(metrics.listener_deaf.clone()),
+            Box::new(metrics.jwks_fetches.clone()),
             Box::new(metrics.scraped.pool_size.clone()),
             Box::new(metrics.scraped.pool_idle.clone()),
             Box::new(metrics.scraped.pool_max.clone()),

@@ -87,8 +87,24 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         },
         Arc::clone(&metrics),
     );
+    let login = if config.auth.local_login {
+        login
+    } else {
+        login.disabled()
+    };
+    let external = Arc::new(auth::external::ExternalIssuers::new(
+        &config.auth.issuers,
+        Arc::clone(&metrics),
+    ));
+    if !external.is_empty() {
+        background.spawn_until_stopped("auth.jwks", {
+            let external = Arc::clone(&external);
+            move || Arc::clone(&external).refresh()
+        });
+    }
     let authenticator = Arc::new(auth::Authenticator::new(
         tokens,
+        external,
         db.clone(),
         config.auth.user_cache_ttl,
     ));

@@ -137,11 +137,15 @@ ensure_hadolint() {
   echo "$tools/bin/hadolint"
 }
 
-# The real graphql-ws client the subscription tests drive (tests/ws-client): Node.js with npm
-# (Debian's nodejs and npm when no working node is on PATH), then the pinned packages of
-# tests/ws-client/package-lock.json. Present only when node can import graphql-ws and ws there.
+# The real graphql-ws client the subscription tests drive (tests/ws-client) and the real
+# OpenID provider the identity tests start (tests/oidc, oidc-provider 8, which runs on Debian
+# 12's Node.js 18): Node.js with npm (Debian's nodejs and npm when no working node is on PATH),
+# then the pinned packages of each package-lock.json. Present only when node can import them.
 probe_ws_client() {
   (cd tests/ws-client && node --input-type=module -e "await import('graphql-ws'); await import('ws')") >/dev/null 2>&1
+}
+probe_oidc_provider() {
+  (cd tests/oidc && node --input-type=module -e "await import('oidc-provider'); await import('jose')") >/dev/null 2>&1
 }
 
 ensure_ws_client() {
@@ -155,6 +159,12 @@ ensure_ws_client() {
     (cd tests/ws-client && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
       || die "npm ci failed in tests/ws-client"
     probe_ws_client || die "node cannot import graphql-ws after npm ci in tests/ws-client"
+  fi
+  if ! probe_oidc_provider; then
+    log "installing the OpenID provider for the identity tests (npm ci in tests/oidc)"
+    (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || die "npm ci failed in tests/oidc"
+    probe_oidc_provider || die "node cannot import oidc-provider after npm ci in tests/oidc"
   fi
 }
 

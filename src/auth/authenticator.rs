@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 use super::{
     Authentication, Principal,
+    external::ExternalIssuers,
     store::{self, UserState},
-    token::{TokenService, Verified},
+    token::{self, TokenService, Verified},
 };
 
 /// Cached rows kept at most; beyond this the cache starts over (it is only a cache).
@@ -29,6 +30,7 @@ const MAX_CACHED_USERS: usize = 10_000;
 /// Verifies tokens and applies the user's current state.
 pub struct Authenticator {
     tokens: TokenService,
+    external: Arc<ExternalIssuers>,
     pool: PgPool,
     ttl: Duration,
     cache: Mutex<HashMap<Uuid, (Instant, Option<UserState>)>>,
@@ -36,9 +38,15 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// An authenticator that re-reads a user at most every `ttl`.
-    pub fn new(tokens: TokenService, pool: PgPool, ttl: Duration) -> Self {
+    pub fn new(
+        tokens: TokenService,
+        external: Arc<ExternalIssuers>,
+        pool: PgPool,
+        ttl: Duration,
+    ) -> Self {
         Self {
             tokens,
+            external,
             pool,
             ttl,
             cache: Mutex::new(HashMap::new()),
@@ -53,6 +61,19 @@ impl Authenticator {
     /// Reads an `Authorization` header value into an [`Authentication`].
     #[tracing::instrument(skip_all, fields(auth.user = tracing::field::Empty))]
     pub async fn authenticate(&self, header: Option<&str>) -> Authentication {
+        let token = match token::credentials(header) {
+            Ok(token) => token,
+            Err(other) => return other,
+        };
+        if let Some(issuer) = self.external.issuer_of(token) {
+            return match issuer.verify(token).await {
+                Ok((principal, _)) => {
+                    tracing::Span::current().record("auth.user", principal.user_id.as_str());
+                    Authentication::Authenticated(principal)
+                }
+                Err(error) => Authentication::Invalid(error.reason()),
+            };
+        }
         let Verified {
             principal,
             local_user,
@@ -83,6 +104,15 @@ impl Authenticator {
                 tracing::warn!(%error, "cannot check the caller's user");
                 Authentication::Unverified
             }
+        }
+    }
+
+    /// When the bearer token in `header` expires, if it is valid (a socket closes then).
+    pub async fn expiry(&self, header: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let token = token::credentials(Some(header)).ok()?;
+        match self.external.issuer_of(token) {
+            Some(issuer) => issuer.verify(token).await.ok().map(|(_, expires)| expires),
+            None => self.tokens.expiry(header),
         }
     }
 

@@ -36,6 +36,9 @@ pub enum LoginError {
     /// Something of ours failed.
     #[error("login failed: {0}")]
     Internal(String),
+    /// `LOCAL_LOGIN=false`: callers sign in with the platform's identity provider.
+    #[error("login is turned off here: sign in with the platform's identity provider")]
+    Disabled,
 }
 
 impl From<LoginError> for ApiError {
@@ -51,6 +54,7 @@ impl From<LoginError> for ApiError {
                 field: None,
             },
             LoginError::Internal(cause) => Self::internal(anyhow::anyhow!(cause)),
+            LoginError::Disabled => Self::Forbidden(LoginError::Disabled.to_string()),
         }
     }
 }
@@ -81,6 +85,7 @@ pub struct LoginService {
     tokens: TokenService,
     policy: ThrottlePolicy,
     metrics: Arc<Metrics>,
+    enabled: bool,
 }
 
 impl LoginService {
@@ -99,7 +104,14 @@ impl LoginService {
             tokens,
             policy,
             metrics,
+            enabled: true,
         }
+    }
+
+    /// Turns logins off (`LOCAL_LOGIN=false`): every attempt is refused before anything else.
+    pub fn disabled(mut self) -> Self {
+        self.enabled = false;
+        self
     }
 
     /// Checks `email` / `password` from client address `client` and issues a token.
@@ -113,13 +125,18 @@ impl LoginService {
         password: SecretString,
         client: IpAddr,
     ) -> Result<LoggedIn, LoginError> {
-        let result = self.attempt(email, password, client).await;
+        let result = if self.enabled {
+            self.attempt(email, password, client).await
+        } else {
+            Err(LoginError::Disabled)
+        };
         self.metrics.login(match &result {
             Ok(_) => "success",
             Err(LoginError::InvalidCredentials | LoginError::BadInput(_)) => "failure",
             Err(LoginError::Throttled { .. }) => "throttled",
             Err(LoginError::Busy) => "busy",
             Err(LoginError::Internal(_)) => "error",
+            Err(LoginError::Disabled) => "disabled",
         });
         result
     }

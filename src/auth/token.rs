@@ -68,6 +68,31 @@ pub enum TokenError {
     Invalid(&'static str),
 }
 
+/// Why `jsonwebtoken` refused a token, as a [`TokenError`].
+pub fn refused(error: &jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind;
+    TokenError::Invalid(match error.kind() {
+        ErrorKind::ExpiredSignature => "expired",
+        ErrorKind::ImmatureSignature => "not yet valid",
+        ErrorKind::InvalidIssuer => "wrong issuer",
+        ErrorKind::InvalidAudience => "wrong audience",
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::InvalidAlgorithm => "algorithm not allowed",
+        ErrorKind::MissingRequiredClaim(_) => "missing claim",
+        _ => "malformed",
+    })
+}
+
+impl TokenError {
+    /// Why, for the log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Sign(_) => "malformed",
+            Self::Invalid(why) => why,
+        }
+    }
+}
+
 /// Issues and verifies tokens with the configured key, issuer and audience.
 #[derive(Clone)]
 pub struct TokenService {
@@ -146,20 +171,8 @@ impl TokenService {
     }
 
     fn verify_claims(&self, token: &str) -> Result<Claims, TokenError> {
-        use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                TokenError::Invalid(match e.kind() {
-                    ErrorKind::ExpiredSignature => "expired",
-                    ErrorKind::ImmatureSignature => "not yet valid",
-                    ErrorKind::InvalidIssuer => "wrong issuer",
-                    ErrorKind::InvalidAudience => "wrong audience",
-                    ErrorKind::InvalidSignature => "bad signature",
-                    ErrorKind::InvalidAlgorithm => "algorithm not allowed",
-                    ErrorKind::MissingRequiredClaim(_) => "missing claim",
-                    _ => "malformed",
-                })
-            })?;
+            .map_err(|e| refused(&e))?;
         if data.claims.sub.trim().is_empty() {
             return Err(TokenError::Invalid("empty subject"));
         }
@@ -170,18 +183,22 @@ impl TokenService {
     /// the request amounts to without one ([`super::Authentication::Anonymous`] or
     /// [`super::Authentication::Invalid`]).
     pub fn authenticate(&self, header: Option<&str>) -> Result<Verified, super::Authentication> {
-        use super::Authentication;
-        // A bearer scheme with no token at all (GraphiQL's headers pane before one is pasted
-        // in) carries no credentials, unlike a token that fails its checks.
-        let Some(header) = header.filter(|h| !h.trim().eq_ignore_ascii_case("bearer")) else {
-            return Err(Authentication::Anonymous);
-        };
-        let token = bearer(header).map_err(Authentication::Invalid)?;
+        let token = credentials(header)?;
         self.verify(token).map_err(|error| match error {
-            TokenError::Invalid(why) => Authentication::Invalid(why),
-            TokenError::Sign(_) => Authentication::Invalid("malformed"),
+            TokenError::Invalid(why) => super::Authentication::Invalid(why),
+            TokenError::Sign(_) => super::Authentication::Invalid("malformed"),
         })
     }
+}
+
+/// The bearer token of an `Authorization` header value, or what the request amounts to
+/// without one: a bearer scheme with no token at all (GraphiQL's headers pane before one is
+/// pasted in) carries no credentials, unlike a token that is malformed.
+pub fn credentials(header: Option<&str>) -> Result<&str, super::Authentication> {
+    let Some(header) = header.filter(|h| !h.trim().eq_ignore_ascii_case("bearer")) else {
+        return Err(super::Authentication::Anonymous);
+    };
+    bearer(header).map_err(super::Authentication::Invalid)
 }
 
 /// The token of an `Authorization` value: `Bearer <token>`, the scheme in any case, then

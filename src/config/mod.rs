@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub mod env;
+pub mod issuers;
 
 use self::env::Reader;
 
@@ -29,6 +30,8 @@ pub const VARIABLES: &[&str] = &[
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_TTL_SECONDS",
+    "AUTH_ISSUERS",
+    "LOCAL_LOGIN",
     "HOST",
     "PORT",
     "METRICS_ADDR",
@@ -289,6 +292,10 @@ pub struct AuthConfig {
     /// How long a user's row is trusted before a token of theirs is checked against it again
     /// (`AUTH_USER_CACHE_MS`, at most 60 s).
     pub user_cache_ttl: Duration,
+    /// Token issuers trusted besides the service itself (`AUTH_ISSUERS`).
+    pub issuers: Vec<issuers::IssuerConfig>,
+    /// Whether `login` and `POST /api/auth/login` are on (`LOCAL_LOGIN`, default `true`).
+    pub local_login: bool,
 }
 
 /// Subscriptions over WebSocket.
@@ -337,6 +344,8 @@ impl Config {
         let jwt_issuer = env.name("JWT_ISSUER", "temporal-bff");
         let jwt_audience = env.name("JWT_AUDIENCE", "temporal-bff");
         let jwt_ttl = env.secs_in("JWT_TTL_SECONDS", 3600, 60..=30 * 24 * 3600);
+        let auth_issuers = read_issuers(&mut env, jwt_issuer.as_deref());
+        let local_login = env.parsed("LOCAL_LOGIN", "true", parse_switch);
         let host = env.parsed("HOST", "0.0.0.0", |raw| {
             raw.parse::<IpAddr>()
                 .map_err(|_| "must be an IP address such as 0.0.0.0 or 127.0.0.1".to_owned())
@@ -408,6 +417,8 @@ impl Config {
                     login_max_failures_per_address: login_max_failures_per_address?,
                     login_lockout: login_lockout?,
                     user_cache_ttl: auth_user_cache_ttl?,
+                    issuers: auth_issuers?,
+                    local_login: local_login?,
                 },
                 ws: WsConfig {
                     max_subscriptions: ws_max_subscriptions?,
@@ -485,6 +496,26 @@ fn parse_table(raw: &str) -> Result<(SqlIdent, SqlIdent), String> {
     match raw.split_once('.') {
         Some((schema, table)) => Ok((SqlIdent::parse(schema)?, SqlIdent::parse(table)?)),
         None => Ok((SqlIdent("public".to_owned()), SqlIdent::parse(raw)?)),
+    }
+}
+
+/// `AUTH_ISSUERS` (none when unset), each problem recorded against it.
+fn read_issuers<F: Fn(&str) -> Option<String>>(
+    env: &mut Reader<'_, F>,
+    own_issuer: Option<&str>,
+) -> Option<Vec<issuers::IssuerConfig>> {
+    let Some(raw) = env.value("AUTH_ISSUERS") else {
+        return Some(Vec::new());
+    };
+    let parsed = issuers::parse(&raw, own_issuer.unwrap_or_default(), |name| env.value(name));
+    match parsed {
+        Ok(issuers) => Some(issuers),
+        Err(problems) => {
+            for problem in problems {
+                env.check("AUTH_ISSUERS", Err(problem));
+            }
+            None
+        }
     }
 }
 

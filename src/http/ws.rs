@@ -461,7 +461,7 @@ impl Connection {
             ));
         };
         Ok(Caller {
-            expires_at: self.state.authenticator.tokens().expiry(&header),
+            expires_at: self.state.authenticator.expiry(&header).await,
             header,
             principal,
             _slot: slot,

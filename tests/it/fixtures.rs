@@ -127,6 +127,22 @@ pub async fn start_bootstrap(app: &TestApp, name: &str) -> (String, String) {
     (token, org)
 }
 
+/// Waits (at most 30 s) until organization `org`'s bootstrap shows `COMPLETED` to `token`.
+pub async fn bootstrap_completes(app: &TestApp, token: &str, org: &str) -> bool {
+    crate::harness::eventually(std::time::Duration::from_secs(30), || async {
+        let body = app
+            .graphql_as(
+                token,
+                "query($id: ID!) { organization(id: $id) { bootstrap { state } } }",
+                json!({ "id": org }),
+            )
+            .await;
+        (body["data"]["organization"]["bootstrap"]["state"] == "COMPLETED").then_some(())
+    })
+    .await
+    .is_some()
+}
+
 /// A raw WebSocket on `/graphql/ws`, for what the real client would never send.
 pub struct RawSocket(
     pub tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,

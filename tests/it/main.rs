@@ -20,6 +20,7 @@ mod graphql;
 mod health;
 mod hostile;
 mod http;
+mod identity;
 mod layout;
 mod login;
 mod metrics;

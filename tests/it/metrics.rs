@@ -57,11 +57,16 @@ async fn promtool(text: &str) -> String {
 #[tokio::test]
 async fn every_documented_metric_is_scraped_with_its_type_and_help() {
     // Arrange: Temporal is unreachable (nothing listens there), so a start is queued and its
-    // deliveries fail; a running release's live read falls back to the projection.
+    // deliveries fail; a running release's live read falls back to the projection. A token
+    // issuer's keys are nowhere either, so its key fetch fails and is counted.
     let nowhere = format!("http://127.0.0.1:{}", free_port().unwrap_or(1));
+    let issuers = json!([{ "issuer": "https://idp.example", "audience": "x",
+        "jwks_url": format!("{nowhere}/jwks"), "allow_http_loopback": true,
+        "algorithms": ["RS256"] }]);
     let app = TestApp::spawn_with(&[
         ("TEMPORAL_ADDRESS", nowhere),
         ("DISPATCH_MAX_BACKOFF_MS", "500".into()),
+        ("AUTH_ISSUERS", issuers.to_string()),
     ])
     .await;
     let token = app

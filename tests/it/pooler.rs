@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::{
     fixtures::{
-        Heard, RawSocket, foreign_release, seed_closed_release, set_status, spec, start,
-        start_bootstrap, unique_key,
+        Heard, RawSocket, bootstrap_completes, foreign_release, seed_closed_release, set_status,
+        spec, start, start_bootstrap, unique_key,
     },
     harness::{PASSWORD, TestApp, eventually},
 };
@@ -92,17 +92,7 @@ async fn behind_pgbouncer_ready_login_parallel_reads_a_start_and_a_pause_all_wor
     }))
     .await;
     let (admin, org) = start_bootstrap(&app, "pooled").await;
-    let completed = eventually(Duration::from_secs(30), || async {
-        let body = app
-            .graphql_as(
-                &admin,
-                "query($id: ID!) { organization(id: $id) { bootstrap { state } } }",
-                json!({ "id": org }),
-            )
-            .await;
-        (body["data"]["organization"]["bootstrap"]["state"] == "COMPLETED").then_some(())
-    })
-    .await;
+    let completed = bootstrap_completes(&app, &admin, &org).await;
     let key = unique_key("pooled");
     start(
         &app.temporal().await,
@@ -137,7 +127,7 @@ async fn behind_pgbouncer_ready_login_parallel_reads_a_start_and_a_pause_all_wor
             "every parallel read works: {read}"
         );
     }
-    assert!(completed.is_some(), "the bootstrap completed");
+    assert!(completed, "the bootstrap completed");
     let starts: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM domain_events WHERE event_type = 'organization.bootstrap.initiated'",
     )

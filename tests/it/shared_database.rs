@@ -5,14 +5,12 @@
 //! platform's tables, and works there; the platform's trigger still works in the service's
 //! sessions, and the platform's own inserts still work with the service's triggers in place.
 
-use std::time::Duration;
-
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Connection;
 
 use crate::{
-    fixtures::start_bootstrap,
-    harness::{TestApp, binary, eventually, random_secret, stack, test_pool},
+    fixtures::{bootstrap_completes, start_bootstrap},
+    harness::{TestApp, binary, random_secret, stack, test_pool},
 };
 
 /// The platform as the issue found it, written the way the platform writes SQL: unqualified
@@ -122,17 +120,7 @@ async fn in_the_platforms_database_the_service_keeps_to_its_schema_and_starts_a_
     // Act: the app and its worker on that database, one bootstrap through GraphQL.
     let app = TestApp::spawn_with_worker(&[("DATABASE_URL", url.clone())]).await;
     let (admin, org) = start_bootstrap(&app, "shared").await;
-    let completed = eventually(Duration::from_secs(30), || async {
-        let body = app
-            .graphql_as(
-                &admin,
-                "query($id: ID!) { organization(id: $id) { bootstrap { state } } }",
-                json!({ "id": org }),
-            )
-            .await;
-        (body["data"]["organization"]["bootstrap"]["state"] == "COMPLETED").then_some(())
-    })
-    .await;
+    let completed = bootstrap_completes(&app, &admin, &org).await;
     // The platform writes an event of its own shape, with the service's triggers in place.
     let platform_insert = sqlx::query(
         "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data)
@@ -152,7 +140,7 @@ async fn in_the_platforms_database_the_service_keeps_to_its_schema_and_starts_a_
         after_migrate, before,
         "migrating changed the platform's tables"
     );
-    assert!(completed.is_some(), "the bootstrap completed");
+    assert!(completed, "the bootstrap completed");
     let db = test_pool(&url).await;
     let ours: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT status, workflow_run_id FROM bff.workflow_queue_projection
