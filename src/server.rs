@@ -46,6 +46,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTP client for the token issuers' keys (`AUTH_ISSUERS`) cannot be built.
+    #[error("cannot build the client for the token issuers' keys: {0}")]
+    Keys(#[source] reqwest::Error),
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
@@ -86,17 +89,13 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
             max_lockout: Duration::from_secs(3600),
         },
         Arc::clone(&metrics),
+    )
+    .enabled(config.auth.local_login);
+    let external = Arc::new(
+        auth::external::ExternalIssuers::new(&config.auth.issuers, Arc::clone(&metrics))
+            .map_err(StartupError::Keys)?,
     );
-    let login = if config.auth.local_login {
-        login
-    } else {
-        login.disabled()
-    };
-    let external = Arc::new(auth::external::ExternalIssuers::new(
-        &config.auth.issuers,
-        Arc::clone(&metrics),
-    ));
-    if !external.is_empty() {
+    if external.fetches_keys() {
         background.spawn_until_stopped("auth.jwks", {
             let external = Arc::clone(&external);
             move || Arc::clone(&external).refresh()

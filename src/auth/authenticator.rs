@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -59,35 +60,51 @@ impl Authenticator {
     }
 
     /// Reads an `Authorization` header value into an [`Authentication`].
-    #[tracing::instrument(skip_all, fields(auth.user = tracing::field::Empty))]
     pub async fn authenticate(&self, header: Option<&str>) -> Authentication {
+        self.authenticate_until(header).await.0
+    }
+
+    /// [`Authenticator::authenticate`], and when the token expires (a socket closes then).
+    #[tracing::instrument(skip_all, fields(auth.user = tracing::field::Empty))]
+    pub async fn authenticate_until(
+        &self,
+        header: Option<&str>,
+    ) -> (Authentication, Option<DateTime<Utc>>) {
         let token = match token::credentials(header) {
             Ok(token) => token,
-            Err(other) => return other,
+            Err(other) => return (other, None),
         };
-        if let Some(issuer) = self.external.issuer_of(token) {
-            return match issuer.verify(token).await {
-                Ok((principal, _)) => {
-                    tracing::Span::current().record("auth.user", principal.user_id.as_str());
-                    Authentication::Authenticated(principal)
-                }
-                Err(error) => Authentication::Invalid(error.reason()),
-            };
+        let verified = match self.external.issuer_of(token) {
+            Some(issuer) => issuer.verify(token).await,
+            None => self.tokens.verify(token),
+        };
+        match verified {
+            Ok(verified) => {
+                let expires_at = verified.expires_at;
+                (self.caller(verified).await, Some(expires_at))
+            }
+            Err(error) => (Authentication::Invalid(error.reason()), None),
         }
+    }
+
+    /// The caller a verified token stands for, as their row says now where one applies.
+    async fn caller(&self, verified: Verified) -> Authentication {
         let Verified {
             principal,
             local_user,
-        } = match self.tokens.authenticate(header) {
-            Ok(verified) => verified,
-            Err(other) => return other,
-        };
+            claims_only,
+            ..
+        } = verified;
+        tracing::Span::current().record("auth.user", principal.user_id.as_str());
+        if claims_only {
+            return Authentication::Authenticated(principal);
+        }
         let Ok(user_id) = Uuid::parse_str(&principal.user_id) else {
             if local_user {
                 return Authentication::Invalid("unknown user");
             }
             return Authentication::Authenticated(principal);
         };
-        tracing::Span::current().record("auth.user", principal.user_id.as_str());
         match self.current(user_id).await {
             // A token `login` issued is only as good as its user's row.
             Ok(None) if local_user => Authentication::Invalid("user deleted"),
@@ -104,15 +121,6 @@ impl Authenticator {
                 tracing::warn!(%error, "cannot check the caller's user");
                 Authentication::Unverified
             }
-        }
-    }
-
-    /// When the bearer token in `header` expires, if it is valid (a socket closes then).
-    pub async fn expiry(&self, header: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-        let token = token::credentials(Some(header)).ok()?;
-        match self.external.issuer_of(token) {
-            Some(issuer) => issuer.verify(token).await.ok().map(|(_, expires)| expires),
-            None => self.tokens.expiry(header),
         }
     }
 

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{
     Principal,
-    token::{self, TokenError},
+    token::{self, TokenError, Verified},
 };
 use crate::{
     config::issuers::{ClaimMap, IssuerConfig, KeySource},
@@ -57,12 +57,12 @@ pub struct ExternalIssuers {
 
 impl ExternalIssuers {
     /// The issuers of `configs`; nothing is fetched until [`ExternalIssuers::refresh`] runs.
-    pub fn new(configs: &[IssuerConfig], metrics: Arc<Metrics>) -> Self {
+    /// Fails only when the HTTP client for their keys cannot be built (no TLS roots).
+    pub fn new(configs: &[IssuerConfig], metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+            .build()?;
         let by_issuer = configs
             .iter()
             .map(|config| {
@@ -70,12 +70,18 @@ impl ExternalIssuers {
                 (config.issuer.clone(), Arc::new(issuer))
             })
             .collect();
-        Self { by_issuer }
+        Ok(Self { by_issuer })
     }
 
-    /// Whether any issuer is configured.
-    pub fn is_empty(&self) -> bool {
-        self.by_issuer.is_empty()
+    /// Whether any issuer's keys are fetched (and so need [`ExternalIssuers::refresh`]).
+    pub fn fetches_keys(&self) -> bool {
+        self.remote().next().is_some()
+    }
+
+    fn remote(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.by_issuer
+            .values()
+            .filter(|issuer| matches!(issuer.keys, Keys::Remote(_)))
     }
 
     /// The issuer `token` names, if it is one of these (its signature is not checked yet).
@@ -86,9 +92,7 @@ impl ExternalIssuers {
     /// Keeps every issuer's keys fresh, for as long as it runs (the `auth.jwks` task).
     pub async fn refresh(self: Arc<Self>) {
         let loops = self
-            .by_issuer
-            .values()
-            .filter(|issuer| matches!(issuer.keys, Keys::Remote(_)))
+            .remote()
             .map(|issuer| Arc::clone(issuer).refresh_forever());
         futures::future::join_all(loops).await;
     }
@@ -161,12 +165,8 @@ impl Issuer {
         &self.config.issuer
     }
 
-    /// Verifies `token` against this issuer only; returns the caller and when the token
-    /// expires.
-    pub async fn verify(
-        &self,
-        token: &str,
-    ) -> Result<(Principal, chrono::DateTime<chrono::Utc>), TokenError> {
+    /// Verifies `token` against this issuer only.
+    pub async fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed"))?;
         let validation = self
@@ -202,20 +202,26 @@ impl Issuer {
         if exp.saturating_sub(issued) > lifetime || exp.saturating_sub(now) > lifetime {
             return Err(TokenError::Invalid("lifetime too long"));
         }
-        let principal = principal(&claims, &self.config.claims)?;
-        let expires =
-            chrono::DateTime::from_timestamp(exp, 0).ok_or(TokenError::Invalid("malformed"))?;
-        Ok((principal, expires))
+        Ok(Verified {
+            principal: principal(&claims, &self.config.claims)?,
+            local_user: false,
+            claims_only: true,
+            expires_at: chrono::DateTime::from_timestamp(exp, 0)
+                .ok_or(TokenError::Invalid("malformed"))?,
+        })
     }
 
     async fn refresh_forever(self: Arc<Self>) {
         let Keys::Remote(remote) = &self.keys else {
             return;
         };
+        // Fetched at least twice per staleness bound, so healthy keys never grow too old
+        // between refreshes, however long their max-age.
+        let bound = self.config.max_stale / 2;
         loop {
             let wait = match remote.fetch().await {
-                Ok(max_age) => max_age,
-                Err(()) => RETRY,
+                Ok(max_age) => max_age.min(bound),
+                Err(()) => RETRY.min(bound),
             };
             tokio::time::sleep(wait).await;
         }

@@ -108,9 +108,10 @@ impl LoginService {
         }
     }
 
-    /// Turns logins off (`LOCAL_LOGIN=false`): every attempt is refused before anything else.
-    pub fn disabled(mut self) -> Self {
-        self.enabled = false;
+    /// Turns logins on or off (`LOCAL_LOGIN`); off, every attempt is refused before anything
+    /// else.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
         self
     }
 

@@ -48,13 +48,17 @@ pub struct Claims {
     pub local_user: bool,
 }
 
-/// A verified token: who it names, and whether this service issued it for a user of its own.
+/// A verified token: who it names, until when, and which user rows it answers to.
 #[derive(Debug, Clone)]
 pub struct Verified {
     /// The caller, as the token's claims say.
     pub principal: Principal,
     /// Issued by `login`: the user's row must still exist.
     pub local_user: bool,
+    /// From an issuer of `AUTH_ISSUERS`: its claims are the caller, and no row is consulted.
+    pub claims_only: bool,
+    /// When it expires (a socket closes then).
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Why a token was refused (for the log; clients only see `UNAUTHENTICATED`).
@@ -154,6 +158,9 @@ impl TokenService {
         let claims = self.verify_claims(token)?;
         Ok(Verified {
             local_user: claims.local_user,
+            claims_only: false,
+            expires_at: DateTime::from_timestamp(claims.exp, 0)
+                .ok_or(TokenError::Invalid("malformed"))?,
             principal: Principal {
                 user_id: claims.sub,
                 email: claims.email,
@@ -164,12 +171,6 @@ impl TokenService {
         })
     }
 
-    /// When the bearer token in `header` expires, if it is valid.
-    pub fn expiry(&self, header: &str) -> Option<DateTime<Utc>> {
-        let claims = self.verify_claims(bearer(header).ok()?).ok()?;
-        DateTime::from_timestamp(claims.exp, 0)
-    }
-
     fn verify_claims(&self, token: &str) -> Result<Claims, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| refused(&e))?;
@@ -177,17 +178,6 @@ impl TokenService {
             return Err(TokenError::Invalid("empty subject"));
         }
         Ok(data.claims)
-    }
-
-    /// Reads an `Authorization` header value (`Bearer <token>`): the verified token, or what
-    /// the request amounts to without one ([`super::Authentication::Anonymous`] or
-    /// [`super::Authentication::Invalid`]).
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Verified, super::Authentication> {
-        let token = credentials(header)?;
-        self.verify(token).map_err(|error| match error {
-            TokenError::Invalid(why) => super::Authentication::Invalid(why),
-            TokenError::Sign(_) => super::Authentication::Invalid("malformed"),
-        })
     }
 }
 

@@ -18,21 +18,25 @@ use std::{
 
 use crate::config::{DEFAULT_SCHEMA, DbNames};
 
-/// The names this process runs with; set once, by [`install`].
-static NAMES: OnceLock<DbNames> = OnceLock::new();
+/// The names this process runs with; set once, by [`install`]. `None` inside: the defaults,
+/// which need no rewriting, so the statement a query runs is the literal itself.
+static NAMES: OnceLock<Option<DbNames>> = OnceLock::new();
 
-/// Statements rewritten for non-default names, by their text in the source. A process holds
-/// few distinct statements (every one is a literal), so this stays small and never evicts.
-static REWRITTEN: OnceLock<RwLock<HashMap<&'static str, &'static str>>> = OnceLock::new();
+/// Statements rewritten for non-default names, by the address of their text in the source. A
+/// process holds few distinct statements (every one is a literal), so this stays small and
+/// never evicts.
+static REWRITTEN: OnceLock<RwLock<HashMap<(usize, usize), &'static str>>> = OnceLock::new();
 
 /// Sets the names for this process. A second call with the same names is harmless (tests
 /// build several apps); one with other names is refused, since every statement already
 /// rewritten would then point at the wrong place.
 pub fn install(names: &DbNames) -> Result<(), String> {
-    let installed = NAMES.get_or_init(|| names.clone());
-    if installed == names {
+    let wanted = (*names != DbNames::default()).then(|| names.clone());
+    let installed = NAMES.get_or_init(|| wanted.clone());
+    if *installed == wanted {
         Ok(())
     } else {
+        let installed = installed.clone().unwrap_or_default();
         Err(format!(
             "this process already runs with DATABASE_SCHEMA={} and EVENTS_TABLE={}; \
              one process serves one schema",
@@ -42,28 +46,20 @@ pub fn install(names: &DbNames) -> Result<(), String> {
     }
 }
 
-/// The names in use: those installed, else the defaults.
-pub fn names() -> DbNames {
-    NAMES.get().cloned().unwrap_or_default()
-}
-
 /// `statement`, with the default names replaced by the configured ones.
 pub fn sql(statement: &'static str) -> &'static str {
-    let Some(names) = NAMES.get().filter(|names| **names != DbNames::default()) else {
+    let Some(Some(names)) = NAMES.get() else {
         return statement;
     };
+    let key = (statement.as_ptr() as usize, statement.len());
     let cache = REWRITTEN.get_or_init(Default::default);
-    if let Some(done) = cache
-        .read()
-        .ok()
-        .and_then(|map| map.get(statement).copied())
-    {
+    if let Some(done) = cache.read().ok().and_then(|map| map.get(&key).copied()) {
         return done;
     }
     // Leaked on purpose: one copy per distinct literal, for the process's whole life.
     let done: &'static str = Box::leak(rewrite(statement, names).into_boxed_str());
     if let Ok(mut map) = cache.write() {
-        map.insert(statement, done);
+        map.insert(key, done);
     }
     done
 }

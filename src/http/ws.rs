@@ -433,7 +433,12 @@ impl Connection {
                 "Unauthorized: send {\"authorization\": \"Bearer <token>\"} in connection_init",
             ));
         };
-        let principal = match self.state.authenticator.authenticate(Some(&header)).await {
+        let (authentication, expires_at) = self
+            .state
+            .authenticator
+            .authenticate_until(Some(&header))
+            .await;
+        let principal = match authentication {
             Authentication::Authenticated(principal) => principal,
             Authentication::Unverified => {
                 return Err(Close::new(
@@ -461,7 +466,7 @@ impl Connection {
             ));
         };
         Ok(Caller {
-            expires_at: self.state.authenticator.expiry(&header).await,
+            expires_at,
             header,
             principal,
             _slot: slot,

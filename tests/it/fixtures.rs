@@ -275,7 +275,38 @@ pub async fn start(
         .expect("cannot start the release")
 }
 
+/// The issuer of Supabase's legacy tokens (HS256 with the project's secret).
+pub const SUPABASE_ISSUER: &str = "https://ref.supabase.co/auth/v1";
+/// That project's secret (`SUPABASE_JWT_SECRET`).
+pub const SUPABASE_SECRET: &str = "supabase-legacy-project-secret-0123456789";
+
+/// The `AUTH_ISSUERS` entry of Supabase's legacy tokens, lifetime at most an hour.
+pub fn supabase_entry() -> Value {
+    json!({ "issuer": SUPABASE_ISSUER, "audience": "authenticated",
+            "hs256_secret_env": "SUPABASE_JWT_SECRET", "algorithms": ["HS256"],
+            "max_lifetime_seconds": 3600 })
+}
+
+/// The variables that make an app trust `issuers` (a JSON list), with Supabase's secret.
+pub fn supabase_env(issuers: Value) -> Vec<(&'static str, String)> {
+    vec![
+        ("AUTH_ISSUERS", issuers.to_string()),
+        ("SUPABASE_JWT_SECRET", SUPABASE_SECRET.to_owned()),
+    ]
+}
+
+/// Supabase's claims, with the custom `permissions`, `org_id` and `user_role`, valid for ten
+/// minutes.
+pub fn supabase_claims(permissions: &[&str]) -> Value {
+    let now = Utc::now().timestamp();
+    json!({ "iss": SUPABASE_ISSUER, "aud": "authenticated", "sub": Uuid::new_v4().to_string(),
+            "email": "ops@platform.example", "role": "authenticated", "iat": now, "exp": now + 600,
+            "permissions": permissions, "org_id": Uuid::new_v4().to_string(),
+            "user_role": "provider_admin" })
+}
+
 /// Every kind of token the corpus can send, all signed for this app unless the kind says not.
+/// The `supabase_*` kinds are refused by an app trusting [`supabase_entry`] too.
 pub async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
     let viewer = app.token_for("viewer@example.com", None, &[]).await;
     let admin = app
@@ -316,6 +347,18 @@ pub async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
         claims
     };
     let hs256 = |claims: Value| sign(&claims, Header::new(Algorithm::HS256), &key);
+    let supabase = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = supabase_claims(&["organization.create_root", "organization.view_all"]);
+        edit(&mut claims);
+        if let Some(claims) = claims.as_object_mut() {
+            claims.retain(|_, v| !v.is_null());
+        }
+        sign(
+            &claims,
+            Header::new(Algorithm::HS256),
+            SUPABASE_SECRET.as_bytes(),
+        )
+    };
     let rs256 = {
         // An RS256 header over an HMAC signature: the classic algorithm-confusion attempt.
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
@@ -364,6 +407,39 @@ pub async fn tokens(app: &TestApp) -> HashMap<&'static str, String> {
             hs256(with(json!({ "sub": disabled_user.id.to_string() }))),
         ),
         ("garbage", "not.a.jwt".to_owned()),
+        ("supabase_no_exp", supabase(&|c| c["exp"] = Value::Null)),
+        (
+            "supabase_long_lifetime",
+            supabase(&|c| c["exp"] = json!(now + 7 * 86_400)),
+        ),
+        (
+            "supabase_wrong_aud",
+            supabase(&|c| c["aud"] = json!("someone-else")),
+        ),
+        (
+            "supabase_future_nbf",
+            supabase(&|c| c["nbf"] = json!(now + 3600)),
+        ),
+        (
+            "supabase_wrong_secret",
+            sign(
+                &supabase_claims(&["organization.view_all"]),
+                Header::new(Algorithm::HS256),
+                b"not-the-project-secret-0123456789abcdef",
+            ),
+        ),
+        ("supabase_rs256_jku", {
+            // An RS256 header naming the attacker's keys, over the project secret's signature.
+            let valid = supabase(&|_| {});
+            let header = URL_SAFE_NO_PAD.encode(
+                br#"{"alg":"RS256","kid":"attacker","jku":"https://evil.example/jwks.json"}"#,
+            );
+            let rest = valid
+                .split_once('.')
+                .map(|(_, rest)| rest)
+                .unwrap_or_default();
+            format!("{header}.{rest}")
+        }),
     ])
 }
 

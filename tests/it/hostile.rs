@@ -151,7 +151,10 @@ fn carries_data(answer: &Value) -> bool {
 async fn every_hostile_request_gets_its_code_no_data_no_5xx_and_writes_nothing() {
     // Arrange: the per-address login limit is out of the way, so each entry meets the rule
     // it is about rather than the address lock earlier entries set off.
-    let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES_PER_ADDRESS", "100000".into())]).await;
+    // It also trusts Supabase's legacy tokens, so the external kinds meet a real issuer.
+    let mut env = crate::fixtures::supabase_env(json!([crate::fixtures::supabase_entry()]));
+    env.push(("LOGIN_MAX_FAILURES_PER_ADDRESS", "100000".into()));
+    let app = TestApp::spawn_with(&env).await;
     seed(&app).await;
     let tokens = tokens(&app).await;
     let entries = corpus();

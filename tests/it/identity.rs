@@ -15,13 +15,12 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{
-    fixtures::{ME, no_data, sign},
+    fixtures::{ME, SUPABASE_SECRET, no_data, sign, supabase_claims, supabase_entry, supabase_env},
     harness::{PASSWORD, TestApp, error_code},
 };
 
 const AUDIENCE: &str = "urn:temporal-bff";
 const SCOPE: &str = "release.control organization.view_all";
-const SUPABASE: &str = "https://ref.supabase.co/auth/v1";
 
 /// oidc-provider on a free loopback port, stopped when dropped.
 struct OpenIdProvider {
@@ -101,32 +100,12 @@ impl OpenIdProvider {
     }
 }
 
-fn supabase_entry() -> Value {
-    json!({ "issuer": SUPABASE, "audience": "authenticated",
-            "hs256_secret_env": "SUPABASE_JWT_SECRET", "algorithms": ["HS256"],
-            "max_lifetime_seconds": 3600 })
-}
-
-const SUPABASE_SECRET: &str = "supabase-legacy-project-secret-0123456789";
-
-/// Supabase's claims, with the custom `permissions`, `org_id` and `user_role`.
-fn supabase_claims(permissions: &[&str]) -> Value {
-    let now = Utc::now().timestamp();
-    json!({ "iss": SUPABASE, "aud": "authenticated", "sub": uuid::Uuid::new_v4().to_string(),
-            "email": "ops@platform.example", "role": "authenticated", "iat": now, "exp": now + 600,
-            "permissions": permissions, "org_id": uuid::Uuid::new_v4().to_string(),
-            "user_role": "provider_admin" })
-}
-
 fn hs256(claims: &Value, secret: &[u8]) -> String {
     sign(claims, Header::new(Algorithm::HS256), secret)
 }
 
 async fn app_trusting(issuers: Value, extra: &[(&str, String)]) -> TestApp {
-    let mut env = vec![
-        ("AUTH_ISSUERS", issuers.to_string()),
-        ("SUPABASE_JWT_SECRET", SUPABASE_SECRET.to_owned()),
-    ];
+    let mut env = supabase_env(issuers);
     env.extend(extra.iter().cloned());
     TestApp::spawn_with_worker(&env).await
 }
@@ -371,4 +350,274 @@ async fn with_local_login_off_login_is_forbidden_on_both_routes_and_external_tok
     );
     assert_eq!(rest.status().as_u16(), 403);
     assert!(me["errors"].is_null(), "{me}");
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_costs_at_most_one_key_fetch() {
+    // Arrange
+    let provider = OpenIdProvider::start(300).await;
+    let app = app_trusting(json!([provider.entry()]), &[]).await;
+    let real = provider.token("dash-rs").await;
+    let warm = app.graphql_as(&real, ME, json!({})).await;
+    let fetched = || async {
+        let metrics = app.get_text(&app.ops_url("/metrics")).await;
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("bff_jwks_fetches_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = fetched().await;
+
+    // Act: 50 tokens at once, each naming a key the provider never published.
+    let answers = futures::future::join_all((0..50).map(|n| {
+        let token = with_header(
+            &real,
+            json!({ "alg": "RS256", "kid": format!("forged-{n}") }),
+        );
+        let app = &app;
+        async move { app.graphql_as(&token, ME, json!({})).await }
+    }))
+    .await;
+    let after = fetched().await;
+
+    // Assert
+    assert!(warm["errors"].is_null(), "{warm}");
+    for answer in &answers {
+        assert_eq!(error_code(answer), "UNAUTHENTICATED", "{answer}");
+    }
+    assert!(
+        after - before <= 1.0,
+        "unknown kids fetched the keys {} times",
+        after - before
+    );
+}
+
+/// An RSA key pair made by Node's own crypto: its private key (PKCS#1 DER) and its public JWK
+/// named `kid`.
+fn rsa_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+    let script = "const { generateKeyPairSync } = require('crypto');
+        const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+        console.log(JSON.stringify({ der: privateKey.export({ type: 'pkcs1', format: 'der' }).toString('base64'),
+                                     jwk: publicKey.export({ format: 'jwk' }) }));";
+    let out = std::process::Command::new("node")
+        .args(["-e", script])
+        .output()
+        .expect("node makes a key");
+    let made: Value = serde_json::from_slice(&out.stdout).expect("node prints the key");
+    let mut jwk = made["jwk"].clone();
+    jwk["kid"] = json!(kid);
+    jwk["alg"] = json!("RS256");
+    jwk["use"] = json!("sig");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(made["der"].as_str().unwrap_or_default())
+        .expect("the key is base64");
+    (jsonwebtoken::EncodingKey::from_rsa_der(&der), jwk)
+}
+
+/// A JWKS endpoint the test controls, as Supabase's `/auth/v1/.well-known/jwks.json` serves
+/// one: its keys can change, and it can go down (503).
+struct KeyServer {
+    url: String,
+    keys: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KeyServer {
+    async fn start(keys: Vec<Value>) -> Self {
+        use std::sync::{Arc, Mutex, atomic::AtomicBool};
+        let keys = Arc::new(Mutex::new(keys));
+        let down = Arc::new(AtomicBool::new(false));
+        let (served, gate) = (Arc::clone(&keys), Arc::clone(&down));
+        let router = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let (served, gate) = (Arc::clone(&served), Arc::clone(&gate));
+                async move {
+                    use axum::response::IntoResponse;
+                    if gate.load(std::sync::atomic::Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                    let keys = served.lock().map(|k| k.clone()).unwrap_or_default();
+                    (
+                        [(axum::http::header::CACHE_CONTROL, "max-age=3600")],
+                        axum::Json(json!({ "keys": keys })),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the key server binds");
+        let url = format!(
+            "http://{}/jwks.json",
+            listener.local_addr().expect("it has an address")
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { url, keys, down }
+    }
+
+    fn publish(&self, keys: Vec<Value>) {
+        if let Ok(mut served) = self.keys.lock() {
+            *served = keys;
+        }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// An `AUTH_ISSUERS` entry for Supabase's asymmetric keys, served here.
+    fn entry(&self, max_stale_seconds: u64) -> Value {
+        json!({ "issuer": "https://asym.supabase.co/auth/v1", "audience": "authenticated",
+                "jwks_url": self.url, "allow_http_loopback": true, "algorithms": ["RS256"],
+                "leeway_seconds": 0, "jwks_max_stale_seconds": max_stale_seconds })
+    }
+}
+
+/// A Supabase-shaped token from the asymmetric issuer, signed with `key` named `kid`, valid
+/// for `seconds`.
+fn asymmetric(key: &jsonwebtoken::EncodingKey, kid: &str, seconds: i64) -> String {
+    let mut claims = supabase_claims(&["release.control"]);
+    claims["iss"] = json!("https://asym.supabase.co/auth/v1");
+    claims["exp"] = json!(Utc::now().timestamp() + seconds);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, key).expect("the token is signed")
+}
+
+#[tokio::test]
+async fn keys_that_rotate_while_eight_clients_call_cost_not_a_single_401() {
+    // Arrange: the issuer publishes k1; eight clients call with k1 tokens.
+    let (k1, jwk1) = rsa_key("k1");
+    let (k2, jwk2) = rsa_key("k2");
+    let server = KeyServer::start(vec![jwk1.clone()]).await;
+    let app = app_trusting(json!([server.entry(3_600)]), &[]).await;
+    let current = std::sync::Arc::new(std::sync::RwLock::new(asymmetric(&k1, "k1", 600)));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients = (0..8).map(|_| {
+        let (app_http, url) = (app.http.clone(), app.url("/graphql"));
+        let (current, stop) = (
+            std::sync::Arc::clone(&current),
+            std::sync::Arc::clone(&stop),
+        );
+        tokio::spawn(async move {
+            let (mut calls, mut refused) = (0_u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let token = current.read().map(|t| t.clone()).unwrap_or_default();
+                let body: Value = app_http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "query": ME }))
+                    .send()
+                    .await
+                    .expect("the service answers")
+                    .json()
+                    .await
+                    .unwrap_or(Value::Null);
+                calls += 1;
+                if !body["errors"].is_null() {
+                    refused.push(body);
+                }
+            }
+            (calls, refused)
+        })
+    });
+    let clients: Vec<_> = clients.collect();
+
+    // Act: k2 is published beside k1, then tokens move to k2, then k1 is retired.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.publish(vec![jwk2.clone(), jwk1]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Ok(mut token) = current.write() {
+        *token = asymmetric(&k2, "k2", 600);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.publish(vec![jwk2]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut calls = 0;
+    let mut refused = Vec::new();
+    for client in clients {
+        let (n, mut bad) = client.await.expect("the client ran");
+        calls += n;
+        refused.append(&mut bad);
+    }
+
+    // Assert
+    assert!(calls > 40, "the clients kept calling: {calls}");
+    assert!(
+        refused.is_empty(),
+        "{} of {calls} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}
+
+#[tokio::test]
+async fn while_the_key_endpoint_is_down_cached_keys_serve_then_tokens_are_refused_then_work_again()
+{
+    // Arrange: keys older than 2 s are not trusted.
+    let (key, jwk) = rsa_key("k1");
+    let server = KeyServer::start(vec![jwk]).await;
+    let app = app_trusting(json!([server.entry(2)]), &[]).await;
+    let token = asymmetric(&key, "k1", 600);
+    let works = || async { app.graphql_as(&token, ME, json!({})).await["errors"].is_null() };
+    let before = works().await;
+
+    // Act
+    server.set_down(true);
+    let right_after = works().await;
+    let refused = crate::harness::eventually(Duration::from_secs(15), || async {
+        (!works().await).then_some(())
+    })
+    .await;
+    let refusal = app.graphql_as(&token, ME, json!({})).await;
+    let metrics = app.get_text(&app.ops_url("/metrics")).await;
+    server.set_down(false);
+    let back = crate::harness::eventually(Duration::from_secs(15), || async {
+        works().await.then_some(())
+    })
+    .await;
+
+    // Assert
+    assert!(before, "the key is fetched and used");
+    assert!(
+        right_after,
+        "the cached key serves while the endpoint is down"
+    );
+    assert!(
+        refused.is_some(),
+        "refused once the keys are older than the bound"
+    );
+    assert_eq!(error_code(&refusal), "UNAUTHENTICATED", "{refusal}");
+    assert!(no_data(&refusal), "{refusal}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("bff_jwks_fetches_total{") && l.contains("outcome=\"failed\"")),
+        "failed fetches are counted"
+    );
+    assert!(
+        back.is_some(),
+        "tokens work again once the endpoint is back"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_opened_with_an_external_token_closes_with_4401_when_it_expires() {
+    // Arrange
+    let (key, jwk) = rsa_key("k1");
+    let server = KeyServer::start(vec![jwk]).await;
+    let app = app_trusting(json!([server.entry(3_600)]), &[]).await;
+    let token = asymmetric(&key, "k1", 3);
+
+    // Act
+    let mut socket = crate::fixtures::RawSocket::open(&app).await;
+    socket.init(&token).await;
+    let closed = socket.close_reason().await;
+
+    // Assert
+    assert_eq!(closed.map(|(code, _)| code), Some(4401));
 }
