@@ -59,6 +59,7 @@ impl ExternalIssuers {
     /// The issuers of `configs`; nothing is fetched until [`ExternalIssuers::refresh`] runs.
     /// Fails only when the HTTP client for their keys cannot be built (no TLS roots).
     pub fn new(configs: &[IssuerConfig], metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        super::crypto::install();
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

@@ -5,6 +5,7 @@
 //! checks go through [`Principal::require`] (or the [`RequirePermission`] GraphQL guard).
 
 pub mod authenticator;
+pub mod crypto;
 pub mod external;
 pub mod gate;
 pub mod graphql;
