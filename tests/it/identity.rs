@@ -1,7 +1,9 @@
 //! Tokens from the platform's identity providers (`AUTH_ISSUERS`): a real OpenID provider
 //! (`oidc-provider` from npm, tests/oidc) found through discovery, with RS256 and ES256 access
 //! tokens; Supabase's legacy HS256 tokens with their custom claims, which start bootstraps
-//! through GraphQL and the old REST route; hostile tokens of each kind; `LOCAL_LOGIN=false`.
+//! through GraphQL and the old REST route; Supabase's asymmetric and Zitadel's tokens from a key
+//! set the test serves (rotation under load, the endpoint down, an oversized key set, expiry
+//! on a socket); hostile tokens of each kind; `LOCAL_LOGIN=false`.
 
 use std::{
     process::Stdio,
@@ -620,4 +622,88 @@ async fn a_socket_opened_with_an_external_token_closes_with_4401_when_it_expires
 
     // Assert
     assert_eq!(closed.map(|(code, _)| code), Some(4401));
+}
+
+#[tokio::test]
+async fn a_zitadel_token_maps_its_roles_object_to_permissions_on_get_graphql_and_rest_me() {
+    // Arrange: Zitadel's claims, its roles an object keyed by role name.
+    let (key, jwk) = rsa_key("zitadel-1");
+    let server = KeyServer::start(vec![jwk]).await;
+    let org = uuid::Uuid::new_v4().to_string();
+    let entry = json!({ "issuer": "https://acme.zitadel.cloud", "audience": "2912@temporal-bff",
+        "jwks_url": server.url, "allow_http_loopback": true, "algorithms": ["RS256"],
+        "claims": { "permissions": "/urn:zitadel:iam:org:project:roles",
+                    "org_id": "/urn:zitadel:iam:user:resourceowner:id" } });
+    let app = app_trusting(json!([entry]), &[]).await;
+    let now = Utc::now().timestamp();
+    let claims = json!({ "iss": "https://acme.zitadel.cloud", "aud": ["2912@temporal-bff", "2911"],
+        "sub": "218765431", "iat": now, "exp": now + 600, "email": "ada@acme.example",
+        "urn:zitadel:iam:org:project:roles": {
+            "release.control": { "2447": "acme.zitadel.cloud" },
+            "organization.view_all": { "2447": "acme.zitadel.cloud" } },
+        "urn:zitadel:iam:user:resourceowner:id": org });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("zitadel-1".into());
+    let token = jsonwebtoken::encode(&header, &claims, &key).expect("the token is signed");
+
+    // Act
+    let by_get: Value = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", ME)])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /graphql answers")
+        .json()
+        .await
+        .expect("GET /graphql answers JSON");
+    let rest = app
+        .http
+        .get(app.url("/api/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("/api/auth/me answers");
+    let rest_status = rest.status().as_u16();
+    let rest_me: Value = rest.json().await.unwrap_or(Value::Null);
+
+    // Assert
+    let me = &by_get["data"]["me"];
+    assert_eq!(me["id"], "218765431", "{by_get}");
+    assert_eq!(me["orgId"], org.as_str(), "{by_get}");
+    assert_eq!(
+        me["permissions"],
+        json!(["organization.view_all", "release.control"]),
+        "{by_get}"
+    );
+    assert_eq!(rest_status, 200, "{rest_me}");
+    assert!(
+        rest_me.to_string().contains("release.control"),
+        "REST /api/auth/me shows the same caller: {rest_me}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_set_over_the_size_cap_is_never_used_and_a_normal_one_is_taken_once_served() {
+    // Arrange: the endpoint serves a key set of about a megabyte.
+    let (key, jwk) = rsa_key("k1");
+    let server = KeyServer::start(vec![jwk.clone(); 2_000]).await;
+    let app = app_trusting(json!([server.entry(2)]), &[]).await;
+    let token = asymmetric(&key, "k1", 600);
+
+    // Act
+    let refused = app.graphql_as(&token, ME, json!({})).await;
+    server.publish(vec![jwk]);
+    let works = crate::harness::eventually(Duration::from_secs(15), || async {
+        app.graphql_as(&token, ME, json!({})).await["errors"]
+            .is_null()
+            .then_some(())
+    })
+    .await;
+
+    // Assert
+    assert_eq!(error_code(&refused), "UNAUTHENTICATED", "{refused}");
+    assert!(no_data(&refused), "{refused}");
+    assert!(works.is_some(), "the normal key set is fetched and used");
 }
