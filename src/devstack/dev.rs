@@ -143,6 +143,8 @@ pub async fn run() -> Result<(), DevError> {
             || "(Temporal was given; its UI is wherever it runs)".to_owned(),
             |ui| format!("http://127.0.0.1:{ui}"),
         );
+    // Listening before the banner says "Stop with Ctrl-C", so a Ctrl-C right after it is heard.
+    let stop = crate::shutdown_signal();
     // The banner goes out in one write, between blank lines, so no log line cuts into it.
     let banner = format!(
         "\n  temporal-bff dev is up\n  GraphiQL:     http://{host}:{port}/graphql\n  Temporal UI:  {temporal_ui}\n  Temporal:     {temporal} (gRPC)\n  Login:        {} / {} (demo data; local use only)\n  Stop with Ctrl-C.\n\n",
@@ -154,13 +156,7 @@ pub async fn run() -> Result<(), DevError> {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
-    let result = crate::run_server(
-        bound.api,
-        Some(bound.ops),
-        bound.routers,
-        crate::shutdown_signal(),
-    )
-    .await;
+    let result = crate::run_server(bound.api, Some(bound.ops), bound.routers, stop).await;
     tracing::info!("server stopped");
     // In order: the worker while Temporal still answers it, then Temporal, then Postgres.
     if let Err(error) = tokio::task::spawn_blocking(move || worker.stop()).await {
