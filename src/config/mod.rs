@@ -61,8 +61,26 @@ pub const VARIABLES: &[&str] = &[
     "MAX_IN_FLIGHT",
     "GRAPHIQL",
     "INTROSPECTION",
+    "HSTS",
+    "SUPABASE_URL",
     "LOG_LEVEL",
     "LOG_FORMAT",
+];
+
+/// Variables of the services this one replaces, each with what to set instead. They are
+/// refused, not taken as aliases: a start-up that stops names the fix at the first deploy,
+/// where a warning is lost in the log, and `TEMPORAL_TASK_QUEUE` cannot be an alias at all
+/// (the old service had one queue; this one starts workflows on two).
+pub const RETIRED: &[(&str, &str)] = &[
+    ("TEMPORAL_HOST", "set TEMPORAL_ADDRESS (host:port) instead"),
+    (
+        "API_CORS_ORIGINS",
+        "set CORS_ALLOWED_ORIGINS (comma-separated origins) instead",
+    ),
+    (
+        "TEMPORAL_TASK_QUEUE",
+        "set RELEASE_TASK_QUEUE (releases) and BOOTSTRAP_TASK_QUEUE (bootstraps) instead",
+    ),
 ];
 
 /// Minimum length of `JWT_SECRET`: HS256 wants a key at least as long as its 256-bit output.
@@ -117,6 +135,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Whether `GET /graphql` serves GraphiQL (`GRAPHIQL`).
     pub graphiql: bool,
+    /// Whether every response carries `Strict-Transport-Security` (`HSTS`), for deployments
+    /// whose clients reach them over TLS only.
+    pub hsts: bool,
     /// Whether callers without a token may introspect the schema (`INTROSPECTION`; `false`
     /// unless `temporal-bff dev` runs it). Signed-in callers always may, within the
     /// introspection budget.
@@ -382,6 +403,17 @@ impl Config {
         let max_in_flight = env.int_in("MAX_IN_FLIGHT", 256, 1..=100_000);
         let graphiql = env.parsed("GRAPHIQL", "true", parse_switch);
         let introspection = env.parsed("INTROSPECTION", "false", parse_switch);
+        let hsts = env.parsed("HSTS", "false", parse_switch);
+        for (name, instead) in RETIRED {
+            if env.value(name).is_some() {
+                env.check(
+                    name,
+                    Err(format!(
+                        "is a variable of the service this one replaces and is not read: {instead}"
+                    )),
+                );
+            }
+        }
         let log_level = env.parsed("LOG_LEVEL", "info", |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
                 .map(|_| raw.to_owned())
@@ -438,6 +470,7 @@ impl Config {
                 reconcile_interval: reconcile_interval?,
                 max_in_flight: max_in_flight?,
                 graphiql: graphiql?,
+                hsts: hsts?,
                 introspection: introspection?,
                 log_level: log_level?,
                 log_format: log_format?,
@@ -504,19 +537,39 @@ fn read_issuers<F: Fn(&str) -> Option<String>>(
     env: &mut Reader<'_, F>,
     own_issuer: Option<&str>,
 ) -> Option<Vec<issuers::IssuerConfig>> {
-    let Some(raw) = env.value("AUTH_ISSUERS") else {
-        return Some(Vec::new());
-    };
-    let parsed = issuers::parse(&raw, own_issuer.unwrap_or_default(), |name| env.value(name));
-    match parsed {
-        Ok(issuers) => Some(issuers),
-        Err(problems) => {
-            for problem in problems {
-                env.check("AUTH_ISSUERS", Err(problem));
+    let own_issuer = own_issuer.unwrap_or_default();
+    let mut listed = match env.value("AUTH_ISSUERS") {
+        None => Some(Vec::new()),
+        Some(raw) => match issuers::parse(&raw, own_issuer, |name| env.value(name)) {
+            Ok(issuers) => Some(issuers),
+            Err(problems) => {
+                for problem in problems {
+                    env.check("AUTH_ISSUERS", Err(problem));
+                }
+                None
             }
-            None
+        },
+    };
+    // SUPABASE_URL adds the project's issuer, unless AUTH_ISSUERS already lists it (then that
+    // entry, with whatever it says, is the one used).
+    if let Some(url) = env.value("SUPABASE_URL") {
+        match issuers::supabase(&url, own_issuer, |name| env.value(name)) {
+            Ok(supabase) => {
+                if let Some(listed) = listed.as_mut()
+                    && !listed.iter().any(|other| other.issuer == supabase.issuer)
+                {
+                    listed.push(supabase);
+                }
+            }
+            Err(problems) => {
+                for problem in problems {
+                    env.check("SUPABASE_URL", Err(problem));
+                }
+                listed = None;
+            }
         }
     }
+    listed
 }
 
 fn read_listen_url<F: Fn(&str) -> Option<String>>(
@@ -769,9 +822,72 @@ mod tests {
         });
 
         let asked = asked.into_inner().unwrap_or_default();
-        let listed: std::collections::BTreeSet<String> =
-            VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        let listed: std::collections::BTreeSet<String> = VARIABLES
+            .iter()
+            .chain(RETIRED.iter().map(|(name, _)| name))
+            .map(|v| (*v).to_owned())
+            .collect();
         assert_eq!(asked, listed);
+    }
+
+    #[test]
+    fn the_old_services_variable_names_stop_start_up_naming_what_to_set_instead() {
+        let error = load(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("JWT_SECRET", SECRET),
+            ("TEMPORAL_HOST", "temporal:7233"),
+            ("API_CORS_ORIGINS", "https://a.example.com"),
+            ("TEMPORAL_TASK_QUEUE", "releases"),
+        ])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+
+        for (old, new) in [
+            ("TEMPORAL_HOST", "TEMPORAL_ADDRESS"),
+            ("API_CORS_ORIGINS", "CORS_ALLOWED_ORIGINS"),
+            ("TEMPORAL_TASK_QUEUE", "RELEASE_TASK_QUEUE"),
+        ] {
+            assert!(
+                error.contains(&format!(
+                    "{old} is a variable of the service this one replaces"
+                )) && error.contains(new),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn supabase_url_adds_its_issuer_once_and_an_entry_for_it_in_auth_issuers_wins() {
+        let alone = load(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("JWT_SECRET", SECRET),
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+        ]);
+        let listed_too = load(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("JWT_SECRET", SECRET),
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+            (
+                "AUTH_ISSUERS",
+                r#"[{"issuer": "https://abc.supabase.co/auth/v1", "audience": "dashboard",
+                     "jwks_url": "https://keys.example.com/jwks.json", "algorithms": ["RS256"]}]"#,
+            ),
+        ]);
+        let bad = load(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("JWT_SECRET", SECRET),
+            ("SUPABASE_URL", "abc.supabase.co"),
+        ]);
+
+        let alone = alone.map(|c| c.auth.issuers).unwrap_or_default();
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].issuer, "https://abc.supabase.co/auth/v1");
+        let listed_too = listed_too.map(|c| c.auth.issuers).unwrap_or_default();
+        assert_eq!(listed_too.len(), 1);
+        assert_eq!(listed_too[0].audiences, ["dashboard"]);
+        let bad = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(bad.contains("SUPABASE_URL must be an https URL"), "{bad}");
     }
 
     #[test]

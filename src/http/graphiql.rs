@@ -1,11 +1,9 @@
 //! GraphiQL, served whole by the binary: the page at `GET /graphql` and its vendored assets at
 //! `GET /graphql/assets/{file}` (production builds of React, GraphiQL and its explorer plugin,
-//! pinned and integrity-checked by `scripts/vendor-graphiql`, embedded at build time). Nothing
+//! pinned and integrity-checked by `scripts/vendor-assets`, embedded at build time). Nothing
 //! is fetched from another host, so it works on a network without internet access, and the
 //! page's Content-Security-Policy allows only these assets, its own inline script and style,
 //! and connections back to this origin (HTTP and the `/graphql/ws` socket).
-
-use std::sync::LazyLock;
 
 use axum::{
     body::Bytes,
@@ -13,46 +11,20 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
-use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
 
+use super::assets::{Asset, Assets, asset, gzip_all, policy, sha256_source};
 use crate::AppState;
 
-/// One embedded file: the name it is served as, its media type, its bytes.
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    bytes: &'static [u8],
-}
-
-macro_rules! asset {
-    ($name:literal, $content_type:literal) => {
-        Asset {
-            name: $name,
-            content_type: $content_type,
-            bytes: include_bytes!(concat!("../../assets/graphiql/", $name)),
-        }
-    };
-}
-
 /// The vendored files; their names carry the version, so each may be cached for a year.
-static ASSETS: &[Asset] = &[
-    asset!(
-        "react-18.3.1.production.min.js",
-        "text/javascript; charset=utf-8"
-    ),
-    asset!(
-        "react-dom-18.3.1.production.min.js",
-        "text/javascript; charset=utf-8"
-    ),
-    asset!("graphiql-3.9.0.min.js", "text/javascript; charset=utf-8"),
-    asset!("graphiql-3.9.0.min.css", "text/css; charset=utf-8"),
-    asset!(
-        "plugin-explorer-3.2.6.umd.js",
-        "text/javascript; charset=utf-8"
-    ),
-    asset!("plugin-explorer-3.2.6.css", "text/css; charset=utf-8"),
+static FILES: &[Asset] = &[
+    asset!("graphiql", "react-18.3.1.production.min.js", js),
+    asset!("graphiql", "react-dom-18.3.1.production.min.js", js),
+    asset!("graphiql", "graphiql-3.9.0.min.js", js),
+    asset!("graphiql", "graphiql-3.9.0.min.css", css),
+    asset!("graphiql", "plugin-explorer-3.2.6.umd.js", js),
+    asset!("graphiql", "plugin-explorer-3.2.6.css", css),
 ];
+static ASSETS: Assets = Assets::new(FILES, || gzip_all(FILES));
 
 /// The page's own script. URLs are relative to the page, so GraphiQL also works behind a path
 /// prefix. The headers pane starts with an `Authorization` header to fill in (an empty bearer
@@ -178,12 +150,9 @@ impl Page {
              base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
             sha256_source(&script),
         );
-        // The policy is ASCII built from constants and a hash; an empty value would only drop
-        // the header.
-        let csp = HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(""));
         Self {
             html: Bytes::from(html),
-            csp,
+            csp: policy(&csp),
         }
     }
 
@@ -193,14 +162,6 @@ impl Page {
             [
                 (header::CONTENT_SECURITY_POLICY, self.csp.clone()),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                (
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ),
-                (
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ),
             ],
             Html(self.html.clone()),
         )
@@ -208,67 +169,17 @@ impl Page {
     }
 }
 
-/// A CSP hash source for an inline script or style.
-fn sha256_source(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    format!(
-        "sha256-{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
-}
-
-/// Every asset gzipped, made once on first use (GraphiQL's script shrinks about 3.5×).
-static GZIPPED: LazyLock<Vec<Bytes>> = LazyLock::new(|| {
-    use std::io::Write as _;
-    ASSETS
-        .iter()
-        .map(|asset| {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-            // Writing to a Vec cannot fail.
-            let _ = encoder.write_all(asset.bytes);
-            Bytes::from(encoder.finish().unwrap_or_default())
-        })
-        .collect()
-});
-
-/// `GET /graphql/assets/{file}`: a vendored file (gzipped when the browser accepts it), cached
-/// by browsers for a year (the name changes with the version); 404 for any other name, and for
-/// all with `GRAPHIQL=false`.
+/// `GET /graphql/assets/{file}`: a vendored file; 404 for any other name, and for all with
+/// `GRAPHIQL=false`.
 pub async fn asset(
     State(state): State<AppState>,
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let found = ASSETS.iter().position(|asset| asset.name == file);
-    let Some(index) = found.filter(|_| state.config.graphiql) else {
+    if !state.config.graphiql {
         return StatusCode::NOT_FOUND.into_response();
-    };
-    let accepts_gzip = headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|coding| coding.split(';').next().is_some_and(|c| c.trim() == "gzip"));
-    let gzipped = GZIPPED.get(index).filter(|_| accepts_gzip).cloned();
-    let asset = &ASSETS[index];
-    let gzip = gzipped.is_some();
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, asset.content_type),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::VARY, "accept-encoding"),
-        ],
-        gzipped.unwrap_or_else(|| Bytes::from_static(asset.bytes)),
-    )
-        .into_response();
-    if gzip {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    response
+    ASSETS.response(&file, &headers)
 }
 
 #[cfg(test)]
@@ -278,7 +189,7 @@ mod tests {
     #[test]
     fn the_page_links_every_asset_and_nothing_from_another_host() {
         let page = Page::new(None);
-        for asset in ASSETS {
+        for asset in FILES {
             assert!(
                 html(&page).contains(asset.name),
                 "{} not linked",

@@ -1,9 +1,11 @@
 //! The HTTP surface: routes and the middleware every request passes through.
 
 pub mod admission;
+mod assets;
 pub mod client;
 pub mod conditional;
 pub mod context;
+mod docs;
 pub mod encode;
 pub mod graphiql;
 pub mod graphql;
@@ -12,6 +14,7 @@ mod metrics;
 pub mod persisted;
 pub mod pipeline;
 pub mod rest;
+mod security;
 pub mod ws;
 
 use std::{sync::Arc, time::Duration};
@@ -45,6 +48,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The application router with all middleware applied.
 pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.config.cors_allowed_origins);
+    let hsts = security::Hsts(state.config.hsts);
     let middleware = ServiceBuilder::new()
         // Drop a client x-request-id that is not safe to log, then accept the caller's or make
         // one, before anything logs.
@@ -87,6 +91,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/graphql/assets/{file}", get(graphiql::asset))
+        .route("/docs", get(docs::page))
+        .route("/docs/assets/{file}", get(docs::asset))
+        .route("/redoc", get(docs::redoc))
         .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -94,20 +101,30 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(state, observe))
         .layer(middleware);
-    match cors {
+    let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
-    }
+    };
+    // Outermost, so the answers of every layer above (a CORS preflight, 413, 408) carry them.
+    router.layer(axum::middleware::from_fn_with_state(
+        hsts,
+        security::headers,
+    ))
 }
 
 /// The operations listener's routes (`METRICS_ADDR`): `/metrics`, the detailed readiness
 /// report at `/ready`, and `/health`. Production exposes it only inside the cluster.
 pub fn ops_router(state: AppState) -> Router {
+    let hsts = security::Hsts(state.config.hsts);
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready_report))
         .route("/metrics", get(metrics::metrics))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            hsts,
+            security::headers,
+        ))
 }
 
 /// CORS for the configured origins; none configured means no CORS headers (same-origin only).

@@ -8,14 +8,21 @@ use compose_spec::{
     service::{Condition, Restart},
 };
 
+/// The file as YAML, with its `<<: *anchor` merge keys applied as Compose applies them,
+/// nested ones included (an anchor that merges another).
+fn yaml() -> serde_yaml::Value {
+    let text = include_str!("../../docker-compose.yml");
+    let mut yaml: serde_yaml::Value = serde_yaml::from_str(text).expect("docker-compose.yml");
+    while serde_yaml::to_string(&yaml).is_ok_and(|text| text.contains("<<:")) {
+        yaml.apply_merge().expect("docker-compose.yml's merge keys apply");
+    }
+    yaml
+}
+
 /// The file, parsed and validated as the Compose specification (typed: every field it sets
 /// must exist in the specification and hold a valid value).
 fn compose() -> Compose {
-    let text = include_str!("../../docker-compose.yml");
-    let mut yaml: serde_yaml::Value = serde_yaml::from_str(text).expect("docker-compose.yml");
-    // `<<: *anchor` merge keys, as Compose applies them.
-    yaml.apply_merge().expect("docker-compose.yml");
-    let compose: Compose = serde_yaml::from_value(yaml).expect("docker-compose.yml");
+    let compose: Compose = serde_yaml::from_value(yaml()).expect("docker-compose.yml");
     if let Err(error) = compose.validate_all() {
         panic!("docker-compose.yml: {error}");
     }
@@ -140,10 +147,8 @@ fn every_variable_given_to_the_binary_is_one_it_reads() {
 }
 
 #[test]
-fn the_worker_service_builds_the_worker_image_and_the_server_image_ships_no_worker_demo_or_dev() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
-        .expect("docker-compose.yml is readable");
-    let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("it is YAML");
+fn every_service_of_the_binary_uses_one_of_the_two_named_images_built_from_its_target() {
+    let compose = yaml();
     let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
         .expect("the Dockerfile is readable");
     let stages: Vec<&str> = dockerfile
@@ -155,20 +160,31 @@ fn the_worker_service_builds_the_worker_image_and_the_server_image_ships_no_work
     let services = compose["services"]
         .as_mapping()
         .expect("compose has services");
+    // target -> the image names the services building it give it
+    let mut images: HashMap<String, BTreeSet<String>> = HashMap::new();
     for (name, service) in services {
-        let runs_worker = service["command"]
-            .as_sequence()
-            .is_some_and(|c| c.first().and_then(|c| c.as_str()) == Some("worker"));
         if service.get("build").is_none() {
             continue;
         }
-        let target = service["build"]["target"].as_str();
-        if runs_worker {
-            assert_eq!(target, Some("worker"), "{name:?} runs the worker");
-        } else {
-            assert_eq!(target, None, "{name:?} runs the default (server) image");
-        }
+        let runs_worker = service["command"]
+            .as_sequence()
+            .is_some_and(|c| c.first().and_then(|c| c.as_str()) == Some("worker"));
+        let target = service["build"]["target"].as_str().unwrap_or_default();
+        let expected = if runs_worker { "worker" } else { "server" };
+        assert_eq!(target, expected, "{name:?} builds the {expected} image");
+        let image = service["image"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name:?} names its image"));
+        images
+            .entry(target.to_owned())
+            .or_default()
+            .insert(image.to_owned());
     }
+    assert!(
+        images.values().all(|names| names.len() == 1),
+        "one image name per target: {images:?}"
+    );
+    assert_ne!(images.get("server"), images.get("worker"), "{images:?}");
     assert!(stages.contains(&"worker"), "stages: {stages:?}");
     assert_eq!(
         stages.last(),
@@ -186,5 +202,43 @@ fn the_worker_service_builds_the_worker_image_and_the_server_image_ships_no_work
     assert!(
         builds.iter().any(|b| b.contains("--features worker")),
         "the worker's build adds only the worker: {builds:?}"
+    );
+}
+
+#[test]
+fn no_password_or_secret_has_a_value_in_the_file_only_a_required_variable() {
+    let compose = yaml();
+
+    let mut checked = 0;
+    for (name, service) in compose["services"].as_mapping().expect("services") {
+        let Some(environment) = service["environment"].as_mapping() else {
+            continue;
+        };
+        for (variable, value) in environment {
+            let variable = variable.as_str().unwrap_or_default();
+            let value = value.as_str().unwrap_or_default();
+            let secret = ["PASSWORD", "PWD", "SECRET"]
+                .iter()
+                .any(|word| variable.contains(word));
+            if secret {
+                checked += 1;
+                assert!(
+                    value.starts_with("${") && value.contains(":?"),
+                    "{name:?} gives {variable} a value in the file: {value}"
+                );
+            }
+            if variable == "DATABASE_URL" {
+                checked += 1;
+                assert!(
+                    value.contains(":${POSTGRES_PASSWORD:?"),
+                    "{name:?}'s DATABASE_URL holds a password: {value}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 6, "the secrets were found ({checked})");
+    assert_eq!(
+        compose["secrets"]["admin_password"]["environment"], "ADMIN_PASSWORD",
+        "the first admin's password comes from the environment, through a secret"
     );
 }

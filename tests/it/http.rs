@@ -180,3 +180,149 @@ async fn a_client_request_id_is_kept_only_when_it_is_short_and_plain() {
     assert_eq!(long.len(), 36, "replaced by a UUID: {long}");
     assert_eq!(odd.len(), 36, "replaced by a UUID: {odd}");
 }
+
+/// The security headers of `response`, or what is wrong with them.
+fn security_headers_problems(what: &str, response: &reqwest::Response, hsts: bool) -> Vec<String> {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let mut problems = Vec::new();
+    for (name, want) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ] {
+        if header(name).as_deref() != Some(want) {
+            problems.push(format!("{what}: {name} is {:?}", header(name)));
+        }
+    }
+    let csp = header("content-security-policy").unwrap_or_default();
+    if !csp.contains("frame-ancestors 'none'") || !csp.contains("default-src 'none'") {
+        problems.push(format!("{what}: content-security-policy is {csp:?}"));
+    }
+    let sts = header("strict-transport-security");
+    if sts.is_some() != hsts || sts.as_deref().is_some_and(|v| !v.starts_with("max-age=")) {
+        problems.push(format!("{what}: strict-transport-security is {sts:?}"));
+    }
+    if let Some(server) = header("server") {
+        problems.push(format!("{what}: server is {server:?}"));
+    }
+    problems
+}
+
+#[tokio::test]
+async fn every_kind_of_response_carries_the_security_headers_and_hsts_only_when_asked() {
+    // Arrange: one app with HSTS=true, one without.
+    let app = TestApp::spawn_with(&[("HSTS", "true".into())]).await;
+    let plain = TestApp::spawn().await;
+    let token = app
+        .token_for("headers@example.com", None, &["organization.view_all"])
+        .await;
+    let bearer = format!("Bearer {token}");
+    let list = "{ releases(first: 1) { totalCount } }";
+
+    // Act: every kind of answer the service gives.
+    let get_query = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", list)])
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .expect("GET /graphql is answered");
+    let etag = get_query
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("a GET query has an ETag")
+        .to_owned();
+    let mut answers = vec![("GET /graphql?query", get_query)];
+    let requests = [
+        (
+            "POST /graphql",
+            app.http
+                .post(app.url("/graphql"))
+                .header("authorization", &bearer)
+                .json(&json!({ "query": list })),
+        ),
+        (
+            "304",
+            app.http
+                .get(app.url("/graphql"))
+                .query(&[("query", list)])
+                .header("authorization", &bearer)
+                .header("if-none-match", &etag),
+        ),
+        (
+            "REST",
+            app.http
+                .get(app.url("/api/releases"))
+                .header("authorization", &bearer),
+        ),
+        ("REST 401", app.http.get(app.url("/api/auth/me"))),
+        (
+            "GraphQL 400",
+            app.http
+                .post(app.url("/graphql"))
+                .header("content-type", "application/json")
+                .body("{not json"),
+        ),
+        ("404", app.http.get(app.url("/no/such/route"))),
+        (
+            "413",
+            app.http
+                .post(app.url("/graphql"))
+                .header("content-type", "application/json")
+                .body("x".repeat(temporal_bff::http::MAX_BODY_BYTES + 1)),
+        ),
+        (
+            "asset",
+            app.http
+                .get(app.url("/graphql/assets/graphiql-3.9.0.min.css")),
+        ),
+        ("GraphiQL page", app.http.get(app.url("/graphql"))),
+        ("API docs page", app.http.get(app.url("/docs"))),
+        ("/health", app.http.get(app.url("/health"))),
+        ("/ready", app.http.get(app.url("/ready"))),
+        ("/metrics", app.http.get(app.ops_url("/metrics"))),
+    ];
+    for (what, request) in requests {
+        let response = request.send().await.expect("the request is answered");
+        answers.push((what, response));
+    }
+    let without = plain.get("/health").await;
+
+    // Assert
+    let statuses: Vec<(&str, u16)> = answers
+        .iter()
+        .map(|(what, r)| (*what, r.status().as_u16()))
+        .collect();
+    for (what, status) in [
+        ("GET /graphql?query", 200),
+        ("POST /graphql", 200),
+        ("304", 304),
+        ("REST", 200),
+        ("REST 401", 401),
+        ("GraphQL 400", 400),
+        ("404", 404),
+        ("413", 413),
+        ("asset", 200),
+        ("GraphiQL page", 200),
+        ("API docs page", 200),
+    ] {
+        assert!(
+            statuses.contains(&(what, status)),
+            "{what} answered {status}: {statuses:?}"
+        );
+    }
+    let problems: Vec<String> = answers
+        .iter()
+        .flat_map(|(what, response)| security_headers_problems(what, response, true))
+        .chain(security_headers_problems("without HSTS", &without, false))
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}

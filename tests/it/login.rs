@@ -374,3 +374,40 @@ async fn user_create_reads_the_password_from_stdin_and_refuses_short_ones_and_du
         "{login}"
     );
 }
+
+#[tokio::test]
+async fn user_create_if_absent_succeeds_on_a_second_run_and_keeps_the_first_password() {
+    // Arrange: the first-admin step of a deploy, run twice (a second `docker compose up`).
+    let app = TestApp::spawn().await;
+    let args = [
+        "--email",
+        "admin@example.com",
+        "--password-stdin",
+        "--permission",
+        "organization.view_all",
+        "--if-absent",
+    ];
+
+    // Act
+    let first = user_create(&app, &args, "the first long password\n");
+    let second = user_create(&app, &args, "a second long password\n");
+    let with_first = app
+        .login("admin@example.com", "the first long password")
+        .await;
+    let with_second = app
+        .login("admin@example.com", "a second long password")
+        .await;
+
+    // Assert
+    assert_eq!(first.0, Some(0), "{}", first.1);
+    assert_eq!(second.0, Some(0), "{}", second.1);
+    assert!(second.1.contains("exists already"), "{}", second.1);
+    assert!(
+        with_first["data"]["login"]["token"].is_string(),
+        "{with_first}"
+    );
+    assert_eq!(
+        with_second["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "the second run changed nothing: {with_second}"
+    );
+}
