@@ -14,7 +14,8 @@ fn yaml() -> serde_yaml::Value {
     let text = include_str!("../../docker-compose.yml");
     let mut yaml: serde_yaml::Value = serde_yaml::from_str(text).expect("docker-compose.yml");
     while serde_yaml::to_string(&yaml).is_ok_and(|text| text.contains("<<:")) {
-        yaml.apply_merge().expect("docker-compose.yml's merge keys apply");
+        yaml.apply_merge()
+            .expect("docker-compose.yml's merge keys apply");
     }
     yaml
 }
