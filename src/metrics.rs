@@ -83,6 +83,7 @@ pub struct Metrics {
     password_checks: IntCounter,
     logins: IntCounterVec,
     introspection_kept: IntCounter,
+    answers_kept: IntCounter,
     sockets: IntGauge,
     subscriptions: IntGauge,
     pushes: IntCounter,
@@ -183,6 +184,10 @@ impl Metrics {
                 "bff_introspection_answers_kept_total",
                 "Introspection answers sent from their kept bytes, without running anything.",
             ),
+            answers_kept: counter(
+                "bff_answers_kept_total",
+                "Query answers (GET or POST) sent from their kept bytes, made only of closed releases that did not change, without running anything.",
+            ),
             sockets: gauge("bff_ws_sockets", "WebSockets open on /graphql/ws."),
             subscriptions: gauge(
                 "bff_ws_subscriptions",
@@ -273,6 +278,7 @@ impl Metrics {
             Box::new(metrics.password_checks.clone()),
             Box::new(metrics.logins.clone()),
             Box::new(metrics.introspection_kept.clone()),
+            Box::new(metrics.answers_kept.clone()),
             Box::new(metrics.sockets.clone()),
             Box::new(metrics.subscriptions.clone()),
             Box::new(metrics.pushes.clone()),
@@ -329,6 +335,11 @@ impl Metrics {
     /// Counts one introspection answer sent from its kept bytes.
     pub fn introspection_kept(&self) {
         self.introspection_kept.inc();
+    }
+
+    /// A query answered from its kept bytes (`http::conditional`).
+    pub fn answer_kept(&self) {
+        self.answers_kept.inc();
     }
 
     /// Counts an open WebSocket until the guard is dropped.
@@ -444,6 +455,9 @@ pub struct RequestStats {
     process: Arc<Metrics>,
     sql: AtomicU64,
     temporal: AtomicU64,
+    /// A live tree was read (even from the shared few-second cache): the answer may change
+    /// with nothing in this process told, so it is never kept.
+    live: std::sync::atomic::AtomicBool,
     sql_slots: Semaphore,
     temporal_slots: Semaphore,
 }
@@ -465,6 +479,7 @@ impl RequestStats {
             process,
             sql: AtomicU64::new(0),
             temporal: AtomicU64::new(0),
+            live: std::sync::atomic::AtomicBool::new(false),
             sql_slots: Semaphore::new(REQUEST_SQL_CONCURRENCY as usize),
             temporal_slots: Semaphore::new(REQUEST_TEMPORAL_CONCURRENCY as usize),
         }
@@ -498,10 +513,18 @@ impl RequestStats {
 
     /// Counts a live read by how it was served (`fetched`, `shared`, `hit`, `fallback`).
     pub fn live_read(&self, outcome: &'static str) {
+        self.live.store(true, Ordering::Relaxed);
         if outcome == "fallback" {
             self.process.fallbacks.inc();
         }
         self.process.live_reads.with_label_values(&[outcome]).inc();
+    }
+
+    /// Whether everything read so far came from the closed-release cache (or from nothing):
+    /// no statement, no Temporal call, no live tree. Only such an answer may be kept and sent
+    /// again while the cache's tokens hold.
+    pub fn only_kept_reads(&self) -> bool {
+        self.totals() == (0, 0) && !self.live.load(Ordering::Relaxed)
     }
 
     /// (SQL statements, Temporal queries) so far.

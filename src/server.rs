@@ -13,8 +13,6 @@ use crate::{
     db, http, metrics, onboarding, outbox, releases, schema, temporal,
 };
 
-/// Bytes of remembered `GET` answers (tags and what they were made of) kept per process.
-const REMEMBERED_ANSWER_BYTES: usize = 1024 * 1024;
 /// Bytes of encoded introspection answers kept per process (GraphiQL's is about 100 KB).
 const INTROSPECTION_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 /// Bytes of persisted-query documents kept per process.
@@ -210,6 +208,9 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
             .as_ref()
             .map(|(email, password)| (email.as_str(), password.as_str())),
     );
+    // Kept answers are copies of closed releases in another shape: half the releases' budget
+    // again, and none with RELEASE_CACHE_BYTES=0.
+    let answers = http::conditional::Answers::new(config.release_cache_bytes / 2);
     let state = AppState(Arc::new(App {
         graphiql,
         config,
@@ -225,7 +226,7 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         authenticator,
         schema,
         persisted: http::persisted::PersistedQueries::new(PERSISTED_QUERY_BYTES),
-        answers: http::conditional::Answers::new(REMEMBERED_ANSWER_BYTES),
+        answers,
         execution_slots: http::admission::Slots::new(EXECUTION_SLOTS_PER_CORE * cores()),
         introspection_answers: crate::lru::Lru::new(INTROSPECTION_ANSWER_BYTES),
         in_flight,

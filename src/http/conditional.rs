@@ -1,15 +1,20 @@
-//! Conditional `GET` for polling dashboards: every `GET` answer carries an `ETag` (the caller's
-//! scope and the answer, hashed), and `If-None-Match` with the current tag gets `304` with no
-//! body.
+//! Conditional `GET` for polling dashboards, and kept answers for `GET` and `POST`: every `GET`
+//! answer carries an `ETag` (the caller's scope and the answer, hashed), and `If-None-Match`
+//! with the current tag gets `304` with no body.
 //!
-//! An answer made only of closed releases kept in memory (no statement, no Temporal call) is
-//! remembered by its request: the same request with that tag, while none of those releases
-//! changed (the release cache's tokens still hold), is a `304` before anything runs, so an
-//! unchanged release costs a hash and a map lookup, not an assembly.
+//! An answer made only of closed releases kept in memory (no statement, no Temporal call, no
+//! live tree) is kept, as its encoded bytes, under its request (caller scope, operation,
+//! document, variables). While none of those releases changed (the release cache's tokens still
+//! hold), the same request is answered from those bytes before anything runs: `304` when a
+//! `GET` holds the tag, else the bytes. A closed release never changes, so repeated reads of
+//! one cost a hash and a map lookup, not an execution. The gate and the caller check run
+//! before, as for any request; the cost limits were passed by the same document for the same
+//! scope when the answer was made.
 
 use std::sync::Arc;
 
 use axum::{
+    body::Bytes,
     http::{HeaderValue, StatusCode, header},
     response::IntoResponse,
 };
@@ -18,15 +23,22 @@ use sha2::{Digest, Sha256};
 use crate::lru::Lru;
 use crate::releases::cache::{Token, TreeCache};
 
-/// Requests whose answers can be told unchanged without running them.
+/// Requests whose answers can be sent again without running them.
 pub struct Answers {
     known: Lru<Arc<Known>>,
 }
 
-/// A remembered answer: its tag, and the cached releases it was made of.
+/// A kept answer: its tag, its bytes, and the cached releases it was made of.
 struct Known {
     etag: String,
+    body: Bytes,
     reads: Vec<(String, Token)>,
+}
+
+/// An answer that still holds: its tag and its encoded bytes.
+pub struct Kept {
+    pub etag: String,
+    pub body: Bytes,
 }
 
 /// Rough bytes of one remembered answer besides its strings.
@@ -75,26 +87,24 @@ impl Answers {
         }
     }
 
-    /// `304` at once when the request `key` was answered with the tag the client holds and
-    /// nothing it was made of changed since.
-    pub fn not_modified(
-        &self,
-        key: &str,
-        if_none_match: Option<&str>,
-        cache: &TreeCache,
-    ) -> Option<axum::response::Response> {
-        let if_none_match = if_none_match?;
+    /// The kept answer to request `key`, when nothing it was made of changed since.
+    pub fn kept(&self, key: &str, cache: &TreeCache) -> Option<Kept> {
         let known = self.known.get(key)?;
-        (matches(if_none_match, &known.etag) && cache.unchanged(&known.reads))
-            .then(|| with_headers(StatusCode::NOT_MODIFIED.into_response(), &known.etag))
+        cache.unchanged(&known.reads).then(|| Kept {
+            etag: known.etag.clone(),
+            body: known.body.clone(),
+        })
     }
 
-    /// Remembers that request `key` got `etag`, made of `reads` only.
-    pub fn remember(&self, key: String, etag: &str, reads: Vec<(String, Token)>) {
-        let bytes =
-            KNOWN_OVERHEAD + etag.len() + reads.iter().map(|(id, _)| id.len() + 32).sum::<usize>();
+    /// Keeps `body`, request `key`'s answer with `etag`, made of `reads` only.
+    pub fn remember(&self, key: String, etag: &str, body: Bytes, reads: Vec<(String, Token)>) {
+        let bytes = KNOWN_OVERHEAD
+            + etag.len()
+            + body.len()
+            + reads.iter().map(|(id, _)| id.len() + 32).sum::<usize>();
         let known = Known {
             etag: etag.to_owned(),
+            body,
             reads,
         };
         self.known.insert(key, Arc::new(known), bytes);

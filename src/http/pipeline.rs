@@ -37,12 +37,24 @@ pub enum Method {
     Get { if_none_match: Option<String> },
 }
 
-/// A `GET` to answer conditionally: who asks (as far as an answer can show it), the request's
-/// key for remembered answers, and the client's `If-None-Match`.
-struct Poll {
+/// A query whose answer may be kept (`conditional`): who asks (as far as an answer can show
+/// it), the request's key, and for a `GET` the client's `If-None-Match`.
+struct Keep {
     scope: String,
     key: String,
+    get: bool,
     if_none_match: Option<String>,
+}
+
+impl Keep {
+    /// The HTTP answer: for a `GET`, with its `ETag` (or `304` when the client holds it).
+    fn answer(&self, etag: &str, body: Bytes) -> axum::response::Response {
+        if self.get {
+            conditional::answer(etag, self.if_none_match.as_deref(), json_response(body))
+        } else {
+            json_response(body)
+        }
+    }
 }
 
 /// Answers one GraphQL request over HTTP, then logs its one line (operation and caller from
@@ -239,35 +251,37 @@ async fn run(
         return response;
     }
 
-    let poll = match method {
-        Method::Get { if_none_match } => {
-            // Who asks, as far as an answer can show it: part of the ETag and of the key.
-            let scope = authentication
-                .principal()
-                .map(|p| format!("{p:?}"))
-                .unwrap_or_default();
-            let variables = serde_json::to_string(&request.variables).unwrap_or_default();
-            let key = request_key(
-                &scope,
-                operation_name.as_deref(),
-                &request.query,
-                &variables,
-            );
-            if let Some(response) =
-                state
-                    .answers
-                    .not_modified(&key, if_none_match.as_deref(), &state.release_cache)
-            {
-                return response;
-            }
-            Some(Poll {
-                scope,
-                key,
-                if_none_match,
-            })
+    let keep = (kind == Some(OperationType::Query)).then(|| {
+        // Who asks, as far as an answer can show it: part of the ETag and of the key.
+        let scope = authentication
+            .principal()
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default();
+        let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+        let key = request_key(
+            &scope,
+            operation_name.as_deref(),
+            &request.query,
+            &variables,
+        );
+        let (get, if_none_match) = match &method {
+            Method::Get { if_none_match } => (true, if_none_match.clone()),
+            Method::Post => (false, None),
+        };
+        Keep {
+            scope,
+            key,
+            get,
+            if_none_match,
         }
-        Method::Post => None,
-    };
+    });
+    if let Some(keep) = &keep
+        && let Some(kept) = state.answers.kept(&keep.key, &state.release_cache)
+    {
+        report.executed_for_caller = authentication.principal().is_ok();
+        state.metrics.answer_kept();
+        return keep.answer(&kept.etag, kept.body);
+    }
 
     // Admission: every operation but a login takes turns for an execution slot, so the
     // CPU-heavy ones (whole trees, introspection) cannot crowd a small read out of the
@@ -291,28 +305,31 @@ async fn run(
         return json_response(body);
     }
     let response = state.schema.execute(context.attach(state, request)).await;
-    let (sql, temporal) = context.stats.totals();
-    (report.sql, report.temporal) = (sql, temporal);
+    (report.sql, report.temporal) = context.stats.totals();
+    let only_kept_reads = context.stats.only_kept_reads();
     let response = with_codes(response);
     report.note(&response);
     let cacheable = response.errors.is_empty();
     let body = Bytes::from(encode(response, max_bytes));
+    // An introspection is kept by its document alone (any caller gets the same schema), so it
+    // is kept there and not per caller below.
+    let introspection = introspection_key.is_some();
     if let Some(key) = introspection_key.filter(|_| cacheable) {
         state
             .introspection_answers
             .insert(key, body.clone(), body.len());
     }
-    match poll {
-        Some(poll) if cacheable => {
-            let etag = conditional::etag(&poll.scope, &body);
-            // Only answers made wholly of kept closed releases can be told unchanged later
-            // without running: anything read from the database or Temporal may change unseen.
-            if sql == 0 && temporal == 0 {
+    match keep {
+        Some(keep) if cacheable => {
+            let etag = conditional::etag(&keep.scope, &body);
+            // Only answers made wholly of kept closed releases can be sent again later without
+            // running: anything read from the database or Temporal may change unseen.
+            if only_kept_reads && !introspection {
                 state
                     .answers
-                    .remember(poll.key, &etag, context.reads.take());
+                    .remember(keep.key.clone(), &etag, body.clone(), context.reads.take());
             }
-            conditional::answer(&etag, poll.if_none_match.as_deref(), json_response(body))
+            keep.answer(&etag, body)
         }
         _ => json_response(body),
     }

@@ -219,3 +219,126 @@ async fn a_get_query_without_a_token_is_unauthenticated_and_graphiql_stays_on_a_
     assert!(anonymous["data"].is_null());
     assert!(page.contains("graphiql"));
 }
+
+/// A POST of `query` with `variables`: its status and body bytes.
+async fn post(
+    app: &TestApp,
+    query: &str,
+    variables: &Value,
+    token: Option<&str>,
+) -> (u16, Vec<u8>) {
+    let mut request = app
+        .http
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("the request is answered");
+    let status = response.status().as_u16();
+    let body = response.bytes().await.expect("a body").to_vec();
+    (status, body)
+}
+
+/// Posts until the answer comes from its kept bytes (the kept-answer counter moves and no
+/// statement runs, not even a cache lookup): that answer, or `None` if it never does.
+async fn until_kept(app: &TestApp, variables: &Value, token: &str) -> Option<Vec<u8>> {
+    eventually(Duration::from_secs(10), || async {
+        let before = (
+            app.metric("bff_answers_kept_total").await,
+            app.metric("bff_sql_statements_total").await,
+            app.metric("bff_release_cache_hits_total").await,
+        );
+        let (status, body) = post(app, RELEASE, variables, Some(token)).await;
+        let after = (
+            app.metric("bff_answers_kept_total").await,
+            app.metric("bff_sql_statements_total").await,
+            app.metric("bff_release_cache_hits_total").await,
+        );
+        (status == 200 && after == (before.0 + 1.0, before.1, before.2)).then_some(body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_closed_release_posted_again_is_sent_from_its_kept_bytes_until_it_changes() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let token = app.token_for("poster@example.com", None, &[]).await;
+    let release = closed_release(&app, "posted").await;
+    let variables = json!({ "id": release });
+    let (_, first) = post(&app, RELEASE, &variables, Some(&token)).await;
+
+    // Act: the same POST, then the release renamed by a new run, then the same POST again.
+    let kept = until_kept(&app, &variables, &token).await;
+    sqlx::query(
+        "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data) VALUES
+         ('release.created', 'release', gen_random_uuid(),
+          jsonb_build_object('id', $1::text, 'key', 'posted', 'name', 'Renamed',
+            'nodes', jsonb_build_array(jsonb_build_object('id', $1::text, 'kind', 'release', 'key', 'posted', 'name', 'Renamed'))))",
+    )
+    .bind(&release)
+    .execute(&app.db)
+    .await
+    .expect("the statement runs");
+    let renamed = eventually(Duration::from_secs(10), || async {
+        let (_, body) = post(&app, RELEASE, &variables, Some(&token)).await;
+        let json: Value = serde_json::from_slice(&body).unwrap_or_default();
+        (json["data"]["release"]["name"] == "Renamed").then_some(json)
+    })
+    .await;
+
+    // Assert
+    let first: Value = serde_json::from_slice(&first).expect("JSON");
+    assert_eq!(first["data"]["release"]["name"], "Polled", "{first}");
+    let kept = kept.expect("a repeated POST of an unchanged closed release runs nothing");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&kept).expect("JSON"),
+        first,
+        "the kept bytes are the answer"
+    );
+    assert!(
+        renamed.is_some(),
+        "after the change the POST is answered anew, not from the kept bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_kept_answer_reaches_no_other_caller_scope_and_no_caller_without_a_token() {
+    // Arrange: an answer kept for one caller.
+    let app = TestApp::spawn().await;
+    let token = app.token_for("keeper@example.com", None, &[]).await;
+    let viewer = app
+        .token_for("viewer@example.com", None, &["organization.view_all"])
+        .await;
+    let release = closed_release(&app, "scoped").await;
+    let variables = json!({ "id": release });
+    let _ = post(&app, RELEASE, &variables, Some(&token)).await;
+    assert!(until_kept(&app, &variables, &token).await.is_some());
+
+    // Act
+    let kept_before = app.metric("bff_answers_kept_total").await;
+    let (anonymous, anonymous_body) = post(&app, RELEASE, &variables, None).await;
+    let (forged, forged_body) = post(&app, RELEASE, &variables, Some("not.a.token")).await;
+    let (other, _) = post(&app, RELEASE, &variables, Some(&viewer)).await;
+    let kept_after = app.metric("bff_answers_kept_total").await;
+
+    // Assert
+    let anonymous: (u16, Value) = (
+        anonymous,
+        serde_json::from_slice(&anonymous_body).expect("JSON"),
+    );
+    let forged: (u16, Value) = (forged, serde_json::from_slice(&forged_body).expect("JSON"));
+    for (status, body) in [&anonymous, &forged] {
+        assert_eq!(error_code(body), "UNAUTHENTICATED", "{status} {body}");
+        assert!(
+            body.get("data").is_none_or(Value::is_null),
+            "no data: {body}"
+        );
+    }
+    assert_eq!(other, 200);
+    assert_eq!(
+        kept_after, kept_before,
+        "neither a caller without a token nor another scope got the kept answer"
+    );
+}
