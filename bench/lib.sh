@@ -70,15 +70,17 @@ start_stack() {
 # A GraphQL request body: query $1 with variable `id` = $2.
 body() { python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1], "variables": {"id": sys.argv[2]}}))' "$1" "$2"; }
 
-# wrk with a summary line of our own: requests, req/s, p50 ms, p99 ms, errors.
+# wrk with a summary line of our own: requests, req/s, p50 ms, p99 ms, errors. An empty body
+# is a plain GET (where any 200 counts).
 wrk_run() { # url body connections [token]
   local script="$work/wrk-$RANDOM.lua"
   python3 - "$2" "${4:-}" >"$script" <<'PY'
 import json, sys
 body, token = sys.argv[1], sys.argv[2]
-print('wrk.method = "POST"')
-print('wrk.body = %s' % json.dumps(body))
-print('wrk.headers["Content-Type"] = "application/json"')
+if body:
+    print('wrk.method = "POST"')
+    print('wrk.body = %s' % json.dumps(body))
+    print('wrk.headers["Content-Type"] = "application/json"')
 if token:
     print('wrk.headers["Authorization"] = "Bearer %s"' % token)
 print('''

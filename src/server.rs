@@ -74,6 +74,7 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
     let hasher = auth::password::Hasher::new();
     metrics.register(Box::new(hasher.queue_depth()));
     metrics.register(Box::new(temporal.calls()));
+    metrics.register(Box::new(temporal.circuit_gauge()));
     let login = auth::LoginService::new(
         db.clone(),
         hasher,

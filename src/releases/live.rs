@@ -16,7 +16,7 @@ use super::tree::{DataSource, ReleaseTree};
 use crate::{
     contracts::release::{HIERARCHY_QUERY, Node},
     metrics::RequestStats,
-    temporal::TemporalHandle,
+    temporal::{TemporalError, TemporalHandle},
 };
 
 #[derive(Clone)]
@@ -60,6 +60,14 @@ impl LiveHierarchy {
             .cell
             .get_or_init(|| async {
                 fetched_here.store(true, std::sync::atomic::Ordering::Relaxed);
+                // Temporal failing reads in a row: the projection at once, not after the
+                // timeout, and no query counted that was not made.
+                if !self.temporal.may_read() {
+                    return Fetched {
+                        at: Instant::now(),
+                        tree: None,
+                    };
+                }
                 let _slot = stats.temporal_query().await;
                 self.fetch(workflow_id).await
             })
@@ -102,18 +110,25 @@ impl LiveHierarchy {
                 .query_open::<Node>(workflow_id, HIERARCHY_QUERY)
                 .await
         };
-        let tree = match tokio::time::timeout(self.timeout, query).await {
-            Ok(Ok(tree)) => Some(Arc::new(ReleaseTree::new(
+        let answer = tokio::time::timeout(self.timeout, query)
+            .await
+            .unwrap_or(Err(TemporalError::Timeout));
+        // A refusal (the workflow closed, no such query) is Temporal answering; an outage or a
+        // timeout is not.
+        self.temporal
+            .read_done(answer.as_ref().map_or_else(|e| !e.is_retryable(), |_| true));
+        let tree = match answer {
+            Ok(tree) => Some(Arc::new(ReleaseTree::new(
                 tree,
                 DataSource::Temporal,
                 Utc::now(),
             ))),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "getHierarchy failed; serving the projection");
+            Err(TemporalError::Timeout) => {
+                tracing::warn!(timeout = ?self.timeout, "getHierarchy timed out; serving the projection");
                 None
             }
-            Err(_) => {
-                tracing::warn!(timeout = ?self.timeout, "getHierarchy timed out; serving the projection");
+            Err(error) => {
+                tracing::warn!(%error, "getHierarchy failed; serving the projection");
                 None
             }
         };

@@ -11,9 +11,11 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfo
 use tokio::sync::RwLock;
 use url::Url;
 
+pub use self::circuit::Check;
 pub use self::error::TemporalError;
 use crate::Config;
 
+mod circuit;
 mod error;
 
 /// How long one connection attempt may take before it counts as "Temporal is down".
@@ -33,6 +35,10 @@ struct Inner {
     client: RwLock<Option<Client>>,
     /// Every call's duration by gRPC method and outcome (`ok` or the gRPC code).
     calls: prometheus::HistogramVec,
+    /// Whether reads ask Temporal (`circuit`).
+    circuit: circuit::Circuit,
+    /// How long a probe of an open circuit may take.
+    probe_timeout: Duration,
 }
 
 impl TemporalHandle {
@@ -50,7 +56,42 @@ impl TemporalHandle {
                     "Temporal calls by gRPC method and outcome (ok, or the gRPC code: Unavailable when the server is unreachable).",
                     &["method", "outcome"],
                 ),
+                circuit: circuit::Circuit::new(),
+                probe_timeout: config.temporal.query_timeout,
             }),
+        }
+    }
+
+    /// The read circuit's gauge, for the app's metrics registry (`/metrics`).
+    pub fn circuit_gauge(&self) -> prometheus::IntGauge {
+        self.inner.circuit.gauge()
+    }
+
+    /// Whether a read may ask Temporal now (the circuit is closed). When it is open, the read
+    /// serves the projection at once; a probe is started in the background when one is due.
+    pub fn may_read(&self) -> bool {
+        match self.inner.circuit.check(Instant::now()) {
+            Check::Ask => true,
+            Check::Skip => false,
+            Check::SkipAndProbe => {
+                let handle = self.clone();
+                tokio::spawn(async move {
+                    match handle.ping(handle.inner.probe_timeout).await {
+                        Ok(()) => handle.inner.circuit.succeeded(),
+                        Err(_) => handle.inner.circuit.failed(Instant::now()),
+                    }
+                });
+                false
+            }
+        }
+    }
+
+    /// What a read that asked Temporal got: an answer (`true`), or an error or a timeout.
+    pub fn read_done(&self, answered: bool) {
+        if answered {
+            self.inner.circuit.succeeded();
+        } else {
+            self.inner.circuit.failed(Instant::now());
         }
     }
 

@@ -348,3 +348,81 @@ async fn with_temporal_stopped_a_running_release_is_still_answered_whole_from_th
     assert_eq!(release["waves"].as_array().map(Vec::len), Some(2));
     assert!(took < Duration::from_millis(2_500), "answered in {took:?}");
 }
+
+#[tokio::test]
+async fn reads_stop_asking_a_failing_temporal_after_a_few_failures_and_ask_again_once_it_is_back() {
+    // Arrange: a running release on a private Temporal server this test stops and restarts.
+    let dir = scratch_dir("temporal-bff-t-");
+    let port = free_port().unwrap_or(0);
+    let mut temporal = LocalTemporal::start(&dir, port).expect("private temporal");
+    watchdog("", Some(temporal.pid()), &dir);
+    let app = TestApp::spawn_with_worker(&[
+        ("TEMPORAL_ADDRESS", temporal.address()),
+        ("TEMPORAL_QUERY_TIMEOUT_MS", "800".into()),
+        ("HIERARCHY_CACHE_MS", "0".into()),
+    ])
+    .await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let client = app.temporal().await;
+    let key = unique_key("circuit");
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 2, 2, 2, json!({ "stepMillis": 2000 })),
+    )
+    .await;
+    let id = format!("release:{key}");
+    let live = eventually(Duration::from_secs(10), || async {
+        let body = app.graphql_as(&token, TREE, json!({ "id": id })).await;
+        (body["data"]["release"]["source"] == "TEMPORAL").then_some(())
+    })
+    .await;
+    drop((handle, client));
+
+    // Act: Temporal stops; readers keep reading; then it comes back.
+    temporal.stop();
+    let mut sources = Vec::new();
+    for _ in 0..3 {
+        let body = app.graphql_as(&token, TREE, json!({ "id": id })).await;
+        sources.push(body["data"]["release"]["source"].clone());
+    }
+    let open = app.metric("bff_temporal_circuit_open").await;
+    let asked_before = app.metric("bff_temporal_queries_total").await;
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let body = app.graphql_as(&token, TREE, json!({ "id": id })).await;
+        took.push(started.elapsed());
+        sources.push(body["data"]["release"]["source"].clone());
+    }
+    let asked_after = app.metric("bff_temporal_queries_total").await;
+    let temporal = LocalTemporal::start(&dir, port).expect("restart");
+    watchdog("", Some(temporal.pid()), &dir);
+    let live_again = eventually(Duration::from_secs(30), || async {
+        let body = app.graphql_as(&token, TREE, json!({ "id": id })).await;
+        (body["data"]["release"]["source"] == "TEMPORAL").then_some(())
+    })
+    .await;
+    let closed = app.metric("bff_temporal_circuit_open").await;
+
+    // Assert
+    assert!(live.is_some(), "it was live while Temporal ran");
+    assert!(
+        sources.iter().all(|s| s == "PROJECTION"),
+        "every read during the outage was answered: {sources:?}"
+    );
+    assert_eq!(open, 1.0, "three failures in a row opened the circuit");
+    assert_eq!(
+        asked_after, asked_before,
+        "no read asked Temporal while the circuit was open"
+    );
+    assert!(
+        took.iter().all(|t| *t < Duration::from_millis(400)),
+        "none waited out the 800 ms timeout: {took:?}"
+    );
+    assert!(
+        live_again.is_some(),
+        "a probe closed the circuit: reads are live again"
+    );
+    assert_eq!(closed, 0.0);
+}

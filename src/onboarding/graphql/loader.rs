@@ -86,8 +86,13 @@ impl Loader<WorkflowKey> for OnboardingLoader {
         &self,
         keys: &[WorkflowKey],
     ) -> Result<HashMap<WorkflowKey, WorkflowSummary>, Self::Error> {
-        // Absent, not an error, when Temporal is down or slow.
+        // Absent, not an error, when Temporal is down or slow; at once while it has been
+        // failing reads in a row (the circuit is open).
+        if !self.temporal.may_read() {
+            return Ok(HashMap::new());
+        }
         let Ok(Ok(_)) = tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.client()).await else {
+            self.temporal.read_done(false);
             return Ok(HashMap::new());
         };
         let described = futures::future::join_all(keys.iter().map(|key| async move {
@@ -95,6 +100,11 @@ impl Loader<WorkflowKey> for OnboardingLoader {
             let summary =
                 tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.describe_workflow(&key.0))
                     .await;
+            self.temporal.read_done(match &summary {
+                Ok(Ok(_)) => true,
+                Ok(Err(error)) => !error.is_retryable(),
+                Err(_) => false,
+            });
             (key.clone(), summary)
         }))
         .await;
