@@ -379,7 +379,7 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
                 let body = b.graphql(&b.token, TREE, json!({ "id": i })).await?;
                 (body["data"]["release"]["progress"]["total"] == 1000)
                     .then_some(())
-                    .ok_or("incomplete tree".into())
+                    .ok_or_else(|| "incomplete tree".into())
             }
         })
     };
@@ -466,7 +466,7 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
                 .await?;
             (body["data"]["release"]["source"] == "TEMPORAL")
                 .then_some(())
-                .ok_or(format!("not live: {}", body["data"]["release"]["source"]))
+                .ok_or_else(|| format!("not live: {}", body["data"]["release"]["source"]))
         }
     })
     .await;
@@ -494,7 +494,7 @@ async fn releases(bench: Arc<Bench>, out: &mut Vec<String>) {
         let b = Arc::clone(&b);
         async move {
             let body = b.graphql(&b.token, "{ releases(first: 20) { totalCount edges { cursor node { id key name status progress { percent } } } pageInfo { hasNextPage endCursor } } }", json!({})).await?;
-            (body["data"]["releases"]["edges"].as_array().map(Vec::len) == Some(20)).then_some(()).ok_or("short page".into())
+            (body["data"]["releases"]["edges"].as_array().map(Vec::len) == Some(20)).then_some(()).ok_or_else(|| "short page".into())
         }
     })
     .await;
@@ -609,7 +609,7 @@ async fn bootstrap(bench: Arc<Bench>, out: &mut Vec<String>) {
                     .await?;
                 (body["data"]["startOrganizationBootstrap"]["status"] == "STARTED")
                     .then_some(())
-                    .ok_or(format!("not started: {body}"))
+                    .ok_or_else(|| format!("not started: {body}"))
             }
         })
     };

@@ -192,16 +192,17 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
     });
     // Read before the first request, so no request waits for it.
     schema::introspection::schema_shape();
-    let schema = schema::schema_builder()
-        .data(login)
-        .data(db.clone())
-        .data(starter.clone())
-        .data(Arc::clone(&release_hub))
-        .data(bootstrap_closes)
-        .data(control)
-        .data(organization_watch)
-        .data(Arc::clone(&metrics))
-        .finish();
+    let schema = schema::AppSchema::new(
+        schema::schema_builder()
+            .data(login)
+            .data(db.clone())
+            .data(starter.clone())
+            .data(Arc::clone(&release_hub))
+            .data(bootstrap_closes)
+            .data(control)
+            .data(organization_watch)
+            .data(Arc::clone(&metrics)),
+    );
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
     let graphiql = http::graphiql::Page::new(
         config

@@ -1,12 +1,10 @@
 //! The auth part of the GraphQL schema: `login`, `me`, the permission guard, and
 //! [`RequireCaller`], the schema-wide check that every data field has a caller.
 
-use std::{net::IpAddr, sync::Arc};
+use std::net::IpAddr;
 
 use async_graphql::{
-    Context, ErrorExtensions, Guard, ID, Object, Pos, ResultExt, ServerResult, SimpleObject,
-    Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
+    Context, ErrorExtensions, Guard, ID, Object, Pos, ResultExt, ServerError, SimpleObject,
     parser::types::ExecutableDocument,
 };
 use chrono::{DateTime, Utc};
@@ -24,41 +22,23 @@ const PUBLIC_ROOT_FIELDS: [&str; 4] = ["login", "__schema", "__type", "__typenam
 
 /// Defence in depth behind the gate: a document in which *any* operation selects a root field
 /// that reads or writes data is refused without an authenticated caller, whatever a future gate
-/// bug lets through. Checked once per request, on the parsed document (a per-field check costs
-/// about a tenth of a whole-tree read).
-pub struct RequireCaller;
-
-impl ExtensionFactory for RequireCaller {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequireCallerExtension)
-    }
-}
-
-struct RequireCallerExtension;
-
-#[async_trait::async_trait]
-impl Extension for RequireCallerExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let authentication = ctx
-            .data_opt::<Authentication>()
-            .unwrap_or(&Authentication::Anonymous);
-        if let Err(error) = authentication.principal() {
-            let only_public = document.operations.iter().all(|(_, operation)| {
-                gate::root_fields(&document, &operation.node.selection_set.node)
-                    .is_some_and(|fields| fields.iter().all(|f| PUBLIC_ROOT_FIELDS.contains(f)))
-            });
-            if !only_public {
-                return Err(error.extend().into_server_error(Pos::default()));
-            }
-        }
-        Ok(document)
+/// bug lets through. Checked once per document by [`crate::schema::AppSchema`] (a per-field
+/// check costs about a tenth of a whole-tree read).
+pub fn require_caller(
+    document: &ExecutableDocument,
+    authentication: &Authentication,
+) -> Result<(), ServerError> {
+    let Err(error) = authentication.principal() else {
+        return Ok(());
+    };
+    let only_public = document.operations.iter().all(|(_, operation)| {
+        gate::root_fields(document, &operation.node.selection_set.node)
+            .is_some_and(|fields| fields.iter().all(|f| PUBLIC_ROOT_FIELDS.contains(f)))
+    });
+    if only_public {
+        Ok(())
+    } else {
+        Err(error.extend().into_server_error(Pos::default()))
     }
 }
 
@@ -154,7 +134,7 @@ impl AuthMutation {
         let service = ctx.data::<LoginService>()?;
         let client = ctx
             .data_opt::<ClientAddr>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |addr| addr.0);
+            .map_or_else(|| IpAddr::from([0, 0, 0, 0]), |addr| addr.0);
         let logged_in = service
             .login(&email, SecretString::from(password), client)
             .await

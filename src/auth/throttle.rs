@@ -150,11 +150,11 @@ mod tests {
     #[test]
     fn every_address_of_one_ipv6_slash_64_shares_its_keys() {
         let email = Email::parse("a@example.com").unwrap_or_else(|e| panic!("{e}"));
-        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap_or([0; 4].into());
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap_or_else(|_| [0; 4].into());
         let same_64: IpAddr = "2001:db8:1:2:ffff:1234:5678:9abc"
             .parse()
-            .unwrap_or([0; 4].into());
-        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap_or([0; 4].into());
+            .unwrap_or_else(|_| [0; 4].into());
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap_or_else(|_| [0; 4].into());
 
         assert_eq!(
             AttemptKeys::new(one, &email),

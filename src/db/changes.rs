@@ -89,7 +89,8 @@ impl Heartbeat {
 
     fn next(&mut self) -> String {
         self.sent += 1;
-        self.waiting.get_or_insert((self.sent, Instant::now()));
+        self.waiting
+            .get_or_insert_with(|| (self.sent, Instant::now()));
         format!("{} {}", self.token, self.sent)
     }
 

@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn request_ids_are_kept_only_when_short_and_plain() {
         let ok = HeaderValue::from_static("req-abc_1.2");
-        let long = HeaderValue::from_str(&"a".repeat(129)).unwrap_or(ok.clone());
+        let long = HeaderValue::from_str(&"a".repeat(129)).unwrap_or_else(|_| ok.clone());
         let spaced = HeaderValue::from_static("a b");
         let newline_free_but_odd = HeaderValue::from_static("id;drop");
 

@@ -71,7 +71,7 @@ pub async fn answer(
     let mut report = Report::default();
     let response = run(state, context, request, method, &mut report).await;
     let elapsed = started.elapsed();
-    let operation = named.or(report.operation.take());
+    let operation = named.or_else(|| report.operation.take());
     // Only an operation a signed-in caller ran gets its name as a label: anyone can name
     // a refused one, and the label slots are few.
     if report.executed_for_caller {

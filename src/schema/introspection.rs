@@ -16,8 +16,7 @@
 use std::collections::HashMap;
 
 use async_graphql::{
-    ErrorExtensions, Pos, ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
+    ErrorExtensions, Pos, ServerError, Variables,
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 use serde::Deserialize;
@@ -447,46 +446,31 @@ pub fn schema_shape() -> &'static SchemaShape {
     })
 }
 
-/// Schema extension: refuses a document one of whose operations would introspect more than
-/// [`MAX_INTROSPECTION_VALUES`] values, before anything runs (HTTP, REST and sockets alike).
-pub struct IntrospectionBudget;
-
-impl ExtensionFactory for IntrospectionBudget {
-    fn create(&self) -> std::sync::Arc<dyn Extension> {
-        std::sync::Arc::new(IntrospectionBudget)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for IntrospectionBudget {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let shape = schema_shape();
-        for (_, operation) in document.operations.iter() {
-            if let Err(why) = shape.price(&document, &operation.node.selection_set.node, variables)
-            {
-                let message = match why {
-                    TooCostly::Values => format!(
-                        "this introspection would return more than {MAX_INTROSPECTION_VALUES} values; \
-                         the standard introspection query fits, nested possibleTypes/interfaces do not"
-                    ),
-                    TooCostly::Nesting => "introspection selections nest too deep".to_owned(),
-                };
-                let error = ApiError::BadUserInput {
-                    message,
-                    field: None,
-                };
-                return Err(error.extend().into_server_error(Pos::default()));
-            }
+/// Refuses a document one of whose operations would introspect more than
+/// [`MAX_INTROSPECTION_VALUES`] values, before anything runs (HTTP, REST and sockets alike:
+/// [`crate::schema::AppSchema`] checks every document).
+pub fn within_budget(
+    document: &ExecutableDocument,
+    variables: &Variables,
+) -> Result<(), ServerError> {
+    let shape = schema_shape();
+    for (_, operation) in document.operations.iter() {
+        if let Err(why) = shape.price(document, &operation.node.selection_set.node, variables) {
+            let message = match why {
+                TooCostly::Values => format!(
+                    "this introspection would return more than {MAX_INTROSPECTION_VALUES} values; \
+                     the standard introspection query fits, nested possibleTypes/interfaces do not"
+                ),
+                TooCostly::Nesting => "introspection selections nest too deep".to_owned(),
+            };
+            let error = ApiError::BadUserInput {
+                message,
+                field: None,
+            };
+            return Err(error.extend().into_server_error(Pos::default()));
         }
-        Ok(document)
     }
+    Ok(())
 }
 
 #[cfg(test)]

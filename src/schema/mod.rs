@@ -4,19 +4,72 @@
 //! features; the pieces they share sit below them, in `crate::graphql`. The HTTP side (handlers,
 //! pipeline, GraphiQL) is in `http`.
 
-use async_graphql::{MergedObject, MergedSubscription, Object, Schema, SchemaBuilder};
+use async_graphql::{
+    MergedObject, MergedSubscription, Object, Request, Response, Schema, SchemaBuilder,
+    ServerError, futures_util::stream::BoxStream,
+};
 
 pub mod introspection;
 pub mod node;
 
 use crate::{
-    auth::{self, graphql::RequireCaller},
+    auth::{self, Authentication},
     onboarding::graphql::{OnboardingMutation, OnboardingQuery, OnboardingSubscription},
     releases::graphql::{ReleasesMutation, ReleasesQuery, ReleasesSubscription},
 };
 
-/// The schema type served at `/graphql`.
-pub type AppSchema = Schema<Query, Mutation, Subscription>;
+/// The schema served at `/graphql`, as every entrance (HTTP, REST, sockets) runs it: each
+/// document is checked first, before anything executes, by
+/// - the caller check (`auth::graphql::require_caller`): a document selecting any root field
+///   that reads or writes data needs an authenticated caller, whatever a gate bug lets through;
+/// - the introspection budget (`introspection::within_budget`).
+///
+/// Both run here, once per document, and not as schema extensions: any extension makes
+/// async-graphql wrap every resolved field in the extension chain (a type lookup and two boxed
+/// futures per field), which cost about a tenth of a 1,211-node tree read.
+pub struct AppSchema(Schema<Query, Mutation, Subscription>);
+
+impl AppSchema {
+    /// The schema `builder` makes, behind the checks.
+    pub fn new(builder: SchemaBuilder<Query, Mutation, Subscription>) -> Self {
+        Self(builder.finish())
+    }
+
+    /// Checks the document of `request` (parsed once, here; the executor reuses the parse).
+    fn admit(request: &mut Request) -> Result<(), ServerError> {
+        let authentication = request
+            .data
+            .get(&std::any::TypeId::of::<Authentication>())
+            .and_then(|data| data.downcast_ref::<Authentication>())
+            .cloned()
+            .unwrap_or(Authentication::Anonymous);
+        let variables = request.variables.clone();
+        let document = request.parsed_query()?;
+        auth::graphql::require_caller(document, &authentication)?;
+        introspection::within_budget(document, &variables)
+    }
+
+    /// Executes a query or mutation whose document passes the checks.
+    pub async fn execute(&self, mut request: Request) -> Response {
+        match Self::admit(&mut request) {
+            Ok(()) => self.0.execute(request).await,
+            Err(error) => Response::from_errors(vec![error]),
+        }
+    }
+
+    /// Executes a subscription (or any operation, as a stream) whose document passes the
+    /// checks; a refused one is a stream of its one error.
+    pub fn execute_stream(&self, mut request: Request) -> BoxStream<'static, Response> {
+        use async_graphql::futures_util::StreamExt as _;
+        match Self::admit(&mut request) {
+            Ok(()) => self.0.execute_stream(request).boxed(),
+            Err(error) => async_graphql::futures_util::stream::once(std::future::ready(
+                Response::from_errors(vec![error]),
+            ))
+            .boxed(),
+        }
+    }
+}
 
 /// Deepest selection nesting accepted (the release tree is 6 levels; fragments add a few).
 pub const MAX_DEPTH: usize = 16;
@@ -58,8 +111,8 @@ impl ServiceQuery {
     }
 }
 
-/// The schema with its limits and the caller check; the caller adds the services resolvers
-/// use as data.
+/// The schema with its limits; the caller adds the services resolvers use as data, and serves
+/// it as an [`AppSchema`], which adds the document checks.
 pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(
         Query::default(),
@@ -68,8 +121,6 @@ pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
-    .extension(RequireCaller)
-    .extension(introspection::IntrospectionBudget)
 }
 
 /// The schema in SDL, as `temporal-bff schema` prints it and `schema.graphql` holds it.

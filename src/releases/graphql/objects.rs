@@ -319,7 +319,7 @@ async fn bundle(&self) -> async_graphql::Result<Bundle> {
         .into_iter()
         .next()
         .map(Bundle)
-        .ok_or(ApiError::internal(anyhow::anyhow!("cluster without a bundle")))
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("cluster without a bundle")))
         .extend()
 }});
 

@@ -266,7 +266,7 @@ impl BootstrapActivities {
         let (failed_step, cause) = step
             .failure
             .clone()
-            .unwrap_or((Step::Complete, "unknown".into()));
+            .unwrap_or_else(|| (Step::Complete, "unknown".into()));
         tracing::warn!(bootstrap.step = failed_step.as_str(), %cause, "organization bootstrap failed");
         let at = Utc::now();
         let payload = BootstrapFailed {
