@@ -102,6 +102,19 @@ pub fn gzip_all(files: &[Asset]) -> Vec<Bytes> {
         .collect()
 }
 
+/// An HTML page the binary serves (GraphiQL, the REST docs): its own policy, and revalidated
+/// on every load, so a new binary's page (with new asset names) is seen at once.
+pub fn page(html: &Bytes, csp: &HeaderValue) -> Response {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, csp.clone()),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        axum::response::Html(html.clone()),
+    )
+        .into_response()
+}
+
 /// A CSP hash source for an inline script or style.
 pub fn sha256_source(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());

@@ -11,11 +11,11 @@ use std::sync::LazyLock;
 use axum::{
     body::Bytes,
     extract::Path,
-    http::{HeaderMap, HeaderValue, header},
-    response::{Html, IntoResponse, Redirect, Response},
+    http::{HeaderMap, HeaderValue},
+    response::{Redirect, Response},
 };
 
-use super::assets::{Asset, Assets, asset, gzip_all, policy, sha256_source};
+use super::assets::{self, Asset, Assets, asset, gzip_all, policy, sha256_source};
 
 /// The vendored files; their names carry the version, so each may be cached for a year.
 static FILES: &[Asset] = &[
@@ -81,14 +81,7 @@ static PAGE: LazyLock<Page> = LazyLock::new(|| {
 
 /// `GET /docs`: Swagger UI over the REST routes.
 pub async fn page() -> Response {
-    (
-        [
-            (header::CONTENT_SECURITY_POLICY, PAGE.csp.clone()),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
-        Html(PAGE.html.clone()),
-    )
-        .into_response()
+    assets::page(&PAGE.html, &PAGE.csp)
 }
 
 /// `GET /docs/assets/{file}`: a vendored file; 404 for any other name.

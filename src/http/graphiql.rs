@@ -8,11 +8,11 @@
 use axum::{
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
 };
 
-use super::assets::{Asset, Assets, asset, gzip_all, policy, sha256_source};
+use super::assets::{self, Asset, Assets, asset, gzip_all, policy, sha256_source};
 use crate::AppState;
 
 /// The vendored files; their names carry the version, so each may be cached for a year.
@@ -158,14 +158,7 @@ impl Page {
 
     /// `GET /graphql` without a query: the page.
     pub fn response(&self) -> Response {
-        (
-            [
-                (header::CONTENT_SECURITY_POLICY, self.csp.clone()),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            ],
-            Html(self.html.clone()),
-        )
-            .into_response()
+        assets::page(&self.html, &self.csp)
     }
 }
 

@@ -113,10 +113,7 @@ impl LiveHierarchy {
         let answer = tokio::time::timeout(self.timeout, query)
             .await
             .unwrap_or(Err(TemporalError::Timeout));
-        // A refusal (the workflow closed, no such query) is Temporal answering; an outage or a
-        // timeout is not.
-        self.temporal
-            .read_done(answer.as_ref().map_or_else(|e| !e.is_retryable(), |_| true));
+        self.temporal.read_done(&answer);
         let tree = match answer {
             Ok(tree) => Some(Arc::new(ReleaseTree::new(
                 tree,

@@ -1,7 +1,9 @@
 //! The circuit of the read paths that ask Temporal (a running release's live tree, a
-//! bootstrap's workflow summary): after [`FAILURES_TO_OPEN`] failures in a row (an error or a
-//! timeout) it opens, and reads answer from the projections at once instead of each waiting
-//! out `TEMPORAL_QUERY_TIMEOUT_MS`. While open, a probe (`GetSystemInfo`) runs in the
+//! bootstrap's workflow summary): it opens on a timeout, or after [`ERRORS_TO_OPEN`] errors in
+//! a row, and reads then answer from the projections at once instead of each waiting out
+//! `TEMPORAL_QUERY_TIMEOUT_MS`. One timeout is enough: every reader of a release shares its
+//! one live query, so a single timeout already cost all of them the whole wait, and waiting
+//! for three would make the first seconds of an outage three timeouts long. While open, a probe (`GetSystemInfo`) runs in the
 //! background every [`PROBE_EVERY`]: when Temporal answers it, the circuit closes. No request
 //! ever waits for the probe, so the first seconds of an outage cost the reads in flight when it
 //! began and nothing after.
@@ -14,15 +16,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Failures in a row that open the circuit.
-pub const FAILURES_TO_OPEN: u32 = 3;
-/// How often a probe runs while the circuit is open.
-pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Errors in a row (answers other than a timeout, such as a refused connection) that open the
+/// circuit; they cost the readers little, so a stray one does not.
+pub const ERRORS_TO_OPEN: u32 = 3;
+/// How often a probe runs while the circuit is open (started by the first read after this).
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct State {
-    /// Failures in a row since the last success.
-    failures: u32,
+    /// Errors in a row since the last success.
+    errors: u32,
     /// Open since then, with the last probe started at the second instant.
     open: Option<(Instant, Instant)>,
     /// A probe is running.
@@ -96,22 +99,22 @@ impl Circuit {
             );
             self.gauge.set(0);
         }
-        state.failures = 0;
+        state.errors = 0;
         state.probing = false;
     }
 
-    /// A read (or a probe) failed or timed out.
-    pub fn failed(&self, now: Instant) {
+    /// A read (or a probe) timed out (`timed_out`) or failed.
+    pub fn failed(&self, now: Instant, timed_out: bool) {
         let mut state = self.state();
-        state.failures = state.failures.saturating_add(1);
+        state.errors = state.errors.saturating_add(1);
         state.probing = false;
-        if state.open.is_none() && state.failures >= FAILURES_TO_OPEN {
+        if state.open.is_none() && (timed_out || state.errors >= ERRORS_TO_OPEN) {
             state.open = Some((now, now));
             self.gauge.set(1);
             tracing::warn!(
-                temporal.failures = state.failures,
-                "Temporal reads failed {FAILURES_TO_OPEN} times in a row; serving the projections \
-                 without asking until a probe succeeds"
+                temporal.timed_out = timed_out,
+                temporal.errors = state.errors,
+                "Temporal reads fail; serving the projections without asking until a probe succeeds"
             );
         }
     }
@@ -128,21 +131,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_opens_after_failures_in_a_row_and_closes_when_a_probe_succeeds() {
+    fn errors_in_a_row_open_it_and_a_successful_probe_closes_it() {
         let circuit = Circuit::new();
         let start = Instant::now();
 
-        for _ in 0..FAILURES_TO_OPEN - 1 {
-            circuit.failed(start);
+        for _ in 0..ERRORS_TO_OPEN - 1 {
+            circuit.failed(start, false);
         }
         assert_eq!(circuit.check(start), Check::Ask, "not yet");
-        circuit.failed(start);
+        circuit.failed(start, false);
         assert_eq!(circuit.check(start), Check::Skip, "open");
         assert_eq!(circuit.gauge.get(), 1);
         let later = start + PROBE_EVERY;
         assert_eq!(circuit.check(later), Check::SkipAndProbe, "a probe is due");
         assert_eq!(circuit.check(later), Check::Skip, "one probe at a time");
-        circuit.failed(later);
+        circuit.failed(later, true);
         assert_eq!(
             circuit.check(later),
             Check::Skip,
@@ -159,16 +162,21 @@ mod tests {
     }
 
     #[test]
-    fn a_success_between_failures_starts_the_count_again() {
-        let circuit = Circuit::new();
+    fn one_timeout_opens_it_and_a_success_between_errors_starts_their_count_again() {
+        let timed_out = Circuit::new();
+        let erring = Circuit::new();
         let now = Instant::now();
 
-        circuit.failed(now);
-        circuit.failed(now);
-        circuit.succeeded();
-        circuit.failed(now);
-        circuit.failed(now);
+        timed_out.failed(now, true);
+        for _ in 0..ERRORS_TO_OPEN - 1 {
+            erring.failed(now, false);
+        }
+        erring.succeeded();
+        for _ in 0..ERRORS_TO_OPEN - 1 {
+            erring.failed(now, false);
+        }
 
-        assert_eq!(circuit.check(now), Check::Ask);
+        assert_eq!(timed_out.check(now), Check::Skip);
+        assert_eq!(erring.check(now), Check::Ask);
     }
 }

@@ -78,7 +78,10 @@ impl TemporalHandle {
                 tokio::spawn(async move {
                     match handle.ping(handle.inner.probe_timeout).await {
                         Ok(()) => handle.inner.circuit.succeeded(),
-                        Err(_) => handle.inner.circuit.failed(Instant::now()),
+                        Err(error) => handle
+                            .inner
+                            .circuit
+                            .failed(Instant::now(), matches!(error, TemporalError::Timeout)),
                     }
                 });
                 false
@@ -86,12 +89,15 @@ impl TemporalHandle {
         }
     }
 
-    /// What a read that asked Temporal got: an answer (`true`), or an error or a timeout.
-    pub fn read_done(&self, answered: bool) {
-        if answered {
-            self.inner.circuit.succeeded();
-        } else {
-            self.inner.circuit.failed(Instant::now());
+    /// What a read that asked Temporal got. A refusal (the workflow closed, no such query) is
+    /// Temporal answering; an outage or a timeout is not.
+    pub fn read_done<T>(&self, result: &Result<T, TemporalError>) {
+        match result {
+            Err(error) if error.is_retryable() => self
+                .inner
+                .circuit
+                .failed(Instant::now(), matches!(error, TemporalError::Timeout)),
+            _ => self.inner.circuit.succeeded(),
         }
     }
 

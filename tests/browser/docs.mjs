@@ -4,40 +4,11 @@
 // console error (a Content-Security-Policy violation is one), page error, or request to
 // another host. Usage: node docs.mjs '<plan json>'
 //   plan: { base, token, screenshot, chromium }
-import { chromium } from "playwright-core";
+import { openWatched, say } from "./browser.mjs";
 
 const plan = JSON.parse(process.argv[2]);
-const base = new URL(plan.base);
-const problems = [];
-const say = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
-
-const browser = await chromium.launch({
-  executablePath: plan.chromium,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const { base, browser, page, problems } = await openWatched(plan);
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on("console", (msg) => {
-    if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
-  });
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("request", (request) => {
-    const url = new URL(request.url());
-    if (url.protocol !== "data:" && url.host !== base.host) {
-      problems.push(`request to another host: ${request.url()}`);
-    }
-  });
-
   const response = await page.goto(new URL("/docs", base).toString());
   say("opened", {
     status: response.status(),

@@ -4,43 +4,14 @@
 // test must act (after "subscribed": change the release). Fails on any console error, page
 // error, or request to another host. Usage: node graphiql.mjs '<plan json>'
 //   plan: { base, releaseId, screenshot, chromium }
-import { chromium } from "playwright-core";
+import { openWatched, say } from "./browser.mjs";
 import { createInterface } from "node:readline";
 
 const plan = JSON.parse(process.argv[2]);
-const base = new URL(plan.base);
-const problems = [];
 const stdin = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => stdin.once("line", resolve));
-const say = (step, extra = {}) => console.log(JSON.stringify({ step, ...extra }));
-
-const browser = await chromium.launch({
-  executablePath: plan.chromium,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const { base, browser, page, problems } = await openWatched(plan);
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on("console", (msg) => {
-    if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
-  });
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("request", (request) => {
-    const url = new URL(request.url());
-    if (url.protocol !== "data:" && url.host !== base.host) {
-      problems.push(`request to another host: ${request.url()}`);
-    }
-  });
-
   const response = await page.goto(new URL("/graphql", base).toString());
   say("opened", { status: response.status(), csp: response.headers()["content-security-policy"] ?? null });
   await page.waitForSelector(".graphiql-query-editor .CodeMirror");

@@ -1,18 +1,9 @@
 //! The REST documentation as a person uses it: Swagger UI at `/docs` from the binary's
 //! vendored files, driven in Debian's headless Chromium by Playwright (`tests/browser/docs.mjs`).
 
-use std::{process::Stdio, time::Duration};
-
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-};
 
-use crate::harness::TestApp;
-
-/// Longest wait for one step of the browser script.
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::harness::{TestApp, browser_script};
 
 #[tokio::test]
 async fn a_person_reads_every_rest_route_in_the_docs_and_tries_one_with_a_token() {
@@ -44,34 +35,17 @@ async fn a_person_reads_every_rest_route_in_the_docs_and_tries_one_with_a_token(
         "base": app.url("/"),
         "token": token,
         "screenshot": screenshot,
-        "chromium": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/docs.mjs");
 
     // Act
-    let mut browser = Command::new("node")
-        .arg(script)
-        .arg(plan.to_string())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot run node (scripts/test installs it)");
-    let stdout = browser.stdout.take().unwrap_or_else(|| panic!("piped"));
-    let mut lines = BufReader::new(stdout).lines();
-    let mut steps = serde_json::Map::new();
-    while let Ok(Ok(Some(line))) = tokio::time::timeout(STEP_TIMEOUT, lines.next_line()).await {
-        let step: Value = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "step": line }));
-        steps.insert(step["step"].as_str().unwrap_or_default().to_owned(), step);
-    }
-    let exit = browser.wait().await;
+    let (steps, exited_ok) = browser_script("docs.mjs", plan, async |_| None).await;
 
     // Assert
-    let steps = Value::Object(steps);
     assert!(
         steps.get("failed").is_none() && steps.get("done").is_some(),
         "the browser script failed (scripts/test installs Chromium and playwright-core): {steps:#}"
     );
-    assert!(exit.is_ok_and(|s| s.success()), "{steps:#}");
+    assert!(exited_ok, "{steps:#}");
     assert_eq!(steps["opened"]["status"], 200, "{steps:#}");
     let csp = steps["opened"]["csp"].as_str().unwrap_or_default();
     assert!(

@@ -1,21 +1,12 @@
 //! GraphiQL as a person uses it: the page and its vendored assets from the binary, driven in
 //! Debian's headless Chromium by Playwright (`tests/browser/graphiql.mjs`).
 
-use std::{process::Stdio, time::Duration};
-
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    process::Command,
-};
 
 use crate::{
     fixtures::{foreign_release, set_status},
-    harness::{PASSWORD, TestApp},
+    harness::{PASSWORD, TestApp, browser_script},
 };
-
-/// Longest wait for one step of the browser script.
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_person_runs_the_example_login_and_reads_and_follows_a_release_in_graphiql() {
@@ -32,36 +23,19 @@ async fn a_person_runs_the_example_login_and_reads_and_follows_a_release_in_grap
         "base": app.url("/"),
         "releaseId": release,
         "screenshot": screenshot,
-        "chromium": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/graphiql.mjs");
-    let mut browser = Command::new("node")
-        .arg(script)
-        .arg(plan.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot run node (scripts/test installs it)");
-    let mut stdin = browser.stdin.take().unwrap_or_else(|| panic!("piped"));
-    let stdout = browser.stdout.take().unwrap_or_else(|| panic!("piped"));
-    let mut lines = BufReader::new(stdout).lines();
 
     // Act: the script reports each step; the release changes once the subscription is on.
-    let mut steps = serde_json::Map::new();
-    while let Ok(Ok(Some(line))) = tokio::time::timeout(STEP_TIMEOUT, lines.next_line()).await {
-        let step: Value = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "step": line }));
-        let name = step["step"].as_str().unwrap_or_default().to_owned();
-        if name == "subscribed" {
-            set_status(&app, &release, "release", "PAUSED").await;
-            let _ = stdin.write_all(b"PAUSED\n").await;
+    let (steps, exited_ok) = browser_script("graphiql.mjs", plan, async |step| {
+        if step != "subscribed" {
+            return None;
         }
-        steps.insert(name, step);
-    }
-    let exit = browser.wait().await;
+        set_status(&app, &release, "release", "PAUSED").await;
+        Some("PAUSED".to_owned())
+    })
+    .await;
 
     // Assert
-    let steps = Value::Object(steps);
     assert!(
         steps.as_object().is_some_and(|s| !s.is_empty()),
         "the browser script reported nothing (its stderr is above; scripts/test installs \
@@ -71,7 +45,7 @@ async fn a_person_runs_the_example_login_and_reads_and_follows_a_release_in_grap
         steps.get("failed").is_none(),
         "the browser script failed: {steps:#}"
     );
-    assert!(exit.is_ok_and(|s| s.success()), "{steps:#}");
+    assert!(exited_ok, "{steps:#}");
     assert_eq!(steps["opened"]["status"], 200, "{steps:#}");
     let csp = steps["opened"]["csp"].as_str().unwrap_or_default();
     assert!(csp.contains("default-src 'none'"), "{csp}");

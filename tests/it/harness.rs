@@ -664,3 +664,48 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Runs the browser script `tests/browser/{script}` with `plan` (Chromium from `$CHROMIUM`, or
+/// Debian's), reading its one JSON line per step. `on_step` sees each step's name and may
+/// answer a line for the script's stdin. Returns every step by name, and whether it exited 0.
+pub async fn browser_script(
+    script: &str,
+    mut plan: serde_json::Value,
+    mut on_step: impl AsyncFnMut(&str) -> Option<String>,
+) -> (serde_json::Value, bool) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    /// Longest wait for one step of the script.
+    const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+    plan["chromium"] = std::env::var("CHROMIUM")
+        .unwrap_or_else(|_| "/usr/bin/chromium".into())
+        .into();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let mut browser = tokio::process::Command::new("node")
+        .arg(path)
+        .arg(plan.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (scripts/test installs it)");
+    let mut stdin = browser.stdin.take().expect("stdin is piped");
+    let stdout = browser.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut steps = serde_json::Map::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(STEP_TIMEOUT, lines.next_line()).await {
+        let step: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "step": line }));
+        let name = step["step"].as_str().unwrap_or_default().to_owned();
+        if let Some(answer) = on_step(&name).await {
+            let _ = stdin.write_all(format!("{answer}\n").as_bytes()).await;
+        }
+        steps.insert(name, step);
+    }
+    let exit = browser.wait().await;
+    (
+        serde_json::Value::Object(steps),
+        exit.is_ok_and(|status| status.success()),
+    )
+}

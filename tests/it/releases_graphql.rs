@@ -301,12 +301,23 @@ async fn a_running_release_is_live_and_concurrent_readers_share_one_temporal_que
     );
 }
 
-#[tokio::test]
-async fn with_temporal_stopped_a_running_release_is_still_answered_whole_from_the_projection() {
-    // Arrange: a private Temporal server this test can stop, and a release left running on it.
+/// A release left running on a private Temporal server that a test can stop and restart,
+/// read live once (`TEMPORAL_QUERY_TIMEOUT_MS=800`, no shared live cache).
+struct PrivateRelease {
+    temporal: LocalTemporal,
+    dir: std::path::PathBuf,
+    port: u16,
+    app: TestApp,
+    token: String,
+    id: String,
+    /// It was read from Temporal while the server ran.
+    was_live: bool,
+}
+
+async fn running_on_private_temporal(key: &str, step_millis: u64) -> PrivateRelease {
     let dir = scratch_dir("temporal-bff-t-");
-    let mut temporal =
-        LocalTemporal::start(&dir, free_port().unwrap_or(0)).expect("private temporal");
+    let port = free_port().unwrap_or(0);
+    let temporal = LocalTemporal::start(&dir, port).expect("private temporal");
     watchdog("", Some(temporal.pid()), &dir);
     let app = TestApp::spawn_with_worker(&[
         ("TEMPORAL_ADDRESS", temporal.address()),
@@ -316,22 +327,45 @@ async fn with_temporal_stopped_a_running_release_is_still_answered_whole_from_th
     .await;
     let token = app.token_for("viewer@example.com", None, &[]).await;
     let client = app.temporal().await;
-    let key = unique_key("down");
+    let key = unique_key(key);
     let handle = start(
         &client,
         &app,
-        spec(&key, 2, 2, 2, json!({ "stepMillis": 200 })),
+        spec(&key, 2, 2, 2, json!({ "stepMillis": step_millis })),
     )
     .await;
     let id = format!("release:{key}");
-    let live = eventually(Duration::from_secs(10), || async {
+    let was_live = eventually(Duration::from_secs(10), || async {
         let body = app.graphql_as(&token, TREE, json!({ "id": id })).await;
         (body["data"]["release"]["source"] == "TEMPORAL"
             && body["data"]["release"]["progress"]["succeeded"].as_i64() >= Some(1))
-        .then_some(body)
+        .then_some(())
     })
-    .await;
-    drop(handle);
+    .await
+    .is_some();
+    drop((handle, client));
+    PrivateRelease {
+        temporal,
+        dir,
+        port,
+        app,
+        token,
+        id,
+        was_live,
+    }
+}
+
+#[tokio::test]
+async fn with_temporal_stopped_a_running_release_is_still_answered_whole_from_the_projection() {
+    // Arrange
+    let PrivateRelease {
+        mut temporal,
+        app,
+        token,
+        id,
+        was_live,
+        ..
+    } = running_on_private_temporal("down", 200).await;
 
     // Act
     temporal.stop();
@@ -340,7 +374,7 @@ async fn with_temporal_stopped_a_running_release_is_still_answered_whole_from_th
     let took = started.elapsed();
 
     // Assert
-    assert!(live.is_some(), "it was live while Temporal ran");
+    assert!(was_live, "it was live while Temporal ran");
     assert!(body["errors"].is_null(), "{body}");
     let release = &body["data"]["release"];
     assert_eq!(release["source"], "PROJECTION");
@@ -350,34 +384,17 @@ async fn with_temporal_stopped_a_running_release_is_still_answered_whole_from_th
 }
 
 #[tokio::test]
-async fn reads_stop_asking_a_failing_temporal_after_a_few_failures_and_ask_again_once_it_is_back() {
-    // Arrange: a running release on a private Temporal server this test stops and restarts.
-    let dir = scratch_dir("temporal-bff-t-");
-    let port = free_port().unwrap_or(0);
-    let mut temporal = LocalTemporal::start(&dir, port).expect("private temporal");
-    watchdog("", Some(temporal.pid()), &dir);
-    let app = TestApp::spawn_with_worker(&[
-        ("TEMPORAL_ADDRESS", temporal.address()),
-        ("TEMPORAL_QUERY_TIMEOUT_MS", "800".into()),
-        ("HIERARCHY_CACHE_MS", "0".into()),
-    ])
-    .await;
-    let token = app.token_for("viewer@example.com", None, &[]).await;
-    let client = app.temporal().await;
-    let key = unique_key("circuit");
-    let handle = start(
-        &client,
-        &app,
-        spec(&key, 2, 2, 2, json!({ "stepMillis": 2000 })),
-    )
-    .await;
-    let id = format!("release:{key}");
-    let live = eventually(Duration::from_secs(10), || async {
-        let body = app.graphql_as(&token, TREE, json!({ "id": id })).await;
-        (body["data"]["release"]["source"] == "TEMPORAL").then_some(())
-    })
-    .await;
-    drop((handle, client));
+async fn reads_stop_asking_a_failing_temporal_at_once_and_ask_again_once_it_is_back() {
+    // Arrange: slow steps, so the release still runs when Temporal comes back.
+    let PrivateRelease {
+        mut temporal,
+        dir,
+        port,
+        app,
+        token,
+        id,
+        was_live,
+    } = running_on_private_temporal("circuit", 2000).await;
 
     // Act: Temporal stops; readers keep reading; then it comes back.
     temporal.stop();
@@ -406,12 +423,12 @@ async fn reads_stop_asking_a_failing_temporal_after_a_few_failures_and_ask_again
     let closed = app.metric("bff_temporal_circuit_open").await;
 
     // Assert
-    assert!(live.is_some(), "it was live while Temporal ran");
+    assert!(was_live, "it was live while Temporal ran");
     assert!(
         sources.iter().all(|s| s == "PROJECTION"),
         "every read during the outage was answered: {sources:?}"
     );
-    assert_eq!(open, 1.0, "three failures in a row opened the circuit");
+    assert_eq!(open, 1.0, "the failures opened the circuit");
     assert_eq!(
         asked_after, asked_before,
         "no read asked Temporal while the circuit was open"

@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     metrics::RequestStats,
     onboarding::store::{self, BootstrapDetails, OrganizationRow},
-    temporal::{TemporalHandle, WorkflowSummary},
+    temporal::{TemporalError, TemporalHandle, WorkflowSummary},
 };
 
 /// How long a status read waits for Temporal's describe before leaving `workflow` out.
@@ -91,33 +91,29 @@ impl Loader<WorkflowKey> for OnboardingLoader {
         if !self.temporal.may_read() {
             return Ok(HashMap::new());
         }
-        let Ok(Ok(_)) = tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.client()).await else {
-            self.temporal.read_done(false);
+        let connected = tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.client())
+            .await
+            .unwrap_or(Err(TemporalError::Timeout));
+        if connected.is_err() {
+            self.temporal.read_done(&connected);
             return Ok(HashMap::new());
-        };
+        }
         let described = futures::future::join_all(keys.iter().map(|key| async move {
             let _slot = self.stats.temporal_query().await;
             let summary =
                 tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.describe_workflow(&key.0))
-                    .await;
-            self.temporal.read_done(match &summary {
-                Ok(Ok(_)) => true,
-                Ok(Err(error)) => !error.is_retryable(),
-                Err(_) => false,
-            });
+                    .await
+                    .unwrap_or(Err(TemporalError::Timeout));
+            self.temporal.read_done(&summary);
             (key.clone(), summary)
         }))
         .await;
         Ok(described
             .into_iter()
             .filter_map(|(key, summary)| match summary {
-                Ok(Ok(summary)) => Some((key, summary)),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "describe failed; workflow left out");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!("describe timed out; workflow left out");
+                Ok(summary) => Some((key, summary)),
+                Err(error) => {
+                    tracing::warn!(%error, "describe failed or timed out; workflow left out");
                     None
                 }
             })
