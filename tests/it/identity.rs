@@ -33,34 +33,51 @@ struct OpenIdProvider {
 impl OpenIdProvider {
     async fn start(ttl_seconds: u64) -> Self {
         let port = temporal_bff::devstack::free_port().expect("a free port");
-        let plan = json!({ "port": port, "scope": SCOPE, "ttl": ttl_seconds });
-        let mut child = tokio::process::Command::new("node")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/oidc/provider.mjs"
-            ))
-            .arg(plan.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs the provider (scripts/test installs it)");
-        let stdout = child.stdout.take().expect("the provider's stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
-            .unwrap_or_default();
-        let issuer = ready
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("the provider did not start: {ready:?}"))
-            .to_owned();
-        Self {
-            issuer,
-            _child: child,
+        Self::start_on(port, ttl_seconds, None, None).await
+    }
+
+    /// The provider on `port`, its keys kept in `keys_file` when given (so a restart is the
+    /// same provider) and changed by `rotate` (`add`, `promote`: tests/oidc/provider.mjs).
+    /// Retried for a few seconds while the port is still held by a provider just stopped.
+    async fn start_on(
+        port: u16,
+        ttl_seconds: u64,
+        keys_file: Option<&std::path::Path>,
+        rotate: Option<&str>,
+    ) -> Self {
+        let plan = json!({ "port": port, "scope": SCOPE, "ttl": ttl_seconds,
+                           "keysFile": keys_file, "rotate": rotate });
+        let mut last = String::new();
+        for _ in 0..20 {
+            let mut child = tokio::process::Command::new("node")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/oidc/provider.mjs"
+                ))
+                .arg(plan.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("node runs the provider (scripts/test installs it)");
+            let stdout = child.stdout.take().expect("the provider's stdout is piped");
+            let mut lines = BufReader::new(stdout).lines();
+            last = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+                .unwrap_or_default();
+            if let Some(issuer) = last.strip_prefix("ready ") {
+                return Self {
+                    issuer: issuer.to_owned(),
+                    _child: child,
+                };
+            }
+            // The port is still held: the provider kept nothing, so the retry rotates alike.
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        panic!("the provider did not start: {last:?}");
     }
 
     /// An access token for `client` (`dash-rs`: RS256, `dash-es`: ES256).
@@ -206,6 +223,13 @@ async fn hostile_tokens_of_every_issuer_kind_are_refused_with_no_data() {
         (
             "embedded jwk",
             with_header(&real, json!({ "alg": "RS256", "jwk": rsa })),
+        ),
+        (
+            "x5u to the attacker's certificate",
+            with_header(
+                &real,
+                json!({ "alg": "RS256", "kid": "attacker", "x5u": "http://127.0.0.1:1/cert.pem" }),
+            ),
         ),
         (
             "unknown kid",
@@ -496,58 +520,140 @@ async fn keys_that_rotate_while_eight_clients_call_cost_not_a_single_401() {
     let (k2, jwk2) = rsa_key("k2");
     let server = KeyServer::start(vec![jwk1.clone()]).await;
     let app = app_trusting(json!([server.entry(3_600)]), &[]).await;
-    let current = std::sync::Arc::new(std::sync::RwLock::new(asymmetric(&k1, "k1", 600)));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients = (0..8).map(|_| {
-        let (app_http, url) = (app.http.clone(), app.url("/graphql"));
-        let (current, stop) = (
-            std::sync::Arc::clone(&current),
-            std::sync::Arc::clone(&stop),
-        );
-        tokio::spawn(async move {
-            let (mut calls, mut refused) = (0_u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let token = current.read().map(|t| t.clone()).unwrap_or_default();
-                let body: Value = app_http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({ "query": ME }))
-                    .send()
-                    .await
-                    .expect("the service answers")
-                    .json()
-                    .await
-                    .unwrap_or(Value::Null);
-                calls += 1;
-                if !body["errors"].is_null() {
-                    refused.push(body);
-                }
-            }
-            (calls, refused)
-        })
-    });
-    let clients: Vec<_> = clients.collect();
+    let clients = Callers::start(&app, asymmetric(&k1, "k1", 600));
 
     // Act: k2 is published beside k1, then tokens move to k2, then k1 is retired.
     tokio::time::sleep(Duration::from_millis(700)).await;
     server.publish(vec![jwk2.clone(), jwk1]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    if let Ok(mut token) = current.write() {
-        *token = asymmetric(&k2, "k2", 600);
-    }
+    clients.use_token(asymmetric(&k2, "k2", 600));
     tokio::time::sleep(Duration::from_millis(700)).await;
     server.publish(vec![jwk2]);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut calls = 0;
-    let mut refused = Vec::new();
-    for client in clients {
-        let (n, mut bad) = client.await.expect("the client ran");
-        calls += n;
-        refused.append(&mut bad);
-    }
+    let (calls, refused) = clients.stop().await;
 
     // Assert
+    assert!(calls > 40, "the clients kept calling: {calls}");
+    assert!(
+        refused.is_empty(),
+        "{} of {calls} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}
+
+/// Eight clients calling `ME` one request after another with the token they are given, until
+/// stopped.
+struct Callers {
+    token: std::sync::Arc<std::sync::RwLock<String>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<(u32, Vec<Value>)>>,
+}
+
+impl Callers {
+    fn start(app: &TestApp, token: String) -> Self {
+        let token = std::sync::Arc::new(std::sync::RwLock::new(token));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..8)
+            .map(|_| {
+                let (http, url) = (app.http.clone(), app.url("/graphql"));
+                let (token, stop) = (std::sync::Arc::clone(&token), std::sync::Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let (mut calls, mut refused) = (0_u32, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let bearer = token.read().map(|t| t.clone()).unwrap_or_default();
+                        let body: Value = http
+                            .post(&url)
+                            .bearer_auth(&bearer)
+                            .json(&json!({ "query": ME }))
+                            .send()
+                            .await
+                            .expect("the service answers")
+                            .json()
+                            .await
+                            .unwrap_or(Value::Null);
+                        calls += 1;
+                        if !body["errors"].is_null() {
+                            refused.push(body);
+                        }
+                    }
+                    (calls, refused)
+                })
+            })
+            .collect();
+        Self {
+            token,
+            stop,
+            clients,
+        }
+    }
+
+    /// From now on, every client calls with `token`.
+    fn use_token(&self, token: String) {
+        if let Ok(mut current) = self.token.write() {
+            *current = token;
+        }
+    }
+
+    /// Stops the clients: how many calls they made, and every refused answer.
+    async fn stop(self) -> (u32, Vec<Value>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (mut calls, mut refused) = (0, Vec::new());
+        for client in self.clients {
+            let (n, mut bad) = client.await.expect("the client ran");
+            calls += n;
+            refused.append(&mut bad);
+        }
+        (calls, refused)
+    }
+}
+
+/// The `kid` in a token's header.
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .ok()
+        .and_then(|header| header.kid)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_real_providers_keys_rotated_by_restarts_while_eight_clients_call_cost_not_a_single_401()
+ {
+    // Arrange: oidc-provider keeps its keys in a file, so it can be restarted as itself; eight
+    // clients call with its RS256 token.
+    let dir = crate::harness::scratch_dir("temporal-bff-oidc-");
+    let keys = dir.join("keys.json");
+    let port = temporal_bff::devstack::free_port().expect("a free port");
+    let provider = OpenIdProvider::start_on(port, 600, Some(&keys), None).await;
+    let app = app_trusting(json!([provider.entry()]), &[]).await;
+    let first = provider.token("dash-rs").await;
+    let clients = Callers::start(&app, first.clone());
+
+    // Act: restarted with a new key published beside the signing one; restarted again with
+    // the new key signing; the clients move to its tokens.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(provider);
+    let provider = OpenIdProvider::start_on(port, 600, Some(&keys), Some("add")).await;
+    let published = provider.jwks().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(provider);
+    let provider = OpenIdProvider::start_on(port, 600, Some(&keys), Some("promote")).await;
+    let second = provider.token("dash-rs").await;
+    clients.use_token(second.clone());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (calls, refused) = clients.stop().await;
+
+    // Assert
+    assert_eq!(kid_of(&first), "rsa-1");
+    assert_eq!(
+        kid_of(&second),
+        "rsa-2",
+        "the provider signs with the new key"
+    );
+    assert!(
+        published.to_string().contains("\"rsa-2\""),
+        "the new key was published before it signed: {published}"
+    );
     assert!(calls > 40, "the clients kept calling: {calls}");
     assert!(
         refused.is_empty(),
