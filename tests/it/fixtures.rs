@@ -544,3 +544,247 @@ pub async fn get_url(app: &TestApp, url: &str) -> (u16, Value) {
     let body = response.json().await.expect("the answer is JSON");
     (status, body)
 }
+
+/// A new RSA key named `kid`: for signing, and its public JWK.
+pub fn rsa_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+    let script = "const { generateKeyPairSync } = require('crypto');
+        const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+        console.log(JSON.stringify({ der: privateKey.export({ type: 'pkcs1', format: 'der' }).toString('base64'),
+                                     jwk: publicKey.export({ format: 'jwk' }) }));";
+    let out = std::process::Command::new("node")
+        .args(["-e", script])
+        .output()
+        .expect("node makes a key");
+    let made: Value = serde_json::from_slice(&out.stdout).expect("node prints the key");
+    let mut jwk = made["jwk"].clone();
+    jwk["kid"] = json!(kid);
+    jwk["alg"] = json!("RS256");
+    jwk["use"] = json!("sig");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(made["der"].as_str().unwrap_or_default())
+        .expect("the key is base64");
+    (jsonwebtoken::EncodingKey::from_rsa_der(&der), jwk)
+}
+
+/// A JWKS endpoint the test controls, as Supabase's `/auth/v1/.well-known/jwks.json` serves
+/// one: its keys can change, and it can go down (503).
+pub struct KeyServer {
+    /// Where the key set is served.
+    pub url: String,
+    keys: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KeyServer {
+    pub async fn start(keys: Vec<Value>) -> Self {
+        use std::sync::{Arc, Mutex, atomic::AtomicBool};
+        let keys = Arc::new(Mutex::new(keys));
+        let down = Arc::new(AtomicBool::new(false));
+        let (served, gate) = (Arc::clone(&keys), Arc::clone(&down));
+        let router = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let (served, gate) = (Arc::clone(&served), Arc::clone(&gate));
+                async move {
+                    use axum::response::IntoResponse;
+                    if gate.load(std::sync::atomic::Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                    let keys = served.lock().map(|k| k.clone()).unwrap_or_default();
+                    (
+                        [(axum::http::header::CACHE_CONTROL, "max-age=3600")],
+                        axum::Json(json!({ "keys": keys })),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the key server binds");
+        let url = format!(
+            "http://{}/jwks.json",
+            listener.local_addr().expect("it has an address")
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { url, keys, down }
+    }
+
+    pub fn publish(&self, keys: Vec<Value>) {
+        if let Ok(mut served) = self.keys.lock() {
+            *served = keys;
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// An `AUTH_ISSUERS` entry for Supabase's asymmetric keys, served here.
+    pub fn entry(&self, max_stale_seconds: u64) -> Value {
+        self.entry_for(ASYMMETRIC_ISSUER, max_stale_seconds)
+    }
+
+    /// An `AUTH_ISSUERS` entry for `issuer`, whose keys are served here.
+    pub fn entry_for(&self, issuer: &str, max_stale_seconds: u64) -> Value {
+        json!({ "issuer": issuer, "audience": "authenticated",
+                "jwks_url": self.url, "allow_http_loopback": true, "algorithms": ["RS256"],
+                "leeway_seconds": 0, "jwks_max_stale_seconds": max_stale_seconds })
+    }
+}
+
+/// A Supabase-shaped token from the asymmetric issuer, signed with `key` named `kid`, valid
+/// for `seconds`.
+pub fn asymmetric(key: &jsonwebtoken::EncodingKey, kid: &str, seconds: i64) -> String {
+    let mut claims = supabase_claims(&["release.control"]);
+    claims["iss"] = json!(ASYMMETRIC_ISSUER);
+    claims["exp"] = json!(Utc::now().timestamp() + seconds);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, key).expect("the token is signed")
+}
+
+/// The issuer of [`KeyServer::entry`]: a Supabase project on asymmetric keys.
+pub const ASYMMETRIC_ISSUER: &str = "https://asym.supabase.co/auth/v1";
+/// A second issuer with keys of its own, for tokens that borrow its key.
+pub const OTHER_ISSUER: &str = "https://other.supabase.co/auth/v1";
+
+/// The hostile token kinds of an issuer with public keys (JWKS), each refused: `asym_*` for the
+/// corpus. `k1` is the issuer's published key; `other` the key `OTHER_ISSUER` publishes.
+pub fn asymmetric_hostile_tokens(
+    k1: &EncodingKey,
+    jwk1: &Value,
+    other: &EncodingKey,
+) -> HashMap<&'static str, String> {
+    let (attacker, attacker_jwk) = rsa_key("attacker");
+    let now = Utc::now().timestamp();
+    let claims = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = supabase_claims(&["organization.create_root", "organization.view_all"]);
+        claims["iss"] = json!(ASYMMETRIC_ISSUER);
+        edit(&mut claims);
+        if let Some(claims) = claims.as_object_mut() {
+            claims.retain(|_, v| !v.is_null());
+        }
+        claims
+    };
+    let rs256 = |claims: &Value, key: &EncodingKey, header: Header| {
+        jsonwebtoken::encode(&header, claims, key).expect("the token is signed")
+    };
+    let with_kid = |kid: &str| Header {
+        kid: Some(kid.to_owned()),
+        ..Header::new(Algorithm::RS256)
+    };
+    let modulus = URL_SAFE_NO_PAD
+        .decode(jwk1["n"].as_str().unwrap_or_default())
+        .expect("n is base64url");
+    let valid = claims(&|_| {});
+    HashMap::from([
+        // Algorithm confusion: HS256 keyed with the issuer's public key.
+        (
+            "asym_hs256_public_key",
+            sign(&valid, Header::new(Algorithm::HS256), &modulus),
+        ),
+        (
+            "asym_hs256_jwk_json",
+            sign(
+                &valid,
+                Header::new(Algorithm::HS256),
+                jwk1.to_string().as_bytes(),
+            ),
+        ),
+        (
+            "asym_alg_none",
+            format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+                URL_SAFE_NO_PAD.encode(valid.to_string())
+            ),
+        ),
+        // Keys named by the token itself: never fetched, never used.
+        (
+            "asym_jku",
+            rs256(
+                &valid,
+                &attacker,
+                Header {
+                    jku: Some("http://127.0.0.1:1/jwks.json".into()),
+                    ..with_kid("attacker")
+                },
+            ),
+        ),
+        (
+            "asym_x5u",
+            rs256(
+                &valid,
+                &attacker,
+                Header {
+                    x5u: Some("http://127.0.0.1:1/cert.pem".into()),
+                    ..with_kid("attacker")
+                },
+            ),
+        ),
+        (
+            "asym_embedded_jwk",
+            rs256(
+                &valid,
+                &attacker,
+                Header {
+                    jwk: serde_json::from_value(attacker_jwk).ok(),
+                    ..Header::new(Algorithm::RS256)
+                },
+            ),
+        ),
+        (
+            "asym_unknown_kid",
+            rs256(&valid, &attacker, with_kid("k404")),
+        ),
+        (
+            "asym_other_issuers_kid",
+            rs256(&valid, other, with_kid("other-1")),
+        ),
+        (
+            "asym_unknown_iss",
+            rs256(
+                &claims(&|c| c["iss"] = json!("https://evil.example/auth/v1")),
+                k1,
+                with_kid("k1"),
+            ),
+        ),
+        (
+            "asym_no_exp",
+            rs256(&claims(&|c| c["exp"] = Value::Null), k1, with_kid("k1")),
+        ),
+        (
+            "asym_long_lifetime",
+            rs256(
+                &claims(&|c| c["exp"] = json!(now + 7 * 86_400)),
+                k1,
+                with_kid("k1"),
+            ),
+        ),
+        (
+            "asym_wrong_aud",
+            rs256(
+                &claims(&|c| c["aud"] = json!("someone-else")),
+                k1,
+                with_kid("k1"),
+            ),
+        ),
+        (
+            "asym_future_nbf",
+            rs256(
+                &claims(&|c| c["nbf"] = json!(now + 3_600)),
+                k1,
+                with_kid("k1"),
+            ),
+        ),
+        (
+            "asym_expired",
+            rs256(
+                &claims(&|c| c["exp"] = json!(now - 3_600)),
+                k1,
+                with_kid("k1"),
+            ),
+        ),
+    ])
+}

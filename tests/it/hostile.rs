@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::fixtures::{fingerprint, tokens};
+use crate::fixtures::{
+    KeyServer, OTHER_ISSUER, asymmetric, asymmetric_hostile_tokens, fingerprint, rsa_key, tokens,
+};
 use crate::harness::TestApp;
 
 #[derive(Debug, Deserialize)]
@@ -152,11 +154,28 @@ async fn every_hostile_request_gets_its_code_no_data_no_5xx_and_writes_nothing()
     // Arrange: the per-address login limit is out of the way, so each entry meets the rule
     // it is about rather than the address lock earlier entries set off.
     // It also trusts Supabase's legacy tokens, so the external kinds meet a real issuer.
-    let mut env = crate::fixtures::supabase_env(json!([crate::fixtures::supabase_entry()]));
+    // And an issuer with public keys (JWKS), beside another one, for the `asym_*` kinds.
+    let (k1, jwk1) = rsa_key("k1");
+    let (other, other_jwk) = rsa_key("other-1");
+    let keys = KeyServer::start(vec![jwk1.clone()]).await;
+    let other_keys = KeyServer::start(vec![other_jwk]).await;
+    let mut env = crate::fixtures::supabase_env(json!([
+        crate::fixtures::supabase_entry(),
+        keys.entry(3_600),
+        other_keys.entry_for(OTHER_ISSUER, 3_600)
+    ]));
     env.push(("LOGIN_MAX_FAILURES_PER_ADDRESS", "100000".into()));
     let app = TestApp::spawn_with(&env).await;
     seed(&app).await;
-    let tokens = tokens(&app).await;
+    let mut tokens = tokens(&app).await;
+    tokens.extend(asymmetric_hostile_tokens(&k1, &jwk1, &other));
+    let honest = app
+        .graphql_as(&asymmetric(&k1, "k1", 600), crate::fixtures::ME, json!({}))
+        .await;
+    assert!(
+        honest["errors"].is_null(),
+        "the JWKS issuer's own tokens work, so its hostile kinds meet a working issuer: {honest}"
+    );
     let entries = corpus();
     let before = fingerprint(&app).await;
     let mut failures = Vec::new();

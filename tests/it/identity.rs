@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{
-    fixtures::{ME, SUPABASE_SECRET, no_data, sign, supabase_claims, supabase_entry, supabase_env},
+    fixtures::{
+        KeyServer, ME, SUPABASE_SECRET, asymmetric, no_data, rsa_key, sign, supabase_claims,
+        supabase_entry, supabase_env,
+    },
     harness::{PASSWORD, TestApp, error_code},
 };
 
@@ -421,98 +424,6 @@ async fn a_flood_of_unknown_kids_costs_at_most_one_key_fetch() {
 
 /// An RSA key pair made by Node's own crypto: its private key (PKCS#1 DER) and its public JWK
 /// named `kid`.
-fn rsa_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
-    let script = "const { generateKeyPairSync } = require('crypto');
-        const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-        console.log(JSON.stringify({ der: privateKey.export({ type: 'pkcs1', format: 'der' }).toString('base64'),
-                                     jwk: publicKey.export({ format: 'jwk' }) }));";
-    let out = std::process::Command::new("node")
-        .args(["-e", script])
-        .output()
-        .expect("node makes a key");
-    let made: Value = serde_json::from_slice(&out.stdout).expect("node prints the key");
-    let mut jwk = made["jwk"].clone();
-    jwk["kid"] = json!(kid);
-    jwk["alg"] = json!("RS256");
-    jwk["use"] = json!("sig");
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(made["der"].as_str().unwrap_or_default())
-        .expect("the key is base64");
-    (jsonwebtoken::EncodingKey::from_rsa_der(&der), jwk)
-}
-
-/// A JWKS endpoint the test controls, as Supabase's `/auth/v1/.well-known/jwks.json` serves
-/// one: its keys can change, and it can go down (503).
-struct KeyServer {
-    url: String,
-    keys: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
-    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl KeyServer {
-    async fn start(keys: Vec<Value>) -> Self {
-        use std::sync::{Arc, Mutex, atomic::AtomicBool};
-        let keys = Arc::new(Mutex::new(keys));
-        let down = Arc::new(AtomicBool::new(false));
-        let (served, gate) = (Arc::clone(&keys), Arc::clone(&down));
-        let router = axum::Router::new().route(
-            "/jwks.json",
-            axum::routing::get(move || {
-                let (served, gate) = (Arc::clone(&served), Arc::clone(&gate));
-                async move {
-                    use axum::response::IntoResponse;
-                    if gate.load(std::sync::atomic::Ordering::SeqCst) {
-                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
-                    }
-                    let keys = served.lock().map(|k| k.clone()).unwrap_or_default();
-                    (
-                        [(axum::http::header::CACHE_CONTROL, "max-age=3600")],
-                        axum::Json(json!({ "keys": keys })),
-                    )
-                        .into_response()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("the key server binds");
-        let url = format!(
-            "http://{}/jwks.json",
-            listener.local_addr().expect("it has an address")
-        );
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { url, keys, down }
-    }
-
-    fn publish(&self, keys: Vec<Value>) {
-        if let Ok(mut served) = self.keys.lock() {
-            *served = keys;
-        }
-    }
-
-    fn set_down(&self, down: bool) {
-        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// An `AUTH_ISSUERS` entry for Supabase's asymmetric keys, served here.
-    fn entry(&self, max_stale_seconds: u64) -> Value {
-        json!({ "issuer": "https://asym.supabase.co/auth/v1", "audience": "authenticated",
-                "jwks_url": self.url, "allow_http_loopback": true, "algorithms": ["RS256"],
-                "leeway_seconds": 0, "jwks_max_stale_seconds": max_stale_seconds })
-    }
-}
-
-/// A Supabase-shaped token from the asymmetric issuer, signed with `key` named `kid`, valid
-/// for `seconds`.
-fn asymmetric(key: &jsonwebtoken::EncodingKey, kid: &str, seconds: i64) -> String {
-    let mut claims = supabase_claims(&["release.control"]);
-    claims["iss"] = json!("https://asym.supabase.co/auth/v1");
-    claims["exp"] = json!(Utc::now().timestamp() + seconds);
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, &claims, key).expect("the token is signed")
-}
-
 #[tokio::test]
 async fn keys_that_rotate_while_eight_clients_call_cost_not_a_single_401() {
     // Arrange: the issuer publishes k1; eight clients call with k1 tokens.
