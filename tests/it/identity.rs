@@ -120,6 +120,13 @@ impl OpenIdProvider {
                 "algorithms": ["RS256", "ES256"], "allow_http_loopback": true,
                 "leeway_seconds": 0, "claims": { "permissions": "/scope" } })
     }
+
+    /// [`Self::entry`], trusting fetched keys for `seconds` while the provider is down.
+    fn entry_stale_after(&self, seconds: u64) -> Value {
+        let mut entry = self.entry();
+        entry["jwks_max_stale_seconds"] = json!(seconds);
+        entry
+    }
 }
 
 fn hs256(claims: &Value, secret: &[u8]) -> String {
@@ -577,30 +584,65 @@ async fn the_real_providers_keys_rotated_by_restarts_while_eight_clients_call_co
 #[tokio::test]
 async fn while_the_key_endpoint_is_down_cached_keys_serve_then_tokens_are_refused_then_work_again()
 {
-    // Arrange: keys older than 2 s are not trusted.
+    // Arrange: keys older than 2 s are not trusted; the endpoint answers 503 while down.
     let (key, jwk) = rsa_key("k1");
     let server = KeyServer::start(vec![jwk]).await;
     let app = app_trusting(json!([server.entry(2)]), &[]).await;
     let token = asymmetric(&key, "k1", 600);
-    let works = || async { app.graphql_as(&token, ME, json!({})).await["errors"].is_null() };
-    let before = works().await;
 
-    // Act
-    server.set_down(true);
+    // Act and assert
+    through_an_outage_of_the_keys(&app, &token, async |down| server.set_down(down)).await;
+}
+
+#[tokio::test]
+async fn while_the_real_provider_is_stopped_cached_keys_serve_then_tokens_are_refused_then_work_again()
+ {
+    // Arrange: oidc-provider, its keys kept in a file so a restart is the same provider; keys
+    // older than 2 s are not trusted.
+    let dir = crate::harness::scratch_dir("temporal-bff-oidc-");
+    let keys = dir.join("keys.json");
+    let port = temporal_bff::devstack::free_port().expect("a free port");
+    let provider = OpenIdProvider::start_on(port, 600, Some(&keys), None).await;
+    let app = app_trusting(json!([provider.entry_stale_after(2)]), &[]).await;
+    let token = provider.token("dash-es").await;
+    let mut running = Some(provider);
+
+    // Act and assert: stopped (nothing listens), then started again.
+    through_an_outage_of_the_keys(&app, &token, async |down| {
+        if down {
+            running = None;
+        } else {
+            running = Some(OpenIdProvider::start_on(port, 600, Some(&keys), None).await);
+        }
+    })
+    .await;
+}
+
+/// Calls with `token` before, during and after an outage of its issuer's key endpoint
+/// (`set_down(true)`, then `set_down(false)`), whose keys are trusted for 2 s: asserts the
+/// cached keys serve at first, then the token is refused with no data and the failed fetches
+/// are counted, then it works again.
+async fn through_an_outage_of_the_keys(
+    app: &TestApp,
+    token: &str,
+    mut set_down: impl AsyncFnMut(bool),
+) {
+    let works = || async { app.graphql_as(token, ME, json!({})).await["errors"].is_null() };
+    let before = works().await;
+    set_down(true).await;
     let right_after = works().await;
     let refused = crate::harness::eventually(Duration::from_secs(15), || async {
         (!works().await).then_some(())
     })
     .await;
-    let refusal = app.graphql_as(&token, ME, json!({})).await;
+    let refusal = app.graphql_as(token, ME, json!({})).await;
     let metrics = app.get_text(&app.ops_url("/metrics")).await;
-    server.set_down(false);
+    set_down(false).await;
     let back = crate::harness::eventually(Duration::from_secs(15), || async {
         works().await.then_some(())
     })
     .await;
 
-    // Assert
     assert!(before, "the key is fetched and used");
     assert!(
         right_after,
