@@ -39,6 +39,16 @@ impl OpenIdProvider {
         Self::start_on(port, ttl_seconds, None, None).await
     }
 
+    /// A provider that can be stopped and started again as itself: its keys kept in a file of
+    /// a scratch dir, on a port of its own. Returns it, the file and the port for
+    /// [`Self::start_on`].
+    async fn restartable(ttl_seconds: u64) -> (Self, std::path::PathBuf, u16) {
+        let keys = crate::harness::scratch_dir("temporal-bff-oidc-").join("keys.json");
+        let port = temporal_bff::devstack::free_port().expect("a free port");
+        let provider = Self::start_on(port, ttl_seconds, Some(&keys), None).await;
+        (provider, keys, port)
+    }
+
     /// The provider on `port`, its keys kept in `keys_file` when given (so a restart is the
     /// same provider) and changed by `rotate` (`add`, `promote`: tests/oidc/provider.mjs).
     /// Retried for a few seconds while the port is still held by a provider just stopped.
@@ -539,10 +549,7 @@ async fn the_real_providers_keys_rotated_by_restarts_while_eight_clients_call_co
  {
     // Arrange: oidc-provider keeps its keys in a file, so it can be restarted as itself; eight
     // clients call with its RS256 token.
-    let dir = crate::harness::scratch_dir("temporal-bff-oidc-");
-    let keys = dir.join("keys.json");
-    let port = temporal_bff::devstack::free_port().expect("a free port");
-    let provider = OpenIdProvider::start_on(port, 600, Some(&keys), None).await;
+    let (provider, keys, port) = OpenIdProvider::restartable(600).await;
     let app = app_trusting(json!([provider.entry()]), &[]).await;
     let first = provider.token("dash-rs").await;
     let clients = Callers::start(&app, first.clone());
@@ -597,12 +604,8 @@ async fn while_the_key_endpoint_is_down_cached_keys_serve_then_tokens_are_refuse
 #[tokio::test]
 async fn while_the_real_provider_is_stopped_cached_keys_serve_then_tokens_are_refused_then_work_again()
  {
-    // Arrange: oidc-provider, its keys kept in a file so a restart is the same provider; keys
-    // older than 2 s are not trusted.
-    let dir = crate::harness::scratch_dir("temporal-bff-oidc-");
-    let keys = dir.join("keys.json");
-    let port = temporal_bff::devstack::free_port().expect("a free port");
-    let provider = OpenIdProvider::start_on(port, 600, Some(&keys), None).await;
+    // Arrange: oidc-provider, restartable as itself; keys older than 2 s are not trusted.
+    let (provider, keys, port) = OpenIdProvider::restartable(600).await;
     let app = app_trusting(json!([provider.entry_stale_after(2)]), &[]).await;
     let token = provider.token("dash-es").await;
     let mut running = Some(provider);
