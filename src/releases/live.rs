@@ -110,11 +110,7 @@ impl LiveHierarchy {
                 .query_open::<Node>(workflow_id, HIERARCHY_QUERY)
                 .await
         };
-        let answer = tokio::time::timeout(self.timeout, query)
-            .await
-            .unwrap_or(Err(TemporalError::Timeout));
-        self.temporal.read_done(&answer);
-        let tree = match answer {
+        let tree = match self.temporal.read(self.timeout, query).await {
             Ok(tree) => Some(Arc::new(ReleaseTree::new(
                 tree,
                 DataSource::Temporal,

@@ -3,8 +3,10 @@
 //! a row, and reads then answer from the projections at once instead of each waiting out
 //! `TEMPORAL_QUERY_TIMEOUT_MS`. One timeout is enough: every reader of a release shares its
 //! one live query, so a single timeout already cost all of them the whole wait, and waiting
-//! for three would make the first seconds of an outage three timeouts long. While open, a probe (`GetSystemInfo`) runs in the
-//! background every [`PROBE_EVERY`]: when Temporal answers it, the circuit closes. No request
+//! for three would make the first seconds of an outage three timeouts long.
+//!
+//! While open, a probe (`GetSystemInfo`) runs in the background at most every
+//! [`PROBE_EVERY`], started by a read: when Temporal answers it, the circuit closes. No request
 //! ever waits for the probe, so the first seconds of an outage cost the reads in flight when it
 //! began and nothing after.
 //!

@@ -75,23 +75,34 @@ impl TemporalHandle {
             Check::Skip => false,
             Check::SkipAndProbe => {
                 let handle = self.clone();
+                // Detached, not owned by `Background`: one at a time (the circuit says when),
+                // and bounded by the probe's timeout.
                 tokio::spawn(async move {
-                    match handle.ping(handle.inner.probe_timeout).await {
-                        Ok(()) => handle.inner.circuit.succeeded(),
-                        Err(error) => handle
-                            .inner
-                            .circuit
-                            .failed(Instant::now(), matches!(error, TemporalError::Timeout)),
-                    }
+                    let answer = handle.ping(handle.inner.probe_timeout).await;
+                    handle.read_done(&answer);
                 });
                 false
             }
         }
     }
 
-    /// What a read that asked Temporal got. A refusal (the workflow closed, no such query) is
+    /// A read that asks Temporal (after [`Self::may_read`] allowed it), within `timeout`: an
+    /// elapsed timeout is [`TemporalError::Timeout`], and the read circuit records the outcome.
+    pub async fn read<T>(
+        &self,
+        timeout: Duration,
+        call: impl Future<Output = Result<T, TemporalError>>,
+    ) -> Result<T, TemporalError> {
+        let answer = tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or(Err(TemporalError::Timeout));
+        self.read_done(&answer);
+        answer
+    }
+
+    /// Records what a read (or a probe) got. A refusal (the workflow closed, no such query) is
     /// Temporal answering; an outage or a timeout is not.
-    pub fn read_done<T>(&self, result: &Result<T, TemporalError>) {
+    fn read_done<T>(&self, result: &Result<T, TemporalError>) {
         match result {
             Err(error) if error.is_retryable() => self
                 .inner

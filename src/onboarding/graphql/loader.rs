@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     metrics::RequestStats,
     onboarding::store::{self, BootstrapDetails, OrganizationRow},
-    temporal::{TemporalError, TemporalHandle, WorkflowSummary},
+    temporal::{TemporalHandle, WorkflowSummary},
 };
 
 /// How long a status read waits for Temporal's describe before leaving `workflow` out.
@@ -91,20 +91,20 @@ impl Loader<WorkflowKey> for OnboardingLoader {
         if !self.temporal.may_read() {
             return Ok(HashMap::new());
         }
-        let connected = tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.client())
+        if self
+            .temporal
+            .read(DESCRIBE_TIMEOUT, self.temporal.client())
             .await
-            .unwrap_or(Err(TemporalError::Timeout));
-        if connected.is_err() {
-            self.temporal.read_done(&connected);
+            .is_err()
+        {
             return Ok(HashMap::new());
         }
         let described = futures::future::join_all(keys.iter().map(|key| async move {
             let _slot = self.stats.temporal_query().await;
-            let summary =
-                tokio::time::timeout(DESCRIBE_TIMEOUT, self.temporal.describe_workflow(&key.0))
-                    .await
-                    .unwrap_or(Err(TemporalError::Timeout));
-            self.temporal.read_done(&summary);
+            let summary = self
+                .temporal
+                .read(DESCRIBE_TIMEOUT, self.temporal.describe_workflow(&key.0))
+                .await;
             (key.clone(), summary)
         }))
         .await;
