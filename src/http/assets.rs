@@ -13,26 +13,33 @@ use axum::{
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
-/// One embedded file: the name it is served as, its media type, its bytes.
+/// One embedded file: the name it is served as (its extension says its media type) and its
+/// bytes.
 pub struct Asset {
     pub name: &'static str,
-    pub content_type: &'static str,
     pub bytes: &'static [u8],
 }
 
-/// A `text/javascript` or `text/css` file of `assets/<dir>/`, embedded at build time.
-macro_rules! asset {
-    ($dir:literal, $name:literal, js) => {
-        $crate::http::assets::Asset {
-            name: $name,
-            content_type: "text/javascript; charset=utf-8",
-            bytes: include_bytes!(concat!("../../assets/", $dir, "/", $name)),
+impl Asset {
+    /// A stylesheet (`.css`); anything else is a script.
+    fn is_css(&self) -> bool {
+        self.name.ends_with(".css")
+    }
+
+    fn content_type(&self) -> &'static str {
+        if self.is_css() {
+            "text/css; charset=utf-8"
+        } else {
+            "text/javascript; charset=utf-8"
         }
-    };
-    ($dir:literal, $name:literal, css) => {
+    }
+}
+
+/// The file `name` of `assets/<dir>/`, embedded at build time.
+macro_rules! asset {
+    ($dir:literal, $name:literal) => {
         $crate::http::assets::Asset {
             name: $name,
-            content_type: "text/css; charset=utf-8",
             bytes: include_bytes!(concat!("../../assets/", $dir, "/", $name)),
         }
     };
@@ -71,7 +78,7 @@ impl Assets {
         let gzip = gzipped.is_some();
         let mut response = (
             [
-                (header::CONTENT_TYPE, asset.content_type),
+                (header::CONTENT_TYPE, asset.content_type()),
                 (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
                 (header::VARY, "accept-encoding"),
             ],
@@ -102,21 +109,103 @@ pub fn gzip_all(files: &[Asset]) -> Vec<Bytes> {
         .collect()
 }
 
-/// An HTML page the binary serves (GraphiQL, the REST docs): its own policy, and revalidated
-/// on every load, so a new binary's page (with new asset names) is seen at once.
-pub fn page(html: &Bytes, csp: &HeaderValue) -> Response {
-    (
-        [
-            (header::CONTENT_SECURITY_POLICY, csp.clone()),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
-        axum::response::Html(html.clone()),
-    )
-        .into_response()
+/// An HTML page the binary serves (GraphiQL, the REST docs): the shell that loads its vendored
+/// files and runs its one inline script, and its Content-Security-Policy.
+pub struct HtmlPage {
+    /// Shared bytes: each request sends them without a copy.
+    pub(super) html: Bytes,
+    pub(super) csp: HeaderValue,
+}
+
+/// What an [`HtmlPage`] is made of.
+pub struct Shell<'a> {
+    pub title: &'a str,
+    /// Where `files` are served, relative to the page (so it works behind a path prefix).
+    pub base: &'a str,
+    /// Linked in this order: the stylesheets in the head, the scripts at the end of the body.
+    pub files: &'a [Asset],
+    /// Inline style, if any (CSS cannot run script, so the policy allows inline styles).
+    pub style: Option<&'a str>,
+    /// The `id` of the element the page's script renders into.
+    pub root: &'a str,
+    /// The one inline script, allowed by its hash.
+    pub script: &'a str,
+    /// Sources beyond the common ones, e.g. `font-src 'self' data:; `.
+    pub extra_sources: &'a str,
+}
+
+impl HtmlPage {
+    pub fn new(shell: &Shell<'_>) -> Self {
+        let Shell {
+            title,
+            base,
+            files,
+            style,
+            root,
+            script,
+            extra_sources,
+        } = shell;
+        let links: String = files
+            .iter()
+            .filter(|file| file.is_css())
+            .map(|file| format!("<link rel=\"stylesheet\" href=\"{base}/{}\">\n", file.name))
+            .collect();
+        let scripts: String = files
+            .iter()
+            .filter(|file| !file.is_css())
+            .map(|file| format!("<script src=\"{base}/{}\"></script>\n", file.name))
+            .collect();
+        let style = style
+            .map(|style| format!("<style>{style}</style>\n"))
+            .unwrap_or_default();
+        let html = format!(
+            r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{title}</title>
+<link rel="icon" href="data:,">
+{links}{style}</head>
+<body>
+<div id="{root}">Loading…</div>
+{scripts}<script>{script}</script>
+</body>
+</html>
+"#
+        );
+        // Styles may be inline: the pages' components inject <style> elements and style
+        // attributes whose text varies, and CSS cannot run script; scripts stay limited to the
+        // vendored files and the one hashed inline script; icons are data: URIs.
+        let csp = format!(
+            "default-src 'none'; script-src 'self' '{}'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data:; {extra_sources}connect-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            sha256_source(script),
+        );
+        Self {
+            html: Bytes::from(html),
+            csp: policy(&csp),
+        }
+    }
+
+    /// The page, with its own policy, revalidated on every load so a new binary's page (with
+    /// new asset names) is seen at once.
+    pub fn response(&self) -> Response {
+        (
+            [
+                (header::CONTENT_SECURITY_POLICY, self.csp.clone()),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            axum::response::Html(self.html.clone()),
+        )
+            .into_response()
+    }
 }
 
 /// A CSP hash source for an inline script or style.
-pub fn sha256_source(text: &str) -> String {
+pub(crate) fn sha256_source(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     format!(
         "sha256-{}",
@@ -126,7 +215,7 @@ pub fn sha256_source(text: &str) -> String {
 
 /// A page's policy as a header value. The policies are ASCII built from constants and hashes;
 /// were one ever unusable, the page would get the default policy, which lets nothing run.
-pub fn policy(csp: &str) -> HeaderValue {
+fn policy(csp: &str) -> HeaderValue {
     HeaderValue::from_str(csp)
         .unwrap_or_else(|_| HeaderValue::from_static(super::security::DEFAULT_CSP))
 }

@@ -9,18 +9,18 @@
 use std::sync::LazyLock;
 
 use axum::{
-    body::Bytes,
     extract::Path,
-    http::{HeaderMap, HeaderValue},
+    http::HeaderMap,
     response::{Redirect, Response},
 };
 
-use super::assets::{self, Asset, Assets, asset, gzip_all, policy, sha256_source};
+use super::assets::{Asset, Assets, HtmlPage, Shell, asset, gzip_all};
 
-/// The vendored files; their names carry the version, so each may be cached for a year.
+/// The vendored files, in the order the page loads them; their names carry the version, so
+/// each may be cached for a year.
 static FILES: &[Asset] = &[
-    asset!("swagger-ui", "swagger-ui-bundle-5.36.0.js", js),
-    asset!("swagger-ui", "swagger-ui-5.36.0.css", css),
+    asset!("swagger-ui", "swagger-ui-bundle-5.36.0.js"),
+    asset!("swagger-ui", "swagger-ui-5.36.0.css"),
 ];
 static ASSETS: Assets = Assets::new(FILES, || gzip_all(FILES));
 
@@ -38,50 +38,21 @@ window.ui = SwaggerUIBundle({
 "##;
 
 /// The page and its policy, built once.
-struct Page {
-    html: Bytes,
-    csp: HeaderValue,
-}
-
-static PAGE: LazyLock<Page> = LazyLock::new(|| {
-    let assets = "docs/assets";
-    let html = format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>temporal-bff · REST API</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="{assets}/swagger-ui-5.36.0.css">
-</head>
-<body>
-<div id="swagger-ui">Loading…</div>
-<script src="{assets}/swagger-ui-bundle-5.36.0.js"></script>
-<script>{INIT_SCRIPT}</script>
-</body>
-</html>
-"#
-    );
-    let csp = format!(
-        // Swagger UI sets inline styles (its React components), and CSS cannot run script;
-        // scripts stay limited to the bundle and the one hashed inline script. Its icons are
-        // data: URIs.
-        "default-src 'none'; script-src 'self' '{}'; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data:; connect-src 'self'; \
-         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        sha256_source(INIT_SCRIPT),
-    );
-    Page {
-        html: Bytes::from(html),
-        csp: policy(&csp),
-    }
+static PAGE: LazyLock<HtmlPage> = LazyLock::new(|| {
+    HtmlPage::new(&Shell {
+        title: "temporal-bff · REST API",
+        base: "docs/assets",
+        files: FILES,
+        style: None,
+        root: "swagger-ui",
+        script: INIT_SCRIPT,
+        extra_sources: "",
+    })
 });
 
 /// `GET /docs`: Swagger UI over the REST routes.
 pub async fn page() -> Response {
-    assets::page(&PAGE.html, &PAGE.csp)
+    PAGE.response()
 }
 
 /// `GET /docs/assets/{file}`: a vendored file; 404 for any other name.
@@ -113,7 +84,7 @@ mod tests {
         assert!(
             csp.contains(&format!(
                 "script-src 'self' '{}';",
-                sha256_source(INIT_SCRIPT)
+                crate::http::assets::sha256_source(INIT_SCRIPT)
             )),
             "{csp}"
         );

@@ -6,23 +6,23 @@
 //! and connections back to this origin (HTTP and the `/graphql/ws` socket).
 
 use axum::{
-    body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 
-use super::assets::{self, Asset, Assets, asset, gzip_all, policy, sha256_source};
+use super::assets::{Asset, Assets, HtmlPage, Shell, asset, gzip_all};
 use crate::AppState;
 
-/// The vendored files; their names carry the version, so each may be cached for a year.
+/// The vendored files, in the order the page loads them; their names carry the version, so
+/// each may be cached for a year.
 static FILES: &[Asset] = &[
-    asset!("graphiql", "react-18.3.1.production.min.js", js),
-    asset!("graphiql", "react-dom-18.3.1.production.min.js", js),
-    asset!("graphiql", "graphiql-3.9.0.min.js", js),
-    asset!("graphiql", "graphiql-3.9.0.min.css", css),
-    asset!("graphiql", "plugin-explorer-3.2.6.umd.js", js),
-    asset!("graphiql", "plugin-explorer-3.2.6.css", css),
+    asset!("graphiql", "react-18.3.1.production.min.js"),
+    asset!("graphiql", "react-dom-18.3.1.production.min.js"),
+    asset!("graphiql", "graphiql-3.9.0.min.js"),
+    asset!("graphiql", "graphiql-3.9.0.min.css"),
+    asset!("graphiql", "plugin-explorer-3.2.6.umd.js"),
+    asset!("graphiql", "plugin-explorer-3.2.6.css"),
 ];
 static ASSETS: Assets = Assets::new(FILES, || gzip_all(FILES));
 
@@ -97,11 +97,7 @@ ReactDOM.createRoot(document.getElementById("graphiql")).render(React.createElem
 const STYLE: &str = "body{margin:0;height:100vh;overflow:hidden}#graphiql{height:100vh}";
 
 /// The GraphiQL page and its Content-Security-Policy, built once per app.
-pub struct Page {
-    /// Shared bytes: each `GET /graphql` sends them without a copy.
-    html: Bytes,
-    csp: HeaderValue,
-}
+pub struct Page(HtmlPage);
 
 impl Page {
     /// The page whose example document logs in as `example` (e-mail, password): the demo
@@ -116,49 +112,21 @@ impl Page {
                 "__EXAMPLE_PASSWORD__",
                 &json(password).replace('<', "\\u003c"),
             );
-        let assets = "graphql/assets";
-        let html = format!(
-            r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>temporal-bff · GraphiQL</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="{assets}/graphiql-3.9.0.min.css">
-<link rel="stylesheet" href="{assets}/plugin-explorer-3.2.6.css">
-<style>{STYLE}</style>
-</head>
-<body>
-<div id="graphiql">Loading…</div>
-<script src="{assets}/react-18.3.1.production.min.js"></script>
-<script src="{assets}/react-dom-18.3.1.production.min.js"></script>
-<script src="{assets}/graphiql-3.9.0.min.js"></script>
-<script src="{assets}/plugin-explorer-3.2.6.umd.js"></script>
-<script>{script}</script>
-</body>
-</html>
-"#
-        );
-        let csp = format!(
-            // Styles may be inline: GraphiQL's dialogs inject <style> elements whose text varies
-            // (scroll-lock gaps), and CSS cannot run script; scripts stay limited to these files
-            // and the one hashed inline script.
-            "default-src 'none'; script-src 'self' '{}'; style-src 'self' 'unsafe-inline'; \
-             img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
-             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-            sha256_source(&script),
-        );
-        Self {
-            html: Bytes::from(html),
-            csp: policy(&csp),
-        }
+        Self(HtmlPage::new(&Shell {
+            title: "temporal-bff · GraphiQL",
+            base: "graphql/assets",
+            files: FILES,
+            style: Some(STYLE),
+            root: "graphiql",
+            script: &script,
+            // GraphiQL's fonts are data: URIs in its stylesheet.
+            extra_sources: "font-src 'self' data:; ",
+        }))
     }
 
     /// `GET /graphql` without a query: the page.
     pub fn response(&self) -> Response {
-        assets::page(&self.html, &self.csp)
+        self.0.response()
     }
 }
 
@@ -178,6 +146,7 @@ pub async fn asset(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::assets::sha256_source;
 
     #[test]
     fn the_page_links_every_asset_and_nothing_from_another_host() {
@@ -199,7 +168,7 @@ mod tests {
     #[test]
     fn the_policy_allows_only_the_vendored_scripts_and_the_page_script_by_hash() {
         let page = Page::new(Some(("admin@example.com", "admin123")));
-        let csp = page.csp.to_str().unwrap_or_default();
+        let csp = page.0.csp.to_str().unwrap_or_default();
         let scripts = csp.split(';').find(|d| d.trim().starts_with("script-src"));
         let expected = format!(
             "script-src 'self' '{}'",
@@ -223,7 +192,7 @@ mod tests {
 
     /// The page as text.
     fn html(page: &Page) -> &str {
-        std::str::from_utf8(&page.html).unwrap_or_default()
+        std::str::from_utf8(&page.0.html).unwrap_or_default()
     }
 
     /// The page's one inline script.

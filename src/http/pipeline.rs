@@ -38,21 +38,21 @@ pub enum Method {
 }
 
 /// A query whose answer may be kept (`conditional`): who asks (as far as an answer can show
-/// it), the request's key, and for a `GET` the client's `If-None-Match`.
+/// it), and the request's key.
 struct Keep {
     scope: String,
     key: String,
-    get: bool,
-    if_none_match: Option<String>,
 }
 
-impl Keep {
-    /// The HTTP answer: for a `GET`, with its `ETag` (or `304` when the client holds it).
-    fn answer(&self, etag: &str, body: Bytes) -> axum::response::Response {
-        if self.get {
-            conditional::answer(etag, self.if_none_match.as_deref(), json_response(body))
-        } else {
-            json_response(body)
+impl Method {
+    /// An answer with tag `etag`: for a `GET`, with its `ETag` (or `304` when the client holds
+    /// it); for a `POST`, the body as it is.
+    fn respond(&self, etag: &str, body: Bytes) -> axum::response::Response {
+        match self {
+            Self::Get { if_none_match } => {
+                conditional::answer(etag, if_none_match.as_deref(), json_response(body))
+            }
+            Self::Post => json_response(body),
         }
     }
 }
@@ -264,23 +264,14 @@ async fn run(
             &request.query,
             &variables,
         );
-        let (get, if_none_match) = match &method {
-            Method::Get { if_none_match } => (true, if_none_match.clone()),
-            Method::Post => (false, None),
-        };
-        Keep {
-            scope,
-            key,
-            get,
-            if_none_match,
-        }
+        Keep { scope, key }
     });
     if let Some(keep) = &keep
         && let Some(kept) = state.answers.kept(&keep.key, &state.release_cache)
     {
         report.executed_for_caller = authentication.principal().is_ok();
         state.metrics.answer_kept();
-        return keep.answer(&kept.etag, kept.body);
+        return method.respond(&kept.etag, kept.body);
     }
 
     // Admission: every operation but a login takes turns for an execution slot, so the
@@ -320,16 +311,16 @@ async fn run(
             .insert(key, body.clone(), body.len());
     }
     match keep {
-        Some(keep) if cacheable => {
-            let etag = conditional::etag(&keep.scope, &body);
+        Some(Keep { scope, key }) if cacheable => {
+            let etag = conditional::etag(&scope, &body);
             // Only answers made wholly of kept closed releases can be sent again later without
             // running: anything read from the database or Temporal may change unseen.
             if only_kept_reads && !introspection {
                 state
                     .answers
-                    .remember(keep.key.clone(), &etag, body.clone(), context.reads.take());
+                    .remember(key, &etag, body.clone(), context.reads.take());
             }
-            keep.answer(&etag, body)
+            method.respond(&etag, body)
         }
         _ => json_response(body),
     }
