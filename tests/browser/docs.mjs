@@ -4,11 +4,10 @@
 // console error (a Content-Security-Policy violation is one), page error, or request to
 // another host. Usage: node docs.mjs '<plan json>'
 //   plan: { base, token, screenshot, chromium }
-import { openWatched, say } from "./browser.mjs";
+import { drive, say } from "./browser.mjs";
 
 const plan = JSON.parse(process.argv[2]);
-const { base, browser, page, problems } = await openWatched(plan);
-try {
+await drive(plan, async ({ base, page }) => {
   const response = await page.goto(new URL("/docs", base).toString());
   say("opened", {
     status: response.status(),
@@ -47,12 +46,4 @@ try {
   const redoc = await page.goto(new URL("/redoc", base).toString());
   await page.waitForSelector(".opblock-summary-path");
   say("redoc", { status: redoc.status(), url: page.url() });
-
-  say("done", { problems });
-} catch (error) {
-  say("failed", { error: String(error?.stack ?? error), problems });
-  await browser.contexts()[0]?.pages()[0]?.screenshot({ path: plan.screenshot }).catch(() => {});
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -4,14 +4,13 @@
 // test must act (after "subscribed": change the release). Fails on any console error, page
 // error, or request to another host. Usage: node graphiql.mjs '<plan json>'
 //   plan: { base, releaseId, screenshot, chromium }
-import { openWatched, say } from "./browser.mjs";
+import { drive, say } from "./browser.mjs";
 import { createInterface } from "node:readline";
 
 const plan = JSON.parse(process.argv[2]);
 const stdin = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => stdin.once("line", resolve));
-const { base, browser, page, problems } = await openWatched(plan);
-try {
+await drive(plan, async ({ base, page }) => {
   const response = await page.goto(new URL("/graphql", base).toString());
   say("opened", { status: response.status(), csp: response.headers()["content-security-policy"] ?? null });
   await page.waitForSelector(".graphiql-query-editor .CodeMirror");
@@ -88,12 +87,5 @@ try {
   say("explorer", { text: (await explorer.innerText()).slice(0, 2000) });
 
   await page.screenshot({ path: plan.screenshot, fullPage: true });
-  say("done", { problems });
-} catch (error) {
-  say("failed", { error: String(error?.stack ?? error), problems });
-  await browser.contexts()[0]?.pages()[0]?.screenshot({ path: plan.screenshot }).catch(() => {});
-  process.exitCode = 1;
-} finally {
-  stdin.close();
-  await browser.close();
-}
+});
+stdin.close();

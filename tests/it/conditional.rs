@@ -342,3 +342,35 @@ async fn a_kept_answer_reaches_no_other_caller_scope_and_no_caller_without_a_tok
         "neither a caller without a token nor another scope got the kept answer"
     );
 }
+
+#[tokio::test]
+async fn a_refused_document_over_a_closed_release_is_refused_again_and_never_kept() {
+    // Arrange: 500 aliases of a closed release's tree, past the complexity limit.
+    let app = TestApp::spawn().await;
+    let token = app.token_for("flooder@example.com", None, &[]).await;
+    let release = closed_release(&app, "flooded").await;
+    let aliases: String = (0..500)
+        .map(|i| {
+            format!("a{i}: release(id: $id) {{ id name waves {{ id clusters {{ id bundle {{ apps {{ id status }} }} }} }} }} ")
+        })
+        .collect();
+    let flood = format!("query Flood($id: ID!) {{ {aliases} }}");
+    let variables = json!({ "id": release });
+    let kept_before = app.metric("bff_answers_kept_total").await;
+
+    // Act: the same document, twice.
+    let (first_status, first) = post(&app, &flood, &variables, Some(&token)).await;
+    let (second_status, second) = post(&app, &flood, &variables, Some(&token)).await;
+    let kept_after = app.metric("bff_answers_kept_total").await;
+
+    // Assert
+    for (status, body) in [(first_status, &first), (second_status, &second)] {
+        let body: Value = serde_json::from_slice(body).expect("JSON");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{status} {body}");
+        assert!(
+            body.get("data").is_none_or(Value::is_null),
+            "no data: {body}"
+        );
+    }
+    assert_eq!(kept_after, kept_before, "a refusal is never kept");
+}

@@ -461,13 +461,7 @@ async fn keys_that_rotate_while_eight_clients_call_cost_not_a_single_401() {
     let (calls, refused) = clients.stop().await;
 
     // Assert
-    assert!(calls > 40, "the clients kept calling: {calls}");
-    assert!(
-        refused.is_empty(),
-        "{} of {calls} refused: {:?}",
-        refused.len(),
-        refused.first()
-    );
+    none_refused(calls, &refused);
 }
 
 /// Eight clients calling `ME` one request after another with the token they are given, until
@@ -536,6 +530,17 @@ impl Callers {
     }
 }
 
+/// The clients kept calling (`calls`), and none of their calls was `refused`.
+fn none_refused(calls: u32, refused: &[Value]) {
+    assert!(calls > 40, "the clients kept calling: {calls}");
+    assert!(
+        refused.is_empty(),
+        "{} of {calls} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}
+
 /// The `kid` in a token's header.
 fn kid_of(token: &str) -> String {
     jsonwebtoken::decode_header(token)
@@ -579,13 +584,7 @@ async fn the_real_providers_keys_rotated_by_restarts_while_eight_clients_call_co
         published.to_string().contains("\"rsa-2\""),
         "the new key was published before it signed: {published}"
     );
-    assert!(calls > 40, "the clients kept calling: {calls}");
-    assert!(
-        refused.is_empty(),
-        "{} of {calls} refused: {:?}",
-        refused.len(),
-        refused.first()
-    );
+    none_refused(calls, &refused);
 }
 
 #[tokio::test]
