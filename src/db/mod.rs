@@ -2,6 +2,7 @@
 
 pub mod changes;
 pub mod names;
+pub mod page;
 
 pub use names::sql;
 

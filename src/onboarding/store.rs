@@ -117,11 +117,17 @@ pub struct OrganizationRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// An organization row's columns, as a literal so statements can `concat!` it.
+/// An organization row's column list, as a literal so statements can `concat!` it.
+macro_rules! columns {
+    () => {
+        "id, name, type, slug, fqdn, status, subdomain_status, workflow_id, created_at"
+    };
+}
+
+/// Every organization row, as a literal so statements can `concat!` their conditions to it.
 macro_rules! org_columns {
     () => {
-        "SELECT id, name, type, slug, fqdn, status, subdomain_status, workflow_id, created_at \
-         FROM bff.organizations_projection"
+        concat!("SELECT ", columns!(), " FROM bff.organizations_projection")
     };
 }
 
@@ -159,7 +165,7 @@ pub async fn organizations(
 }
 
 /// A page of organizations, oldest first, optionally only `only` (the caller's own), with the
-/// total count (two statements, run together).
+/// total count (one statement: see [`db::page`]).
 #[tracing::instrument(skip_all)]
 pub async fn organization_page(
     pool: &PgPool,
@@ -168,24 +174,25 @@ pub async fn organization_page(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<(Vec<OrganizationRow>, i64), sqlx::Error> {
-    let _slots = stats.sql(2, "onboarding.organization_page").await;
-    let rows = sqlx::query_as(db::sql(concat!(
-        org_columns!(),
-        " WHERE ($1::uuid IS NULL OR id = $1)
-           AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
-         ORDER BY created_at, id LIMIT $4"
+    let _slot = stats.sql(1, "onboarding.organization_page").await;
+    let counted = sqlx::query_as(db::sql(concat!(
+        "SELECT counted.page_total, page.* FROM (SELECT count(*) AS page_total
+           FROM bff.organizations_projection WHERE ($1::uuid IS NULL OR id = $1)) counted
+         LEFT JOIN LATERAL (SELECT true AS page_row, ",
+        columns!(),
+        " FROM bff.organizations_projection
+          WHERE ($1::uuid IS NULL OR id = $1)
+            AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+          ORDER BY created_at, id LIMIT $4) page ON true
+         ORDER BY created_at, id"
     )))
     .bind(only)
     .bind(after.map(|(at, _)| at))
     .bind(after.map(|(_, id)| id))
     .bind(limit)
-    .fetch_all(pool);
-    let total = sqlx::query_scalar(db::sql(
-        "SELECT count(*) FROM bff.organizations_projection WHERE ($1::uuid IS NULL OR id = $1)",
-    ))
-    .bind(only)
-    .fetch_one(pool);
-    tokio::try_join!(rows, total)
+    .fetch_all(pool)
+    .await?;
+    Ok(db::page::split(counted))
 }
 
 /// The outbox row of an organization's start request.

@@ -84,12 +84,18 @@ impl ReleaseFilter {
 /// A keyset position in the newest-first order.
 pub type Cursor = (DateTime<Utc>, String);
 
-/// A release row's columns, as a literal so statements can `concat!` it.
+/// A release row's column list, as a literal so statements can `concat!` it.
+macro_rules! columns {
+    () => {
+        "id, key, name, status, workflow_id, message, created_at, updated_at, started_at, \
+         completed_at, apps_total, apps_succeeded, apps_failed, apps_in_progress, apps_pending"
+    };
+}
+
+/// Every release row, as a literal so statements can `concat!` their conditions to it.
 macro_rules! row_columns {
     () => {
-        "SELECT id, key, name, status, workflow_id, message, created_at, updated_at, \
-         started_at, completed_at, apps_total, apps_succeeded, apps_failed, apps_in_progress, \
-         apps_pending FROM bff.release_projection"
+        concat!("SELECT ", columns!(), " FROM bff.release_projection")
     };
 }
 
@@ -179,7 +185,7 @@ pub async fn changed_since(
 }
 
 /// Up to `limit` rows from `position` in newest-first order, returned newest first either way,
-/// with how many rows match `filter` (two statements, run together).
+/// with how many rows match `filter` (one statement: see [`db::page`]).
 #[tracing::instrument(skip_all)]
 pub async fn page(
     pool: &PgPool,
@@ -188,37 +194,23 @@ pub async fn page(
     position: Position<'_>,
     limit: i64,
 ) -> Result<(Vec<ReleaseRow>, i64), sqlx::Error> {
-    let _slots = stats.sql(2, "releases.page").await;
-    tokio::try_join!(
-        page_rows(pool, filter, position, limit),
-        count(pool, filter)
-    )
-}
-
-/// Where a page starts in the newest-first order.
-#[derive(Debug, Clone, Copy)]
-pub enum Position<'a> {
-    /// After the first `n` (0: from the newest).
-    Skip(i64),
-    /// Right after this cursor, going older.
-    After(&'a Cursor),
-    /// Right before this cursor (or from the oldest), going newer; the page is still returned
-    /// newest first.
-    Before(Option<&'a Cursor>),
-}
-
-async fn page_rows(
-    pool: &PgPool,
-    filter: &ReleaseFilter,
-    position: Position<'_>,
-    limit: i64,
-) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    let _slot = stats.sql(1, "releases.page").await;
     let (cursor, forward, skip) = match position {
         Position::Skip(n) => (None, true, n),
         Position::After(cursor) => (Some(cursor), true, 0),
         Position::Before(cursor) => (cursor, false, 0),
     };
-    let mut query = QueryBuilder::new(db::sql(row_columns!()));
+    let order = if forward {
+        " ORDER BY created_at DESC, id DESC"
+    } else {
+        " ORDER BY created_at ASC, id ASC"
+    };
+    let mut query = QueryBuilder::new(db::page::COUNT_SELECT);
+    query.push(db::sql(" FROM bff.release_projection"));
+    push_filter(&mut query, filter);
+    query
+        .push(db::page::PAGE_JOIN)
+        .push(db::sql(concat!(columns!(), " FROM bff.release_projection")));
     push_filter(&mut query, filter);
     if let Some((at, id)) = cursor {
         query
@@ -232,27 +224,28 @@ async fn page_rows(
             .push_bind(id.clone())
             .push(")");
     }
-    query.push(if forward {
-        " ORDER BY created_at DESC, id DESC LIMIT "
-    } else {
-        " ORDER BY created_at ASC, id ASC LIMIT "
-    });
-    query.push_bind(limit);
+    query.push(order).push(" LIMIT ").push_bind(limit);
     if skip > 0 {
         query.push(" OFFSET ").push_bind(skip);
     }
-    let mut rows: Vec<ReleaseRow> = query.build_query_as().fetch_all(pool).await?;
+    query.push(db::page::PAGE_END).push(order);
+    let (mut rows, total) = db::page::split(query.build_query_as().fetch_all(pool).await?);
     if !forward {
         rows.reverse();
     }
-    Ok(rows)
+    Ok((rows, total))
 }
 
-/// How many releases match `filter`.
-async fn count(pool: &PgPool, filter: &ReleaseFilter) -> Result<i64, sqlx::Error> {
-    let mut query = QueryBuilder::new(db::sql("SELECT count(*) FROM bff.release_projection"));
-    push_filter(&mut query, filter);
-    query.build_query_scalar().fetch_one(pool).await
+/// Where a page starts in the newest-first order.
+#[derive(Debug, Clone, Copy)]
+pub enum Position<'a> {
+    /// After the first `n` (0: from the newest).
+    Skip(i64),
+    /// Right after this cursor, going older.
+    After(&'a Cursor),
+    /// Right before this cursor (or from the oldest), going newer; the page is still returned
+    /// newest first.
+    Before(Option<&'a Cursor>),
 }
 
 /// The rows of these releases (one statement).

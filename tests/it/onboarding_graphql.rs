@@ -432,7 +432,69 @@ async fn users_see_only_their_own_organization_unless_they_may_view_all() {
         member_list["data"]["organizations"]["totalCount"], 1,
         "{member_list}"
     );
+    assert_eq!(
+        member_list["data"]["organizations"]["edges"][0]["node"]["id"],
+        format!("organization:{org_a}"),
+        "{member_list}"
+    );
     assert_eq!(auditor_list["data"]["organizations"]["totalCount"], 2);
+    assert_eq!(
+        auditor_list["data"]["organizations"]["edges"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{auditor_list}"
+    );
+}
+
+#[tokio::test]
+async fn organizations_page_oldest_first_by_cursor_and_an_empty_page_still_counts_them() {
+    let app = TestApp::spawn().await;
+    let root = app
+        .token_for("root@example.com", None, &[CREATE_ROOT, VIEW_ALL])
+        .await;
+    let mut started = Vec::new();
+    for name in ["page-a", "page-b"] {
+        let body = app
+            .graphql_as(
+                &root,
+                START,
+                json!({ "input": input(&unique_subdomain(name)) }),
+            )
+            .await;
+        started.push(format!(
+            "organization:{}",
+            body["data"]["startOrganizationBootstrap"]["organizationId"]
+                .as_str()
+                .expect("the start answers the organization's ID")
+        ));
+    }
+    let page = |after: Value| {
+        let (app, root) = (&app, root.clone());
+        async move {
+            app.graphql_as(
+                &root,
+                "query($after: String) { organizations(first: 1, after: $after) {
+                   totalCount edges { node { id } } pageInfo { hasNextPage endCursor } } }",
+                json!({ "after": after }),
+            )
+            .await["data"]["organizations"]
+                .clone()
+        }
+    };
+
+    let first = page(Value::Null).await;
+    let second = page(first["pageInfo"]["endCursor"].clone()).await;
+    let past_the_end = page(second["pageInfo"]["endCursor"].clone()).await;
+
+    assert_eq!(first["edges"][0]["node"]["id"], started[0], "{first}");
+    assert_eq!(first["pageInfo"]["hasNextPage"], true, "{first}");
+    assert_eq!(second["edges"][0]["node"]["id"], started[1], "{second}");
+    assert_eq!(second["pageInfo"]["hasNextPage"], false, "{second}");
+    assert_eq!(past_the_end["edges"], json!([]), "{past_the_end}");
+    for page in [&first, &second, &past_the_end] {
+        assert_eq!(page["totalCount"], 2, "{page}");
+    }
 }
 
 #[tokio::test]

@@ -71,17 +71,20 @@ async fn releases_page_forwards_and_backwards_without_duplicates_and_count_them_
     // Act: forwards in pages of 10, then backwards from the end.
     let mut forward = Vec::new();
     let mut after = Value::Null;
+    let mut last_cursor;
     let mut pages = 0;
     loop {
         let p = page(json!({ "first": 10, "after": after })).await;
         forward.extend(ids(&p));
         pages += 1;
         assert_eq!(p["totalCount"], 25);
+        last_cursor = p["pageInfo"]["endCursor"].clone();
         if p["pageInfo"]["hasNextPage"] != json!(true) || pages > 5 {
             break;
         }
         after = p["pageInfo"]["endCursor"].clone();
     }
+    let past_the_end = page(json!({ "first": 10, "after": last_cursor })).await;
     let last_page = page(json!({ "last": 10 })).await;
     let before_that =
         page(json!({ "last": 10, "before": last_page["pageInfo"]["startCursor"] })).await;
@@ -90,6 +93,15 @@ async fn releases_page_forwards_and_backwards_without_duplicates_and_count_them_
     let expected: Vec<String> = (0..25).rev().map(|i| format!("r-{i:02}")).collect();
     assert_eq!(forward, expected, "newest first, each once");
     assert_eq!(pages, 3);
+    assert_eq!(
+        ids(&past_the_end),
+        Vec::<String>::new(),
+        "nothing after the oldest"
+    );
+    assert_eq!(
+        past_the_end["totalCount"], 25,
+        "an empty page still counts them all"
+    );
     assert_eq!(ids(&last_page), expected[15..]);
     assert_eq!(last_page["pageInfo"]["hasPreviousPage"], true);
     assert_eq!(last_page["pageInfo"]["hasNextPage"], false);
