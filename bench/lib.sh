@@ -56,6 +56,7 @@ start_stack() {
     --db-filename "$work/temporal.sqlite" --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=off \
     --log-level warn >/dev/null 2>"$work/temporal.log" &
   pids+=($!)
+  temporal_pid=$!
   wait_for temporal 60 "$TEMPORAL_CLI" operator namespace describe --namespace default --address "127.0.0.1:$t_port"
 
   export DATABASE_URL="$admin/$1" TEMPORAL_ADDRESS="127.0.0.1:$t_port" LOG_LEVEL=warn

@@ -14,6 +14,12 @@ use crate::AppState;
 /// Each dependency check gets this long before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long the public `/ready` waits for Temporal before calling it `degraded`. Temporal does
+/// not decide readiness, so it must not decide how long the answer takes either: a hung
+/// frontend would otherwise hold every check for [`CHECK_TIMEOUT`], and a load balancer that
+/// allows a second per check (HAProxy's default with `inter 1s`) would take every replica out.
+const READY_TEMPORAL_WAIT: Duration = Duration::from_millis(200);
+
 /// Liveness: answers as long as the process serves HTTP.
 pub async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
@@ -88,7 +94,7 @@ impl Check {
 /// Postgres does not answer; without saying what is down (the report is on the operations
 /// listener).
 pub async fn ready(state: State<AppState>) -> impl IntoResponse {
-    let (code, report) = check(state).await;
+    let (code, report) = check(state, READY_TEMPORAL_WAIT).await;
     (code, Json(serde_json::json!({ "status": report.status })))
 }
 
@@ -104,15 +110,15 @@ pub async fn ready_report(State(state): State<AppState>) -> impl IntoResponse {
         pool_connections: state.db.size(),
         pool_idle: state.db.num_idle(),
     };
-    let (code, mut report) = check(State(state)).await;
+    let (code, mut report) = check(State(state), CHECK_TIMEOUT).await;
     report.checks.listener = Some(listener);
     (code, Json(report))
 }
 
-/// Postgres and Temporal, each checked (concurrently, with a short timeout): 200 while
+/// Postgres and Temporal, checked concurrently, Temporal within `temporal_wait`: 200 while
 /// Postgres answers (`degraded` if Temporal does not), 503 otherwise.
 #[tracing::instrument(skip_all)]
-async fn check(State(state): State<AppState>) -> (StatusCode, Readiness) {
+async fn check(State(state): State<AppState>, temporal_wait: Duration) -> (StatusCode, Readiness) {
     let postgres = async {
         let started = Instant::now();
         let result = tokio::time::timeout(CHECK_TIMEOUT, crate::db::ping(&state.db)).await;
@@ -120,7 +126,7 @@ async fn check(State(state): State<AppState>) -> (StatusCode, Readiness) {
     };
     let temporal = async {
         let started = Instant::now();
-        let result = tokio::time::timeout(CHECK_TIMEOUT, state.temporal.ping(CHECK_TIMEOUT)).await;
+        let result = tokio::time::timeout(temporal_wait, state.temporal.ping(temporal_wait)).await;
         Check::from_result("temporal", started, result)
     };
     let (postgres, temporal) = tokio::join!(postgres, temporal);

@@ -83,6 +83,51 @@ async fn without_temporal_the_server_starts_and_stays_ready_as_degraded_naming_t
 }
 
 #[tokio::test]
+async fn while_temporal_hangs_the_public_ready_still_answers_degraded_within_a_load_balancers_check_timeout()
+ {
+    // Arrange: Temporal reached through a proxy that then stops moving bytes, as a hung
+    // frontend does (connections stay open, nothing answers).
+    let proxy =
+        crate::fixtures::FreezableProxy::start(crate::harness::stack().temporal.address()).await;
+    let app = TestApp::spawn_with(&[("TEMPORAL_ADDRESS", proxy.addr.to_string())]).await;
+    let (before, _) = get_url(&app, &app.url("/ready")).await;
+    proxy.freeze();
+    // The proxy's pumps notice within 100 ms; a check sent before that could still pass.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Act: checks with HAProxy's timeout under `inter 1s`.
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let answer = app
+            .http
+            .get(app.url("/ready"))
+            .timeout(std::time::Duration::from_secs(1))
+            .send()
+            .await;
+        answers.push(match answer {
+            Ok(response) => (
+                response.status().as_u16(),
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            ),
+            Err(error) => (0, serde_json::json!({ "client": error.to_string() })),
+        });
+    }
+
+    // Assert
+    assert_eq!(before, 200);
+    for (status, body) in answers {
+        assert_eq!(
+            (status, body),
+            (200, serde_json::json!({ "status": "degraded" })),
+            "a hung Temporal must neither fail nor stall the load balancer's check"
+        );
+    }
+}
+
+#[tokio::test]
 async fn reads_while_postgres_is_stopped_are_unavailable_not_internal_and_work_once_it_is_back() {
     // Arrange: an app on a private, migrated cluster that this test stops and starts again.
     let dir = crate::harness::scratch_dir("temporal-bff-pg-");

@@ -277,72 +277,12 @@ async fn a_foreign_queue_row_naming_another_workflow_type_or_queue_is_refused_an
     assert_eq!(started, 0, "nothing was started");
 }
 
-/// A TCP proxy to `upstream` that can freeze: frozen, it stops moving bytes either way and
-/// keeps every connection open, as a hung Temporal frontend does.
-struct FreezableProxy {
-    addr: std::net::SocketAddr,
-    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FreezableProxy {
-    async fn start(upstream: String) -> Self {
-        use std::sync::{Arc, atomic::AtomicBool};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("the proxy binds");
-        let addr = listener.local_addr().expect("the proxy has an address");
-        let frozen = Arc::new(AtomicBool::new(false));
-        let gate = Arc::clone(&frozen);
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else {
-                    continue;
-                };
-                let (client_read, client_write) = inbound.into_split();
-                let (server_read, server_write) = outbound.into_split();
-                tokio::spawn(pump(client_read, server_write, Arc::clone(&gate)));
-                tokio::spawn(pump(server_read, client_write, Arc::clone(&gate)));
-            }
-        });
-        Self { addr, frozen }
-    }
-
-    fn freeze(&self) {
-        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = vec![0_u8; 16 * 1024];
-    loop {
-        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        }
-        let read = tokio::time::timeout(Duration::from_millis(100), from.read(&mut buffer)).await;
-        match read {
-            Err(_) => continue,
-            Ok(Ok(0) | Err(_)) => return,
-            Ok(Ok(n)) => {
-                if to.write_all(&buffer[..n]).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_start_held_by_a_replica_killed_while_temporal_hangs_is_taken_over_after_the_lease_and_starts_once()
  {
     // Arrange: replica A, the real binary, reaches Temporal through a proxy that will hang.
     let temporal = crate::harness::stack().temporal.address();
-    let proxy = FreezableProxy::start(temporal).await;
+    let proxy = crate::fixtures::FreezableProxy::start(temporal).await;
     let db = crate::harness::fresh_database().await;
     let secret = crate::harness::random_secret();
     let queue = unique("bootstrap");
