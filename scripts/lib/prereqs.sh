@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Installs what building and running temporal-bff needs, only when it is missing, quietly:
-# protoc with the protobuf well-known types (the Temporal SDK's build needs both), the
-# PostgreSQL server binaries and the Temporal CLI; and for scripts/test, hadolint.
+# protoc with the protobuf well-known types (the Temporal SDK's build needs both), make (the
+# jemalloc allocator's build runs it), the PostgreSQL server binaries and the Temporal CLI; and
+# for scripts/test, hadolint.
 # Sourced by scripts/dev and scripts/test.
 #
 # A prerequisite counts as present only when a probe shows that it *works*, not when its
@@ -81,6 +82,12 @@ ensure_prereqs() {
     log "installing protoc with the well-known types (protobuf-compiler, libprotobuf-dev)"
     apt_install protobuf-compiler libprotobuf-dev
     probe_protoc || die "protoc still cannot compile google/protobuf/field_mask.proto after installing protobuf-compiler and libprotobuf-dev"
+  fi
+
+  if ! make --version >/dev/null 2>&1; then
+    log "installing make (the jemalloc allocator is built from source)"
+    apt_install make
+    make --version >/dev/null 2>&1 || die "make does not run after installing make"
   fi
 
   if ! PG_BIN_DIR=$(find_pg_bin); then
