@@ -848,3 +848,25 @@ async fn pump(
         }
     }
 }
+
+/// Runs a 2×2×2 release whose `app-2`s fail to the end; returns its global ID.
+pub async fn finished_release(app: &TestApp) -> String {
+    let client = app.temporal().await;
+    let key = unique_key("reads");
+    let handle = start(
+        &client,
+        app,
+        spec(
+            &key,
+            2,
+            2,
+            2,
+            json!({ "stepMillis": 1, "failApps": ["app-2"] }),
+        ),
+    )
+    .await;
+    let _ = handle
+        .get_result(temporalio_client::WorkflowGetResultOptions::default())
+        .await;
+    format!("release:{key}")
+}

@@ -1,7 +1,7 @@
 //! The GraphQL endpoint, the production switches and the committed schema (GraphiQL itself:
 //! `graphiql.rs`).
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::TestApp;
 
@@ -62,6 +62,39 @@ fn schema_graphql_in_the_repo_equals_the_printed_sdl() {
         committed, printed,
         "schema.graphql is stale: run `cargo run -q -- schema > schema.graphql`"
     );
+}
+
+#[tokio::test]
+async fn every_query_the_readme_shows_is_valid_against_the_schema() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    // The one-line queries of the README's `graphql` blocks (mutations would write).
+    let readme = include_str!("../../README.md");
+    let mut queries = Vec::new();
+    let mut in_block = false;
+    for line in readme.lines() {
+        match line.trim() {
+            "```graphql" => in_block = true,
+            "```" => in_block = false,
+            query if in_block && query.starts_with('{') => queries.push(query),
+            _ => {}
+        }
+    }
+
+    assert!(
+        queries.len() >= 4,
+        "the README's queries were found: {queries:?}"
+    );
+    for query in queries {
+        let body = app.graphql_as(&token, query, json!({})).await;
+        let invalid: Vec<&Value> = body["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["path"].is_null())
+            .collect();
+        assert!(invalid.is_empty(), "{query}: {body}");
+    }
 }
 
 #[tokio::test]

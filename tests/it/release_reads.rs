@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use temporalio_client::WorkflowGetResultOptions;
 
 use crate::{
-    fixtures::{spec, start, unique_key},
+    fixtures::finished_release,
     harness::{TestApp, eventually},
 };
 
@@ -20,26 +19,6 @@ const TREE: &str = "query($id: ID!) { release(id: $id) {
   waves { id progress { total succeeded failed inProgress pending percent }
     clusters { id progress { total succeeded failed inProgress pending percent }
       bundle { id progress { total succeeded failed inProgress pending percent } apps { id status } } } } } }";
-
-/// Runs a 2×2×2 release whose `app-2`s fail to the end; returns its global ID.
-async fn finished_release(app: &TestApp) -> String {
-    let client = app.temporal().await;
-    let key = unique_key("reads");
-    let handle = start(
-        &client,
-        app,
-        spec(
-            &key,
-            2,
-            2,
-            2,
-            json!({ "stepMillis": 1, "failApps": ["app-2"] }),
-        ),
-    )
-    .await;
-    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
-    format!("release:{key}")
-}
 
 /// SQL statements a query cost (the process counter's change over it).
 async fn statements(app: &TestApp, token: &str, query: &str, id: &str) -> (f64, Value) {

@@ -455,3 +455,207 @@ async fn reads_stop_asking_a_failing_temporal_at_once_and_ask_again_once_it_is_b
     );
     assert_eq!(closed, 0.0);
 }
+
+/// Every node of a list field, as the test reads it (status and ID), in order.
+fn listed(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap_or_default().to_owned(),
+                n["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn child_lists_filter_by_status_and_page_with_first_and_offset_at_every_level() {
+    // Arrange: a finished 2×2×2 release whose app-2s failed (so its lists hold mixed statuses).
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = crate::fixtures::finished_release(&app).await;
+    let whole = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { waves { id status
+               clusters { id status bundle { apps { id status } } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+    let waves = &whole["data"]["release"]["waves"];
+    let cluster = &waves[0]["clusters"][0];
+    let statuses = |list: &Value| -> Vec<String> {
+        let mut seen: Vec<String> = listed(list).into_iter().map(|(_, s)| s).collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    };
+    assert!(
+        statuses(&cluster["bundle"]["apps"]).len() > 1 && statuses(waves).len() > 1,
+        "the fixture gives mixed statuses: {whole}"
+    );
+
+    // Act: each status on each level, and pages.
+    let filtered = |status: String| {
+        let (app, token, release) = (&app, token.clone(), release.clone());
+        async move {
+            app.graphql_as(
+                &token,
+                "query($id: ID!, $s: [RolloutStatus!]) { release(id: $id) {
+                   waves(status: $s) { id status }
+                   first: waves(first: 1) { clusters(status: $s) { id status }
+                     cluster: clusters(first: 1) { apps(status: $s) { id status }
+                       bundle { apps(status: $s) { id status } } } } } }",
+                json!({ "id": release, "s": [status] }),
+            )
+            .await
+        }
+    };
+    let mut answers = Vec::new();
+    for status in statuses(&cluster["bundle"]["apps"])
+        .into_iter()
+        .chain(statuses(waves))
+    {
+        answers.push((status.clone(), filtered(status).await));
+    }
+    let paged = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) {
+               waves(first: 1, offset: 1) { id status clusters(first: 1) { id status }
+                 } all: waves(first: 0) { id } past: waves(offset: 5) { id } } }",
+            json!({ "id": release }),
+        )
+        .await;
+
+    // Assert: a filter keeps exactly the matching children, in order, on every level.
+    let only = |list: &Value, status: &str| -> Vec<(String, String)> {
+        listed(list)
+            .into_iter()
+            .filter(|(_, s)| s == status)
+            .collect()
+    };
+    for (status, body) in &answers {
+        let got = &body["data"]["release"];
+        assert_eq!(listed(&got["waves"]), only(waves, status), "{body}");
+        assert_eq!(
+            listed(&got["first"][0]["clusters"]),
+            only(&waves[0]["clusters"], status),
+            "{body}"
+        );
+        let apps = only(&cluster["bundle"]["apps"], status);
+        let got_cluster = &got["first"][0]["cluster"][0];
+        assert_eq!(
+            listed(&got_cluster["bundle"]["apps"]),
+            apps,
+            "Bundle.apps: {body}"
+        );
+        assert_eq!(listed(&got_cluster["apps"]), apps, "Cluster.apps: {body}");
+    }
+    let paged = &paged["data"]["release"];
+    assert_eq!(listed(&paged["waves"]).len(), 1, "{paged}");
+    assert_eq!(paged["waves"][0]["id"], waves[1]["id"], "offset 1: {paged}");
+    assert_eq!(
+        paged["waves"][0]["clusters"][0]["id"], waves[1]["clusters"][0]["id"],
+        "{paged}"
+    );
+    assert_eq!(paged["all"], json!([]), "first: 0 lists none");
+    assert_eq!(
+        paged["past"],
+        json!([]),
+        "an offset past the end lists none"
+    );
+}
+
+#[tokio::test]
+async fn child_list_arguments_out_of_range_are_refused_by_name_with_no_data() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    seed_closed_release(&app, "bounds", "Bounds", 1, "SUCCEEDED").await;
+
+    for (arguments, field) in [
+        ("first: -1", "first"),
+        ("first: 101", "first"),
+        ("offset: -1", "offset"),
+        ("offset: 100001", "offset"),
+    ] {
+        let body = app
+            .graphql_as(
+                &token,
+                &format!("{{ release(id: \"release:bounds\") {{ waves({arguments}) {{ id }} }} }}"),
+                json!({}),
+            )
+            .await;
+
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{arguments}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], field,
+            "{arguments}: {body}"
+        );
+        assert!(body["data"]["release"].is_null(), "{arguments}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_nodes_duration_is_its_start_to_its_end_and_null_before_it_starts() {
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = crate::fixtures::finished_release(&app).await;
+
+    let body = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { waves { startedAt completedAt duration
+               clusters { startedAt completedAt duration bundle { startedAt completedAt duration
+                 apps { startedAt completedAt duration } } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+
+    // Every node of the answer, flattened.
+    let mut nodes = Vec::new();
+    for wave in body["data"]["release"]["waves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        nodes.push(wave.clone());
+        for cluster in wave["clusters"].as_array().into_iter().flatten() {
+            nodes.push(cluster.clone());
+            nodes.push(cluster["bundle"].clone());
+            nodes.extend(
+                cluster["bundle"]["apps"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+        }
+    }
+    let at = |v: &Value| {
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    let mut finished = 0;
+    for node in &nodes {
+        match (at(&node["startedAt"]), at(&node["completedAt"])) {
+            (Some(start), Some(end)) => {
+                finished += 1;
+                let expected = (end - start).num_milliseconds() as f64 / 1000.0;
+                let got = node["duration"]
+                    .as_f64()
+                    .expect("a finished node has a duration");
+                assert!((got - expected).abs() < 0.001, "{node}");
+            }
+            (None, _) => assert!(node["duration"].is_null(), "not started: {node}"),
+            (Some(_), None) => assert!(node["duration"].is_number(), "{node}"),
+        }
+    }
+    assert!(finished > 0, "{body}");
+    assert!(
+        nodes.iter().any(|n| n["startedAt"].is_null()),
+        "the failed release left nodes that never started: {body}"
+    );
+}

@@ -15,7 +15,7 @@ use crate::{
         release::RolloutStatus,
     },
     error::ApiError,
-    graphql::connection::list_complexity,
+    graphql::connection::{check_page_size, list_complexity},
     releases::tree::{DataSource, Progress, ReleaseTree, TreeNode},
 };
 
@@ -44,6 +44,41 @@ impl Entity {
                 node: Arc::clone(child),
             })
             .collect()
+    }
+
+    /// The nodes of `kind` right below this one (looking through a cluster's bundle for its
+    /// apps) that a child list's arguments select, in order: those in one of `status` (all when
+    /// it is absent or empty), then `offset` of them skipped and at most `first` kept.
+    fn listed(&self, kind: Kind, only: &ChildFilter) -> Vec<Entity> {
+        let wanted = |child: &&Arc<TreeNode>| {
+            child.kind == kind
+                && (only.status.is_empty() || only.status.contains(&child.node.status))
+        };
+        let through_bundle = self.node.kind == Kind::Cluster && kind == Kind::App;
+        let parent = match self.node.children.first() {
+            Some(bundle) if through_bundle => bundle,
+            _ => &self.node,
+        };
+        parent
+            .children
+            .iter()
+            .filter(wanted)
+            .skip(only.offset)
+            .take(only.first)
+            .map(|child| Entity {
+                tree: Arc::clone(&self.tree),
+                node: Arc::clone(child),
+            })
+            .collect()
+    }
+
+    /// Seconds from start to finish; while the node runs, to the tree's `asOf`, so an answer
+    /// never depends on when it is sent.
+    fn duration(&self) -> Option<f64> {
+        let node = &self.node.node;
+        let end = node.completed_at.unwrap_or(self.tree.as_of);
+        let elapsed = end - node.started_at?;
+        Some(elapsed.to_std().unwrap_or_default().as_secs_f64())
     }
 
     /// The GraphQL object for this node, by its kind.
@@ -78,8 +113,9 @@ pub fn parse_id(field: &str, id: &ID) -> async_graphql::Result<EntityId> {
 
 /// Emits `#[Object] impl $ty` with the fields every hierarchy node has, then `$extra`.
 /// (A macro inside an `#[Object]` impl would expand too late to become fields.)
-/// `$ty, list $field: $child "doc"` adds the list of children, priced as a list (the
-/// complexity attribute must be written here, in the same expansion as `#[Object]`, to see
+/// `$ty, list $field: $child "doc"` adds the list of the `$child` nodes below it, with the
+/// child-list arguments (`status`, `first`, `offset`), priced as a list (the complexity
+/// attribute must be written here, in the same expansion as `#[Object]`, to see
 /// `child_complexity`).
 macro_rules! hierarchy_object {
     ($ty:ident $(, list $field:ident: $child:ident $doc:literal)? { $($extra:tt)* }) => {
@@ -122,11 +158,26 @@ macro_rules! hierarchy_object {
 
             $($extra)*
 
+            /// Seconds from `startedAt` to `completedAt`; while it runs, to the tree's `asOf`;
+            /// `null` before it starts.
+            async fn duration(&self) -> Option<f64> {
+                self.0.duration()
+            }
+
             $(
                 #[doc = $doc]
                 #[graphql(complexity = "list_complexity(child_complexity)")]
-                async fn $field(&self) -> Vec<$child> {
-                    self.0.children().into_iter().map($child).collect()
+                async fn $field(
+                    &self,
+                    #[graphql(desc = "Only those in one of these statuses (all when absent or empty).")]
+                    status: Option<Vec<RolloutStatus>>,
+                    #[graphql(desc = "At most this many (0 to 100; all when absent).")]
+                    first: Option<i32>,
+                    #[graphql(desc = "Skip this many of those that match (0 to 100000).")]
+                    offset: Option<i32>,
+                ) -> async_graphql::Result<Vec<$child>> {
+                    let only = ChildFilter::parse(status, first, offset)?;
+                    Ok(self.0.listed(Kind::$child, &only).into_iter().map($child).collect())
                 }
             )?
         }
@@ -268,7 +319,15 @@ impl Release {
 
     /// The waves, in rollout order.
     #[graphql(complexity = "list_complexity(child_complexity)")]
-    async fn waves(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Wave>> {
+    async fn waves(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only those in one of these statuses (all when absent or empty).")]
+        status: Option<Vec<RolloutStatus>>,
+        #[graphql(desc = "At most this many (0 to 100; all when absent).")] first: Option<i32>,
+        #[graphql(desc = "Skip this many of those that match (0 to 100000).")] offset: Option<i32>,
+    ) -> async_graphql::Result<Vec<Wave>> {
+        let only = ChildFilter::parse(status, first, offset)?;
         let entity = match self {
             Self::Tree(entity) => entity.clone(),
             // Asked for through a shape the look-ahead did not see: load the tree now.
@@ -277,7 +336,41 @@ impl Release {
                 None => return Ok(Vec::new()),
             },
         };
-        Ok(entity.children().into_iter().map(Wave).collect())
+        Ok(entity
+            .listed(Kind::Wave, &only)
+            .into_iter()
+            .map(Wave)
+            .collect())
+    }
+}
+
+/// A child list's arguments, checked: `status`, `first` and `offset`.
+struct ChildFilter {
+    status: Vec<RolloutStatus>,
+    first: usize,
+    offset: usize,
+}
+
+impl ChildFilter {
+    fn parse(
+        status: Option<Vec<RolloutStatus>>,
+        first: Option<i32>,
+        offset: Option<i32>,
+    ) -> async_graphql::Result<Self> {
+        check_page_size("first", first)?;
+        let offset = i64::from(offset.unwrap_or(0));
+        if !(0..=super::MAX_OFFSET).contains(&offset) {
+            return Err(ApiError::bad_input(
+                "offset",
+                format!("offset must be from 0 to {}", super::MAX_OFFSET),
+            ))
+            .extend();
+        }
+        Ok(Self {
+            status: status.unwrap_or_default(),
+            first: first.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(0)),
+            offset: usize::try_from(offset).unwrap_or(0),
+        })
     }
 }
 
@@ -300,7 +393,7 @@ async fn progress(&self) -> Progress {
 /// A cluster: one bundle deployed in one region.
 pub struct Cluster(pub(super) Entity);
 
-hierarchy_object!(Cluster {
+hierarchy_object!(Cluster, list apps: App "The apps of the cluster's bundle, in deploy order (what `bundle { apps }` lists)." {
 
 /// Region.
 async fn region(&self) -> Option<&str> {
