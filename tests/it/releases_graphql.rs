@@ -659,3 +659,87 @@ async fn a_nodes_duration_is_its_start_to_its_end_and_null_before_it_starts() {
         "the failed release left nodes that never started: {body}"
     );
 }
+
+/// A tree answer as (wave, [(cluster, [app])]) IDs, in order.
+type Shape = Vec<(String, Vec<(String, Vec<String>)>)>;
+
+fn shape(waves: &Value, keep: &dyn Fn(&Value) -> bool) -> Shape {
+    let id = |v: &Value| v["id"].as_str().unwrap_or_default().to_owned();
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    list(waves)
+        .iter()
+        .filter_map(|wave| {
+            let clusters: Vec<_> = list(&wave["clusters"])
+                .iter()
+                .filter_map(|cluster| {
+                    let apps: Vec<String> = list(&cluster["bundle"]["apps"])
+                        .iter()
+                        .filter(|app| keep(app))
+                        .map(id)
+                        .collect();
+                    (keep(cluster) || !apps.is_empty()).then(|| (id(cluster), apps))
+                })
+                .collect();
+            (keep(wave) || !clusters.is_empty()).then(|| (id(wave), clusters))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pruned_tree_holds_exactly_the_paths_that_lead_to_matching_nodes() {
+    // Arrange: a finished release whose app-2s failed, read whole.
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = crate::fixtures::finished_release(&app).await;
+    let selection = "id status clusters { id status bundle { apps { id status } } }";
+    let whole = app
+        .graphql_as(
+            &token,
+            &format!("query($id: ID!) {{ release(id: $id) {{ waves {{ {selection} }} }} }}"),
+            json!({ "id": release }),
+        )
+        .await;
+    let waves = &whole["data"]["release"]["waves"];
+
+    // Act: the tree cut down for each status the release holds, for none, and for two at once.
+    let mut cases: Vec<Vec<String>> = Vec::new();
+    for wave in waves.as_array().into_iter().flatten() {
+        for cluster in wave["clusters"].as_array().into_iter().flatten() {
+            for app in cluster["bundle"]["apps"].as_array().into_iter().flatten() {
+                let status = vec![app["status"].as_str().unwrap_or_default().to_owned()];
+                if !cases.contains(&status) {
+                    cases.push(status);
+                }
+            }
+        }
+    }
+    assert!(cases.len() > 1, "the fixture gives mixed statuses: {whole}");
+    cases.push(Vec::new());
+    cases.push(cases[..2].concat());
+    let mut answers = Vec::new();
+    for statuses in &cases {
+        let body = app
+            .graphql_as(
+                &token,
+                &format!(
+                    "query($id: ID!, $s: [RolloutStatus!]!) {{ release(id: $id) {{ tree(status: $s) {{ {selection} }} }} }}"
+                ),
+                json!({ "id": release, "s": statuses }),
+            )
+            .await;
+        answers.push(body);
+    }
+
+    // Assert: each answer is the whole tree with every branch that leads to no match cut off.
+    for (statuses, body) in cases.iter().zip(&answers) {
+        let matches = |node: &Value| {
+            statuses
+                .iter()
+                .any(|s| node["status"].as_str() == Some(s.as_str()))
+        };
+        let expected = shape(waves, &matches);
+        let got = shape(&body["data"]["release"]["tree"], &|_| true);
+        assert_eq!(got, expected, "{statuses:?}: {body}");
+        assert_eq!(statuses.is_empty(), got.is_empty(), "{statuses:?}: {body}");
+    }
+}

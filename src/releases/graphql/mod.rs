@@ -94,12 +94,14 @@ pub fn parse_release_id(id: &ID) -> async_graphql::Result<EntityId> {
     Ok(id)
 }
 
-/// Release `id` read as the selection asks: its tree when `waves` is selected, else its row.
+/// Release `id` read as the selection asks: its tree when `waves` or `tree` is selected, else
+/// its row.
 async fn release_as_asked(
     ctx: &Context<'_>,
     id: &EntityId,
 ) -> async_graphql::Result<Option<Release>> {
-    if ctx.look_ahead().field("waves").exists() {
+    let look_ahead = ctx.look_ahead();
+    if look_ahead.field("waves").exists() || look_ahead.field("tree").exists() {
         return Ok(find_entity(ctx, id).await?.map(Release::Tree));
     }
     // Only the release's own fields: its row, no tree.
@@ -280,14 +282,16 @@ impl ReleasesQuery {
             ConnectionTotal { total_count: total },
         );
         // The page already has the rows: they answer a release's own fields; trees are read
-        // (without reading the rows again) only when the selection asks for waves.
+        // (without reading the rows again) only when the selection asks for waves or a tree.
         let look_ahead = ctx.look_ahead();
-        let wants_trees = look_ahead
-            .field("edges")
-            .field("node")
-            .field("waves")
-            .exists()
-            || look_ahead.field("nodes").field("waves").exists();
+        let wants_trees = ["waves", "tree"].into_iter().any(|tree_field| {
+            look_ahead
+                .field("edges")
+                .field("node")
+                .field(tree_field)
+                .exists()
+                || look_ahead.field("nodes").field(tree_field).exists()
+        });
         let trees = if wants_trees {
             ctx.data::<DataLoader<ReleaseLoader>>()?
                 .loader()

@@ -1,7 +1,7 @@
 //! The hierarchy objects (`Release → Wave → Cluster → Bundle → App`): each a view into one
 //! shared [`ReleaseTree`].
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::{Context, ID, InputObject, Object, ResultExt, Union, dataloader::DataLoader};
 use chrono::{DateTime, Utc};
@@ -24,6 +24,9 @@ use crate::{
 pub struct Entity {
     tree: Arc<ReleaseTree>,
     node: Arc<TreeNode>,
+    /// Under `Release.tree(status:)`: the nodes on a path to a match (by address in `tree`);
+    /// child lists below show only these.
+    pruned: Option<Arc<HashSet<usize>>>,
 }
 
 impl Entity {
@@ -32,6 +35,41 @@ impl Entity {
         Self {
             node: Arc::clone(&tree.root),
             tree,
+            pruned: None,
+        }
+    }
+
+    /// A view of `node`, a child of this one, under the same pruning.
+    fn child(&self, node: &Arc<TreeNode>) -> Entity {
+        Entity {
+            tree: Arc::clone(&self.tree),
+            node: Arc::clone(node),
+            pruned: self.pruned.clone(),
+        }
+    }
+
+    /// This node, with the lists below it cut down to the paths that lead to nodes in one of
+    /// `statuses` (this node itself is not judged).
+    fn pruned_to(&self, statuses: &[RolloutStatus]) -> Entity {
+        fn mark(node: &Arc<TreeNode>, statuses: &[RolloutStatus], on: &mut HashSet<usize>) -> bool {
+            // Every child is visited: each may be on a path of its own.
+            let below = node
+                .children
+                .iter()
+                .fold(false, |any, child| mark(child, statuses, on) | any);
+            let hit = below || statuses.contains(&node.node.status);
+            if hit {
+                on.insert(Arc::as_ptr(node).addr());
+            }
+            hit
+        }
+        let mut on = HashSet::new();
+        for child in &self.node.children {
+            mark(child, statuses, &mut on);
+        }
+        Entity {
+            pruned: Some(Arc::new(on)),
+            ..self.clone()
         }
     }
 
@@ -39,10 +77,7 @@ impl Entity {
         self.node
             .children
             .iter()
-            .map(|child| Entity {
-                tree: Arc::clone(&self.tree),
-                node: Arc::clone(child),
-            })
+            .map(|child| self.child(child))
             .collect()
     }
 
@@ -53,6 +88,10 @@ impl Entity {
         let wanted = |child: &&Arc<TreeNode>| {
             child.kind == kind
                 && (only.status.is_empty() || only.status.contains(&child.node.status))
+                && self
+                    .pruned
+                    .as_ref()
+                    .is_none_or(|on| on.contains(&Arc::as_ptr(child).addr()))
         };
         let through_bundle = self.node.kind == Kind::Cluster && kind == Kind::App;
         let parent = match self.node.children.first() {
@@ -65,10 +104,7 @@ impl Entity {
             .filter(wanted)
             .skip(only.offset)
             .take(only.first)
-            .map(|child| Entity {
-                tree: Arc::clone(&self.tree),
-                node: Arc::clone(child),
-            })
+            .map(|child| self.child(child))
             .collect()
     }
 
@@ -101,7 +137,11 @@ pub async fn find_entity(
     let Some(tree) = load_tree(ctx, &id.release_id().to_string()).await? else {
         return Ok(None);
     };
-    Ok(tree.find(&id.to_string()).map(|node| Entity { tree, node }))
+    Ok(tree.find(&id.to_string()).map(|node| Entity {
+        tree,
+        node,
+        pruned: None,
+    }))
 }
 
 /// Parses a GraphQL ID argument into a hierarchy ID (`BAD_USER_INPUT` if malformed).
@@ -328,19 +368,46 @@ impl Release {
         #[graphql(desc = "Skip this many of those that match (0 to 100000).")] offset: Option<i32>,
     ) -> async_graphql::Result<Vec<Wave>> {
         let only = ChildFilter::parse(status, first, offset)?;
-        let entity = match self {
-            Self::Tree(entity) => entity.clone(),
-            // Asked for through a shape the look-ahead did not see: load the tree now.
-            Self::Row(row) => match load_tree(ctx, &row.id).await? {
-                Some(tree) => Entity::root(tree),
-                None => return Ok(Vec::new()),
-            },
+        let Some(entity) = self.entity(ctx).await? else {
+            return Ok(Vec::new());
         };
         Ok(entity
             .listed(Kind::Wave, &only)
             .into_iter()
             .map(Wave)
             .collect())
+    }
+
+    /// The waves cut down to the paths that lead to nodes in one of `status`: every wave,
+    /// cluster and app listed below is such a node or an ancestor of one (a cluster's `bundle`
+    /// is always there, with its apps cut down the same way). The whole red part of a release
+    /// in one answer: `tree(status: [FAILED])`.
+    #[graphql(complexity = "list_complexity(child_complexity)")]
+    async fn tree(
+        &self,
+        ctx: &Context<'_>,
+        status: Vec<RolloutStatus>,
+    ) -> async_graphql::Result<Vec<Wave>> {
+        let Some(entity) = self.entity(ctx).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(entity
+            .pruned_to(&status)
+            .listed(Kind::Wave, &ChildFilter::everything())
+            .into_iter()
+            .map(Wave)
+            .collect())
+    }
+}
+
+impl Release {
+    /// The release node of its whole tree, which is loaded now when only the row was read
+    /// (asked for through a shape the look-ahead did not see); `None` if it has no tree.
+    async fn entity(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Entity>> {
+        Ok(match self {
+            Self::Tree(entity) => Some(entity.clone()),
+            Self::Row(row) => load_tree(ctx, &row.id).await?.map(Entity::root),
+        })
     }
 }
 
@@ -352,6 +419,15 @@ struct ChildFilter {
 }
 
 impl ChildFilter {
+    /// No filter: every child.
+    fn everything() -> Self {
+        Self {
+            status: Vec::new(),
+            first: usize::MAX,
+            offset: 0,
+        }
+    }
+
     fn parse(
         status: Option<Vec<RolloutStatus>>,
         first: Option<i32>,
