@@ -743,3 +743,171 @@ async fn a_pruned_tree_holds_exactly_the_paths_that_lead_to_matching_nodes() {
         assert_eq!(statuses.is_empty(), got.is_empty(), "{statuses:?}: {body}");
     }
 }
+
+/// A node as the test reads it: ID, key, status and its ancestors' IDs.
+type NodeRow = (String, String, String, Vec<String>);
+
+#[tokio::test]
+async fn release_nodes_list_every_node_in_tree_order_with_its_path_filtered_and_paged() {
+    // Arrange: a finished 2×2×2 release whose app-2s failed, read whole once.
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = crate::fixtures::finished_release(&app).await;
+    let whole = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { id waves { id key status clusters { id key status
+               bundle { id key status apps { id key status } } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+    // (id, key, status, [ancestor ids]) of every node below the release, parents first.
+    let mut every: Vec<NodeRow> = Vec::new();
+    let field = |v: &Value, name: &str| v[name].as_str().unwrap_or_default().to_owned();
+    for wave in whole["data"]["release"]["waves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let up = vec![release.clone()];
+        every.push((
+            field(wave, "id"),
+            field(wave, "key"),
+            field(wave, "status"),
+            up.clone(),
+        ));
+        for cluster in wave["clusters"].as_array().into_iter().flatten() {
+            let up = [up.clone(), vec![field(wave, "id")]].concat();
+            every.push((
+                field(cluster, "id"),
+                field(cluster, "key"),
+                field(cluster, "status"),
+                up.clone(),
+            ));
+            let bundle = &cluster["bundle"];
+            let up = [up, vec![field(cluster, "id")]].concat();
+            every.push((
+                field(bundle, "id"),
+                field(bundle, "key"),
+                field(bundle, "status"),
+                up.clone(),
+            ));
+            for leaf in bundle["apps"].as_array().into_iter().flatten() {
+                let up = [up.clone(), vec![field(bundle, "id")]].concat();
+                every.push((
+                    field(leaf, "id"),
+                    field(leaf, "key"),
+                    field(leaf, "status"),
+                    up,
+                ));
+            }
+        }
+    }
+    assert_eq!(every.len(), 2 + 4 + 4 + 8, "{whole}");
+    let nodes = |args: Value| {
+        let (app, token, release) = (&app, token.clone(), release.clone());
+        async move {
+            let mut variables = args;
+            variables["id"] = json!(release);
+            app.graphql_as(
+                &token,
+                "query($id: ID!, $kind: [NodeKind!], $status: [RolloutStatus!], $search: String,
+                       $first: Int, $after: String) {
+                   release(id: $id) { nodes(kind: $kind, status: $status, search: $search,
+                                            first: $first, after: $after) {
+                     totalCount pageInfo { hasNextPage hasPreviousPage endCursor }
+                     edges { cursor path { id kind } node {
+                       ... on Wave { id status } ... on Cluster { id status }
+                       ... on Bundle { id status } ... on App { id key status } } } } } }",
+                variables,
+            )
+            .await
+        }
+    };
+    let listed = |body: &Value| -> Vec<(String, Vec<String>)> {
+        body["data"]["release"]["nodes"]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let path = e["path"].as_array().into_iter().flatten();
+                (
+                    field(&e["node"], "id"),
+                    path.map(|p| field(p, "id")).collect(),
+                )
+            })
+            .collect()
+    };
+
+    // Act
+    let all = nodes(json!({ "first": 100 })).await;
+    let failed_apps = nodes(json!({ "kind": ["APP"], "status": ["FAILED"] })).await;
+    let searched = nodes(json!({ "kind": ["APP"], "search": " APP-2 " })).await;
+    let mut paged = Vec::new();
+    let mut after = Value::Null;
+    let mut last_page = Value::Null;
+    for _ in 0..10 {
+        let page = nodes(json!({ "first": 5, "after": after })).await;
+        paged.extend(listed(&page));
+        after = page["data"]["release"]["nodes"]["pageInfo"]["endCursor"].clone();
+        last_page = page.clone();
+        if page["data"]["release"]["nodes"]["pageInfo"]["hasNextPage"] != json!(true) {
+            break;
+        }
+    }
+    let forged = nodes(json!({ "after": "bm9kZXxub3QtYS1ub2Rl" })).await;
+    let garbage = nodes(json!({ "after": "%%%" })).await;
+    let too_many = nodes(json!({ "first": 101 })).await;
+
+    // Assert
+    let expected = |keep: &dyn Fn(&NodeRow) -> bool| {
+        every
+            .iter()
+            .filter(|n| keep(n))
+            .map(|(id, _, _, up)| (id.clone(), up.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(&all),
+        expected(&|_| true),
+        "tree order, with paths: {all}"
+    );
+    assert_eq!(all["data"]["release"]["nodes"]["totalCount"], 18, "{all}");
+    let app_kind = |n: &NodeRow| n.0.starts_with("app:");
+    assert_eq!(
+        listed(&failed_apps),
+        expected(&|n| app_kind(n) && n.2 == "FAILED"),
+        "{failed_apps}"
+    );
+    assert!(!listed(&failed_apps).is_empty(), "{whole}");
+    assert_eq!(
+        listed(&searched),
+        expected(&|n| app_kind(n) && n.1.contains("app-2")),
+        "{searched}"
+    );
+    assert_eq!(
+        failed_apps["data"]["release"]["nodes"]["edges"][0]["path"]
+            .as_array()
+            .map(|p| p.iter().map(|s| s["kind"].clone()).collect::<Vec<_>>()),
+        Some(vec![
+            json!(null),
+            json!("WAVE"),
+            json!("CLUSTER"),
+            json!("BUNDLE")
+        ]),
+        "{failed_apps}"
+    );
+    assert_eq!(
+        paged,
+        expected(&|_| true),
+        "pages of 5 add up to the whole list, each once"
+    );
+    assert_eq!(
+        last_page["data"]["release"]["nodes"]["pageInfo"]["hasPreviousPage"], true,
+        "{last_page}"
+    );
+    for refused in [&forged, &garbage, &too_many] {
+        assert_eq!(error_code(refused), "BAD_USER_INPUT", "{refused}");
+        assert!(refused["data"]["release"].is_null(), "{refused}");
+    }
+}

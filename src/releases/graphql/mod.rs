@@ -4,6 +4,7 @@
 //! for the trees, one live `getHierarchy` per running release at most, shared across requests).
 
 mod loader;
+mod nodes;
 mod objects;
 mod subscription;
 
@@ -41,6 +42,9 @@ use crate::{
     metrics::RequestStats,
     releases::control::{MAX_REASON_CHARS, ReleaseControl},
 };
+
+/// The fields of a release that need its whole tree (the rest are its row).
+const TREE_FIELDS: [&str; 3] = ["waves", "tree", "nodes"];
 
 /// Largest `offset` accepted (numbered pages further than this are not a use case).
 pub const MAX_OFFSET: i64 = 100_000;
@@ -94,14 +98,17 @@ pub fn parse_release_id(id: &ID) -> async_graphql::Result<EntityId> {
     Ok(id)
 }
 
-/// Release `id` read as the selection asks: its tree when `waves` or `tree` is selected, else
-/// its row.
+/// Release `id` read as the selection asks: its tree when one of [`TREE_FIELDS`] is selected,
+/// else its row.
 async fn release_as_asked(
     ctx: &Context<'_>,
     id: &EntityId,
 ) -> async_graphql::Result<Option<Release>> {
     let look_ahead = ctx.look_ahead();
-    if look_ahead.field("waves").exists() || look_ahead.field("tree").exists() {
+    if TREE_FIELDS
+        .into_iter()
+        .any(|field| look_ahead.field(field).exists())
+    {
         return Ok(find_entity(ctx, id).await?.map(Release::Tree));
     }
     // Only the release's own fields: its row, no tree.
@@ -282,9 +289,9 @@ impl ReleasesQuery {
             ConnectionTotal { total_count: total },
         );
         // The page already has the rows: they answer a release's own fields; trees are read
-        // (without reading the rows again) only when the selection asks for waves or a tree.
+        // (without reading the rows again) only when the selection asks for one of TREE_FIELDS.
         let look_ahead = ctx.look_ahead();
-        let wants_trees = ["waves", "tree"].into_iter().any(|tree_field| {
+        let wants_trees = TREE_FIELDS.into_iter().any(|tree_field| {
             look_ahead
                 .field("edges")
                 .field("node")

@@ -3,10 +3,16 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use async_graphql::{Context, ID, InputObject, Object, ResultExt, Union, dataloader::DataLoader};
+use async_graphql::{
+    Context, ID, InputObject, Object, ResultExt, Union, connection::Connection,
+    dataloader::DataLoader,
+};
 use chrono::{DateTime, Utc};
 
-use super::loader::{PendingControlKey, ReleaseLoader, load_tree};
+use super::{
+    loader::{PendingControlKey, ReleaseLoader, load_tree},
+    nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseNode},
+};
 use crate::releases::store::ReleaseRow;
 use crate::{
     contracts::{
@@ -15,7 +21,7 @@ use crate::{
         release::RolloutStatus,
     },
     error::ApiError,
-    graphql::connection::{check_page_size, list_complexity},
+    graphql::connection::{ConnectionTotal, check_page_size, list_complexity, page_complexity},
     releases::tree::{DataSource, Progress, ReleaseTree, TreeNode},
 };
 
@@ -39,8 +45,13 @@ impl Entity {
         }
     }
 
-    /// A view of `node`, a child of this one, under the same pruning.
-    fn child(&self, node: &Arc<TreeNode>) -> Entity {
+    /// The node this views.
+    pub(super) fn node(&self) -> &Arc<TreeNode> {
+        &self.node
+    }
+
+    /// A view of `node`, a node of the same tree, under the same pruning.
+    pub(super) fn view(&self, node: &Arc<TreeNode>) -> Entity {
         Entity {
             tree: Arc::clone(&self.tree),
             node: Arc::clone(node),
@@ -77,7 +88,7 @@ impl Entity {
         self.node
             .children
             .iter()
-            .map(|child| self.child(child))
+            .map(|child| self.view(child))
             .collect()
     }
 
@@ -104,7 +115,7 @@ impl Entity {
             .filter(wanted)
             .skip(only.offset)
             .take(only.first)
-            .map(|child| self.child(child))
+            .map(|child| self.view(child))
             .collect()
     }
 
@@ -376,6 +387,35 @@ impl Release {
             .into_iter()
             .map(Wave)
             .collect())
+    }
+
+    /// The release's nodes as one flat list in tree order (a parent before its children),
+    /// filtered, each with its path from the release: "which apps failed", "where is
+    /// `api-gateway`", a page at a time instead of the whole tree.
+    #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only nodes of these kinds (all when absent or empty).")] kind: Option<
+            Vec<NodeKind>,
+        >,
+        #[graphql(desc = "Only nodes in one of these statuses (all when absent or empty).")]
+        status: Option<Vec<RolloutStatus>>,
+        #[graphql(desc = "Only nodes whose key or name contains this (case-insensitive).")]
+        search: Option<String>,
+        #[graphql(desc = "Page size, 0 to 100 (20 when absent).")] first: Option<i32>,
+        #[graphql(desc = "The `cursor` of the edge to continue after.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ReleaseNode, ConnectionTotal, NodePath>> {
+        let filter = NodeFilter::parse(kind, status, search, first, after)?;
+        match self.entity(ctx).await? {
+            Some(entity) => nodes::page(&entity, &filter),
+            None => Ok(Connection::with_additional_fields(
+                false,
+                false,
+                ConnectionTotal { total_count: 0 },
+            )),
+        }
     }
 
     /// The waves cut down to the paths that lead to nodes in one of `status`: every wave,
