@@ -476,3 +476,88 @@ async fn the_openapi_document_is_valid_openapi_3_1_and_lists_every_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn rest_nodes_list_a_releases_nodes_as_graphql_does_filtered_and_paged() {
+    // Arrange: a release of 1 wave, 1 cluster, 1 bundle and 3 apps, app-2 failed.
+    let app = TestApp::spawn().await;
+    let rest = Rest::new(&app).await;
+    let token = user_token(&app, &rest).await;
+    let release = foreign_release(&app, 3).await;
+    set_status(&app, &release, "app-2", "FAILED").await;
+    let route = "/api/releases/{release_id}/nodes";
+    let url = |query: &str| format!("/api/releases/{release}/nodes?{query}");
+    let ids = |body: &Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    // Act
+    let (all_status, all) = rest.get(route, &url("page_size=100"), Some(&token)).await;
+    let (_, failed) = rest
+        .get(route, &url("kind=app&status=failed"), Some(&token))
+        .await;
+    let (_, first) = rest.get(route, &url("page_size=4"), Some(&token)).await;
+    let next = first["next"].as_str().unwrap_or_default().to_owned();
+    let (_, second) = rest
+        .get(
+            route,
+            &url(&format!("page_size=4&after={next}")),
+            Some(&token),
+        )
+        .await;
+    let graphql = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { nodes(first: 100) { totalCount
+               edges { node { ... on Wave { id } ... on Cluster { id } ... on Bundle { id }
+                 ... on App { id } } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+    let (bad_kind, _) = rest.get(route, &url("kind=release"), Some(&token)).await;
+    let (bad_size, _) = rest.get(route, &url("page_size=0"), Some(&token)).await;
+    let (missing, _) = rest
+        .get(route, "/api/releases/no-such-release/nodes", Some(&token))
+        .await;
+    let (anonymous, _) = rest.get(route, &url(""), None).await;
+
+    // Assert
+    let from_graphql: Vec<String> = graphql["data"]["release"]["nodes"]["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["node"]["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(all_status, 200, "{all}");
+    assert_eq!(ids(&all), from_graphql, "the same nodes in the same order");
+    assert_eq!(all["total"], 6, "{all}");
+    assert_eq!(all["next"], Value::Null, "{all}");
+    let failed_app = format!("app:{}/w/c/b/app-2", release.trim_start_matches("release:"));
+    assert_eq!(ids(&failed), vec![failed_app], "{failed}");
+    assert_eq!(failed["items"][0]["kind"], "app", "{failed}");
+    assert_eq!(
+        failed["items"][0]["path"]
+            .as_array()
+            .map(|path| path.iter().map(|s| s["kind"].clone()).collect::<Vec<_>>()),
+        Some(vec![
+            json!(null),
+            json!("WAVE"),
+            json!("CLUSTER"),
+            json!("BUNDLE")
+        ]),
+        "{failed}"
+    );
+    assert_eq!(
+        [ids(&first), ids(&second)].concat(),
+        ids(&all),
+        "two pages make the list"
+    );
+    assert_eq!(second["next"], Value::Null, "{second}");
+    assert_eq!((bad_kind, bad_size), (422, 422));
+    assert_eq!((missing, anonymous), (404, 401));
+}

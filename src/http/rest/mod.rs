@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
             "/api/releases/{release_id}/hierarchy",
             get(releases::hierarchy),
         )
+        .route("/api/releases/{release_id}/nodes", get(releases::nodes))
         // Global IDs hold slashes: the rest of the path is the ID.
         .route("/api/entities/{*entity_id}", get(releases::entity))
         .route("/api/openapi.json", get(openapi::openapi))

@@ -40,6 +40,7 @@ impl Modify for BearerAuth {
         super::releases::list,
         super::releases::one,
         super::releases::hierarchy,
+        super::releases::nodes,
         super::releases::entity,
     ),
     components(schemas(ErrorDetail, ValidationErrors, ValidationError)),

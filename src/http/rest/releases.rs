@@ -1,6 +1,6 @@
 //! The release BFF's release routes, for the dashboard that already calls them:
-//! `GET /api/releases`, `/api/releases/{release_id}`, `/api/releases/{release_id}/hierarchy`
-//! and `/api/entities/{entity_id}`. Each runs a fixed GraphQL document through the schema
+//! `GET /api/releases`, `/api/releases/{release_id}`, `/api/releases/{release_id}/hierarchy`,
+//! `/api/releases/{release_id}/nodes` and `/api/entities/{entity_id}`. Each runs a fixed GraphQL document through the schema
 //! (`http::rest::run`), so the reads, loaders and caches are the GraphQL ones.
 
 use axum::{
@@ -270,23 +270,30 @@ fn list_params(
                         )
                     })?;
             }
-            "status" => {
-                for raw in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let status = RolloutStatus::parse(&raw.to_ascii_uppercase()).ok_or_else(|| {
-                        Detail::invalid(
-                            "query",
-                            "status",
-                            "status must be PENDING, IN_PROGRESS, PAUSED, SUCCEEDED, FAILED or CANCELLED",
-                        )
-                    })?;
-                    statuses.push(status);
-                }
-            }
+            "status" => statuses.extend(parse_statuses(&value)?),
             "search" => search = Some(value.into_owned()),
             _ => {}
         }
     }
     Ok((page, page_size, statuses, search))
+}
+
+/// The statuses of a `status` parameter: separated by commas, upper or lower case.
+fn parse_statuses(value: &str) -> Result<Vec<RolloutStatus>, Detail> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|raw| {
+            RolloutStatus::parse(&raw.to_ascii_uppercase()).ok_or_else(|| {
+                Detail::invalid(
+                    "query",
+                    "status",
+                    "status must be PENDING, IN_PROGRESS, PAUSED, SUCCEEDED, FAILED or CANCELLED",
+                )
+            })
+        })
+        .collect()
 }
 
 /// Releases, newest first, a page at a time.
@@ -411,6 +418,173 @@ async fn release_with<T: serde::de::DeserializeOwned + Serialize>(
     let data = run(state, caller, &document, json!({ "id": release_id(raw) })).await?;
     found(&data["release"], "Release not found")?;
     reshape(data["release"].clone())
+}
+
+/// The query parameters of `GET /api/releases/{release_id}/nodes`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NodesParams {
+    /// Only these kinds (`wave`, `cluster`, `bundle`, `app`): repeat the parameter or separate
+    /// with commas (upper or lower case).
+    #[param(pattern = r"^[ ,]*((WAVE|CLUSTER|BUNDLE|APP|wave|cluster|bundle|app) *(,[ ,]*|$))*$")]
+    pub kind: Option<String>,
+    /// Only these statuses, as for `GET /api/releases`.
+    #[param(
+        pattern = r"^[ ,]*((PENDING|IN_PROGRESS|PAUSED|SUCCEEDED|FAILED|CANCELLED|pending|in_progress|paused|succeeded|failed|cancelled) *(,[ ,]*|$))*$"
+    )]
+    pub status: Option<String>,
+    /// Key or name contains this (case-insensitive, at most 100 characters).
+    #[param(max_length = 100)]
+    pub search: Option<String>,
+    /// Nodes per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub page_size: Option<i64>,
+    /// The previous page's `next`, to continue after it.
+    pub after: Option<String>,
+}
+
+/// One ancestor of a listed node.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PathStep {
+    /// Global ID.
+    pub id: String,
+    /// `WAVE`, `CLUSTER` or `BUNDLE`; `null` for the release.
+    pub kind: Option<String>,
+    /// Key.
+    pub key: String,
+    /// Name.
+    pub name: String,
+}
+
+/// A node of a release's flat list, with where it sits.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListedNode {
+    /// The node itself.
+    #[serde(flatten)]
+    pub node: Entity,
+    /// Its ancestors, from the release down to its parent.
+    pub path: Vec<PathStep>,
+}
+
+/// A page of a release's nodes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodePage {
+    /// The nodes, in tree order (a parent before its children).
+    pub items: Vec<ListedNode>,
+    /// How many nodes match, over all pages.
+    pub total: i64,
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// The query string of `GET /api/releases/{release_id}/nodes` as `Release.nodes`' variables.
+fn nodes_params(raw: Option<&str>) -> Result<Value, Detail> {
+    let (mut kinds, mut statuses, mut search, mut first, mut after) =
+        (Vec::new(), Vec::new(), None, 20, None);
+    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "kind" => {
+                for raw in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let kind = raw.to_ascii_uppercase();
+                    if !["WAVE", "CLUSTER", "BUNDLE", "APP"].contains(&kind.as_str()) {
+                        return Err(Detail::invalid(
+                            "query",
+                            "kind",
+                            "kind must be wave, cluster, bundle or app",
+                        ));
+                    }
+                    kinds.push(kind);
+                }
+            }
+            "status" => statuses.extend(parse_statuses(&value)?),
+            "search" => search = Some(value.into_owned()),
+            "page_size" => {
+                first = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                    .ok_or_else(|| {
+                        Detail::invalid(
+                            "query",
+                            "page_size",
+                            format!("page_size must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                        )
+                    })?;
+            }
+            "after" => after = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    Ok(
+        json!({ "kind": kinds, "status": statuses, "search": search, "first": first, "after": after }),
+    )
+}
+
+/// A release's nodes as one flat list in tree order, filtered, each with its path.
+#[utoipa::path(
+    get,
+    path = "/api/releases/{release_id}/nodes",
+    tag = "releases",
+    params(
+        ("release_id" = String, Path, description = "The release's key (`rel-1`) or global ID (`release:rel-1`)", pattern = r"^(release:)?[a-z0-9][a-z0-9._-]*$"),
+        NodesParams,
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the release's nodes", body = NodePage),
+        (status = 401, description = "No valid token", body = super::ErrorDetail),
+        (status = 404, description = "No such release", body = super::ErrorDetail),
+        (status = 422, description = "A bad parameter or a malformed ID", body = super::ValidationErrors),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn nodes(
+    State(state): State<AppState>,
+    caller: Requester,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<NodePage>, Detail> {
+    let mut variables = nodes_params(query.as_deref())?;
+    variables["id"] = json!(release_id(&raw));
+    let node = "id key name status message startedAt completedAt";
+    let document = format!(
+        "query($id: ID!, $kind: [NodeKind!], $status: [RolloutStatus!], $search: String,
+               $first: Int, $after: String) {{
+           release(id: $id) {{ nodes(kind: $kind, status: $status, search: $search,
+                                     first: $first, after: $after) {{
+             totalCount pageInfo {{ hasNextPage endCursor }}
+             edges {{ path {{ id kind key name }} node {{ __typename
+               ... on Wave {{ {node} }} ... on Cluster {{ {node} region }}
+               ... on Bundle {{ {node} version }} ... on App {{ {node} version }} }} }} }} }} }}"
+    );
+    let data = run(&state, caller, &document, variables).await?;
+    found(&data["release"], "Release not found")?;
+    let nodes = &data["release"]["nodes"];
+    let items: Vec<Value> = nodes["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|edge| {
+            let mut item = edge["node"].clone();
+            let kind = item["__typename"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase();
+            item["kind"] = json!(kind);
+            if let Some(fields) = item.as_object_mut() {
+                fields.remove("__typename");
+            }
+            item["path"] = edge["path"].clone();
+            item
+        })
+        .collect();
+    let more = nodes["pageInfo"]["hasNextPage"] == json!(true);
+    reshape(json!({
+        "items": items,
+        "total": nodes["totalCount"],
+        "next": if more { nodes["pageInfo"]["endCursor"].clone() } else { Value::Null },
+    }))
 }
 
 /// The query parameters of `GET /api/entities/{entity_id}`.
