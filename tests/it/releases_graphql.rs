@@ -911,3 +911,47 @@ async fn release_nodes_list_every_node_in_tree_order_with_its_path_filtered_and_
         assert!(refused["data"]["release"].is_null(), "{refused}");
     }
 }
+
+#[tokio::test]
+async fn the_timeline_holds_each_wave_then_its_clusters_with_when_they_ran() {
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = crate::fixtures::finished_release(&app).await;
+
+    let body = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) {
+               waves { id name status startedAt completedAt
+                 clusters { id name status startedAt completedAt } }
+               timeline { id kind name status startedAt completedAt } } }",
+            json!({ "id": release }),
+        )
+        .await;
+
+    let span = |node: &Value, kind: &str| {
+        json!({ "id": node["id"], "kind": kind, "name": node["name"], "status": node["status"],
+                "startedAt": node["startedAt"], "completedAt": node["completedAt"] })
+    };
+    let mut expected = Vec::new();
+    for wave in body["data"]["release"]["waves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        expected.push(span(wave, "WAVE"));
+        for cluster in wave["clusters"].as_array().into_iter().flatten() {
+            expected.push(span(cluster, "CLUSTER"));
+        }
+    }
+    assert_eq!(expected.len(), 2 + 4, "{body}");
+    assert_eq!(
+        body["data"]["release"]["timeline"],
+        json!(expected),
+        "{body}"
+    );
+    assert!(
+        expected.iter().any(|s| s["completedAt"].is_string()),
+        "some spans finished: {body}"
+    );
+}

@@ -1,5 +1,6 @@
-//! `Release.nodes`: one release's nodes as a flat, filtered connection in tree order, each with
-//! the path from the release down to its parent, so one row can say where it sits.
+//! Flat views of one release's tree: `Release.nodes`, its nodes as a filtered connection in
+//! tree order, each with the path from the release down to its parent, so one row can say
+//! where it sits; and `Release.timeline`, the spans of its waves and clusters for a Gantt view.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use async_graphql::{
     Enum, ErrorExtensions, ID, SimpleObject, Union,
     connection::{Connection, Edge},
 };
+use chrono::{DateTime, Utc};
 
 use super::objects::{App, Bundle, Cluster, Entity, Wave};
 use crate::{
@@ -82,6 +84,43 @@ impl PathStep {
             name: node.node.name.clone(),
         }
     }
+}
+
+/// One bar of a Gantt view: a wave or a cluster, and when it ran.
+#[derive(SimpleObject)]
+pub struct TimelineSpan {
+    /// Global ID.
+    pub id: ID,
+    /// `WAVE` or `CLUSTER`.
+    pub kind: NodeKind,
+    /// Display name.
+    pub name: String,
+    /// When it started (`null`: not yet).
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished (`null`: not yet, or never).
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Rollout status.
+    pub status: RolloutStatus,
+}
+
+/// The spans of `release`'s waves and clusters, each wave followed by its clusters.
+pub fn timeline(release: &Entity) -> Vec<TimelineSpan> {
+    let span = |node: &TreeNode, kind| TimelineSpan {
+        id: ID(node.node.id.clone()),
+        kind,
+        name: node.node.name.clone(),
+        started_at: node.node.started_at,
+        completed_at: node.node.completed_at,
+        status: node.node.status,
+    };
+    let mut spans = Vec::new();
+    for wave in &release.node().children {
+        spans.push(span(wave, NodeKind::Wave));
+        for cluster in &wave.children {
+            spans.push(span(cluster, NodeKind::Cluster));
+        }
+    }
+    spans
 }
 
 /// What each edge carries besides its node.

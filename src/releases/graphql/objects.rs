@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     loader::{PendingControlKey, ReleaseLoader, load_tree},
-    nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseNode},
+    nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseNode, TimelineSpan},
 };
 use crate::releases::store::ReleaseRow;
 use crate::{
@@ -416,6 +416,17 @@ impl Release {
                 ConnectionTotal { total_count: 0 },
             )),
         }
+    }
+
+    /// The spans of the release's waves and clusters, each wave followed by its clusters, for a
+    /// Gantt view.
+    #[graphql(complexity = "list_complexity(child_complexity)")]
+    async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineSpan>> {
+        Ok(self
+            .entity(ctx)
+            .await?
+            .map(|entity| nodes::timeline(&entity))
+            .unwrap_or_default())
     }
 
     /// The waves cut down to the paths that lead to nodes in one of `status`: every wave,
