@@ -955,3 +955,64 @@ async fn the_timeline_holds_each_wave_then_its_clusters_with_when_they_ran() {
         "some spans finished: {body}"
     );
 }
+
+#[tokio::test]
+async fn a_running_release_is_estimated_once_a_wave_finished_and_a_closed_one_is_not() {
+    // Arrange: 3 waves of one app, 400 ms each, run by the reference worker.
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let client = app.temporal().await;
+    let key = unique_key("estimate");
+    let release = format!("release:{key}");
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 3, 1, 1, json!({ "stepMillis": 400 })),
+    )
+    .await;
+    let query = "query($id: ID!) { release(id: $id) { status
+        waves { completedAt } estimate { completesAt appsPerMinute basis } } }";
+    let read = || async {
+        app.graphql_as(&token, query, json!({ "id": release }))
+            .await["data"]["release"]
+            .clone()
+    };
+
+    // Act: read while it runs, once the first wave finished, then after it closed.
+    let running = eventually(Duration::from_secs(30), || async {
+        let release = read().await;
+        (release["status"] == "IN_PROGRESS" && release["waves"][0]["completedAt"].is_string())
+            .then_some(release)
+    })
+    .await
+    .expect("the first wave finishes while the release runs");
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+    let closed = eventually(Duration::from_secs(10), || async {
+        let release = read().await;
+        (release["status"] == "SUCCEEDED").then_some(release)
+    })
+    .await
+    .expect("the release closes");
+
+    // Assert
+    let at = |v: &Value| {
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    let estimate = &running["estimate"];
+    assert!(
+        at(&estimate["completesAt"]) > at(&running["waves"][0]["completedAt"]),
+        "{running}"
+    );
+    assert!(
+        estimate["basis"]
+            .as_str()
+            .is_some_and(|b| b.contains("finished wave")),
+        "{running}"
+    );
+    assert!(
+        estimate["appsPerMinute"].as_f64().is_some_and(|r| r > 0.0),
+        "{running}"
+    );
+    assert!(closed["estimate"].is_null(), "{closed}");
+}

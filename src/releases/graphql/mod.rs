@@ -44,7 +44,7 @@ use crate::{
 };
 
 /// The fields of a release that need its whole tree (the rest are its row).
-const TREE_FIELDS: [&str; 4] = ["waves", "tree", "nodes", "timeline"];
+const TREE_FIELDS: [&str; 5] = ["waves", "tree", "nodes", "timeline", "estimate"];
 
 /// Largest `offset` accepted (numbered pages further than this are not a use case).
 pub const MAX_OFFSET: i64 = 100_000;

@@ -123,6 +123,87 @@ pub fn timeline(release: &Entity) -> Vec<TimelineSpan> {
     spans
 }
 
+/// When a running release is expected to finish, and how fast it goes.
+#[derive(SimpleObject, Debug, PartialEq)]
+pub struct ReleaseEstimate {
+    /// The expected completion time.
+    pub completes_at: DateTime<Utc>,
+    /// Apps finished (deployed or failed) per minute since the release started.
+    pub apps_per_minute: f64,
+    /// What the estimate stands on, in words.
+    pub basis: String,
+}
+
+/// The estimate of a running release, from its finished waves (see `docs/architecture.md`):
+/// waves run one after another, so what is left is the running wave's remainder at the
+/// finished waves' mean duration, then each wave still to come at that mean plus the mean gap
+/// between waves (less what has passed of the gap it is in). `None` while no wave has finished,
+/// or when the release is not running.
+pub fn estimate(release: &Entity) -> Option<ReleaseEstimate> {
+    let root = release.node();
+    if root.node.status != RolloutStatus::InProgress {
+        return None;
+    }
+    let as_of = release.as_of();
+    let seconds = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).as_seconds_f64().max(0.0);
+    let waves = &root.children;
+    let finished: Vec<(DateTime<Utc>, DateTime<Utc>)> = waves
+        .iter()
+        .filter_map(|w| Some((w.node.started_at?, w.node.completed_at?)))
+        .collect();
+    let count = finished.len();
+    if count == 0 {
+        return None;
+    }
+    let mean = finished.iter().map(|(s, e)| seconds(*s, *e)).sum::<f64>() / count as f64;
+    let gaps: Vec<f64> = finished
+        .windows(2)
+        .map(|pair| seconds(pair[0].1, pair[1].0))
+        .collect();
+    let gap = if gaps.is_empty() {
+        0.0
+    } else {
+        gaps.iter().sum::<f64>() / gaps.len() as f64
+    };
+    let running = waves
+        .iter()
+        .find(|w| w.node.started_at.is_some() && w.node.completed_at.is_none());
+    let left_in_running = running
+        .and_then(|w| w.node.started_at)
+        .map_or(0.0, |started| (mean - seconds(started, as_of)).max(0.0));
+    let to_come = waves.iter().filter(|w| w.node.started_at.is_none()).count();
+    // Between two waves, part of the first gap has already passed.
+    let gap_passed = match (running, finished.last()) {
+        (None, Some((_, last_end))) => seconds(*last_end, as_of).min(gap),
+        _ => 0.0,
+    };
+    let left = left_in_running + to_come as f64 * (gap + mean) - gap_passed;
+    let completes_at = as_of + chrono::Duration::milliseconds((left * 1000.0).round() as i64);
+    let done = root.progress.succeeded + root.progress.failed;
+    let minutes = root
+        .node
+        .started_at
+        .map_or(0.0, |started| seconds(started, as_of) / 60.0);
+    let apps_per_minute = if minutes > 0.0 {
+        f64::from(done) / minutes
+    } else {
+        0.0
+    };
+    Some(ReleaseEstimate {
+        completes_at,
+        apps_per_minute,
+        basis: if gaps.is_empty() {
+            format!(
+                "{count} finished wave(s) of mean {mean:.0} s, no gap between waves measured yet; {to_come} wave(s) to come"
+            )
+        } else {
+            format!(
+                "{count} finished wave(s) of mean {mean:.0} s, {gap:.0} s between waves; {to_come} wave(s) to come"
+            )
+        },
+    })
+}
+
 /// What each edge carries besides its node.
 #[derive(SimpleObject)]
 pub struct NodePath {
@@ -283,5 +364,116 @@ impl Walk<'_> {
                 self.path.pop();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::{
+        contracts::{ids::Key, release::ReleaseSpec},
+        releases::tree::{DataSource, ReleaseTree},
+    };
+
+    /// A 3-wave release (1 cluster, 1 app each) in `status`, started at 0 s, read at `as_of`
+    /// seconds; `waves[i]` is (started, completed) in seconds, the apps of finished waves
+    /// succeeded.
+    fn release(
+        status: RolloutStatus,
+        waves: [(Option<i64>, Option<i64>); 3],
+        as_of: i64,
+    ) -> Entity {
+        let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).single();
+        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
+        let mut root =
+            ReleaseSpec::synthetic(&key, "R", (3, 1, 1), Default::default()).pending_tree();
+        root.status = status;
+        root.started_at = at(0);
+        for (wave, (started, completed)) in root.waves.iter_mut().flatten().zip(waves) {
+            wave.started_at = started.and_then(at);
+            wave.completed_at = completed.and_then(at);
+            if completed.is_some() {
+                for cluster in wave.clusters.iter_mut().flatten() {
+                    for app in cluster
+                        .bundle
+                        .iter_mut()
+                        .flat_map(|b| b.apps.iter_mut().flatten())
+                    {
+                        app.status = RolloutStatus::Succeeded;
+                    }
+                }
+            }
+        }
+        let as_of = at(as_of).unwrap_or_default();
+        Entity::root(Arc::new(ReleaseTree::new(
+            root,
+            DataSource::Projection,
+            as_of,
+        )))
+    }
+
+    fn seconds_after_start(estimate: &ReleaseEstimate) -> i64 {
+        estimate.completes_at.timestamp() - 1_700_000_000
+    }
+
+    #[test]
+    fn a_running_wave_gets_the_mean_of_the_finished_ones_and_each_wave_to_come_adds_mean_and_gap() {
+        // Two waves of 60 s with 10 s between them; the third started 10 s ago.
+        let running = release(
+            RolloutStatus::InProgress,
+            [
+                (Some(0), Some(60)),
+                (Some(70), Some(130)),
+                (Some(140), None),
+            ],
+            150,
+        );
+        // Only the first finished; the second runs since 70 s, the third is to come.
+        let two_left = release(
+            RolloutStatus::InProgress,
+            [(Some(0), Some(60)), (Some(70), None), (None, None)],
+            100,
+        );
+
+        let running = estimate(&running).unwrap_or_else(|| panic!("an estimate"));
+        let two_left = estimate(&two_left).unwrap_or_else(|| panic!("an estimate"));
+
+        assert_eq!(seconds_after_start(&running), 150 + 50);
+        assert!(
+            (running.apps_per_minute - 2.0 / 2.5).abs() < 1e-9,
+            "{running:?}"
+        );
+        // No gap measured yet (one finished wave): 30 s left of the second, then 60 s.
+        assert_eq!(seconds_after_start(&two_left), 100 + 30 + 60);
+        // 4 s into the 10 s gap after the second wave: 6 s of it, then 60 s.
+        let in_a_gap = release(
+            RolloutStatus::InProgress,
+            [(Some(0), Some(60)), (Some(70), Some(130)), (None, None)],
+            134,
+        );
+        let in_a_gap = estimate(&in_a_gap).unwrap_or_else(|| panic!("an estimate"));
+        assert_eq!(seconds_after_start(&in_a_gap), 134 + 6 + 60);
+    }
+
+    #[test]
+    fn there_is_no_estimate_before_a_wave_finishes_or_once_the_release_is_not_running() {
+        let half_way = [(Some(0), Some(60)), (Some(70), None), (None, None)];
+        let nothing_finished = release(
+            RolloutStatus::InProgress,
+            [(Some(0), None), (None, None), (None, None)],
+            30,
+        );
+        let paused = release(RolloutStatus::Paused, half_way, 100);
+        let failed = release(RolloutStatus::Failed, half_way, 100);
+
+        assert_eq!(estimate(&nothing_finished), None);
+        assert_eq!(estimate(&paused), None);
+        assert_eq!(estimate(&failed), None);
+        assert!(
+            estimate(&release(RolloutStatus::InProgress, half_way, 100)).is_some(),
+            "the same release running has one"
+        );
     }
 }

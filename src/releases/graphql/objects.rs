@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     loader::{PendingControlKey, ReleaseLoader, load_tree},
-    nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseNode, TimelineSpan},
+    nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseEstimate, ReleaseNode, TimelineSpan},
 };
 use crate::releases::store::ReleaseRow;
 use crate::{
@@ -48,6 +48,11 @@ impl Entity {
     /// The node this views.
     pub(super) fn node(&self) -> &Arc<TreeNode> {
         &self.node
+    }
+
+    /// When its tree was read.
+    pub(super) fn as_of(&self) -> DateTime<Utc> {
+        self.tree.as_of
     }
 
     /// A view of `node`, a node of the same tree, under the same pruning.
@@ -427,6 +432,16 @@ impl Release {
             .await?
             .map(|entity| nodes::timeline(&entity))
             .unwrap_or_default())
+    }
+
+    /// For a running release: when it is expected to finish, from how long its finished waves
+    /// took (`basis` says from what); `null` when that cannot be known (no wave finished yet,
+    /// or the release is not running).
+    async fn estimate(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ReleaseEstimate>> {
+        Ok(self
+            .entity(ctx)
+            .await?
+            .and_then(|entity| nodes::estimate(&entity)))
     }
 
     /// The waves cut down to the paths that lead to nodes in one of `status`: every wave,
