@@ -870,3 +870,11 @@ pub async fn finished_release(app: &TestApp) -> String {
         .await;
     format!("release:{key}")
 }
+
+/// An app with the reference worker, a viewer's token, and a [`finished_release`] in it.
+pub async fn finished_release_for_a_viewer() -> (TestApp, String, String) {
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = finished_release(&app).await;
+    (app, token, release)
+}

@@ -473,9 +473,7 @@ fn listed(list: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn child_lists_filter_by_status_and_page_with_first_and_offset_at_every_level() {
     // Arrange: a finished 2×2×2 release whose app-2s failed (so its lists hold mixed statuses).
-    let app = TestApp::spawn_with_worker(&[]).await;
-    let token = app.token_for("viewer@example.com", None, &[]).await;
-    let release = crate::fixtures::finished_release(&app).await;
+    let (app, token, release) = crate::fixtures::finished_release_for_a_viewer().await;
     let whole = app
         .graphql_as(
             &token,
@@ -600,9 +598,7 @@ async fn child_list_arguments_out_of_range_are_refused_by_name_with_no_data() {
 
 #[tokio::test]
 async fn a_nodes_duration_is_its_start_to_its_end_and_null_before_it_starts() {
-    let app = TestApp::spawn_with_worker(&[]).await;
-    let token = app.token_for("viewer@example.com", None, &[]).await;
-    let release = crate::fixtures::finished_release(&app).await;
+    let (app, token, release) = crate::fixtures::finished_release_for_a_viewer().await;
 
     let body = app
         .graphql_as(
@@ -688,9 +684,7 @@ fn shape(waves: &Value, keep: &dyn Fn(&Value) -> bool) -> Shape {
 #[tokio::test]
 async fn a_pruned_tree_holds_exactly_the_paths_that_lead_to_matching_nodes() {
     // Arrange: a finished release whose app-2s failed, read whole.
-    let app = TestApp::spawn_with_worker(&[]).await;
-    let token = app.token_for("viewer@example.com", None, &[]).await;
-    let release = crate::fixtures::finished_release(&app).await;
+    let (app, token, release) = crate::fixtures::finished_release_for_a_viewer().await;
     let selection = "id status clusters { id status bundle { apps { id status } } }";
     let whole = app
         .graphql_as(
@@ -750,9 +744,7 @@ type NodeRow = (String, String, String, Vec<String>);
 #[tokio::test]
 async fn release_nodes_list_every_node_in_tree_order_with_its_path_filtered_and_paged() {
     // Arrange: a finished 2×2×2 release whose app-2s failed, read whole once.
-    let app = TestApp::spawn_with_worker(&[]).await;
-    let token = app.token_for("viewer@example.com", None, &[]).await;
-    let release = crate::fixtures::finished_release(&app).await;
+    let (app, token, release) = crate::fixtures::finished_release_for_a_viewer().await;
     let whole = app
         .graphql_as(
             &token,
@@ -914,9 +906,7 @@ async fn release_nodes_list_every_node_in_tree_order_with_its_path_filtered_and_
 
 #[tokio::test]
 async fn the_timeline_holds_each_wave_then_its_clusters_with_when_they_ran() {
-    let app = TestApp::spawn_with_worker(&[]).await;
-    let token = app.token_for("viewer@example.com", None, &[]).await;
-    let release = crate::fixtures::finished_release(&app).await;
+    let (app, token, release) = crate::fixtures::finished_release_for_a_viewer().await;
 
     let body = app
         .graphql_as(

@@ -257,25 +257,28 @@ fn list_params(
                         )
                     })?;
             }
-            "page_size" => {
-                page_size = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        Detail::invalid(
-                            "query",
-                            "page_size",
-                            format!("page_size must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-                        )
-                    })?;
-            }
+            "page_size" => page_size = parse_page_size(&value)?,
             "status" => statuses.extend(parse_statuses(&value)?),
             "search" => search = Some(value.into_owned()),
             _ => {}
         }
     }
     Ok((page, page_size, statuses, search))
+}
+
+/// A `page_size` parameter: 1 to [`MAX_PAGE_SIZE`].
+fn parse_page_size(value: &str) -> Result<i64, Detail> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+        .ok_or_else(|| {
+            Detail::invalid(
+                "query",
+                "page_size",
+                format!("page_size must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+            )
+        })
 }
 
 /// The statuses of a `status` parameter: separated by commas, upper or lower case.
@@ -498,19 +501,7 @@ fn nodes_params(raw: Option<&str>) -> Result<Value, Detail> {
             }
             "status" => statuses.extend(parse_statuses(&value)?),
             "search" => search = Some(value.into_owned()),
-            "page_size" => {
-                first = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        Detail::invalid(
-                            "query",
-                            "page_size",
-                            format!("page_size must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-                        )
-                    })?;
-            }
+            "page_size" => first = parse_page_size(&value)?,
             "after" => after = Some(value.into_owned()),
             _ => {}
         }

@@ -4,18 +4,14 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Enum, ErrorExtensions, ID, SimpleObject, Union,
-    connection::{Connection, Edge},
-};
+use async_graphql::{Enum, ErrorExtensions, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::objects::{App, Bundle, Cluster, Entity, Wave};
 use crate::{
     contracts::{ids::Kind, release::RolloutStatus},
     error::ApiError,
     graphql::connection::{
-        ConnectionTotal, DEFAULT_PAGE, bad_cursor, check_page_size, decode_cursor, encode_cursor,
+        DEFAULT_PAGE, bad_cursor, check_page_size, decode_cursor, encode_cursor,
     },
     releases::tree::TreeNode,
 };
@@ -47,19 +43,6 @@ impl NodeKind {
             Kind::App => Some(Self::App),
         }
     }
-}
-
-/// Any node below a release.
-#[derive(Union)]
-pub enum ReleaseNode {
-    /// A wave.
-    Wave(Wave),
-    /// A cluster.
-    Cluster(Cluster),
-    /// A bundle.
-    Bundle(Bundle),
-    /// An app.
-    App(App),
 }
 
 /// One step of a node's path: an ancestor, from the release down to the node's parent.
@@ -103,8 +86,8 @@ pub struct TimelineSpan {
     pub status: RolloutStatus,
 }
 
-/// The spans of `release`'s waves and clusters, each wave followed by its clusters.
-pub fn timeline(release: &Entity) -> Vec<TimelineSpan> {
+/// The spans of the waves and clusters below `release`, each wave followed by its clusters.
+pub fn timeline(release: &TreeNode) -> Vec<TimelineSpan> {
     let span = |node: &TreeNode, kind| TimelineSpan {
         id: ID(node.node.id.clone()),
         kind,
@@ -114,7 +97,7 @@ pub fn timeline(release: &Entity) -> Vec<TimelineSpan> {
         status: node.node.status,
     };
     let mut spans = Vec::new();
-    for wave in &release.node().children {
+    for wave in &release.children {
         spans.push(span(wave, NodeKind::Wave));
         for cluster in &wave.children {
             spans.push(span(cluster, NodeKind::Cluster));
@@ -139,12 +122,10 @@ pub struct ReleaseEstimate {
 /// finished waves' mean duration, then each wave still to come at that mean plus the mean gap
 /// between waves (less what has passed of the gap it is in). `None` while no wave has finished,
 /// or when the release is not running.
-pub fn estimate(release: &Entity) -> Option<ReleaseEstimate> {
-    let root = release.node();
+pub fn estimate(root: &TreeNode, as_of: DateTime<Utc>) -> Option<ReleaseEstimate> {
     if root.node.status != RolloutStatus::InProgress {
         return None;
     }
-    let as_of = release.as_of();
     let seconds = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).as_seconds_f64().max(0.0);
     let waves = &root.children;
     let finished: Vec<(DateTime<Utc>, DateTime<Utc>)> = waves
@@ -272,20 +253,17 @@ impl NodeFilter {
     }
 }
 
-/// The page of `release`'s nodes that `filter` selects, in tree order (a parent before its
-/// children, siblings in order).
-pub fn page(
-    release: &Entity,
-    filter: &NodeFilter,
-) -> async_graphql::Result<Connection<String, ReleaseNode, ConnectionTotal, NodePath>> {
+/// The page of the nodes below `release` that `filter` selects, in tree order (a parent
+/// before its children, siblings in order).
+pub fn select(release: &Arc<TreeNode>, filter: &NodeFilter) -> async_graphql::Result<Selected> {
     let mut walk = Walk {
         filter,
-        path: vec![PathStep::of(release.node())],
+        path: vec![PathStep::of(release)],
         seen: 0,
         after: None,
         matches: Vec::new(),
     };
-    walk.below(release.node());
+    walk.below(release);
     // A page starts after the cursor's node in tree order, whether or not that node still
     // matches (a running release's statuses move between pages).
     let start = match (&filter.after, walk.after) {
@@ -297,38 +275,42 @@ pub fn page(
             );
         }
     };
-    let total = i64::try_from(walk.matches.len()).unwrap_or(i64::MAX);
-    let has_next = walk.matches.len() > start.saturating_add(filter.first);
-    let mut connection = Connection::with_additional_fields(
-        start > 0,
+    let total = walk.matches.len();
+    let has_next = total > start.saturating_add(filter.first);
+    Ok(Selected {
+        has_previous: start > 0,
         has_next,
-        ConnectionTotal { total_count: total },
-    );
-    for found in walk.matches.into_iter().skip(start).take(filter.first) {
-        let cursor = encode_cursor(&format!("node|{}", found.node.node.id));
-        let entity = release.view(&found.node);
-        let node = match found.node.kind {
-            Kind::Wave => ReleaseNode::Wave(Wave(entity)),
-            Kind::Cluster => ReleaseNode::Cluster(Cluster(entity)),
-            Kind::Bundle => ReleaseNode::Bundle(Bundle(entity)),
-            Kind::App => ReleaseNode::App(App(entity)),
-            // The walk starts below the release.
-            Kind::Release => continue,
-        };
-        connection.edges.push(Edge::with_additional_fields(
-            cursor,
-            node,
-            NodePath { path: found.path },
-        ));
-    }
-    Ok(connection)
+        total: i64::try_from(total).unwrap_or(i64::MAX),
+        page: walk
+            .matches
+            .into_iter()
+            .skip(start)
+            .take(filter.first)
+            .collect(),
+    })
+}
+
+/// A page of a release's nodes, as [`select`] found it.
+pub struct Selected {
+    pub has_previous: bool,
+    pub has_next: bool,
+    /// How many nodes match, over all pages.
+    pub total: i64,
+    pub page: Vec<Found>,
 }
 
 /// A matching node, its place in tree order and its path.
-struct Found {
+pub struct Found {
     order: usize,
-    node: Arc<TreeNode>,
-    path: Vec<PathStep>,
+    pub node: Arc<TreeNode>,
+    pub path: Vec<PathStep>,
+}
+
+impl Found {
+    /// The edge cursor that continues after this node.
+    pub fn cursor(&self) -> String {
+        encode_cursor(&format!("node|{}", self.node.node.id))
+    }
 }
 
 /// One walk of a tree in order, collecting what the filter matches.
@@ -377,14 +359,14 @@ mod tests {
         releases::tree::{DataSource, ReleaseTree},
     };
 
-    /// A 3-wave release (1 cluster, 1 app each) in `status`, started at 0 s, read at `as_of`
-    /// seconds; `waves[i]` is (started, completed) in seconds, the apps of finished waves
-    /// succeeded.
+    /// The estimate of a 3-wave release (1 cluster, 1 app each) in `status`, started at 0 s,
+    /// read at `as_of` seconds; `waves[i]` is (started, completed) in seconds, the apps of
+    /// finished waves succeeded.
     fn release(
         status: RolloutStatus,
         waves: [(Option<i64>, Option<i64>); 3],
         as_of: i64,
-    ) -> Entity {
+    ) -> Option<ReleaseEstimate> {
         let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).single();
         let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
         let mut root =
@@ -407,11 +389,8 @@ mod tests {
             }
         }
         let as_of = at(as_of).unwrap_or_default();
-        Entity::root(Arc::new(ReleaseTree::new(
-            root,
-            DataSource::Projection,
-            as_of,
-        )))
+        let tree = ReleaseTree::new(root, DataSource::Projection, as_of);
+        estimate(&tree.root, as_of)
     }
 
     fn seconds_after_start(estimate: &ReleaseEstimate) -> i64 {
@@ -437,8 +416,8 @@ mod tests {
             100,
         );
 
-        let running = estimate(&running).unwrap_or_else(|| panic!("an estimate"));
-        let two_left = estimate(&two_left).unwrap_or_else(|| panic!("an estimate"));
+        let running = running.unwrap_or_else(|| panic!("an estimate"));
+        let two_left = two_left.unwrap_or_else(|| panic!("an estimate"));
 
         assert_eq!(seconds_after_start(&running), 150 + 50);
         assert!(
@@ -453,7 +432,7 @@ mod tests {
             [(Some(0), Some(60)), (Some(70), Some(130)), (None, None)],
             134,
         );
-        let in_a_gap = estimate(&in_a_gap).unwrap_or_else(|| panic!("an estimate"));
+        let in_a_gap = in_a_gap.unwrap_or_else(|| panic!("an estimate"));
         assert_eq!(seconds_after_start(&in_a_gap), 134 + 6 + 60);
     }
 
@@ -468,11 +447,11 @@ mod tests {
         let paused = release(RolloutStatus::Paused, half_way, 100);
         let failed = release(RolloutStatus::Failed, half_way, 100);
 
-        assert_eq!(estimate(&nothing_finished), None);
-        assert_eq!(estimate(&paused), None);
-        assert_eq!(estimate(&failed), None);
+        assert_eq!(nothing_finished, None);
+        assert_eq!(paused, None);
+        assert_eq!(failed, None);
         assert!(
-            estimate(&release(RolloutStatus::InProgress, half_way, 100)).is_some(),
+            release(RolloutStatus::InProgress, half_way, 100).is_some(),
             "the same release running has one"
         );
     }

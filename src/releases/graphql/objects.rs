@@ -4,14 +4,15 @@
 use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::{
-    Context, ID, InputObject, Object, ResultExt, Union, connection::Connection,
+    Context, ID, InputObject, Object, ResultExt, Union,
+    connection::{Connection, Edge},
     dataloader::DataLoader,
 };
 use chrono::{DateTime, Utc};
 
 use super::{
     loader::{PendingControlKey, ReleaseLoader, load_tree},
-    nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseEstimate, ReleaseNode, TimelineSpan},
+    nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseEstimate, TimelineSpan},
 };
 use crate::releases::store::ReleaseRow;
 use crate::{
@@ -131,6 +132,17 @@ impl Entity {
         let end = node.completed_at.unwrap_or(self.tree.as_of);
         let elapsed = end - node.started_at?;
         Some(elapsed.to_std().unwrap_or_default().as_secs_f64())
+    }
+
+    /// The node as one of `Release.nodes`' items (`None` for the release itself).
+    fn into_node(self) -> Option<ReleaseNode> {
+        match self.node.kind {
+            Kind::Release => None,
+            Kind::Wave => Some(ReleaseNode::Wave(Wave(self))),
+            Kind::Cluster => Some(ReleaseNode::Cluster(Cluster(self))),
+            Kind::Bundle => Some(ReleaseNode::Bundle(Bundle(self))),
+            Kind::App => Some(ReleaseNode::App(App(self))),
+        }
     }
 
     /// The GraphQL object for this node, by its kind.
@@ -413,14 +425,33 @@ impl Release {
         #[graphql(desc = "The `cursor` of the edge to continue after.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, ReleaseNode, ConnectionTotal, NodePath>> {
         let filter = NodeFilter::parse(kind, status, search, first, after)?;
-        match self.entity(ctx).await? {
-            Some(entity) => nodes::page(&entity, &filter),
-            None => Ok(Connection::with_additional_fields(
+        let Some(release) = self.entity(ctx).await? else {
+            return Ok(Connection::with_additional_fields(
                 false,
                 false,
                 ConnectionTotal { total_count: 0 },
-            )),
+            ));
+        };
+        let selected = nodes::select(release.node(), &filter)?;
+        let mut connection = Connection::with_additional_fields(
+            selected.has_previous,
+            selected.has_next,
+            ConnectionTotal {
+                total_count: selected.total,
+            },
+        );
+        for found in selected.page {
+            let cursor = found.cursor();
+            let Some(node) = release.view(&found.node).into_node() else {
+                continue;
+            };
+            connection.edges.push(Edge::with_additional_fields(
+                cursor,
+                node,
+                NodePath { path: found.path },
+            ));
         }
+        Ok(connection)
     }
 
     /// The spans of the release's waves and clusters, each wave followed by its clusters, for a
@@ -430,7 +461,7 @@ impl Release {
         Ok(self
             .entity(ctx)
             .await?
-            .map(|entity| nodes::timeline(&entity))
+            .map(|entity| nodes::timeline(entity.node()))
             .unwrap_or_default())
     }
 
@@ -441,7 +472,7 @@ impl Release {
         Ok(self
             .entity(ctx)
             .await?
-            .and_then(|entity| nodes::estimate(&entity)))
+            .and_then(|entity| nodes::estimate(entity.node(), entity.as_of())))
     }
 
     /// The waves cut down to the paths that lead to nodes in one of `status`: every wave,
@@ -583,6 +614,19 @@ hierarchy_object!(App {
 async fn version(&self) -> Option<&str> {
     self.0.node.node.version.as_deref()
 }});
+
+/// Any node below a release.
+#[derive(Union)]
+pub enum ReleaseNode {
+    /// A wave.
+    Wave(Wave),
+    /// A cluster.
+    Cluster(Cluster),
+    /// A bundle.
+    Bundle(Bundle),
+    /// An app.
+    App(App),
+}
 
 /// Any node of a release hierarchy.
 #[derive(Union)]
