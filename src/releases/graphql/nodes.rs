@@ -153,12 +153,13 @@ pub fn estimate(root: &TreeNode, as_of: DateTime<Utc>) -> Option<ReleaseEstimate
         .and_then(|w| w.node.started_at)
         .map_or(0.0, |started| (mean - seconds(started, as_of)).max(0.0));
     let to_come = waves.iter().filter(|w| w.node.started_at.is_none()).count();
-    // Between two waves, part of the first gap has already passed.
+    // Between two waves, part of the gap before the next one has already passed.
     let gap_passed = match (running, finished.last()) {
-        (None, Some((_, last_end))) => seconds(*last_end, as_of).min(gap),
+        (None, Some((_, last_end))) if to_come > 0 => seconds(*last_end, as_of).min(gap),
         _ => 0.0,
     };
-    let left = left_in_running + to_come as f64 * (gap + mean) - gap_passed;
+    // Every wave done but the release not yet closed: due now, never in the past.
+    let left = (left_in_running + to_come as f64 * (gap + mean) - gap_passed).max(0.0);
     let completes_at = as_of + chrono::Duration::milliseconds((left * 1000.0).round() as i64);
     let done = root.progress.succeeded + root.progress.failed;
     let minutes = root
@@ -434,6 +435,18 @@ mod tests {
         );
         let in_a_gap = in_a_gap.unwrap_or_else(|| panic!("an estimate"));
         assert_eq!(seconds_after_start(&in_a_gap), 134 + 6 + 60);
+        // Every wave finished, the release not closed yet: due at once.
+        let all_done = release(
+            RolloutStatus::InProgress,
+            [
+                (Some(0), Some(60)),
+                (Some(70), Some(130)),
+                (Some(140), Some(200)),
+            ],
+            205,
+        );
+        let all_done = all_done.unwrap_or_else(|| panic!("an estimate"));
+        assert_eq!(seconds_after_start(&all_done), 205);
     }
 
     #[test]
