@@ -591,5 +591,7 @@ async fn soak() {
         println!("  {line}");
     }
     drop(server);
-    drop((postgres, temporal));
+    // Neither stops on drop: without this every soak left its Temporal server running.
+    temporal.stop();
+    postgres.stop();
 }
