@@ -49,7 +49,20 @@ const TREE_FIELDS: [&str; 5] = ["waves", "tree", "nodes", "timeline", "estimate"
 /// Largest `offset` accepted (numbered pages further than this are not a use case).
 pub const MAX_OFFSET: i64 = 100_000;
 
-/// Longest `filter.search` accepted.
+/// Checks an `offset` argument: 0 to [`MAX_OFFSET`].
+fn check_offset(offset: i64) -> async_graphql::Result<()> {
+    use async_graphql::ErrorExtensions;
+    if (0..=MAX_OFFSET).contains(&offset) {
+        Ok(())
+    } else {
+        Err(
+            ApiError::bad_input("offset", format!("offset must be from 0 to {MAX_OFFSET}"))
+                .extend(),
+        )
+    }
+}
+
+/// Longest `search` accepted (`filter.search` of `releases`, `search` of `Release.nodes`).
 pub const MAX_SEARCH_CHARS: usize = 100;
 
 impl ReleaseFilter {
@@ -228,13 +241,7 @@ impl ReleasesQuery {
             ))
             .extend();
         }
-        if !(0..=MAX_OFFSET).contains(&offset) {
-            return Err(ApiError::bad_input(
-                "offset",
-                format!("offset must be from 0 to {MAX_OFFSET}"),
-            ))
-            .extend();
-        }
+        check_offset(offset)?;
         check_page_size("first", first)?;
         check_page_size("last", last)?;
         if first.is_some() && before.is_some() || last.is_some() && after.is_some() {

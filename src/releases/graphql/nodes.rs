@@ -16,9 +16,6 @@ use crate::{
     releases::tree::TreeNode,
 };
 
-/// Longest `search` accepted.
-const MAX_SEARCH_CHARS: usize = 100;
-
 /// The kind of a node below a release.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum NodeKind {
@@ -215,11 +212,11 @@ impl NodeFilter {
         check_page_size("first", first)?;
         if search
             .as_deref()
-            .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
+            .is_some_and(|s| s.chars().count() > super::MAX_SEARCH_CHARS)
         {
             return Err(ApiError::bad_input(
                 "search",
-                format!("search is at most {MAX_SEARCH_CHARS} characters"),
+                format!("search is at most {} characters", super::MAX_SEARCH_CHARS),
             )
             .extend());
         }

@@ -532,13 +532,7 @@ impl ChildFilter {
     ) -> async_graphql::Result<Self> {
         check_page_size("first", first)?;
         let offset = i64::from(offset.unwrap_or(0));
-        if !(0..=super::MAX_OFFSET).contains(&offset) {
-            return Err(ApiError::bad_input(
-                "offset",
-                format!("offset must be from 0 to {}", super::MAX_OFFSET),
-            ))
-            .extend();
-        }
+        super::check_offset(offset)?;
         Ok(Self {
             status: status.unwrap_or_default(),
             first: first.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(0)),
