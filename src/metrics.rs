@@ -84,6 +84,7 @@ pub struct Metrics {
     logins: IntCounterVec,
     introspection_kept: IntCounter,
     answers_kept: IntCounter,
+    answers_compiled: IntCounter,
     sockets: IntGauge,
     subscriptions: IntGauge,
     pushes: IntCounter,
@@ -188,6 +189,10 @@ impl Metrics {
                 "bff_answers_kept_total",
                 "Query answers (GET or POST) sent from their kept bytes, made only of closed releases that did not change, without running anything.",
             ),
+            answers_compiled: counter(
+                "bff_answers_compiled_total",
+                "Release-tree reads written straight from the tree by their compiled plan, without the GraphQL executor.",
+            ),
             sockets: gauge("bff_ws_sockets", "WebSockets open on /graphql/ws."),
             subscriptions: gauge(
                 "bff_ws_subscriptions",
@@ -279,6 +284,7 @@ impl Metrics {
             Box::new(metrics.logins.clone()),
             Box::new(metrics.introspection_kept.clone()),
             Box::new(metrics.answers_kept.clone()),
+            Box::new(metrics.answers_compiled.clone()),
             Box::new(metrics.sockets.clone()),
             Box::new(metrics.subscriptions.clone()),
             Box::new(metrics.pushes.clone()),
@@ -340,6 +346,11 @@ impl Metrics {
     /// A query answered from its kept bytes (`http::conditional`).
     pub fn answer_kept(&self) {
         self.answers_kept.inc();
+    }
+
+    /// A release-tree read answered by its compiled plan (`releases::graphql::compiled`).
+    pub fn answer_compiled(&self) {
+        self.answers_compiled.inc();
     }
 
     /// Counts an open WebSocket until the guard is dropped.

@@ -84,6 +84,16 @@ fn is_argument_error(message: &str) -> bool {
     message.starts_with("Failed to parse \"")
 }
 
+/// The answer in place of one larger than `max_bytes`.
+pub fn too_large(max_bytes: usize) -> Response {
+    refused(&ApiError::BadUserInput {
+        message: format!(
+            "the answer would be larger than {max_bytes} bytes; ask for fewer fields or smaller pages"
+        ),
+        field: None,
+    })
+}
+
 /// Encodes `response` as JSON, refusing (with `BAD_USER_INPUT`) an answer larger than
 /// `max_bytes` instead of sending it: encoding stops as soon as the limit is passed.
 pub fn encode(response: Response, max_bytes: usize) -> Vec<u8> {
@@ -91,15 +101,7 @@ pub fn encode(response: Response, max_bytes: usize) -> Vec<u8> {
     let encoded = serde_json::to_writer(&mut body, &response);
     match (encoded, body.overflowed) {
         (Ok(()), false) => body.bytes,
-        (_, true) => {
-            let error = ApiError::BadUserInput {
-                message: format!(
-                    "the answer would be larger than {max_bytes} bytes; ask for fewer fields or smaller pages"
-                ),
-                field: None,
-            };
-            serde_json::to_vec(&refused(&error)).unwrap_or_default()
-        }
+        (_, true) => serde_json::to_vec(&too_large(max_bytes)).unwrap_or_default(),
         (Err(error), false) => {
             let error = ApiError::internal(error);
             serde_json::to_vec(&refused(&error)).unwrap_or_default()

@@ -15,7 +15,10 @@ use axum::{
 use super::{
     conditional::{self, request_key},
     context::RequestContext,
-    encode::{encode, encode_response, error_codes, json_response, refused, with_code, with_codes},
+    encode::{
+        encode, encode_response, error_codes, json_response, refused, too_large, with_code,
+        with_codes,
+    },
     persisted::Lookup,
 };
 use crate::{
@@ -25,6 +28,7 @@ use crate::{
         gate::{self, Verdict},
     },
     error::ApiError,
+    releases::graphql::compiled::Unanswered,
     types::is_plain_name,
 };
 
@@ -295,13 +299,25 @@ async fn run(
         state.metrics.introspection_kept();
         return json_response(body);
     }
-    let response = state.schema.execute(context.attach(state, request)).await;
+    let mut request = context.attach(state, request);
+    let (body, cacheable) = match state.schema.answer_compiled(&mut request, max_bytes).await {
+        Ok(body) => {
+            state.metrics.answer_compiled();
+            (Bytes::from(body), true)
+        }
+        Err(unanswered) => {
+            let response = match unanswered {
+                Unanswered::TooLarge => too_large(max_bytes),
+                Unanswered::Executor => state.schema.execute(request).await,
+            };
+            let response = with_codes(response);
+            report.note(&response);
+            let cacheable = response.errors.is_empty();
+            (Bytes::from(encode(response, max_bytes)), cacheable)
+        }
+    };
     (report.sql, report.temporal) = context.stats.totals();
     let only_kept_reads = context.stats.only_kept_reads();
-    let response = with_codes(response);
-    report.note(&response);
-    let cacheable = response.errors.is_empty();
-    let body = Bytes::from(encode(response, max_bytes));
     // An introspection is kept by its document alone (any caller gets the same schema), so it
     // is kept there and not per caller below.
     let introspection = introspection_key.is_some();

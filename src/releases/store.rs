@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row as _, postgres::PgRow};
 
 use crate::{
     contracts::{
@@ -262,16 +262,13 @@ pub async fn rows(
         .await
 }
 
-#[derive(sqlx::FromRow)]
+/// A row of `release_entity_projection`, as [`trees`] reads it.
 struct EntityRow {
     id: String,
-    release_id: String,
     parent_id: Option<String>,
-    #[sqlx(try_from = "String")]
     kind: Kind,
     key: String,
     name: String,
-    #[sqlx(try_from = "String")]
     status: RolloutStatus,
     version: Option<String>,
     region: Option<String>,
@@ -279,6 +276,46 @@ struct EntityRow {
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+}
+
+/// The columns [`EntityRow::decode`] reads, by position, after `release_id` (column 0), as a
+/// literal so the statement can `concat!` its condition.
+macro_rules! entity_columns {
+    () => {
+        "SELECT release_id, id, parent_id, kind, key, name, status, version, region, message, \
+         started_at, completed_at, updated_at FROM bff.release_entity_projection"
+    };
+}
+
+impl EntityRow {
+    /// Decodes a row of `entity_columns!` by position: a tree is thousands of rows, and
+    /// a lookup of each column by name (as `FromRow` does) was a tenth of a tree read.
+    fn decode(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let kind: &str = row.try_get(3)?;
+        let status: &str = row.try_get(6)?;
+        Ok(Self {
+            id: row.try_get(1)?,
+            parent_id: row.try_get(2)?,
+            kind: kind.parse().map_err(|e| decode_error(3, e))?,
+            key: row.try_get(4)?,
+            name: row.try_get(5)?,
+            status: RolloutStatus::parse(status)
+                .ok_or_else(|| decode_error(6, format!("unknown rollout status {status:?}")))?,
+            version: row.try_get(7)?,
+            region: row.try_get(8)?,
+            message: row.try_get(9)?,
+            started_at: row.try_get(10)?,
+            completed_at: row.try_get(11)?,
+            updated_at: row.try_get(12)?,
+        })
+    }
+}
+
+fn decode_error(index: usize, source: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: index.to_string(),
+        source: source.to_string().into(),
+    }
 }
 
 /// A release tree read from the projection, with the time of the last event folded into it.
@@ -292,23 +329,27 @@ pub async fn trees(
     ids: &[String],
 ) -> Result<HashMap<String, StoredTree>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.trees").await;
-    let rows: Vec<EntityRow> = sqlx::query_as(db::sql(
-        "SELECT id, release_id, parent_id, kind, key, name, status, version, region, message,
-                started_at, completed_at, updated_at
-           FROM bff.release_entity_projection
-          WHERE release_id = ANY($1)
-          ORDER BY release_id, ord",
-    ))
+    // Ordered by `ord` alone: an integer sort, where `release_id, ord` sorted text under the
+    // database's collation (a third of the statement's time for one 1,211-node release).
+    // Grouping below keeps each release's rows in `ord` order, which is all `assemble` needs.
+    let rows = sqlx::query(db::sql(concat!(
+        entity_columns!(),
+        " WHERE release_id = ANY($1) ORDER BY ord"
+    )))
     .bind(ids)
     .fetch_all(pool)
     .await?;
 
     let mut by_release: HashMap<String, Vec<EntityRow>> = HashMap::new();
-    for row in rows {
-        by_release
-            .entry(row.release_id.clone())
-            .or_default()
-            .push(row);
+    for row in &rows {
+        let release: &str = row.try_get(0)?;
+        let entity = EntityRow::decode(row)?;
+        match by_release.get_mut(release) {
+            Some(group) => group.push(entity),
+            None => {
+                by_release.insert(release.to_owned(), vec![entity]);
+            }
+        }
     }
     Ok(by_release
         .into_iter()

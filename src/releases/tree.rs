@@ -106,6 +106,16 @@ pub struct TreeNode {
     pub progress: Progress,
 }
 
+impl TreeNode {
+    /// Seconds from start to finish; while the node runs, to `as_of` (its tree's read time),
+    /// so an answer never depends on when it is sent. `None` before it starts.
+    pub fn duration(&self, as_of: DateTime<Utc>) -> Option<f64> {
+        let end = self.node.completed_at.unwrap_or(as_of);
+        let elapsed = end - self.node.started_at?;
+        Some(elapsed.to_std().unwrap_or_default().as_secs_f64())
+    }
+}
+
 /// A whole release tree plus where and when it was read.
 #[derive(Debug)]
 pub struct ReleaseTree {

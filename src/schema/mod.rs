@@ -6,7 +6,7 @@
 
 use async_graphql::{
     MergedObject, MergedSubscription, Object, Request, Response, Schema, SchemaBuilder,
-    ServerError, futures_util::stream::BoxStream,
+    ServerError, dataloader::DataLoader, futures_util::stream::BoxStream,
 };
 
 pub mod introspection;
@@ -15,7 +15,10 @@ pub mod node;
 use crate::{
     auth::{self, Authentication},
     onboarding::graphql::{OnboardingMutation, OnboardingQuery, OnboardingSubscription},
-    releases::graphql::{ReleasesMutation, ReleasesQuery, ReleasesSubscription},
+    releases::graphql::{
+        ReleaseLoader, ReleasesMutation, ReleasesQuery, ReleasesSubscription,
+        compiled::{TreePlan, Unanswered},
+    },
 };
 
 /// The schema served at `/graphql`, as every entrance (HTTP, REST, sockets) runs it: each
@@ -55,6 +58,29 @@ impl AppSchema {
             Ok(()) => self.0.execute(request).await,
             Err(error) => Response::from_errors(vec![error]),
         }
+    }
+
+    /// Answers a plain release-tree read as bytes, written straight from the tree
+    /// (`releases::graphql::compiled`), after the same checks as [`Self::execute`].
+    /// `Unanswered::Executor` leaves `request` to [`Self::execute`]: a document that fails the
+    /// checks, does not compile, or cannot be answered there exactly as the executor would.
+    pub async fn answer_compiled(
+        &self,
+        request: &mut Request,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, Unanswered> {
+        Self::admit(request).map_err(|_| Unanswered::Executor)?;
+        let (operation, variables) = (request.operation_name.clone(), request.variables.clone());
+        let document = request.parsed_query().map_err(|_| Unanswered::Executor)?;
+        let plan = TreePlan::compile(document, operation.as_deref(), &variables)
+            .filter(|plan| plan.complexity() <= MAX_COMPLEXITY)
+            .ok_or(Unanswered::Executor)?;
+        let loader = request
+            .data
+            .get(&std::any::TypeId::of::<DataLoader<ReleaseLoader>>())
+            .and_then(|data| data.downcast_ref::<DataLoader<ReleaseLoader>>())
+            .ok_or(Unanswered::Executor)?;
+        plan.answer(loader, max_bytes).await
     }
 
     /// Executes a subscription (or any operation, as a stream) whose document passes the
@@ -167,6 +193,51 @@ mod tests {
 
         assert!(!too_complex(&one).await, "one tree must pass");
         assert!(too_complex(&two).await, "two trees must not");
+    }
+
+    /// Whether the schema, limited to `limit`, refuses `query` as too complex.
+    async fn too_complex_under(query: &str, limit: usize) -> bool {
+        let request = async_graphql::Request::new(query);
+        let response = schema_builder()
+            .limit_complexity(limit)
+            .finish()
+            .execute(request)
+            .await;
+        response
+            .errors
+            .iter()
+            .any(|e| e.message.contains("too complex"))
+    }
+
+    #[tokio::test]
+    async fn a_compiled_tree_plan_counts_the_complexity_the_validation_counts() {
+        let every = "__typename id key name status startedAt completedAt message";
+        let progress = "progress { __typename total succeeded failed inProgress pending percent }";
+        for query in [
+            whole_tree("r"),
+            format!(
+                "r: release(id: \"release:r\") {{ {every} {progress} source asOf waves {{ {every} \
+                 {progress} duration position clusters {{ {every} {progress} duration region \
+                 bundle {{ {every} {progress} duration version apps {{ {every} duration version }} }} \
+                 apps {{ id }} }} }} }}"
+            ),
+            "release(id: \"release:r\") { waves { id } }".to_owned(),
+        ] {
+            let query = format!("{{ {query} }}");
+            let document = async_graphql::parser::parse_query(&query).expect("it parses");
+            let plan =
+                TreePlan::compile(&document, None, &Default::default()).expect("it compiles");
+            let counted = plan.complexity();
+
+            assert!(
+                !too_complex_under(&query, counted).await,
+                "{query} under {counted}"
+            );
+            assert!(
+                too_complex_under(&query, counted - 1).await,
+                "{query} under {counted} - 1"
+            );
+        }
     }
 
     #[tokio::test]

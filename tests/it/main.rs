@@ -8,6 +8,7 @@ mod harness;
 
 mod background;
 mod budget;
+mod compiled;
 mod compose;
 mod conditional;
 mod config;

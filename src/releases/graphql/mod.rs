@@ -3,6 +3,7 @@
 //! loaded once per request per release through `loader` (one SQL statement for the rows, one
 //! for the trees, one live `getHierarchy` per running release at most, shared across requests).
 
+pub mod compiled;
 mod loader;
 mod nodes;
 mod objects;

@@ -125,13 +125,9 @@ impl Entity {
             .collect()
     }
 
-    /// Seconds from start to finish; while the node runs, to the tree's `asOf`, so an answer
-    /// never depends on when it is sent.
+    /// Seconds from start to finish (see [`TreeNode::duration`]).
     fn duration(&self) -> Option<f64> {
-        let node = &self.node.node;
-        let end = node.completed_at.unwrap_or(self.tree.as_of);
-        let elapsed = end - node.started_at?;
-        Some(elapsed.to_std().unwrap_or_default().as_secs_f64())
+        self.node.duration(self.tree.as_of)
     }
 
     /// The node as one of `Release.nodes`' items (`None` for the release itself).

@@ -1,0 +1,583 @@
+//! The compiled read of a release tree: a query that only walks a release's hierarchy
+//! (`release(id:) { … waves { … clusters { … bundle { … apps { … } } } } }`, the dashboards'
+//! commonest and largest answer) is written as JSON straight from the loaded tree, with no
+//! per-field future and no intermediate `Value` tree, the way graphql-jit and Grafast plan a
+//! document once instead of resolving it field by field.
+//!
+//! It is an optimisation only, exactly equivalent to the executor: [`TreePlan::compile`]
+//! accepts a document only when the executor would accept it and answer it from the same tree
+//! with no error, and refuses (`None`) everything else, which then runs through the executor
+//! as before. So it accepts:
+//! - one query operation, with no fragments and no directives anywhere;
+//! - whose one root field is `release`, with `id` as a string literal or as the one variable,
+//!   declared `ID!` without a default, given as a string;
+//! - selecting `waves` (so the executor would also read the whole tree), and below it only the
+//!   hierarchy's argument-free fields, each field at most once per selection (aliases allowed).
+//!
+//! Every field at most once bounds the depth (six levels, under the schema's limit), and
+//! [`TreePlan::complexity`] is the validation's own sum, so the caller refuses a plan over the
+//! complexity limit as the executor would refuse the document. The caller check and the introspection budget run before it, as for every
+//! document (`schema::AppSchema`), and the answer is capped at `MAX_RESPONSE_BYTES` the same way.
+//! Whatever the plan cannot answer as the executor would (no such release, a node ID that is
+//! not a release's, a failed read, a cluster without a bundle), it leaves to the executor.
+
+use std::collections::HashSet;
+
+use async_graphql::{
+    Positioned, Variables,
+    dataloader::DataLoader,
+    parser::types::{
+        BaseType, DocumentOperations, ExecutableDocument, Field, OperationType, Selection,
+        SelectionSet,
+    },
+};
+use async_graphql_value::{ConstValue, Value};
+
+use super::loader::ReleaseLoader;
+use crate::{
+    contracts::ids::{EntityId, Kind},
+    graphql::connection::list_complexity,
+    releases::tree::{DataSource, Progress, ReleaseTree, TreeNode},
+};
+
+/// A document compiled against the hierarchy: what to write for which release.
+#[derive(Debug)]
+pub struct TreePlan {
+    /// The release's global ID, as `release(id:)` normalises it.
+    release_id: String,
+    /// The root field's response key, written as `"key":`.
+    key: Vec<u8>,
+    /// What to write of the release node.
+    selection: Plan,
+}
+
+/// The fields to write of one node, in the order the document selects them.
+type Plan = Vec<(Vec<u8>, Output)>;
+
+/// One selected field of a hierarchy node.
+#[derive(Debug)]
+enum Output {
+    Typename(&'static str),
+    Id,
+    Key,
+    Name,
+    Status,
+    StartedAt,
+    CompletedAt,
+    Message,
+    Duration,
+    Position,
+    Region,
+    Version,
+    Source,
+    AsOf,
+    Progress(Vec<(Vec<u8>, ProgressOutput)>),
+    /// The nodes right below (`waves`, `clusters`, `apps`; a cluster's `apps` through its bundle).
+    Children(Plan),
+    /// A cluster's bundle.
+    Bundle(Plan),
+}
+
+/// One selected field of a `Progress`.
+#[derive(Debug, Clone, Copy)]
+enum ProgressOutput {
+    Typename,
+    Total,
+    Succeeded,
+    Failed,
+    InProgress,
+    Pending,
+    Percent,
+}
+
+/// Why a plan gave up while writing: the executor answers instead, or the answer is too big.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Not answerable here exactly as the executor would (no such release, a failed read, a
+    /// cluster without a bundle): the executor must run.
+    Executor,
+    /// The answer would pass the byte cap.
+    TooLarge,
+}
+
+impl TreePlan {
+    /// Compiles the operation of `document` that a request with `operation_name` and
+    /// `variables` runs, or `None` when it is not a plain tree read (see the module docs).
+    pub fn compile(
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &Variables,
+    ) -> Option<Self> {
+        if !document.fragments.is_empty() {
+            return None;
+        }
+        let operation = match (&document.operations, operation_name) {
+            (DocumentOperations::Single(operation), None) => operation,
+            (DocumentOperations::Multiple(operations), name) if operations.len() == 1 => {
+                let (own, operation) = operations.iter().next()?;
+                if name.is_some_and(|name| name != own.as_str()) {
+                    return None;
+                }
+                operation
+            }
+            _ => return None,
+        };
+        let operation = &operation.node;
+        if operation.ty != OperationType::Query || !operation.directives.is_empty() {
+            return None;
+        }
+        // At most one variable: the release's ID, declared `ID!`, given as a string. Any
+        // other variable given would be unused (the executor ignores it; so may we).
+        let declared = match operation.variable_definitions.as_slice() {
+            [] => None,
+            [definition] => {
+                let definition = &definition.node;
+                let ty = &definition.var_type.node;
+                let is_id = matches!(&ty.base, BaseType::Named(name) if name.as_str() == "ID");
+                if !is_id
+                    || ty.nullable
+                    || definition.default_value.is_some()
+                    || !definition.directives.is_empty()
+                {
+                    return None;
+                }
+                Some(definition.name.node.clone())
+            }
+            _ => return None,
+        };
+        let [Positioned { node: root, .. }] = operation.selection_set.node.items.as_slice() else {
+            return None;
+        };
+        let Selection::Field(field) = root else {
+            return None;
+        };
+        let field = &field.node;
+        if field.name.node.as_str() != "release" || !field.directives.is_empty() {
+            return None;
+        }
+        let [(argument, value)] = field.arguments.as_slice() else {
+            return None;
+        };
+        if argument.node.as_str() != "id" {
+            return None;
+        }
+        let raw = match (&value.node, &declared) {
+            (Value::String(raw), None) => raw.as_str(),
+            (Value::Variable(used), Some(declared)) if used == declared => {
+                match variables.get(declared)? {
+                    ConstValue::String(raw) => raw.as_str(),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        let id = EntityId::parse(raw)
+            .ok()
+            .filter(|id| id.kind() == Kind::Release)?;
+        let selection = plan(Kind::Release, &field.selection_set.node)?;
+        // Without `waves` the executor reads the release's row, not its tree.
+        if !selection
+            .iter()
+            .any(|(_, output)| matches!(output, Output::Children(_)))
+        {
+            return None;
+        }
+        Some(Self {
+            release_id: id.to_string(),
+            key: response_key(field),
+            selection,
+        })
+    }
+
+    /// The document's complexity as the schema's validation computes it: one per field (none
+    /// for `__typename`) plus its children's, a list ten times its item's plus one
+    /// ([`list_complexity`]). The
+    /// caller refuses a plan over the schema's limit, as the validation would the document.
+    pub fn complexity(&self) -> usize {
+        fn of(plan: &Plan) -> usize {
+            plan.iter()
+                .map(|(_, output)| match output {
+                    Output::Children(below) => list_complexity(of(below)),
+                    Output::Bundle(below) => of(below).saturating_add(1),
+                    Output::Progress(fields) => fields
+                        .iter()
+                        .filter(|(_, field)| !matches!(field, ProgressOutput::Typename))
+                        .count()
+                        .saturating_add(1),
+                    // The validation does not count `__typename`.
+                    Output::Typename(_) => 0,
+                    _ => 1,
+                })
+                .fold(0, usize::saturating_add)
+        }
+        of(&self.selection).saturating_add(1)
+    }
+
+    /// The ID of the release this plan reads.
+    pub fn release_id(&self) -> &str {
+        &self.release_id
+    }
+
+    /// Loads the tree through the request's loader (the same caches, bookkeeping and live
+    /// reads as the executor's) and writes the whole answer, or says why it did not.
+    #[tracing::instrument(skip_all, fields(release.id = %self.release_id))]
+    pub async fn answer(
+        &self,
+        loader: &DataLoader<ReleaseLoader>,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, Unanswered> {
+        let tree = loader
+            .load_one(self.release_id.clone())
+            .await
+            .map_err(|_| Unanswered::Executor)?
+            .ok_or(Unanswered::Executor)?;
+        let root = tree.find(&self.release_id).ok_or(Unanswered::Executor)?;
+        self.write(&tree, &root, max_bytes)
+    }
+
+    /// Writes the answer for `root` of `tree` (`{"data":{key:{…}}}`).
+    pub fn write(
+        &self,
+        tree: &ReleaseTree,
+        root: &TreeNode,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, Unanswered> {
+        let mut writer = Writer {
+            out: Vec::with_capacity(max_bytes.min(64 * 1024)),
+            tree,
+            max_bytes,
+        };
+        writer.out.extend_from_slice(b"{\"data\":{");
+        writer.out.extend_from_slice(&self.key);
+        writer.node(root, &self.selection)?;
+        writer.out.extend_from_slice(b"}}");
+        writer.check()?;
+        Ok(writer.out)
+    }
+}
+
+/// `"key":` for a field: its alias, or its name.
+fn response_key(field: &Field) -> Vec<u8> {
+    let key = field.alias.as_ref().unwrap_or(&field.name).node.as_str();
+    // A GraphQL name is `[_A-Za-z][_0-9A-Za-z]*`: nothing to escape.
+    format!("\"{key}\":").into_bytes()
+}
+
+/// The plain fields of a selection set: no fragment, no directive, no argument, each field
+/// name and each response key once; `None` otherwise.
+fn plain_fields(set: &SelectionSet) -> Option<Vec<&Field>> {
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    let mut fields = Vec::with_capacity(set.items.len());
+    for item in &set.items {
+        let Selection::Field(field) = &item.node else {
+            return None;
+        };
+        let field = &field.node;
+        let key = field.alias.as_ref().unwrap_or(&field.name).node.as_str();
+        if !field.directives.is_empty()
+            || !field.arguments.is_empty()
+            || !names.insert(field.name.node.as_str())
+            || !keys.insert(key)
+        {
+            return None;
+        }
+        fields.push(field);
+    }
+    Some(fields)
+}
+
+/// The plan for a node of `kind` selecting `set`, or `None` if any field is not one this
+/// path writes.
+fn plan(kind: Kind, set: &SelectionSet) -> Option<Plan> {
+    let fields = plain_fields(set)?;
+    if fields.is_empty() {
+        return None;
+    }
+    fields
+        .into_iter()
+        .map(|field| Some((response_key(field), output(kind, field)?)))
+        .collect()
+}
+
+/// What to write for `field` of a node of `kind`, if this path writes it.
+fn output(kind: Kind, field: &Field) -> Option<Output> {
+    let name = field.name.node.as_str();
+    let below = &field.selection_set.node;
+    let leaf = below.items.is_empty();
+    let output = match (kind, name) {
+        (_, "__typename") => Output::Typename(type_name(kind)),
+        (_, "id") => Output::Id,
+        (_, "key") => Output::Key,
+        (_, "name") => Output::Name,
+        (_, "status") => Output::Status,
+        (_, "startedAt") => Output::StartedAt,
+        (_, "completedAt") => Output::CompletedAt,
+        (_, "message") => Output::Message,
+        (Kind::Release, "source") => Output::Source,
+        (Kind::Release, "asOf") => Output::AsOf,
+        (Kind::Release, _) => return release_list(name, below),
+        (_, "duration") => Output::Duration,
+        (Kind::Wave, "position") => Output::Position,
+        (Kind::Cluster, "region") => Output::Region,
+        (Kind::Bundle | Kind::App, "version") => Output::Version,
+        (Kind::Wave | Kind::Cluster | Kind::Bundle, "progress") => progress(below)?,
+        (Kind::Wave, "clusters") => Output::Children(plan(Kind::Cluster, below)?),
+        (Kind::Cluster, "bundle") => Output::Bundle(plan(Kind::Bundle, below)?),
+        (Kind::Cluster | Kind::Bundle, "apps") => Output::Children(plan(Kind::App, below)?),
+        _ => return None,
+    };
+    // A leaf with a selection is a document the executor refuses (an object without one is
+    // refused by `plan` and `progress`).
+    let object = matches!(
+        output,
+        Output::Progress(_) | Output::Children(_) | Output::Bundle(_)
+    );
+    (object || leaf).then_some(output)
+}
+
+/// The release's own object fields: `progress` and `waves`.
+fn release_list(name: &str, below: &SelectionSet) -> Option<Output> {
+    match name {
+        "progress" => progress(below),
+        "waves" => Some(Output::Children(plan(Kind::Wave, below)?)),
+        _ => None,
+    }
+}
+
+fn progress(set: &SelectionSet) -> Option<Output> {
+    let fields = plain_fields(set)?;
+    if fields.is_empty() {
+        return None;
+    }
+    fields
+        .into_iter()
+        .map(|field| {
+            if !field.selection_set.node.items.is_empty() {
+                return None;
+            }
+            let output = match field.name.node.as_str() {
+                "__typename" => ProgressOutput::Typename,
+                "total" => ProgressOutput::Total,
+                "succeeded" => ProgressOutput::Succeeded,
+                "failed" => ProgressOutput::Failed,
+                "inProgress" => ProgressOutput::InProgress,
+                "pending" => ProgressOutput::Pending,
+                "percent" => ProgressOutput::Percent,
+                _ => return None,
+            };
+            Some((response_key(field), output))
+        })
+        .collect::<Option<_>>()
+        .map(Output::Progress)
+}
+
+/// The GraphQL type of a node of `kind`.
+fn type_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Release => "Release",
+        Kind::Wave => "Wave",
+        Kind::Cluster => "Cluster",
+        Kind::Bundle => "Bundle",
+        Kind::App => "App",
+    }
+}
+
+/// Writes nodes of one tree as JSON, as `serde_json` writes the executor's values.
+struct Writer<'a> {
+    out: Vec<u8>,
+    tree: &'a ReleaseTree,
+    max_bytes: usize,
+}
+
+impl Writer<'_> {
+    /// Stops as soon as the answer passes the cap, as `http::encode` does.
+    fn check(&self) -> Result<(), Unanswered> {
+        if self.out.len() > self.max_bytes {
+            Err(Unanswered::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn json(&mut self, value: &(impl serde::Serialize + ?Sized)) {
+        // Writing to a Vec cannot fail, and these values (strings, numbers, null) always encode.
+        let _ = serde_json::to_writer(&mut self.out, value);
+    }
+
+    fn time(&mut self, time: Option<chrono::DateTime<chrono::Utc>>) {
+        // As async-graphql's `DateTime<Utc>` scalar writes it.
+        self.json(&time.map(|t| t.to_rfc3339()));
+    }
+
+    fn node(&mut self, node: &TreeNode, plan: &Plan) -> Result<(), Unanswered> {
+        self.out.push(b'{');
+        for (i, (key, output)) in plan.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(key);
+            let fields = &node.node;
+            match output {
+                Output::Typename(name) => self.json(*name),
+                Output::Id => self.json(&fields.id),
+                Output::Key => self.json(&fields.key),
+                Output::Name => self.json(&fields.name),
+                Output::Status => self.json(fields.status.as_str()),
+                Output::StartedAt => self.time(fields.started_at),
+                Output::CompletedAt => self.time(fields.completed_at),
+                Output::Message => self.json(&fields.message),
+                Output::Duration => self.json(&node.duration(self.tree.as_of)),
+                Output::Position => self.json(&node.position),
+                Output::Region => self.json(&fields.region),
+                Output::Version => self.json(&fields.version),
+                Output::Source => self.json(match self.tree.source {
+                    DataSource::Temporal => "TEMPORAL",
+                    DataSource::Projection => "PROJECTION",
+                }),
+                Output::AsOf => self.time(Some(self.tree.as_of)),
+                Output::Progress(plan) => self.progress(&node.progress, plan),
+                Output::Children(plan) => {
+                    // A cluster lists its apps through its bundle.
+                    let parent = match (node.kind, node.children.first()) {
+                        (Kind::Cluster, Some(bundle)) => bundle,
+                        (Kind::Cluster, None) => return Err(Unanswered::Executor),
+                        _ => node,
+                    };
+                    self.out.push(b'[');
+                    for (i, child) in parent.children.iter().enumerate() {
+                        if i > 0 {
+                            self.out.push(b',');
+                        }
+                        self.node(child, plan)?;
+                    }
+                    self.out.push(b']');
+                }
+                Output::Bundle(plan) => {
+                    let bundle = node.children.first().ok_or(Unanswered::Executor)?;
+                    self.node(bundle, plan)?;
+                }
+            }
+        }
+        self.out.push(b'}');
+        self.check()
+    }
+
+    fn progress(&mut self, progress: &Progress, plan: &[(Vec<u8>, ProgressOutput)]) {
+        self.out.push(b'{');
+        for (i, (key, output)) in plan.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(key);
+            match output {
+                ProgressOutput::Typename => self.json("Progress"),
+                ProgressOutput::Total => self.json(&progress.total),
+                ProgressOutput::Succeeded => self.json(&progress.succeeded),
+                ProgressOutput::Failed => self.json(&progress.failed),
+                ProgressOutput::InProgress => self.json(&progress.in_progress),
+                ProgressOutput::Pending => self.json(&progress.pending),
+                ProgressOutput::Percent => self.json(&progress.percent),
+            }
+        }
+        self.out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(query: &str, variables: serde_json::Value) -> Option<TreePlan> {
+        let document = async_graphql::parser::parse_query(query).ok()?;
+        TreePlan::compile(&document, None, &Variables::from_json(variables))
+    }
+
+    const TREE: &str =
+        "{ release(id: \"release:r\") { id waves { id clusters { id bundle { apps { id } } } } } }";
+
+    #[test]
+    fn a_plain_tree_read_compiles_with_a_literal_or_a_variable_id() {
+        assert!(compile(TREE, serde_json::json!({})).is_some());
+        let plan = compile(
+            "query T($id: ID!) { r: release(id: $id) { __typename progress { percent } waves { position progress { total } } } }",
+            serde_json::json!({ "id": "release:r" }),
+        )
+        .expect("a variable ID compiles");
+        assert_eq!(plan.release_id(), "release:r");
+        assert_eq!(plan.key, b"\"r\":");
+    }
+
+    #[test]
+    fn anything_but_a_plain_tree_read_is_left_to_the_executor() {
+        let refused = [
+            // No tree: the executor reads the row.
+            "{ release(id: \"release:r\") { id } }",
+            // Directives, fragments, arguments, repeats, unknown or misplaced fields.
+            "{ release(id: \"release:r\") @include(if: true) { waves { id } } }",
+            "{ release(id: \"release:r\") { waves { id @skip(if: false) } } }",
+            "{ release(id: \"release:r\") { waves { ...W } } } fragment W on Wave { id }",
+            "{ release(id: \"release:r\") { waves { ... on Wave { id } } } }",
+            "{ release(id: \"release:r\") { waves(first: 1) { id } } }",
+            "{ release(id: \"release:r\") { waves { id a: id } } }",
+            "{ release(id: \"release:r\") { waves { a: id a: key } } }",
+            "{ release(id: \"release:r\") { waves { nope } } }",
+            "{ release(id: \"release:r\") { duration waves { id } } }",
+            "{ release(id: \"release:r\") { waves { region } } }",
+            "{ release(id: \"release:r\") { waves { id { x } } } }",
+            "{ release(id: \"release:r\") { waves { clusters } } }",
+            "{ release(id: \"release:r\") { waves { } } }",
+            "{ release(id: \"release:r\") { pendingControl waves { id } } }",
+            // Other roots, other operations, other IDs.
+            "{ version release(id: \"release:r\") { waves { id } } }",
+            "mutation { release(id: \"release:r\") { waves { id } } }",
+            "{ release(id: \"wave:r/w\") { waves { id } } }",
+            "{ release(id: \"nope\") { waves { id } } }",
+            "query A { release(id: \"release:r\") { waves { id } } } query B { version }",
+        ];
+        for query in refused {
+            assert!(
+                compile(query, serde_json::json!({})).is_none(),
+                "{query} compiled"
+            );
+        }
+        for (query, variables) in [
+            (
+                "query($id: ID) { release(id: $id) { waves { id } } }",
+                serde_json::json!({ "id": "release:r" }),
+            ),
+            (
+                "query($id: String!) { release(id: $id) { waves { id } } }",
+                serde_json::json!({ "id": "release:r" }),
+            ),
+            (
+                "query($id: ID!) { release(id: $id) { waves { id } } }",
+                serde_json::json!({ "id": 1 }),
+            ),
+            (
+                "query($id: ID!) { release(id: $id) { waves { id } } }",
+                serde_json::json!({}),
+            ),
+            (
+                "query($id: ID! = \"release:r\") { release(id: $id) { waves { id } } }",
+                serde_json::json!({}),
+            ),
+            (
+                "query($id: ID!, $x: Int) { release(id: $id) { waves { id } } }",
+                serde_json::json!({ "id": "release:r" }),
+            ),
+        ] {
+            assert!(compile(query, variables).is_none(), "{query} compiled");
+        }
+    }
+
+    #[test]
+    fn a_named_operation_compiles_only_under_its_own_name() {
+        let query = "query Tree { release(id: \"release:r\") { waves { id } } }";
+        let document = async_graphql::parser::parse_query(query).expect("it parses");
+        let empty = Variables::default();
+        assert!(TreePlan::compile(&document, Some("Tree"), &empty).is_some());
+        assert!(TreePlan::compile(&document, None, &empty).is_some());
+        assert!(TreePlan::compile(&document, Some("Other"), &empty).is_none());
+    }
+}
