@@ -69,12 +69,14 @@ impl AppSchema {
         request: &mut Request,
         max_bytes: usize,
     ) -> Result<Vec<u8>, Unanswered> {
-        Self::admit(request).map_err(|_| Unanswered::Executor)?;
+        // Compiled first: most documents are not tree reads, and those go to the executor
+        // with their checks still to run once, there.
         let (operation, variables) = (request.operation_name.clone(), request.variables.clone());
         let document = request.parsed_query().map_err(|_| Unanswered::Executor)?;
         let plan = TreePlan::compile(document, operation.as_deref(), &variables)
             .filter(|plan| plan.complexity() <= MAX_COMPLEXITY)
             .ok_or(Unanswered::Executor)?;
+        Self::admit(request).map_err(|_| Unanswered::Executor)?;
         let loader = request
             .data
             .get(&std::any::TypeId::of::<DataLoader<ReleaseLoader>>())

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::fixtures::{finished_release, spec, start, unique_key};
+use crate::fixtures::{finished_release, run_to_the_end, spec, start, unique_key};
 use crate::harness::{TestApp, error_code};
 
 /// A small deterministic generator (xorshift), so a failing selection can be found again.
@@ -134,30 +134,20 @@ async fn a_plain_tree_read_is_answered_without_the_executor_byte_for_byte_as_the
     // Arrange: a finished release with failures, a bigger one that succeeded, a running one.
     let app = TestApp::spawn_with_worker(&[]).await;
     let token = app.token_for("viewer@example.com", None, &[]).await;
-    let client = app.temporal().await;
     let failed = finished_release(&app).await;
-    let succeeded = unique_key("compiled");
-    let handle = start(
-        &client,
+    let succeeded = run_to_the_end(
         &app,
-        spec(&succeeded, 3, 3, 4, json!({ "stepMillis": 1 })),
+        spec(&unique_key("compiled"), 3, 3, 4, json!({ "stepMillis": 1 })),
     )
     .await;
-    let _ = handle
-        .get_result(temporalio_client::WorkflowGetResultOptions::default())
-        .await;
     let running = unique_key("compiled-running");
     start(
-        &client,
+        &app.temporal().await,
         &app,
         spec(&running, 2, 2, 3, json!({ "stepMillis": 600_000 })),
     )
     .await;
-    let releases = [
-        failed,
-        format!("release:{succeeded}"),
-        format!("release:{running}"),
-    ];
+    let releases = [failed, succeeded, format!("release:{running}")];
     let mut random = Random(0x5eed_cafe_f00d_1234);
     let compiled_before = app.metric("bff_answers_compiled_total").await;
 

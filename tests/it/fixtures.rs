@@ -851,10 +851,8 @@ async fn pump(
 
 /// Runs a 2×2×2 release whose `app-2`s fail to the end; returns its global ID.
 pub async fn finished_release(app: &TestApp) -> String {
-    let client = app.temporal().await;
     let key = unique_key("reads");
-    let handle = start(
-        &client,
+    run_to_the_end(
         app,
         spec(
             &key,
@@ -864,11 +862,19 @@ pub async fn finished_release(app: &TestApp) -> String {
             json!({ "stepMillis": 1, "failApps": ["app-2"] }),
         ),
     )
-    .await;
+    .await
+}
+
+/// Runs the release of `spec` through the app's worker until its workflow closes; returns
+/// its global ID.
+pub async fn run_to_the_end(app: &TestApp, spec: ReleaseSpec) -> String {
+    let client = app.temporal().await;
+    let id = spec.id().to_string();
+    let handle = start(&client, app, spec).await;
     let _ = handle
         .get_result(temporalio_client::WorkflowGetResultOptions::default())
         .await;
-    format!("release:{key}")
+    id
 }
 
 /// An app with the reference worker, a viewer's token, and a [`finished_release`] in it.
