@@ -47,11 +47,10 @@ pub async fn trees(
         .filter(|id| !trees.contains_key(id))
         .collect();
     if !stored.is_empty() {
-        for (id, (tree, as_of)) in store::trees(db, stats, &stored).await? {
-            trees.insert(
-                id,
-                Arc::new(ReleaseTree::new(tree, DataSource::Projection, as_of)),
-            );
+        for (id, (rows, as_of)) in store::trees(db, stats, &stored).await? {
+            if let Some(tree) = ReleaseTree::from_flat(rows, DataSource::Projection, as_of) {
+                trees.insert(id, Arc::new(tree));
+            }
         }
     }
     Ok(trees)

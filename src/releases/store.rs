@@ -8,12 +8,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row as _, postgres::PgRow};
 
 use crate::{
-    contracts::{
-        ids::Kind,
-        release::{Node, RolloutStatus},
-    },
+    contracts::release::{Node, RolloutStatus},
     db,
     metrics::RequestStats,
+    releases::tree::FlatNode,
 };
 
 /// A row of `release_projection`.
@@ -262,66 +260,47 @@ pub async fn rows(
         .await
 }
 
-/// A row of `release_entity_projection`, as [`trees`] reads it.
-struct EntityRow {
-    id: String,
-    parent_id: Option<String>,
-    kind: Kind,
-    key: String,
-    name: String,
-    status: RolloutStatus,
-    version: Option<String>,
-    region: Option<String>,
-    message: Option<String>,
-    started_at: Option<DateTime<Utc>>,
-    completed_at: Option<DateTime<Utc>>,
-    updated_at: DateTime<Utc>,
-}
-
-/// The columns [`EntityRow::decode`] reads, by position, after `release_id` (column 0), as a
-/// literal so the statement can `concat!` its condition.
+/// The columns [`decode`] reads, by position, after `release_id` (column 0), as a literal so
+/// the statement can `concat!` its condition.
 macro_rules! entity_columns {
     () => {
-        "SELECT release_id, id, parent_id, kind, key, name, status, version, region, message, \
+        "SELECT release_id, id, parent_id, key, name, status, version, region, message, \
          started_at, completed_at, updated_at FROM bff.release_entity_projection"
     };
 }
 
-impl EntityRow {
-    /// Decodes a row of `entity_columns!` by position: a tree is thousands of rows, and
-    /// a lookup of each column by name (as `FromRow` does) was a tenth of a tree read.
-    fn decode(row: &PgRow) -> Result<Self, sqlx::Error> {
-        let kind: &str = row.try_get(3)?;
-        let status: &str = row.try_get(6)?;
-        Ok(Self {
-            id: row.try_get(1)?,
-            parent_id: row.try_get(2)?,
-            kind: kind.parse().map_err(|e| decode_error(3, e))?,
-            key: row.try_get(4)?,
-            name: row.try_get(5)?,
-            status: RolloutStatus::parse(status)
-                .ok_or_else(|| decode_error(6, format!("unknown rollout status {status:?}")))?,
-            version: row.try_get(7)?,
-            region: row.try_get(8)?,
-            message: row.try_get(9)?,
-            started_at: row.try_get(10)?,
-            completed_at: row.try_get(11)?,
-            updated_at: row.try_get(12)?,
-        })
-    }
+/// Decodes a row of `entity_columns!` by position (a tree is thousands of rows, and a lookup
+/// of each column by name, as `FromRow` does, was a tenth of a tree read), with the time of
+/// its last change.
+fn decode(row: &PgRow) -> Result<(FlatNode, DateTime<Utc>), sqlx::Error> {
+    let status: &str = row.try_get(5)?;
+    let node = Node {
+        id: row.try_get(1)?,
+        key: row.try_get(3)?,
+        name: row.try_get(4)?,
+        status: RolloutStatus::parse(status).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "status".to_owned(),
+            source: format!("unknown rollout status {status:?}").into(),
+        })?,
+        started_at: row.try_get(9)?,
+        completed_at: row.try_get(10)?,
+        message: row.try_get(8)?,
+        version: row.try_get(6)?,
+        region: row.try_get(7)?,
+        waves: None,
+        clusters: None,
+        bundle: None,
+        apps: None,
+    };
+    let parent_id = row.try_get(2)?;
+    Ok((FlatNode { node, parent_id }, row.try_get(11)?))
 }
 
-fn decode_error(index: usize, source: impl std::fmt::Display) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: index.to_string(),
-        source: source.to_string().into(),
-    }
-}
+/// A release's rows as read from the projection (in tree order), with the time of the last
+/// event folded into them.
+pub type StoredTree = (Vec<FlatNode>, DateTime<Utc>);
 
-/// A release tree read from the projection, with the time of the last event folded into it.
-pub type StoredTree = (Node, DateTime<Utc>);
-
-/// The whole trees of these releases, in one statement.
+/// The rows of these releases' whole trees, in one statement.
 #[tracing::instrument(skip_all, fields(releases.count = ids.len()))]
 pub async fn trees(
     pool: &PgPool,
@@ -331,7 +310,7 @@ pub async fn trees(
     let _slot = stats.sql(1, "releases.trees").await;
     // Ordered by `ord` alone: an integer sort, where `release_id, ord` sorted text under the
     // database's collation (a third of the statement's time for one 1,211-node release).
-    // Grouping below keeps each release's rows in `ord` order, which is all `assemble` needs.
+    // Grouping below keeps each release's rows in `ord` order, which is all nesting needs.
     let rows = sqlx::query(db::sql(concat!(
         entity_columns!(),
         " WHERE release_id = ANY($1) ORDER BY ord"
@@ -340,66 +319,19 @@ pub async fn trees(
     .fetch_all(pool)
     .await?;
 
-    let mut by_release: HashMap<String, Vec<EntityRow>> = HashMap::new();
+    let mut by_release: HashMap<String, StoredTree> = HashMap::new();
     for row in &rows {
         let release: &str = row.try_get(0)?;
-        let entity = EntityRow::decode(row)?;
+        let (node, updated_at) = decode(row)?;
         match by_release.get_mut(release) {
-            Some(group) => group.push(entity),
+            Some((nodes, as_of)) => {
+                nodes.push(node);
+                *as_of = (*as_of).max(updated_at);
+            }
             None => {
-                by_release.insert(release.to_owned(), vec![entity]);
+                by_release.insert(release.to_owned(), (vec![node], updated_at));
             }
         }
     }
-    Ok(by_release
-        .into_iter()
-        .filter_map(|(release, rows)| {
-            let as_of = rows.iter().map(|r| r.updated_at).max()?;
-            assemble(rows).map(|tree| (release, (tree, as_of)))
-        })
-        .collect())
-}
-
-/// Nests flat rows (in tree order: parents first, siblings by position) under their parents.
-fn assemble(rows: Vec<EntityRow>) -> Option<Node> {
-    let mut children: HashMap<String, Vec<EntityRow>> = HashMap::new();
-    let mut root = None;
-    for row in rows {
-        match row.parent_id.clone() {
-            Some(parent) => children.entry(parent).or_default().push(row),
-            None => root = Some(row),
-        }
-    }
-    fn nest(row: EntityRow, children: &mut HashMap<String, Vec<EntityRow>>) -> Node {
-        let kids: Vec<Node> = children
-            .remove(&row.id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|child| nest(child, children))
-            .collect();
-        let mut node = Node {
-            id: row.id,
-            key: row.key,
-            name: row.name,
-            status: row.status,
-            started_at: row.started_at,
-            completed_at: row.completed_at,
-            message: row.message,
-            version: row.version,
-            region: row.region,
-            waves: None,
-            clusters: None,
-            bundle: None,
-            apps: None,
-        };
-        match row.kind {
-            Kind::Release => node.waves = Some(kids),
-            Kind::Wave => node.clusters = Some(kids),
-            Kind::Cluster => node.bundle = kids.into_iter().next().map(Box::new),
-            Kind::Bundle => node.apps = Some(kids),
-            Kind::App => {}
-        }
-        node
-    }
-    root.map(|root| nest(root, &mut children))
+    Ok(by_release)
 }

@@ -1,9 +1,13 @@
 //! A loaded release tree, shared by every GraphQL object that shows a part of it.
 //!
-//! Built once per load (from the projection or from `getHierarchy`), with each node's
-//! progress roll-up computed bottom-up, and an index so `node(id:)` finds any node at once.
+//! Built once per load (from the projection's rows or from `getHierarchy`), with each node's
+//! progress roll-up computed bottom-up, and an index, made at the first lookup, so
+//! `entity(id:)` finds any node at once.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use chrono::{DateTime, Utc};
 
@@ -125,39 +129,124 @@ pub struct ReleaseTree {
     pub source: DataSource,
     /// How fresh it is.
     pub as_of: DateTime<Utc>,
-    index: HashMap<String, Arc<TreeNode>>,
+    /// Every node by global ID, built at the first lookup below the root: a tree read walks
+    /// the tree and never needs it.
+    index: OnceLock<HashMap<String, Arc<TreeNode>>>,
+}
+
+/// One node as a row of the projection: its fields (no children), and its parent's ID
+/// (`None` for the release).
+#[derive(Debug)]
+pub struct FlatNode {
+    /// The node's own fields; its child lists are not read.
+    pub node: Node,
+    /// The parent's global ID.
+    pub parent_id: Option<String>,
 }
 
 impl ReleaseTree {
-    /// Builds the shared tree from a nested [`Node`].
+    /// Builds the shared tree from a nested [`Node`] (as `getHierarchy` answers).
     pub fn new(root: Node, source: DataSource, as_of: DateTime<Utc>) -> Self {
-        let mut index = HashMap::new();
-        let root = build(root, Kind::Release, 1, &mut index);
+        Self::with_root(build(root, Kind::Release, 1), source, as_of)
+    }
+
+    /// Builds the shared tree from flat rows in tree order (a parent before its children,
+    /// siblings in order), in one pass with no nested [`Node`] in between; `None` without a
+    /// release row. A row whose parent is not there is left out, with what hangs below it.
+    pub fn from_flat(
+        rows: Vec<FlatNode>,
+        source: DataSource,
+        as_of: DateTime<Utc>,
+    ) -> Option<Self> {
+        let (root, below) = {
+            let at: HashMap<&str, usize> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| (row.node.id.as_str(), i))
+                .collect();
+            let mut below = vec![Vec::new(); rows.len()];
+            let mut root = None;
+            for (i, row) in rows.iter().enumerate() {
+                match row.parent_id.as_deref() {
+                    None => root = Some(i),
+                    Some(parent) => {
+                        if let Some(&parent) = at.get(parent) {
+                            below[parent].push(i);
+                        }
+                    }
+                }
+            }
+            (root?, below)
+        };
+        let mut rows: Vec<Option<Node>> = rows.into_iter().map(|row| Some(row.node)).collect();
+        let root = build_flat(root, Kind::Release, 1, &mut rows, &below)?;
+        Some(Self::with_root(root, source, as_of))
+    }
+
+    fn with_root(root: Arc<TreeNode>, source: DataSource, as_of: DateTime<Utc>) -> Self {
         Self {
             root,
             source,
             as_of,
-            index,
+            index: OnceLock::new(),
         }
     }
 
-    /// Every node of the tree.
+    /// Every node of the tree, in tree order.
     pub fn nodes(&self) -> impl Iterator<Item = &Arc<TreeNode>> {
-        self.index.values()
+        let mut stack = vec![&self.root];
+        std::iter::from_fn(move || {
+            let node = stack.pop()?;
+            stack.extend(node.children.iter().rev());
+            Some(node)
+        })
     }
 
     /// The node with global ID `id`, if it is in this tree.
     pub fn find(&self, id: &str) -> Option<Arc<TreeNode>> {
-        self.index.get(id).cloned()
+        if self.root.node.id == id {
+            return Some(Arc::clone(&self.root));
+        }
+        self.index
+            .get_or_init(|| {
+                self.nodes()
+                    .map(|node| (node.node.id.clone(), Arc::clone(node)))
+                    .collect()
+            })
+            .get(id)
+            .cloned()
     }
 }
 
-fn build(
-    mut node: Node,
+/// The node at `at` of `rows`, with the nodes below it, as a node of `kind` (a cluster keeps
+/// its first child, its bundle; an app has none, as in a nested [`Node`]).
+fn build_flat(
+    at: usize,
     kind: Kind,
     position: i32,
-    index: &mut HashMap<String, Arc<TreeNode>>,
-) -> Arc<TreeNode> {
+    rows: &mut [Option<Node>],
+    below: &[Vec<usize>],
+) -> Option<Arc<TreeNode>> {
+    let node = rows.get_mut(at)?.take()?;
+    let kept = match kind {
+        Kind::Cluster => 1,
+        Kind::App => 0,
+        _ => usize::MAX,
+    };
+    let children = match kind.child() {
+        Some(child_kind) => below
+            .get(at)?
+            .iter()
+            .take(kept)
+            .zip(1..)
+            .filter_map(|(&child, i)| build_flat(child, child_kind, i, rows, below))
+            .collect(),
+        None => Vec::new(),
+    };
+    Some(tree_node(node, kind, position, children))
+}
+
+fn build(mut node: Node, kind: Kind, position: i32) -> Arc<TreeNode> {
     let child_kind = kind.child();
     let children: Vec<Node> = node
         .waves
@@ -172,10 +261,15 @@ fn build(
         Some(child_kind) => children
             .into_iter()
             .zip(1..)
-            .map(|(child, i)| build(child, child_kind, i, index))
+            .map(|(child, i)| build(child, child_kind, i))
             .collect(),
         None => Vec::new(),
     };
+    tree_node(node, kind, position, children)
+}
+
+/// A node with its children and its roll-up over them.
+fn tree_node(node: Node, kind: Kind, position: i32, children: Vec<Arc<TreeNode>>) -> Arc<TreeNode> {
     let progress = if kind == Kind::App {
         Progress::of_app(node.status)
     } else {
@@ -184,15 +278,13 @@ fn build(
             .fold(Progress::default(), |acc, c| acc.add(c.progress))
     }
     .with_percent();
-    let tree_node = Arc::new(TreeNode {
+    Arc::new(TreeNode {
         node,
         kind,
         position,
         children,
         progress,
-    });
-    index.insert(tree_node.node.id.clone(), Arc::clone(&tree_node));
-    tree_node
+    })
 }
 
 #[cfg(test)]
