@@ -20,6 +20,7 @@ mod gate;
 mod graphiql;
 mod graphql;
 mod health;
+mod history;
 mod hostile;
 mod http;
 mod identity;

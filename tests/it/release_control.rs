@@ -196,6 +196,40 @@ async fn pause_resume_and_cancel_reach_the_workflow_and_the_projection_and_are_r
                 && metadata["correlation_id"].is_string()),
         "who asked, and under which request: {events:?}"
     );
+
+    // A cancelled app's history ends in its cancellation, naming who asked for it.
+    let cancelled_app: String = sqlx::query_scalar(
+        "SELECT id FROM release_entity_projection
+          WHERE release_id = $1 AND kind = 'app' AND status = 'CANCELLED' ORDER BY ord LIMIT 1",
+    )
+    .bind(&release)
+    .fetch_one(&app.db)
+    .await
+    .expect("an app was cancelled");
+    let history = app
+        .graphql_as(
+            &operator,
+            "query($id: ID!) { entity(id: $id) { ... on App { history { edges { node { from to actor } } } } } }",
+            json!({ "id": cancelled_app }),
+        )
+        .await;
+    let edges = history["data"]["entity"]["history"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let last = edges.last().map(|edge| edge["node"].clone());
+    assert_eq!(
+        last.as_ref().map(|t| t["to"].clone()),
+        Some(json!("CANCELLED")),
+        "{history}"
+    );
+    assert_eq!(
+        last.map(|t| t["actor"].clone()),
+        events
+            .last()
+            .map(|(_, metadata)| metadata["user_id"].clone()),
+        "the cancellation names who asked: {history}"
+    );
 }
 
 #[tokio::test]

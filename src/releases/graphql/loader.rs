@@ -12,12 +12,13 @@ use async_graphql::{
 use sqlx::PgPool;
 
 use crate::{
-    contracts::events::ControlAction,
+    contracts::{events::ControlAction, ids::EntityId},
     error::ApiError,
     metrics::RequestStats,
     releases::{
         cache::{Cached, CachedReads, Token, TreeCache},
         closed::Closes,
+        history::{self, Transition},
         live::LiveHierarchy,
         read,
         store::{self, ReleaseRow},
@@ -183,6 +184,33 @@ impl Loader<RowKey> for ReleaseLoader {
             rows.insert(RowKey(row.id.clone()), row);
         }
         Ok(rows)
+    }
+}
+
+/// Key of a node's history (its global ID).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HistoryKey(pub String);
+
+impl Loader<HistoryKey> for ReleaseLoader {
+    type Value = Arc<Vec<Transition>>;
+    type Error = Arc<sqlx::Error>;
+
+    #[tracing::instrument(skip_all, fields(nodes.count = keys.len()))]
+    async fn load(
+        &self,
+        keys: &[HistoryKey],
+    ) -> Result<HashMap<HistoryKey, Self::Value>, Self::Error> {
+        let ids: Vec<EntityId> = keys
+            .iter()
+            .filter_map(|key| EntityId::parse(&key.0).ok())
+            .collect();
+        let histories = history::histories(&self.db, &self.stats, &ids)
+            .await
+            .map_err(Arc::new)?;
+        Ok(histories
+            .into_iter()
+            .map(|(id, transitions)| (HistoryKey(id), Arc::new(transitions)))
+            .collect())
     }
 }
 

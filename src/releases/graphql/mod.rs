@@ -4,6 +4,7 @@
 //! for the trees, one live `getHierarchy` per running release at most, shared across requests).
 
 pub mod compiled;
+mod history;
 mod loader;
 mod nodes;
 mod objects;

@@ -11,6 +11,7 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 
 use super::{
+    history,
     loader::{PendingControlKey, ReleaseLoader, load_tree},
     nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseEstimate, TimelineSpan},
 };
@@ -226,6 +227,19 @@ macro_rules! hierarchy_object {
             /// `null` before it starts.
             async fn duration(&self) -> Option<f64> {
                 self.0.duration()
+            }
+
+            /// Each status transition of the node, in order, from the event store: `from`,
+            /// `to`, when, the attempt, the message, and who asked when a user's control
+            /// action caused it.
+            #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
+            async fn history(
+                &self,
+                ctx: &Context<'_>,
+                #[graphql(desc = "Page size, 0 to 100 (20 when absent).")] first: Option<i32>,
+                #[graphql(desc = "The `cursor` of the edge to continue after.")] after: Option<String>,
+            ) -> async_graphql::Result<history::HistoryConnection> {
+                history::page(ctx, &self.0.node.node.id, first, after).await
             }
 
             $(
