@@ -180,6 +180,8 @@ CREATE UNIQUE INDEX organizations_projection_pkey ON bff.organizations_projectio
 
 CREATE INDEX organizations_projection_slug_idx ON bff.organizations_projection USING btree (slug);
 
+CREATE INDEX release_entity_projection_key_idx ON bff.release_entity_projection USING btree (key, kind, updated_at DESC, id DESC) INCLUDE (status, release_id);
+
 CREATE INDEX release_entity_projection_parent_idx ON bff.release_entity_projection USING btree (parent_id, "position");
 
 CREATE UNIQUE INDEX release_entity_projection_pkey ON bff.release_entity_projection USING btree (id);

@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row as _, postgres::PgRow};
 
 use crate::{
-    contracts::release::{Node, RolloutStatus},
+    contracts::{
+        ids::Kind,
+        release::{Node, RolloutStatus},
+    },
     db,
     metrics::RequestStats,
     releases::tree::FlatNode,
@@ -232,6 +235,94 @@ pub async fn page(
         rows.reverse();
     }
     Ok((rows, total))
+}
+
+/// A node found across releases (`Query.nodes`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FoundNode {
+    /// Its global ID.
+    pub id: String,
+    /// Its release's global ID.
+    pub release_id: String,
+    /// When it last changed (the order, newest first).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `Query.nodes`' filter: every part optional.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSearch {
+    /// Only nodes of this kind (never the release itself).
+    pub kind: Option<Kind>,
+    /// Only nodes with this key, exactly.
+    pub key: Option<String>,
+    /// Only nodes in one of these statuses (all when empty).
+    pub statuses: Vec<RolloutStatus>,
+    /// Only nodes that changed at or after this.
+    pub since: Option<DateTime<Utc>>,
+}
+
+fn push_node_search(query: &mut QueryBuilder<Postgres>, search: &NodeSearch) {
+    query.push(" WHERE kind <> 'release'");
+    if let Some(kind) = search.kind {
+        query.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some(key) = &search.key {
+        query.push(" AND key = ").push_bind(key.clone());
+    }
+    if !search.statuses.is_empty() {
+        let statuses: Vec<&str> = search.statuses.iter().map(|s| s.as_str()).collect();
+        query
+            .push(" AND status = ANY(")
+            .push_bind(statuses)
+            .push(")");
+    }
+    if let Some(since) = search.since {
+        query.push(" AND updated_at >= ").push_bind(since);
+    }
+}
+
+/// A page of the nodes of every release that `search` selects, most recently changed first,
+/// after `cursor`, with how many match when `count` (one statement; the count costs every
+/// match, so it is left out when no one asks). The `(key, kind, updated_at)` index serves a
+/// search by key.
+#[tracing::instrument(skip_all)]
+pub async fn search_nodes(
+    pool: &PgPool,
+    stats: &RequestStats,
+    search: &NodeSearch,
+    cursor: Option<&Cursor>,
+    limit: i64,
+    count: bool,
+) -> Result<(Vec<FoundNode>, Option<i64>), sqlx::Error> {
+    const ORDER: &str = " ORDER BY updated_at DESC, id DESC";
+    const COLUMNS: &str = "id, release_id, updated_at FROM bff.release_entity_projection";
+    let _slot = stats.sql(1, "releases.search_nodes").await;
+    let mut query = if count {
+        let mut query = QueryBuilder::new(db::page::COUNT_SELECT);
+        query.push(db::sql(" FROM bff.release_entity_projection"));
+        push_node_search(&mut query, search);
+        query.push(db::page::PAGE_JOIN);
+        query
+    } else {
+        QueryBuilder::new("SELECT ")
+    };
+    query.push(db::sql(COLUMNS));
+    push_node_search(&mut query, search);
+    if let Some((at, id)) = cursor {
+        query
+            .push(" AND (updated_at, id) < (")
+            .push_bind(*at)
+            .push(", ")
+            .push_bind(id.clone())
+            .push(")");
+    }
+    query.push(ORDER).push(" LIMIT ").push_bind(limit);
+    if !count {
+        return Ok((query.build_query_as().fetch_all(pool).await?, None));
+    }
+    query.push(db::page::PAGE_END).push(ORDER);
+    let (rows, total) = db::page::split(query.build_query_as().fetch_all(pool).await?);
+    Ok((rows, Some(total)))
 }
 
 /// Where a page starts in the newest-first order.

@@ -29,6 +29,7 @@ mod layout;
 mod login;
 mod metrics;
 mod migrations;
+mod node_search;
 mod onboarding_graphql;
 mod onboarding_worker;
 mod outbox;

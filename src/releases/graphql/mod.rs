@@ -13,13 +13,14 @@ mod subscription;
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
-    Context, ID, Object, ResultExt,
+    Context, ErrorExtensions as _, ID, Object, ResultExt,
     connection::{Connection, Edge},
     dataloader::DataLoader,
 };
 use sqlx::PgPool;
 
-use self::loader::load_row;
+use chrono::{DateTime, Utc};
+
 pub use self::{
     loader::ReleaseLoader,
     objects::{
@@ -28,16 +29,22 @@ pub use self::{
     },
     subscription::{ReleaseChange, ReleasesSubscription},
 };
+use self::{
+    loader::load_row,
+    nodes::{NodeKind, NodePath},
+    objects::ReleaseNode,
+};
 use super::store::{self, Position, ReleaseFilter as StoreFilter};
 use crate::{
     auth::{RequirePermission, graphql::ContextExt, permissions},
     contracts::{
         events::ControlAction,
-        ids::{EntityId, Kind},
+        ids::{EntityId, Key, Kind},
+        release::RolloutStatus,
     },
     error::ApiError,
     graphql::connection::{
-        ConnectionTotal, DEFAULT_PAGE, check_page_size, decode_keyset, encode_keyset,
+        ConnectionTotal, DEFAULT_PAGE, bad_cursor, check_page_size, decode_keyset, encode_keyset,
         page_complexity,
     },
     graphql::context::RequestId,
@@ -53,7 +60,6 @@ pub const MAX_OFFSET: i64 = 100_000;
 
 /// Checks an `offset` argument: 0 to [`MAX_OFFSET`].
 fn check_offset(offset: i64) -> async_graphql::Result<()> {
-    use async_graphql::ErrorExtensions;
     if (0..=MAX_OFFSET).contains(&offset) {
         Ok(())
     } else {
@@ -325,6 +331,102 @@ impl ReleasesQuery {
                 None => Release::Row(Arc::new(row)),
             };
             connection.edges.push(Edge::new(cursor, release));
+        }
+        Ok(connection)
+    }
+
+    /// Waves, clusters, bundles and apps across every release, most recently changed first:
+    /// "where did app `api-gateway` fail in the last 7 days" is
+    /// `nodes(kind: APP, key: "api-gateway", status: [FAILED], since: …)`. Each edge carries
+    /// the node's path from its release. A search by `key` follows an index whatever the
+    /// number of releases; `totalCount` costs every match, so ask for it only when shown.
+    #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only nodes of this kind.")] kind: Option<NodeKind>,
+        #[graphql(desc = "Only nodes with this key, exactly.")] key: Option<String>,
+        #[graphql(desc = "Only nodes in one of these statuses (all when absent or empty).")]
+        status: Option<Vec<RolloutStatus>>,
+        #[graphql(desc = "Only nodes that changed at or after this time.")] since: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(desc = "Page size, 0 to 100 (20 when absent).")] first: Option<i32>,
+        #[graphql(desc = "The `cursor` of the edge to continue after.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ReleaseNode, ConnectionTotal, NodePath>> {
+        check_page_size("first", first)?;
+        let key = key
+            .map(|key| {
+                Key::parse(&key)
+                    .map(|key| key.to_string())
+                    .map_err(|why| ApiError::bad_input("key", format!("not a key: {why}")))
+            })
+            .transpose()
+            .extend()?;
+        let cursor = after
+            .map(|after| {
+                decode_keyset("after", &after).and_then(|(at, id)| {
+                    // Only a node's cursor: a release list's has a release ID.
+                    match EntityId::parse(&id) {
+                        Ok(node) if node.kind() != Kind::Release => Ok((at, id)),
+                        _ => Err(bad_cursor("after").extend()),
+                    }
+                })
+            })
+            .transpose()?;
+        let search = store::NodeSearch {
+            kind: kind.map(NodeKind::kind),
+            key,
+            statuses: status.unwrap_or_default(),
+            since,
+        };
+        let size = i64::from(first.unwrap_or(DEFAULT_PAGE));
+        let db = ctx.data::<PgPool>()?;
+        let stats = ctx.data::<Arc<RequestStats>>()?;
+        let count = ctx.look_ahead().field("totalCount").exists();
+        let (found, total) =
+            store::search_nodes(db, stats, &search, cursor.as_ref(), size + 1, count)
+                .await
+                .map_err(ApiError::from)
+                .extend()?;
+        let has_next = i64::try_from(found.len()).unwrap_or(i64::MAX) > size;
+        let found: Vec<_> = found
+            .into_iter()
+            .take(usize::try_from(size).unwrap_or(0))
+            .collect();
+        // The nodes are views into their releases' trees, loaded in one batch (closed ones
+        // from the cache), so every field answers as it does under `release`.
+        let releases: Vec<String> = found.iter().map(|n| n.release_id.clone()).collect();
+        let trees = ctx
+            .data::<DataLoader<ReleaseLoader>>()?
+            .load_many(releases)
+            .await
+            .map_err(|e| ApiError::database(&e))
+            .extend()?;
+        let mut connection = Connection::with_additional_fields(
+            cursor.is_some(),
+            has_next,
+            // Counted only when asked for (see `store::search_nodes`).
+            ConnectionTotal {
+                total_count: total.unwrap_or_default(),
+            },
+        );
+        for node in found {
+            let Some(entity) = trees
+                .get(&node.release_id)
+                .and_then(|tree| Entity::of(Arc::clone(tree), &node.id))
+            else {
+                continue;
+            };
+            let path = entity.path();
+            if let Some(item) = entity.into_node() {
+                connection.edges.push(Edge::with_additional_fields(
+                    encode_keyset(node.updated_at, &node.id),
+                    item,
+                    NodePath { path },
+                ));
+            }
         }
         Ok(connection)
     }

@@ -40,6 +40,16 @@ impl NodeKind {
             Kind::App => Some(Self::App),
         }
     }
+
+    /// The hierarchy kind this names.
+    pub fn kind(self) -> Kind {
+        match self {
+            Self::Wave => Kind::Wave,
+            Self::Cluster => Kind::Cluster,
+            Self::Bundle => Kind::Bundle,
+            Self::App => Kind::App,
+        }
+    }
 }
 
 /// One step of a node's path: an ancestor, from the release down to the node's parent.
@@ -56,7 +66,8 @@ pub struct PathStep {
 }
 
 impl PathStep {
-    fn of(node: &TreeNode) -> Self {
+    /// The step `node` is on a path.
+    pub(super) fn of(node: &TreeNode) -> Self {
         Self {
             id: ID(node.node.id.clone()),
             kind: NodeKind::of(node.kind),

@@ -47,6 +47,33 @@ impl Entity {
         }
     }
 
+    /// The node with global ID `id` of `tree`, if it is there.
+    pub(super) fn of(tree: Arc<ReleaseTree>, id: &str) -> Option<Self> {
+        let node = tree.find(id)?;
+        Some(Self {
+            tree,
+            node,
+            pruned: None,
+        })
+    }
+
+    /// The node's ancestors, from the release down to its parent (as `Release.nodes`' edges
+    /// carry them).
+    pub(super) fn path(&self) -> Vec<nodes::PathStep> {
+        let mut path = Vec::new();
+        let mut at = EntityId::parse(&self.node.node.id)
+            .ok()
+            .and_then(|id| id.parent());
+        while let Some(id) = at {
+            if let Some(node) = self.tree.find(&id.to_string()) {
+                path.push(nodes::PathStep::of(&node));
+            }
+            at = id.parent();
+        }
+        path.reverse();
+        path
+    }
+
     /// The node this views.
     pub(super) fn node(&self) -> &Arc<TreeNode> {
         &self.node
@@ -132,7 +159,7 @@ impl Entity {
     }
 
     /// The node as one of `Release.nodes`' items (`None` for the release itself).
-    fn into_node(self) -> Option<ReleaseNode> {
+    pub(super) fn into_node(self) -> Option<ReleaseNode> {
         match self.node.kind {
             Kind::Release => None,
             Kind::Wave => Some(ReleaseNode::Wave(Wave(self))),
