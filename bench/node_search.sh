@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The plan and time of `Query.nodes` by key at scale: a scratch database migrated by the
 # binary, 1,000 releases of 1,000 nodes each written straight into the projection (1,000,000
-# rows: per release 10 waves × 10 clusters × 1 bundle × 9 apps, keys `app-1` … `app-9`, one
-# app in fifty FAILED, changes spread over 30 days), then EXPLAIN ANALYZE (twice: cold, warm)
-# of the statements (the page alone, and with its count)
+# rows: per release the 900 apps and 100 clusters of 10 waves × 10 clusters × 9 apps, keys
+# `app-1` … `app-9`, one app in fifty FAILED, changes spread over 30 days), then EXPLAIN
+# ANALYZE (twice: cold, warm) of the statements (the page alone, and with its count) that
 # the service runs for `nodes(kind: APP, key: "app-7", status: [FAILED], since: <7 days ago>,
 # first: 20)`.
 #
@@ -12,12 +12,8 @@ set -euo pipefail
 admin_url=${1:?usage: bench/node_search.sh ADMIN_DATABASE_URL}
 cd "$(dirname "$0")/.."
 db="bench_node_search_$$"
-bin="${CARGO_TARGET_DIR:-target}/debug/temporal-bff"
-[ -x "$bin" ] || cargo build --quiet --bin temporal-bff
-url="${admin_url%/*}/$db"
-psql -q "$admin_url" -c "CREATE DATABASE $db"
-trap 'psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
-DATABASE_URL="$url" "$bin" migrate >/dev/null
+# shellcheck source=bench/scratch-db.sh
+. bench/scratch-db.sh
 
 psql -q "$url" <<'SQL'
 SET search_path = bff;

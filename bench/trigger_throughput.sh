@@ -11,13 +11,8 @@ set -euo pipefail
 admin_url=${1:?usage: bench/trigger_throughput.sh ADMIN_DATABASE_URL}
 cd "$(dirname "$0")/.."
 db="bench_triggers_$$"
-# Only `migrate` is used from the binary, so any build will do.
-bin="${CARGO_TARGET_DIR:-target}/debug/temporal-bff"
-[ -x "$bin" ] || cargo build --quiet --bin temporal-bff
-url="${admin_url%/*}/$db"
-psql -q "$admin_url" -c "CREATE DATABASE $db"
-trap 'psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
-DATABASE_URL="$url" "$bin" migrate >/dev/null
+# shellcheck source=bench/scratch-db.sh
+. bench/scratch-db.sh
 
 psql -q "$url" <<'SQL'
 -- The tree: release r, 10 waves, 10 clusters each, one bundle each, 10 apps each.

@@ -100,15 +100,20 @@ macro_rules! row_columns {
     };
 }
 
-fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
-    query.push(" WHERE true");
-    if !filter.statuses.is_empty() {
-        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+/// `AND status = ANY(…)`, unless `statuses` is empty (every status).
+fn push_statuses(query: &mut QueryBuilder<Postgres>, statuses: &[RolloutStatus]) {
+    if !statuses.is_empty() {
+        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         query
             .push(" AND status = ANY(")
             .push_bind(statuses)
             .push(")");
     }
+}
+
+fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
+    query.push(" WHERE true");
+    push_statuses(query, &filter.statuses);
     if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
         // Escape LIKE's wildcards so the search is literal.
         let pattern = format!(
@@ -269,13 +274,7 @@ fn push_node_search(query: &mut QueryBuilder<Postgres>, search: &NodeSearch) {
     if let Some(key) = &search.key {
         query.push(" AND key = ").push_bind(key.clone());
     }
-    if !search.statuses.is_empty() {
-        let statuses: Vec<&str> = search.statuses.iter().map(|s| s.as_str()).collect();
-        query
-            .push(" AND status = ANY(")
-            .push_bind(statuses)
-            .push(")");
-    }
+    push_statuses(query, &search.statuses);
     if let Some(since) = search.since {
         query.push(" AND updated_at >= ").push_bind(since);
     }

@@ -30,6 +30,26 @@ fn shape(page: &Value) -> Vec<(Value, Value, Value, bool, Value)> {
         .collect()
 }
 
+/// The shape of a node that started once and ended `to` (with a message or not).
+fn started_then(to: &str, message: bool) -> Vec<(Value, Value, Value, bool, Value)> {
+    vec![
+        (
+            Value::Null,
+            json!("IN_PROGRESS"),
+            json!(1),
+            false,
+            Value::Null,
+        ),
+        (
+            json!("IN_PROGRESS"),
+            json!(to),
+            json!(1),
+            message,
+            Value::Null,
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn an_apps_history_is_its_transitions_in_order_with_the_failures_message() {
     // Arrange: a 2×2×2 rollout whose app-2s fail.
@@ -50,44 +70,10 @@ async fn an_apps_history_is_its_transitions_in_order_with_the_failures_message()
     assert!(deployed["errors"].is_null(), "{deployed}");
     assert_eq!(
         shape(&deployed),
-        vec![
-            (
-                Value::Null,
-                json!("IN_PROGRESS"),
-                json!(1),
-                false,
-                Value::Null
-            ),
-            (
-                json!("IN_PROGRESS"),
-                json!("SUCCEEDED"),
-                json!(1),
-                false,
-                Value::Null
-            ),
-        ],
+        started_then("SUCCEEDED", false),
         "{deployed}"
     );
-    assert_eq!(
-        shape(&failed),
-        vec![
-            (
-                Value::Null,
-                json!("IN_PROGRESS"),
-                json!(1),
-                false,
-                Value::Null
-            ),
-            (
-                json!("IN_PROGRESS"),
-                json!("FAILED"),
-                json!(1),
-                true,
-                Value::Null
-            ),
-        ],
-        "{failed}"
-    );
+    assert_eq!(shape(&failed), started_then("FAILED", true), "{failed}");
     let edges = &deployed["data"]["entity"]["history"]["edges"];
     assert!(
         edges[0]["node"]["at"].as_str() < edges[1]["node"]["at"].as_str(),
