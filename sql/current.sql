@@ -186,6 +186,8 @@ CREATE INDEX release_entity_projection_parent_idx ON bff.release_entity_projecti
 
 CREATE UNIQUE INDEX release_entity_projection_pkey ON bff.release_entity_projection USING btree (id);
 
+CREATE INDEX release_entity_projection_recent_idx ON bff.release_entity_projection USING btree (updated_at DESC, id DESC) INCLUDE (kind, status, release_id);
+
 CREATE INDEX release_entity_projection_release_idx ON bff.release_entity_projection USING btree (release_id, kind, "position");
 
 CREATE INDEX release_entity_projection_tree_idx ON bff.release_entity_projection USING btree (release_id, ord);

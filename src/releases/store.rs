@@ -283,7 +283,7 @@ fn push_node_search(query: &mut QueryBuilder<Postgres>, search: &NodeSearch) {
 /// A page of the nodes of every release that `search` selects, most recently changed first,
 /// after `cursor`, with how many match when `count` (one statement; the count costs every
 /// match, so it is left out when no one asks). The `(key, kind, updated_at)` index serves a
-/// search by key.
+/// search by key, the `(updated_at)` one a search without.
 #[tracing::instrument(skip_all)]
 pub async fn search_nodes(
     pool: &PgPool,

@@ -338,8 +338,8 @@ impl ReleasesQuery {
     /// Waves, clusters, bundles and apps across every release, most recently changed first:
     /// "where did app `api-gateway` fail in the last 7 days" is
     /// `nodes(kind: APP, key: "api-gateway", status: [FAILED], since: …)`. Each edge carries
-    /// the node's path from its release. A search by `key` follows an index whatever the
-    /// number of releases; `totalCount` costs every match, so ask for it only when shown.
+    /// the node's path from its release. A search follows an index (by `key`, or by recency
+    /// without one) whatever the number of releases; `totalCount` costs every match, so ask for it only when shown.
     #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
     #[allow(clippy::too_many_arguments)]
     async fn nodes(
