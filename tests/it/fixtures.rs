@@ -841,6 +841,11 @@ async fn pump(
             Err(_) => continue,
             Ok(Ok(0) | Err(_)) => return,
             Ok(Ok(n)) => {
+                // Bytes read just before a freeze are held too: what a client sends after
+                // `freeze()` returns must never get through while frozen.
+                while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 if to.write_all(&buffer[..n]).await.is_err() {
                     return;
                 }
