@@ -308,6 +308,7 @@ async fn run(
         Err(unanswered) => {
             let response = match unanswered {
                 Unanswered::TooLarge => too_large(max_bytes),
+                Unanswered::Answered(response) => *response,
                 Unanswered::Executor => state.schema.execute(request).await,
             };
             let response = with_codes(response);

@@ -6,7 +6,8 @@
 
 use async_graphql::{
     MergedObject, MergedSubscription, Object, Request, Response, Schema, SchemaBuilder,
-    ServerError, dataloader::DataLoader, futures_util::stream::BoxStream,
+    ServerError, Variables, dataloader::DataLoader, futures_util::stream::BoxStream,
+    parser::types::ExecutableDocument,
 };
 
 pub mod introspection;
@@ -46,10 +47,27 @@ impl AppSchema {
             .and_then(|data| data.downcast_ref::<Authentication>())
             .cloned()
             .unwrap_or(Authentication::Anonymous);
-        let variables = request.variables.clone();
-        let document = request.parsed_query()?;
-        auth::graphql::require_caller(document, &authentication)?;
-        introspection::within_budget(document, &variables)
+        Self::with_document(request, |document, _, variables| {
+            auth::graphql::require_caller(document, &authentication)?;
+            introspection::within_budget(document, variables)
+        })?
+    }
+
+    /// Runs `check` on the request's parsed document (parsed once) with its operation name and
+    /// variables, which are moved out meanwhile rather than copied: the document borrows the
+    /// request, and variables can be large.
+    fn with_document<T>(
+        request: &mut Request,
+        check: impl FnOnce(&ExecutableDocument, Option<&str>, &Variables) -> T,
+    ) -> Result<T, ServerError> {
+        let variables = std::mem::take(&mut request.variables);
+        let operation = request.operation_name.take();
+        let checked = request
+            .parsed_query()
+            .map(|document| check(document, operation.as_deref(), &variables));
+        request.variables = variables;
+        request.operation_name = operation;
+        checked
     }
 
     /// Executes a query or mutation whose document passes the checks.
@@ -71,9 +89,9 @@ impl AppSchema {
     ) -> Result<Vec<u8>, Unanswered> {
         // Compiled first: most documents are not tree reads, and those go to the executor
         // with their checks still to run once, there.
-        let (operation, variables) = (request.operation_name.clone(), request.variables.clone());
-        let document = request.parsed_query().map_err(|_| Unanswered::Executor)?;
-        let plan = TreePlan::compile(document, operation.as_deref(), &variables)
+        let plan = Self::with_document(request, TreePlan::compile)
+            .ok()
+            .flatten()
             .filter(|plan| plan.complexity() <= MAX_COMPLEXITY)
             .ok_or(Unanswered::Executor)?;
         Self::admit(request).map_err(|_| Unanswered::Executor)?;

@@ -247,3 +247,67 @@ async fn the_compiled_path_keeps_the_caller_check_the_size_cap_and_the_executors
         0.0
     );
 }
+
+/// The answer to `tree` for release `id`, compiled and through the executor, with the SQL
+/// statements each took.
+async fn both_ways(
+    app: &TestApp,
+    token: &str,
+    tree: &str,
+    id: &str,
+) -> (Vec<u8>, Vec<u8>, f64, f64) {
+    let statements = || app.metric("bff_sql_statements_total");
+    let variables = json!({ "id": id });
+    let before = statements().await;
+    let compiled = bytes(app, token, tree, variables.clone()).await;
+    let between = statements().await;
+    let executed = bytes(app, token, &through_executor(tree), variables).await;
+    let after = statements().await;
+    (compiled, executed, between - before, after - between)
+}
+
+#[tokio::test]
+async fn a_missing_release_and_a_failed_read_get_the_executors_answer_from_one_read() {
+    // Arrange: an app on a private, migrated cluster this test can stop.
+    let mut postgres = crate::harness::private_postgres();
+    let url = postgres.url("postgres");
+    let pool = sqlx::PgPool::connect(&url)
+        .await
+        .expect("the pool connects");
+    temporal_bff::db::migrate(&pool, &Default::default())
+        .await
+        .expect("the migrations apply");
+    pool.close().await;
+    let app = TestApp::spawn_with(&[("DATABASE_URL", url)]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let tree = "query($id: ID!) { r: release(id: $id) { id waves { id } } }";
+    // Act
+    let missing = both_ways(&app, &token, tree, "release:no-such-release").await;
+    postgres.stop();
+    let failed = both_ways(&app, &token, tree, "release:unreadable").await;
+
+    // Assert
+    let (compiled, executed, compiled_reads, executed_reads) = missing;
+    assert_eq!(
+        String::from_utf8_lossy(&compiled),
+        String::from_utf8_lossy(&executed)
+    );
+    assert_eq!(compiled, br#"{"data":{"r":null}}"#.to_vec());
+    assert_eq!(
+        compiled_reads, executed_reads,
+        "no second read for a missing release"
+    );
+    let (compiled, executed, compiled_reads, executed_reads) = failed;
+    assert_eq!(
+        String::from_utf8_lossy(&compiled),
+        String::from_utf8_lossy(&executed)
+    );
+    let body: Value = serde_json::from_slice(&compiled).expect("the answer is JSON");
+    assert_eq!(error_code(&body), "UNAVAILABLE", "{body}");
+    assert!(body["data"].is_null(), "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["r"]));
+    assert_eq!(
+        compiled_reads, executed_reads,
+        "no second read for a failed one"
+    );
+}

@@ -18,14 +18,16 @@
 //! [`TreePlan::complexity`] is the validation's own sum, so the caller refuses a plan over the
 //! complexity limit as the executor would refuse the document. The caller check and the introspection budget run before it, as for every
 //! document (`schema::AppSchema`), and the answer is capped at `MAX_RESPONSE_BYTES` the same way.
-//! Whatever the plan cannot answer as the executor would (no such release, a node ID that is
-//! not a release's, a failed read, a cluster without a bundle), it leaves to the executor.
+//! A release that does not exist and a read that failed get the executor's answer from here,
+//! without a second read; whatever else the plan cannot answer as the executor would (a node
+//! ID that is not a release's, a cluster without a bundle), it leaves to the executor.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::{
-    Positioned, Variables,
+    ErrorExtensions as _, Name, PathSegment, Pos, Positioned, Response, Variables,
     dataloader::DataLoader,
+    indexmap::IndexMap,
     parser::types::{
         BaseType, DocumentOperations, ExecutableDocument, Field, OperationType, Selection,
         SelectionSet,
@@ -36,6 +38,7 @@ use async_graphql_value::{ConstValue, Value};
 use super::loader::ReleaseLoader;
 use crate::{
     contracts::ids::{EntityId, Kind},
+    error::ApiError,
     graphql::connection::list_complexity,
     releases::tree::{DataSource, Progress, ReleaseTree, TreeNode},
 };
@@ -45,8 +48,10 @@ use crate::{
 pub struct TreePlan {
     /// The release's global ID, as `release(id:)` normalises it.
     release_id: String,
-    /// The root field's response key, written as `"key":`.
-    key: Vec<u8>,
+    /// The root field's response key (its alias, or `release`).
+    key: String,
+    /// Where the root field is in the document (an error's location).
+    pos: Pos,
     /// What to write of the release node.
     selection: Plan,
 }
@@ -90,14 +95,17 @@ enum ProgressOutput {
     Percent,
 }
 
-/// Why a plan gave up while writing: the executor answers instead, or the answer is too big.
-#[derive(Debug, PartialEq, Eq)]
+/// Why a plan wrote no answer of its own.
+#[derive(Debug)]
 pub enum Unanswered {
-    /// Not answerable here exactly as the executor would (no such release, a failed read, a
+    /// Not a plain tree read, or one not answerable here exactly as the executor would (a
     /// cluster without a bundle): the executor must run.
     Executor,
     /// The answer would pass the byte cap.
     TooLarge,
+    /// The executor's answer, made here without reading again: to a release that does not
+    /// exist (`null`), or to a read that failed (no data, and the error at the field).
+    Answered(Box<Response>),
 }
 
 impl TreePlan {
@@ -148,10 +156,9 @@ impl TreePlan {
         let [Positioned { node: root, .. }] = operation.selection_set.node.items.as_slice() else {
             return None;
         };
-        let Selection::Field(field) = root else {
+        let Selection::Field(Positioned { node: field, pos }) = root else {
             return None;
         };
-        let field = &field.node;
         if field.name.node.as_str() != "release" || !field.directives.is_empty() {
             return None;
         }
@@ -184,7 +191,8 @@ impl TreePlan {
         }
         Some(Self {
             release_id: id.to_string(),
-            key: response_key(field),
+            key: key_of(field).to_owned(),
+            pos: *pos,
             selection,
         })
     }
@@ -219,20 +227,41 @@ impl TreePlan {
     }
 
     /// Loads the tree through the request's loader (the same caches, bookkeeping and live
-    /// reads as the executor's) and writes the whole answer, or says why it did not.
+    /// reads as the executor's) and writes the whole answer, or says why it did not. A
+    /// release that does not exist, and a read that failed, are answered as the executor
+    /// answers them, so neither is read twice.
     #[tracing::instrument(skip_all, fields(release.id = %self.release_id))]
     pub async fn answer(
         &self,
         loader: &DataLoader<ReleaseLoader>,
         max_bytes: usize,
     ) -> Result<Vec<u8>, Unanswered> {
-        let tree = loader
-            .load_one(self.release_id.clone())
-            .await
-            .map_err(|_| Unanswered::Executor)?
-            .ok_or(Unanswered::Executor)?;
+        let tree = match loader.load_one(self.release_id.clone()).await {
+            Ok(Some(tree)) => tree,
+            Ok(None) => return Err(Unanswered::Answered(Box::new(self.null(None)))),
+            Err(error) => return Err(Unanswered::Answered(Box::new(self.null(Some(&error))))),
+        };
         let root = tree.find(&self.release_id).ok_or(Unanswered::Executor)?;
         self.write(&tree, &root, max_bytes)
+    }
+
+    /// The executor's answer when the release is not there: the field `null`; or, when the
+    /// read failed, no data and the error (logged once, here) at the field's place.
+    fn null(&self, failure: Option<&Arc<sqlx::Error>>) -> Response {
+        match failure {
+            Some(failure) => {
+                let mut error = ApiError::database(failure)
+                    .extend()
+                    .into_server_error(self.pos);
+                error.path = vec![PathSegment::Field(self.key.clone())];
+                Response::from_errors(vec![error])
+            }
+            None => {
+                let mut data = IndexMap::new();
+                data.insert(Name::new(&self.key), ConstValue::Null);
+                Response::new(ConstValue::Object(data))
+            }
+        }
     }
 
     /// Writes the answer for `root` of `tree` (`{"data":{key:{…}}}`).
@@ -248,7 +277,7 @@ impl TreePlan {
             max_bytes,
         };
         writer.out.extend_from_slice(b"{\"data\":{");
-        writer.out.extend_from_slice(&self.key);
+        writer.out.extend_from_slice(&response_key(&self.key));
         writer.node(root, &self.selection)?;
         writer.out.extend_from_slice(b"}}");
         writer.check()?;
@@ -256,11 +285,15 @@ impl TreePlan {
     }
 }
 
-/// `"key":` for a field: its alias, or its name.
-fn response_key(field: &Field) -> Vec<u8> {
-    let key = field.alias.as_ref().unwrap_or(&field.name).node.as_str();
+/// `"key":` for a field's response key (its alias, or its name).
+fn response_key(key: &str) -> Vec<u8> {
     // A GraphQL name is `[_A-Za-z][_0-9A-Za-z]*`: nothing to escape.
     format!("\"{key}\":").into_bytes()
+}
+
+/// A field's response key: its alias, or its name.
+fn key_of(field: &Field) -> &str {
+    field.alias.as_ref().unwrap_or(&field.name).node.as_str()
 }
 
 /// The plain fields of a selection set: no fragment, no directive, no argument, each field
@@ -274,7 +307,7 @@ fn plain_fields(set: &SelectionSet) -> Option<Vec<&Field>> {
             return None;
         };
         let field = &field.node;
-        let key = field.alias.as_ref().unwrap_or(&field.name).node.as_str();
+        let key = key_of(field);
         if !field.directives.is_empty()
             || !field.arguments.is_empty()
             || !names.insert(field.name.node.as_str())
@@ -296,7 +329,7 @@ fn plan(kind: Kind, set: &SelectionSet) -> Option<Plan> {
     }
     fields
         .into_iter()
-        .map(|field| Some((response_key(field), output(kind, field)?)))
+        .map(|field| Some((response_key(key_of(field)), output(kind, field)?)))
         .collect()
 }
 
@@ -366,7 +399,7 @@ fn progress(set: &SelectionSet) -> Option<Output> {
                 "percent" => ProgressOutput::Percent,
                 _ => return None,
             };
-            Some((response_key(field), output))
+            Some((response_key(key_of(field)), output))
         })
         .collect::<Option<_>>()
         .map(Output::Progress)
@@ -505,7 +538,7 @@ mod tests {
         )
         .expect("a variable ID compiles");
         assert_eq!(plan.release_id(), "release:r");
-        assert_eq!(plan.key, b"\"r\":");
+        assert_eq!(plan.key, "r");
     }
 
     #[test]
