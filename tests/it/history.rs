@@ -110,6 +110,12 @@ async fn history_pages_continue_from_their_cursor_and_refuse_another_nodes_curso
     let overflow = app
         .graphql_as(&token, HISTORY, json!({ "id": node, "after": overflowing }))
         .await;
+    // The last place there is: nothing comes after it, and it must not wrap around to 0.
+    let last_place =
+        temporal_bff::graphql::connection::encode_cursor(&format!("history|{node}|{}", usize::MAX));
+    let at_the_end = app
+        .graphql_as(&token, HISTORY, json!({ "id": node, "after": last_place }))
+        .await;
 
     // Assert
     let mut paged = shape(&first);
@@ -126,6 +132,7 @@ async fn history_pages_continue_from_their_cursor_and_refuse_another_nodes_curso
     assert_eq!(error_code(&foreign), "BAD_USER_INPUT", "{foreign}");
     assert_eq!(error_code(&huge), "BAD_USER_INPUT", "{huge}");
     assert_eq!(error_code(&overflow), "BAD_USER_INPUT", "{overflow}");
+    assert_eq!(error_code(&at_the_end), "BAD_USER_INPUT", "{at_the_end}");
 }
 
 #[tokio::test]

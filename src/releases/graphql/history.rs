@@ -61,9 +61,10 @@ pub async fn page(
                 .and_then(|rest| rest.rsplit_once('|'))
                 .filter(|(id, _)| *id == node)
                 .and_then(|(_, place)| place.parse::<usize>().ok())
+                // The page starts after the cursor's place (a forged `usize::MAX` has none).
+                .and_then(|place| place.checked_add(1))
                 .ok_or_else(|| bad_cursor("after"))
                 .extend()?
-                + 1
         }
         None => 0,
     };
