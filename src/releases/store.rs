@@ -9,7 +9,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row as _, postgres::PgRow};
 
 use crate::{
     contracts::{
-        ids::Kind,
+        ids::{Key, Kind},
         release::{Node, RolloutStatus},
     },
     db,
@@ -259,7 +259,7 @@ pub struct NodeSearch {
     /// Only nodes of this kind (never the release itself).
     pub kind: Option<Kind>,
     /// Only nodes with this key, exactly.
-    pub key: Option<String>,
+    pub key: Option<Key>,
     /// Only nodes in one of these statuses (all when empty).
     pub statuses: Vec<RolloutStatus>,
     /// Only nodes that changed at or after this.
@@ -272,7 +272,7 @@ fn push_node_search(query: &mut QueryBuilder<Postgres>, search: &NodeSearch) {
         query.push(" AND kind = ").push_bind(kind.as_str());
     }
     if let Some(key) = &search.key {
-        query.push(" AND key = ").push_bind(key.clone());
+        query.push(" AND key = ").push_bind(key.to_string());
     }
     push_statuses(query, &search.statuses);
     if let Some(since) = search.since {

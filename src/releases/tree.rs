@@ -343,4 +343,96 @@ mod tests {
             Some(Kind::App)
         );
     }
+
+    /// `node` and everything below it as projection rows, parents first.
+    fn flatten(node: &Node, parent: Option<&str>, rows: &mut Vec<FlatNode>) {
+        let mut own = node.clone();
+        (own.waves, own.clusters, own.bundle, own.apps) = (None, None, None, None);
+        rows.push(FlatNode {
+            node: own,
+            parent_id: parent.map(str::to_owned),
+        });
+        let children = node
+            .waves
+            .iter()
+            .flatten()
+            .chain(node.clusters.iter().flatten());
+        let children = children
+            .chain(node.bundle.as_deref())
+            .chain(node.apps.iter().flatten());
+        for child in children {
+            flatten(child, Some(&node.id), rows);
+        }
+    }
+
+    /// Each node's ID, kind, position and roll-up, in tree order.
+    fn shape(tree: &ReleaseTree) -> Vec<(String, Kind, i32, Progress)> {
+        tree.nodes()
+            .map(|n| (n.node.id.clone(), n.kind, n.position, n.progress))
+            .collect()
+    }
+
+    #[test]
+    fn a_tree_from_projection_rows_is_the_tree_from_the_nested_hierarchy() {
+        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
+        let mut root =
+            ReleaseSpec::synthetic(&key, "R", (3, 2, 4), Default::default()).pending_tree();
+        if let Some(app) = root
+            .waves
+            .iter_mut()
+            .flatten()
+            .flat_map(|w| w.clusters.iter_mut().flatten())
+            .flat_map(|c| {
+                c.bundle
+                    .iter_mut()
+                    .flat_map(|b| b.apps.iter_mut().flatten())
+            })
+            .nth(5)
+        {
+            app.status = RolloutStatus::Failed;
+        }
+        let mut rows = Vec::new();
+        flatten(&root, None, &mut rows);
+        let as_of = Utc::now();
+
+        let nested = ReleaseTree::new(root, DataSource::Projection, as_of);
+        let flat = ReleaseTree::from_flat(rows, DataSource::Projection, as_of)
+            .unwrap_or_else(|| panic!("a release row is there"));
+
+        assert_eq!(shape(&flat), shape(&nested));
+        assert_eq!(flat.root.progress.failed, 1);
+        let app = "app:r/wave-2/cluster-1/web-services/app-2";
+        assert_eq!(flat.find(app).map(|n| n.kind), Some(Kind::App));
+    }
+
+    #[test]
+    fn rows_that_are_orphans_or_hang_below_an_app_are_left_out() {
+        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
+        let root = ReleaseSpec::synthetic(&key, "R", (1, 1, 1), Default::default()).pending_tree();
+        let mut rows = Vec::new();
+        flatten(&root, None, &mut rows);
+        let whole = rows.len();
+        // A foreign row under a parent that is not there, and a wave under an app.
+        let mut orphan = rows[1].node.clone();
+        orphan.id = "wave:r/lost".to_owned();
+        rows.push(FlatNode {
+            node: orphan,
+            parent_id: Some("wave:r/nowhere".to_owned()),
+        });
+        let app = rows[whole - 1].node.id.clone();
+        let mut looped = rows[1].node.clone();
+        looped.id = "wave:r/looped".to_owned();
+        rows.push(FlatNode {
+            node: looped,
+            parent_id: Some(app),
+        });
+
+        let tree = ReleaseTree::from_flat(rows, DataSource::Projection, Utc::now())
+            .unwrap_or_else(|| panic!("a release row is there"));
+
+        assert_eq!(tree.nodes().count(), whole);
+        assert!(tree.find("wave:r/lost").is_none());
+        assert!(tree.find("wave:r/looped").is_none());
+        assert!(ReleaseTree::from_flat(Vec::new(), DataSource::Projection, Utc::now()).is_none());
+    }
 }

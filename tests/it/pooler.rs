@@ -116,6 +116,22 @@ async fn behind_pgbouncer_ready_login_parallel_reads_a_start_and_a_pause_all_wor
         (release_status(&app, &operator, &release).await == "PAUSED").then_some(())
     })
     .await;
+    // The dashboard's reads through the pooler: the compiled tree read, the search across
+    // releases and the histories from the event store.
+    let tree = app
+        .graphql_as(
+            &operator,
+            "query($id: ID!) { release(id: $id) { waves { clusters { bundle { apps { key status } } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+    let search = app
+        .graphql_as(
+            &operator,
+            "{ nodes(kind: APP, key: \"app-1\") { totalCount edges { node { ... on App { history { nodes { to } } } } } } }",
+            json!({}),
+        )
+        .await;
 
     // Assert
     assert_eq!(ready, 200, "{report}");
@@ -139,6 +155,11 @@ async fn behind_pgbouncer_ready_login_parallel_reads_a_start_and_a_pause_all_wor
     assert!(paused["errors"].is_null(), "{paused}");
     assert!(shows_paused.is_some(), "the pause reached the workflow");
     assert_eq!(app.metric("bff_db_listener_deaf").await, 0.0);
+    let apps = &tree["data"]["release"]["waves"][0]["clusters"][0]["bundle"]["apps"];
+    assert_eq!(apps.as_array().map(Vec::len), Some(8), "{tree}");
+    assert!(search["errors"].is_null(), "{search}");
+    assert_eq!(search["data"]["nodes"]["totalCount"], json!(1), "{search}");
+    assert!(app.metric("bff_answers_compiled_total").await >= 1.0);
 }
 
 #[tokio::test]

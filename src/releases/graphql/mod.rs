@@ -359,7 +359,6 @@ impl ReleasesQuery {
         let key = key
             .map(|key| {
                 Key::parse(&key)
-                    .map(|key| key.to_string())
                     .map_err(|why| ApiError::bad_input("key", format!("not a key: {why}")))
             })
             .transpose()
@@ -412,22 +411,13 @@ impl ReleasesQuery {
                 total_count: total.unwrap_or_default(),
             },
         );
-        for node in found {
-            let Some(entity) = trees
-                .get(&node.release_id)
-                .and_then(|tree| Entity::of(Arc::clone(tree), &node.id))
-            else {
-                continue;
-            };
-            let path = entity.path();
-            if let Some(item) = entity.into_node() {
-                connection.edges.push(Edge::with_additional_fields(
-                    encode_keyset(node.updated_at, &node.id),
-                    item,
-                    NodePath { path },
-                ));
-            }
-        }
+        connection
+            .edges
+            .extend(found.into_iter().filter_map(|node| {
+                let entity = Entity::of(Arc::clone(trees.get(&node.release_id)?), &node.id)?;
+                let path = entity.path();
+                entity.into_edge(encode_keyset(node.updated_at, &node.id), path)
+            }));
         Ok(connection)
     }
 

@@ -159,7 +159,7 @@ impl Entity {
     }
 
     /// The node as one of `Release.nodes`' items (`None` for the release itself).
-    pub(super) fn into_node(self) -> Option<ReleaseNode> {
+    fn into_node(self) -> Option<ReleaseNode> {
         match self.node.kind {
             Kind::Release => None,
             Kind::Wave => Some(ReleaseNode::Wave(Wave(self))),
@@ -167,6 +167,21 @@ impl Entity {
             Kind::Bundle => Some(ReleaseNode::Bundle(Bundle(self))),
             Kind::App => Some(ReleaseNode::App(App(self))),
         }
+    }
+
+    /// The node as an edge of a `ReleaseNodeConnection` (`Release.nodes`, `Query.nodes`), with
+    /// its `cursor` and its `path` (`None` for the release itself).
+    pub(super) fn into_edge(
+        self,
+        cursor: String,
+        path: Vec<nodes::PathStep>,
+    ) -> Option<Edge<String, ReleaseNode, NodePath>> {
+        let node = self.into_node()?;
+        Some(Edge::with_additional_fields(
+            cursor,
+            node,
+            NodePath { path },
+        ))
     }
 
     /// The GraphQL object for this node, by its kind.
@@ -477,17 +492,12 @@ impl Release {
                 total_count: selected.total,
             },
         );
-        for found in selected.page {
-            let cursor = found.cursor();
-            let Some(node) = release.view(&found.node).into_node() else {
-                continue;
-            };
-            connection.edges.push(Edge::with_additional_fields(
-                cursor,
-                node,
-                NodePath { path: found.path },
-            ));
-        }
+        connection
+            .edges
+            .extend(selected.page.into_iter().filter_map(|found| {
+                let cursor = found.cursor();
+                release.view(&found.node).into_edge(cursor, found.path)
+            }));
         Ok(connection)
     }
 
