@@ -551,11 +551,10 @@ pub fn rsa_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
         const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
         console.log(JSON.stringify({ der: privateKey.export({ type: 'pkcs1', format: 'der' }).toString('base64'),
                                      jwk: publicKey.export({ format: 'jwk' }) }));";
-    let out = std::process::Command::new("node")
-        .args(["-e", script])
-        .output()
-        .expect("node makes a key");
-    let made: Value = serde_json::from_slice(&out.stdout).expect("node prints the key");
+    let made = (0..3)
+        .find_map(|_| node_within(script, Duration::from_secs(30)))
+        .expect("node makes a key within 30 s, in one of three tries");
+    let made: Value = serde_json::from_slice(&made).expect("node prints the key");
     let mut jwk = made["jwk"].clone();
     jwk["kid"] = json!(kid);
     jwk["alg"] = json!("RS256");
@@ -564,6 +563,33 @@ pub fn rsa_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
         .decode(made["der"].as_str().unwrap_or_default())
         .expect("the key is base64");
     (jsonwebtoken::EncodingKey::from_rsa_der(&der), jwk)
+}
+
+/// What `node -e script` prints, or `None` if it has not finished within `limit` (it is then
+/// killed). Node has been seen to hang at start, asleep, in a fresh machine's chroot; the key
+/// it makes is pure, so another try is safe.
+fn node_within(script: &str, limit: Duration) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new("node")
+        .args(["-e", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let started = std::time::Instant::now();
+    loop {
+        // The key is a few KB, well within a pipe's buffer: node never waits on the reader.
+        if child.try_wait().ok().flatten().is_some() {
+            let mut out = Vec::new();
+            child.stdout.take()?.read_to_end(&mut out).ok()?;
+            return Some(out);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A JWKS endpoint the test controls, as Supabase's `/auth/v1/.well-known/jwks.json` serves
