@@ -13,11 +13,19 @@
 //! releases that changed (one statement per batch) and hands each subscriber whose filter
 //! matches the newest row of each release.
 //!
+//! `releaseTreeChanged` is fed by the same task: each read whose tree differs from the one
+//! before is a new revision of the release, and what changed in it (`TreeChange`) is computed
+//! there, once, whatever the number of subscribers. The changes of the latest
+//! [`KEPT_REVISIONS`] revisions travel with the state, so a subscriber that fell behind, or
+//! one that comes back with the revision it had, replays what it missed. A release nobody
+//! follows any more is kept for [`LINGER`] before it is dropped, so a client that reconnects
+//! at once continues from its revision instead of starting over from a snapshot.
+//!
 //! After the change listener reconnects, every watched release is read again, and the rows
 //! changed while it was away are read for the lists, so a change missed then is delivered.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard, Weak},
     time::Duration,
 };
@@ -31,7 +39,7 @@ use super::{
     live::LiveHierarchy,
     read,
     store::{self, ReleaseFilter, ReleaseRow},
-    tree::ReleaseTree,
+    tree::{ReleaseTree, TreeChange},
 };
 use crate::{
     db::changes::{ChangeSink, RELEASE_CHANNEL},
@@ -43,6 +51,10 @@ use crate::{
 const CATCH_UP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// Most rows one catch-up read hands the lists.
 const CATCH_UP_LIMIT: i64 = 1000;
+/// Revisions whose changes a release's state keeps for subscribers catching up.
+pub const KEPT_REVISIONS: usize = 256;
+/// How long a release nobody follows any more stays followed (not read) before it is dropped.
+pub const LINGER: Duration = Duration::from_secs(30);
 
 /// One read of a release.
 #[derive(Clone)]
@@ -54,6 +66,86 @@ pub struct Snapshot {
     pub row: Arc<ReleaseRow>,
     /// Its whole tree.
     pub tree: Arc<ReleaseTree>,
+    /// The tree's revision: one more with each read whose tree differs from the one before.
+    /// Each follow of a release starts at a random number, so a revision from another replica
+    /// or an earlier follow is not mistaken for one of these (it is too old to replay).
+    pub revision: i64,
+    /// What changed in each of the latest revisions, oldest first, the last being
+    /// `revision`'s (none for the first read).
+    pub changes: Arc<VecDeque<Arc<TreeChange>>>,
+}
+
+impl Snapshot {
+    /// What changed in `revision`, if it is one of the kept ones.
+    fn change(&self, revision: i64) -> Option<&TreeChange> {
+        let kept = i64::try_from(self.changes.len()).ok()?;
+        let at = revision.checked_sub(self.revision - kept + 1)?;
+        self.changes
+            .get(usize::try_from(at).ok()?)
+            .map(|change| &**change)
+    }
+
+    /// What takes a subscriber at revision `at` (`None`: it has nothing yet) to this one.
+    pub fn missed_since(&self, at: Option<i64>) -> CatchUp<'_> {
+        match at {
+            Some(at) if at == self.revision => CatchUp::Nothing,
+            Some(at) if at < self.revision => (at + 1..=self.revision)
+                .map(|revision| Some((revision, self.change(revision)?)))
+                .collect::<Option<Vec<_>>>()
+                .map_or(CatchUp::Whole, CatchUp::Replay),
+            _ => CatchUp::Whole,
+        }
+    }
+
+    /// A read of the tree: the same revision as `previous` (the follow's read before it) if
+    /// the tree did not change, else the next, with its change kept.
+    fn new(
+        seq: u64,
+        row: Arc<ReleaseRow>,
+        tree: Arc<ReleaseTree>,
+        previous: Option<&Snapshot>,
+    ) -> Self {
+        let (revision, changes) = match previous {
+            None => (first_revision(), Arc::default()),
+            Some(previous) => match tree.changes_since(&previous.tree) {
+                None => (previous.revision, Arc::clone(&previous.changes)),
+                Some(change) => {
+                    let mut changes = (*previous.changes).clone();
+                    if changes.len() == KEPT_REVISIONS {
+                        changes.pop_front();
+                    }
+                    changes.push_back(Arc::new(change));
+                    (previous.revision + 1, Arc::new(changes))
+                }
+            },
+        };
+        Self {
+            seq,
+            row,
+            tree,
+            revision,
+            changes,
+        }
+    }
+}
+
+/// Where a follow's revisions start: a random number from 2^20 to 2^30, far from any other
+/// follow's (and from small numbers a client might make up), with room to grow in an `Int`.
+fn first_revision() -> i64 {
+    let random = uuid::Uuid::new_v4().as_u128();
+    (1 << 20) + i64::try_from(random % ((1 << 30) - (1 << 20))).unwrap_or_default()
+}
+
+/// What a subscriber needs to reach a snapshot's revision.
+#[derive(Debug, PartialEq)]
+pub enum CatchUp<'a> {
+    /// It is there.
+    Nothing,
+    /// The whole tree: it has nothing yet, or what it missed is not kept (too old, or a
+    /// revision of another follow).
+    Whole,
+    /// Each revision it missed, in order, with what changed in it.
+    Replay(Vec<(i64, &'a TreeChange)>),
 }
 
 /// What the subscribers of one release see.
@@ -70,6 +162,8 @@ pub enum State {
 struct Watched {
     state: watch::Sender<State>,
     changed: Notify,
+    /// Someone followed it again (ends a linger).
+    joined: Notify,
 }
 
 /// One `releasesChanged` subscriber: the newest row of each release that changed and passes
@@ -165,12 +259,15 @@ impl ReleaseHub {
     pub fn watch(self: &Arc<Self>, id: &str) -> watch::Receiver<State> {
         let mut watched = lock(&self.watched);
         if let Some(entry) = watched.get(id) {
-            return entry.state.subscribe();
+            let receiver = entry.state.subscribe();
+            entry.joined.notify_one();
+            return receiver;
         }
         let (state, receiver) = watch::channel(State::Pending);
         let entry = Arc::new(Watched {
             state,
             changed: Notify::new(),
+            joined: Notify::new(),
         });
         watched.insert(id.to_owned(), Arc::clone(&entry));
         tokio::spawn(Arc::clone(self).follow(id.to_owned(), entry));
@@ -191,14 +288,15 @@ impl ReleaseHub {
     }
 
     /// The task of one watched release: read, publish, wait for a change (at least a window
-    /// while it runs), until nobody watches it.
+    /// while it runs), until nobody has watched it for [`LINGER`].
     #[tracing::instrument(skip_all, fields(release.id = %id))]
     async fn follow(self: Arc<Self>, id: String, entry: Arc<Watched>) {
         let mut seq = 0;
+        let mut previous: Option<Snapshot> = None;
         loop {
             // Nobody follows it any more (a subscriber that left before the first read, or
             // while the last one ran): read nothing.
-            if entry.state.receiver_count() == 0 && self.forget(&id, &entry) {
+            if self.linger(&id, &entry).await {
                 return;
             }
             let read = {
@@ -209,9 +307,9 @@ impl ReleaseHub {
                 Ok(Some((row, tree))) => {
                     seq += 1;
                     let running = row.is_running();
-                    entry
-                        .state
-                        .send_replace(State::Found(Snapshot { seq, row, tree }));
+                    let snapshot = Snapshot::new(seq, row, tree, previous.as_ref());
+                    previous = Some(snapshot.clone());
+                    entry.state.send_replace(State::Found(snapshot));
                     running
                 }
                 Ok(None) => {
@@ -236,13 +334,30 @@ impl ReleaseHub {
             tokio::select! {
                 biased;
                 () = entry.state.closed() => {
-                    if self.forget(&id, &entry) {
+                    if self.linger(&id, &entry).await {
                         return;
                     }
                 }
                 () = entry.changed.notified() => {}
             }
         }
+    }
+
+    /// Waits up to [`LINGER`] while nobody follows `entry`, then drops it (`true`); `false`
+    /// at once when someone does, or follows it again in time.
+    async fn linger(&self, id: &str, entry: &Arc<Watched>) -> bool {
+        let until = tokio::time::Instant::now() + LINGER;
+        while entry.state.receiver_count() == 0 {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {
+                    if self.forget(id, entry) {
+                        return true;
+                    }
+                }
+                () = entry.joined.notified() => {}
+            }
+        }
+        false
     }
 
     /// Drops `entry` if nobody watches it any more (checked under the lock `watch` takes).
@@ -388,5 +503,124 @@ impl ChangeSink for ReleaseHub {
             entry.changed.notify_one();
         }
         self.wake_lists.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        contracts::{ids::Key, release::ReleaseSpec},
+        releases::tree::DataSource,
+    };
+
+    fn row() -> Arc<ReleaseRow> {
+        Arc::new(ReleaseRow {
+            id: "release:r".into(),
+            key: "r".into(),
+            name: "R".into(),
+            status: crate::contracts::release::RolloutStatus::InProgress,
+            workflow_id: "release-r".into(),
+            message: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+            apps_total: 2,
+            apps_succeeded: 0,
+            apps_failed: 0,
+            apps_in_progress: 0,
+            apps_pending: 2,
+        })
+    }
+
+    /// A 1×1×2 release whose first app's message is `message` (a distinct tree per message).
+    fn tree(message: usize) -> Arc<ReleaseTree> {
+        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
+        let mut root =
+            ReleaseSpec::synthetic(&key, "R", (1, 1, 2), Default::default()).pending_tree();
+        if let Some(app) = root
+            .waves
+            .iter_mut()
+            .flatten()
+            .flat_map(|w| w.clusters.iter_mut().flatten())
+            .flat_map(|c| {
+                c.bundle
+                    .iter_mut()
+                    .flat_map(|b| b.apps.iter_mut().flatten())
+            })
+            .next()
+        {
+            app.message = Some(message.to_string());
+        }
+        Arc::new(ReleaseTree::new(root, DataSource::Projection, Utc::now()))
+    }
+
+    /// The reads of trees `messages`, in order, as one follow makes them.
+    fn reads(messages: impl IntoIterator<Item = usize>) -> Vec<Snapshot> {
+        let mut reads: Vec<Snapshot> = Vec::new();
+        for (seq, message) in (1..).zip(messages) {
+            let read = Snapshot::new(seq, row(), tree(message), reads.last());
+            reads.push(read);
+        }
+        reads
+    }
+
+    #[test]
+    fn a_revision_is_added_only_when_the_tree_changed() {
+        let reads = reads([0, 0, 1, 1, 1, 2]);
+
+        let revisions: Vec<i64> = reads
+            .iter()
+            .map(|r| r.revision - reads[0].revision)
+            .collect();
+
+        assert_eq!(revisions, [0, 0, 1, 1, 1, 2]);
+        assert!(
+            reads[0].revision >= 1 << 20,
+            "far from numbers a client makes up"
+        );
+    }
+
+    #[test]
+    fn a_subscriber_a_few_revisions_behind_replays_each_in_order() {
+        let reads = reads(0..4);
+        let last = &reads[3];
+        let app = "app:r/wave-1/cluster-1/web-services/app-1";
+
+        let missed = last.missed_since(Some(last.revision - 2));
+
+        let CatchUp::Replay(missed) = missed else {
+            panic!("a replay: {missed:?}");
+        };
+        let revisions: Vec<i64> = missed.iter().map(|(revision, _)| *revision).collect();
+        assert_eq!(revisions, [last.revision - 1, last.revision]);
+        assert!(
+            missed.iter().all(
+                |(_, change)| matches!(change, TreeChange::Nodes(ids) if ids == &[app.to_owned()])
+            ),
+            "{missed:?}"
+        );
+        assert_eq!(last.missed_since(Some(last.revision)), CatchUp::Nothing);
+    }
+
+    #[test]
+    fn a_subscriber_further_behind_than_the_kept_revisions_or_from_elsewhere_gets_the_whole_tree() {
+        let reads = reads(0..KEPT_REVISIONS + 10);
+        let last = reads.last().unwrap_or_else(|| panic!("reads were made"));
+        let kept = i64::try_from(KEPT_REVISIONS).unwrap_or_else(|e| panic!("{e}"));
+
+        assert!(matches!(
+            last.missed_since(Some(last.revision - kept)),
+            CatchUp::Replay(missed) if missed.len() == KEPT_REVISIONS
+        ));
+        assert_eq!(
+            last.missed_since(Some(last.revision - kept - 1)),
+            CatchUp::Whole
+        );
+        assert_eq!(last.missed_since(Some(last.revision + 1)), CatchUp::Whole);
+        assert_eq!(last.missed_since(Some(1)), CatchUp::Whole);
+        assert_eq!(last.missed_since(Some(-5)), CatchUp::Whole);
+        assert_eq!(last.missed_since(None), CatchUp::Whole);
     }
 }

@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 
 use crate::contracts::{
     ids::Kind,
@@ -145,7 +145,9 @@ pub struct FlatNode {
 }
 
 impl ReleaseTree {
-    /// Builds the shared tree from a nested [`Node`] (as `getHierarchy` answers).
+    /// Builds the shared tree from a nested [`Node`] (as `getHierarchy` answers). Its times
+    /// are cut to microseconds, the projection's precision, so a node reads the same whichever
+    /// source it came from (and a diff does not see every time move when the source does).
     pub fn new(root: Node, source: DataSource, as_of: DateTime<Utc>) -> Self {
         Self::with_root(build(root, Kind::Release, 1), source, as_of)
     }
@@ -218,6 +220,44 @@ impl ReleaseTree {
     }
 }
 
+/// What one new read of a release's tree changed, for `releaseTreeChanged`'s diffs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeChange {
+    /// These nodes' own fields or roll-ups changed (global IDs, in tree order; the release
+    /// itself when its fields or roll-up moved).
+    Nodes(Vec<String>),
+    /// Nodes came, went or moved: only a whole new snapshot says what the tree is now.
+    Reshaped,
+}
+
+impl ReleaseTree {
+    /// What changed from `older` to this tree; `None` when nothing did. When the read time
+    /// (`asOf`) or the source alone moved, nothing changed: a node's `duration` while it runs is
+    /// derived from those, and a client derives it as well.
+    pub fn changes_since(&self, older: &ReleaseTree) -> Option<TreeChange> {
+        let mut before = older.nodes();
+        let mut changed = Vec::new();
+        for node in self.nodes() {
+            let Some(old) = before.next() else {
+                return Some(TreeChange::Reshaped);
+            };
+            if old.node.id != node.node.id || old.kind != node.kind {
+                return Some(TreeChange::Reshaped);
+            }
+            if old.node != node.node
+                || old.progress != node.progress
+                || old.position != node.position
+            {
+                changed.push(node.node.id.clone());
+            }
+        }
+        if before.next().is_some() {
+            return Some(TreeChange::Reshaped);
+        }
+        (!changed.is_empty()).then_some(TreeChange::Nodes(changed))
+    }
+}
+
 /// The node at `at` of `rows`, with the nodes below it, as a node of `kind` (a cluster keeps
 /// its first child, its bundle; an app has none, as in a nested [`Node`]).
 fn build_flat(
@@ -247,6 +287,8 @@ fn build_flat(
 }
 
 fn build(mut node: Node, kind: Kind, position: i32) -> Arc<TreeNode> {
+    node.started_at = node.started_at.map(|at| at.trunc_subsecs(6));
+    node.completed_at = node.completed_at.map(|at| at.trunc_subsecs(6));
     let child_kind = kind.child();
     let children: Vec<Node> = node
         .waves
@@ -434,5 +476,109 @@ mod tests {
         assert!(tree.find("wave:r/lost").is_none());
         assert!(tree.find("wave:r/looped").is_none());
         assert!(ReleaseTree::from_flat(Vec::new(), DataSource::Projection, Utc::now()).is_none());
+    }
+
+    /// A pending 2×2×3 release with app `n` (in tree order) set to `status`.
+    fn release_with_app(n: usize, status: RolloutStatus) -> Node {
+        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
+        let mut root =
+            ReleaseSpec::synthetic(&key, "R", (2, 2, 3), Default::default()).pending_tree();
+        if let Some(app) = root
+            .waves
+            .iter_mut()
+            .flatten()
+            .flat_map(|w| w.clusters.iter_mut().flatten())
+            .flat_map(|c| {
+                c.bundle
+                    .iter_mut()
+                    .flat_map(|b| b.apps.iter_mut().flatten())
+            })
+            .nth(n)
+        {
+            app.status = status;
+        }
+        root
+    }
+
+    #[test]
+    fn one_apps_change_is_that_app_and_the_ancestors_whose_roll_ups_moved() {
+        let as_of = Utc::now();
+        let before = ReleaseTree::new(
+            release_with_app(4, RolloutStatus::Pending),
+            DataSource::Temporal,
+            as_of,
+        );
+        let after = ReleaseTree::new(
+            release_with_app(4, RolloutStatus::Succeeded),
+            DataSource::Temporal,
+            as_of,
+        );
+
+        let change = after.changes_since(&before);
+
+        assert_eq!(
+            change,
+            Some(TreeChange::Nodes(vec![
+                "release:r".into(),
+                "wave:r/wave-1".into(),
+                "cluster:r/wave-1/cluster-2".into(),
+                "bundle:r/wave-1/cluster-2/web-services".into(),
+                "app:r/wave-1/cluster-2/web-services/app-2".into(),
+            ]))
+        );
+    }
+
+    #[test]
+    fn the_same_tree_read_later_or_from_elsewhere_changed_nothing() {
+        let before = ReleaseTree::new(
+            release_with_app(0, RolloutStatus::InProgress),
+            DataSource::Temporal,
+            Utc::now(),
+        );
+        let after = ReleaseTree::new(
+            release_with_app(0, RolloutStatus::InProgress),
+            DataSource::Projection,
+            Utc::now() + chrono::TimeDelta::seconds(5),
+        );
+
+        assert_eq!(after.changes_since(&before), None);
+    }
+
+    #[test]
+    fn a_node_that_came_or_went_reshapes_the_tree() {
+        let smaller = ReleaseTree::new(
+            release_with_app(0, RolloutStatus::Pending),
+            DataSource::Projection,
+            Utc::now(),
+        );
+        let mut root = release_with_app(0, RolloutStatus::Pending);
+        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
+        let extra = ReleaseSpec::synthetic(&key, "R", (3, 2, 3), Default::default())
+            .pending_tree()
+            .waves
+            .and_then(|waves| waves.into_iter().nth(2));
+        root.waves.get_or_insert_default().extend(extra);
+        let bigger = ReleaseTree::new(root, DataSource::Projection, Utc::now());
+
+        assert_eq!(bigger.changes_since(&smaller), Some(TreeChange::Reshaped));
+        assert_eq!(smaller.changes_since(&bigger), Some(TreeChange::Reshaped));
+    }
+
+    #[test]
+    fn a_live_trees_times_are_the_projections_microseconds() {
+        let mut root = release_with_app(0, RolloutStatus::InProgress);
+        let at = DateTime::parse_from_rfc3339("2026-12-07T05:00:59.173649776Z")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_timezone(&Utc);
+        root.started_at = Some(at);
+        root.completed_at = Some(at);
+
+        let tree = ReleaseTree::new(root, DataSource::Temporal, Utc::now());
+
+        let micros = DateTime::parse_from_rfc3339("2026-12-07T05:00:59.173649Z")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_timezone(&Utc);
+        assert_eq!(tree.root.node.started_at, Some(micros));
+        assert_eq!(tree.root.node.completed_at, Some(micros));
     }
 }

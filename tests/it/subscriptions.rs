@@ -592,6 +592,257 @@ async fn a_list_view_hears_which_release_changed_only_for_its_filter() {
     );
 }
 
+/// The fields a tree-diff client keeps of each kind of node (every one it shows).
+const NODE_FIELDS: &str = "
+fragment R on Release { id status startedAt completedAt progress { total succeeded failed inProgress pending percent } }
+fragment W on Wave { id status startedAt completedAt progress { succeeded failed percent } }
+fragment C on Cluster { id status startedAt completedAt progress { succeeded failed percent } }
+fragment B on Bundle { id status progress { succeeded percent } }
+fragment A on App { id status startedAt completedAt message }";
+
+/// `releaseTreeChanged` with the whole tree of [`NODE_FIELDS`] in its snapshots and diffs.
+fn tree_diffs() -> String {
+    format!(
+        "subscription($id: ID!, $since: Int) {{ releaseTreeChanged(id: $id, since: $since) {{
+           revision
+           snapshot {{ ...R waves {{ ...W clusters {{ ...C bundle {{ ...B apps {{ ...A }} }} }} }} }}
+           changed {{ ...R ...W ...C ...B ...A }} }} }} {NODE_FIELDS}"
+    )
+}
+
+fn tree_change(event: &Value) -> &Value {
+    &event["payload"]["data"]["releaseTreeChanged"]
+}
+
+/// Every node of a tree (as `snapshot` or `release` answers it) by ID, with its own fields
+/// (its child lists left out): what a client that applies diffs keeps.
+fn nodes_by_id(node: &Value, into: &mut std::collections::BTreeMap<String, Value>) {
+    let mut own = node.as_object().cloned().unwrap_or_default();
+    for children in ["waves", "clusters", "bundle", "apps"] {
+        if let Some(below) = own.remove(children) {
+            match below {
+                Value::Array(list) => list.iter().for_each(|child| nodes_by_id(child, into)),
+                child => nodes_by_id(&child, into),
+            }
+        }
+    }
+    let id = own["id"].as_str().unwrap_or_default().to_owned();
+    into.insert(id, as_floats(Value::Object(own)));
+}
+
+/// `value` with every number as a float: Node prints `100.0` as `100`.
+fn as_floats(value: Value) -> Value {
+    match value {
+        Value::Number(n) => n.as_f64().map_or(Value::Null, |f| json!(f)),
+        Value::Object(map) => map.into_iter().map(|(k, v)| (k, as_floats(v))).collect(),
+        Value::Array(list) => list.into_iter().map(as_floats).collect(),
+        other => other,
+    }
+}
+
+/// Applies one `releaseTreeChanged` message to what a client holds.
+fn apply(message: &Value, held: &mut std::collections::BTreeMap<String, Value>) {
+    if !message["snapshot"].is_null() {
+        held.clear();
+        nodes_by_id(&message["snapshot"], held);
+    }
+    for node in message["changed"].as_array().into_iter().flatten() {
+        nodes_by_id(node, held);
+    }
+}
+
+#[tokio::test]
+async fn a_client_applying_every_tree_diff_through_a_rollout_ends_equal_to_a_fresh_read() {
+    // Arrange: a 2×2×3 release rolling out, followed from its start.
+    let app = TestApp::spawn_with_worker(&[("HIERARCHY_CACHE_MS", "200".into())]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let key = unique_key("diffs");
+    let id = format!("release:{key}");
+    let client = app.temporal().await;
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 2, 2, 3, json!({ "stepMillis": 300 })),
+    )
+    .await;
+    let query = tree_diffs();
+    let mut ws = WsClient::start(&app, bearer(&token), 1, &[(&query, json!({ "id": id }))]);
+
+    // Act: follow the rollout to its end, applying each message.
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+    eventually(Duration::from_secs(10), || async {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM release_projection WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&app.db)
+                .await
+                .ok()?;
+        (row?.0 == "SUCCEEDED").then_some(())
+    })
+    .await;
+    let messages: Vec<Value> = ws
+        .drain(Duration::from_secs(3))
+        .await
+        .iter()
+        .filter(|e| is_next(e))
+        .map(|e| tree_change(e).clone())
+        .collect();
+    let mut held = std::collections::BTreeMap::new();
+    for message in &messages {
+        apply(message, &mut held);
+    }
+    let fresh = app
+        .graphql_as(
+            &token,
+            &format!(
+                "query($id: ID!) {{ release(id: $id) {{ ...R waves {{ ...W clusters {{ ...C bundle {{ ...B apps {{ ...A }} }} }} }} }} }} {NODE_FIELDS}"
+            ),
+            json!({ "id": id }),
+        )
+        .await;
+
+    // Assert
+    let mut expected = std::collections::BTreeMap::new();
+    nodes_by_id(&fresh["data"]["release"], &mut expected);
+    assert_eq!(expected.len(), 1 + 2 + 2 * 2 * 2 + 2 * 2 * 3, "{fresh}");
+    assert_eq!(
+        held, expected,
+        "the diffs applied to the snapshot are the tree as it is"
+    );
+    assert!(
+        !messages[0]["snapshot"].is_null(),
+        "a snapshot first: {}",
+        messages[0]
+    );
+    let diffs: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["snapshot"].is_null())
+        .collect();
+    assert!(
+        diffs.len() >= 2,
+        "the rollout arrives as diffs: {messages:#?}"
+    );
+    assert!(
+        diffs.iter().all(|d| d["changed"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty() && c.len() < expected.len())),
+        "each diff carries some nodes, never the whole tree: {diffs:#?}"
+    );
+    let revisions: Vec<i64> = messages
+        .iter()
+        .filter_map(|m| m["revision"].as_i64())
+        .collect();
+    assert!(
+        revisions.len() == messages.len() && revisions.windows(2).all(|w| w[1] == w[0] + 1),
+        "one more per message: {revisions:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_apps_change_is_a_diff_under_a_kilobyte_and_a_client_back_with_its_revision_gets_only_what_it_missed()
+ {
+    // Arrange: a release another worker writes, followed as tree diffs.
+    let app = TestApp::spawn_with(&[("HIERARCHY_CACHE_MS", "100".into())]).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = foreign_release(&app, 3).await;
+    let key = release.trim_start_matches("release:");
+    let query = tree_diffs();
+    let mut first = WsClient::start(
+        &app,
+        bearer(&token),
+        1,
+        &[(&query, json!({ "id": release }))],
+    );
+    let snapshot = tree_change(first.until(is_next).await.last().expect("a first message")).clone();
+    let start = snapshot["revision"].as_i64().expect("a revision");
+
+    // Act: one app succeeds; the client goes away; another succeeds; it comes back, and a
+    // client with a revision this replica never gave subscribes too.
+    set_status(&app, &release, "app-1", "SUCCEEDED").await;
+    let event = first.until(is_next).await.last().cloned().expect("a diff");
+    drop(first);
+    set_status(&app, &release, "app-2", "SUCCEEDED").await;
+    let mut back = WsClient::start(
+        &app,
+        bearer(&token),
+        1,
+        &[(&query, json!({ "id": release, "since": start + 1 }))],
+    );
+    let missed = tree_change(back.until(is_next).await.last().expect("what it missed")).clone();
+    let mut stranger = WsClient::start(
+        &app,
+        bearer(&token),
+        1,
+        &[(&query, json!({ "id": release, "since": 1 }))],
+    );
+    let fresh = tree_change(stranger.until(is_next).await.last().expect("a snapshot")).clone();
+
+    // Assert
+    assert!(
+        snapshot["changed"].as_array().is_some_and(Vec::is_empty),
+        "{snapshot}"
+    );
+    let diff = tree_change(&event);
+    let changed: std::collections::BTreeSet<&str> = diff["changed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    let expected: std::collections::BTreeSet<String> = [
+        format!("release:{key}"),
+        format!("wave:{key}/w"),
+        format!("cluster:{key}/w/c"),
+        format!("bundle:{key}/w/c/b"),
+        format!("app:{key}/w/c/b/app-1"),
+    ]
+    .into();
+    assert_eq!(
+        changed,
+        expected.iter().map(String::as_str).collect(),
+        "the app and the ancestors whose roll-ups moved: {diff}"
+    );
+    assert_eq!(diff["revision"], start + 1);
+    assert!(diff["snapshot"].is_null(), "{diff}");
+    let on_the_wire = json!({ "id": "4a9e2a43-6f53-4f36-b3a5-0b1f0b8c2d77", "type": "next",
+        "payload": event["payload"] })
+    .to_string();
+    assert!(
+        on_the_wire.len() <= 1024,
+        "{} bytes: {on_the_wire}",
+        on_the_wire.len()
+    );
+    assert_eq!(missed["revision"], start + 2, "{missed}");
+    assert!(
+        missed["snapshot"].is_null(),
+        "a diff, not a snapshot: {missed}"
+    );
+    let again: Vec<&str> = missed["changed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert!(
+        again.contains(&format!("app:{key}/w/c/b/app-2").as_str())
+            && !again.contains(&format!("app:{key}/w/c/b/app-1").as_str()),
+        "only what it missed: {missed}"
+    );
+    assert_eq!(fresh["revision"], start + 2);
+    let mut held = std::collections::BTreeMap::new();
+    apply(&fresh, &mut held);
+    let succeeded = held
+        .values()
+        .filter(|n| {
+            n["id"].as_str().is_some_and(|id| id.starts_with("app:")) && n["status"] == "SUCCEEDED"
+        })
+        .count();
+    assert_eq!(
+        succeeded, 2,
+        "an unknown revision gets the whole tree: {fresh}"
+    );
+}
+
 #[tokio::test]
 async fn the_schema_offers_the_subscriptions() {
     // Act (GraphiQL running one in a browser: `graphiql.rs`)
@@ -601,6 +852,7 @@ async fn the_schema_offers_the_subscriptions() {
     for field in [
         "releaseUpdated(id: ID!): Release!",
         "releasesChanged(filter: ReleaseFilter): ReleaseChange!",
+        "releaseTreeChanged(id: ID!, since: Int): ReleaseTreeChange!",
         "organizationBootstrapUpdated(id: ID!): Organization!",
     ] {
         assert!(sdl.contains(field), "{field} missing from the schema");

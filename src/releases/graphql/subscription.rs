@@ -1,6 +1,8 @@
-//! Release subscriptions: `releaseUpdated` (one release, its whole tree if asked) and
-//! `releasesChanged` (which release changed, for list views). Both are served from the
-//! replica's hub (`releases::hub`): a change is read once and shared by every subscriber.
+//! Release subscriptions: `releaseUpdated` (one release, its whole tree if asked),
+//! `releaseTreeChanged` (one release as a snapshot, then only what changed) and
+//! `releasesChanged` (which release changed, for list views). All are served from the
+//! replica's hub (`releases::hub`): a change is read, and diffed, once and shared by every
+//! subscriber.
 
 use std::sync::Arc;
 
@@ -8,10 +10,13 @@ use async_graphql::{Context, ID, ResultExt, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 
-use super::{Entity, Release, ReleaseFilter, parse_release_id};
+use super::{Entity, HierarchyEntity, Release, ReleaseFilter, parse_release_id};
 use crate::{
     error::ApiError,
-    releases::hub::{ReleaseHub, State},
+    releases::{
+        hub::{CatchUp, ReleaseHub, Snapshot, State},
+        tree::TreeChange,
+    },
 };
 
 /// A release that changed, for a list view to update itself.
@@ -21,6 +26,61 @@ pub struct ReleaseChange {
     pub release: Release,
     /// When the change happened (the time of the last event folded into it).
     pub at: DateTime<Utc>,
+}
+
+/// One message of `releaseTreeChanged`: a snapshot or a diff.
+#[derive(SimpleObject)]
+pub struct ReleaseTreeChange {
+    /// One more than the message before. Subscribe again with the last revision you applied
+    /// as `since` to get only what you missed.
+    pub revision: i32,
+    /// The release with your whole selection: on the first message, when nodes came or went,
+    /// and when `since` is too old to replay (or from another replica). `null` on a diff.
+    pub snapshot: Option<Release>,
+    /// On a diff: each node that changed, in tree order, as it is now, with your selected
+    /// fields; the release itself when its own fields or roll-up moved. A node's running
+    /// `duration` alone is not a change (derive it from `startedAt`). Empty on a snapshot.
+    pub changed: Vec<HierarchyEntity>,
+}
+
+impl ReleaseTreeChange {
+    fn whole(revision: i64, snapshot: &Snapshot) -> Self {
+        Self {
+            revision: revision_out(revision),
+            snapshot: Some(Release::Tree(Entity::root(Arc::clone(&snapshot.tree)))),
+            changed: Vec::new(),
+        }
+    }
+
+    /// The messages that take a client at revision `at` (`None`: nothing yet) to
+    /// `snapshot`'s: one per revision it missed, each with its nodes as they are now, or one
+    /// snapshot if those revisions are not all kept.
+    fn catch_up(at: Option<i64>, snapshot: &Snapshot) -> Vec<Self> {
+        match snapshot.missed_since(at) {
+            CatchUp::Nothing => Vec::new(),
+            CatchUp::Whole => vec![Self::whole(snapshot.revision, snapshot)],
+            CatchUp::Replay(missed) => missed
+                .into_iter()
+                .map(|(revision, change)| match change {
+                    TreeChange::Reshaped => Self::whole(revision, snapshot),
+                    TreeChange::Nodes(ids) => Self {
+                        revision: revision_out(revision),
+                        snapshot: None,
+                        changed: ids
+                            .iter()
+                            .filter_map(|id| Entity::of(Arc::clone(&snapshot.tree), id))
+                            .map(Entity::into_object)
+                            .collect(),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A revision as an `Int` (they start below 2^30 and grow by one per change of a release).
+fn revision_out(revision: i64) -> i32 {
+    i32::try_from(revision).unwrap_or(i32::MAX)
 }
 
 /// The release subscriptions.
@@ -58,6 +118,48 @@ impl ReleasesSubscription {
                         }
                         last_seq = Some(snapshot.seq);
                         yield Ok(Release::Tree(Entity::root(snapshot.tree)));
+                    }
+                }
+                if states.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Release `id` as a snapshot of the selection, then only what changed: each message
+    /// carries the nodes whose fields or roll-ups moved (with the fields selected under
+    /// `changed`) and a `revision` one more than the message before. Changes are read at most
+    /// once per `HIERARCHY_CACHE_MS` while the release runs, and the final state always
+    /// arrives. With `since` (the last revision applied, e.g. after a reconnect) only what
+    /// was missed is sent; when that is no longer known (a restart, another replica, more
+    /// than 256 revisions ago) the first message is a fresh snapshot. `NOT_FOUND` if there is
+    /// no such release.
+    async fn release_tree_changed(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        since: Option<i32>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ReleaseTreeChange>> + use<>>
+    {
+        let id = parse_release_id(&id)?;
+        let hub = Arc::clone(ctx.data::<Arc<ReleaseHub>>()?);
+        let mut states = hub.watch(&id.to_string());
+        Ok(async_stream::stream! {
+            let mut at = since.map(i64::from);
+            loop {
+                let state = states.borrow_and_update().clone();
+                match state {
+                    State::Pending => {}
+                    State::Missing => {
+                        yield Err(ApiError::NotFound(format!("no release {id}"))).extend();
+                        break;
+                    }
+                    State::Found(snapshot) => {
+                        for message in ReleaseTreeChange::catch_up(at, &snapshot) {
+                            yield Ok(message);
+                        }
+                        at = Some(snapshot.revision);
                     }
                 }
                 if states.changed().await.is_err() {
