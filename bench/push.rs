@@ -1,11 +1,12 @@
-//! Live push under load: how long a change takes from its event's INSERT to the subscriber, and
-//! what 1,000 subscribers cost the server.
+//! Live push under load: how long a change takes from its event's INSERT to the subscriber, how
+//! many bytes each push is, and what 1,000 subscribers cost the server; `releaseUpdated` (the
+//! whole tree per change) against `releaseTreeChanged` (only what changed) on a 1,000-app release.
 //!
 //!     cargo bench --bench push
 //!
 //! Starts Postgres and a Temporal dev server, runs the release build of `temporal-bff serve` as
 //! its own process (so its RSS and CPU are the server's alone), writes a running release into the
-//! event store as another team's worker would (1 wave × 2 clusters × 10 apps), and subscribes to
+//! event store as another team's worker would (1 wave × 2 clusters × 10 or 500 apps), and subscribes to
 //! it with the real `graphql-ws` client (`tests/ws-client/client.mjs`, Node; `scripts/test`
 //! installs it). Each change is one app's `SUCCEEDED` event, inserted 1.5 windows
 //! (`HIERARCHY_CACHE_MS`) after the previous one; the latency of a change is the time from just
@@ -27,8 +28,9 @@ use std::{
 use serde_json::{Value, json};
 use temporal_bff::{
     Config,
-    auth::{Principal, token::TokenService},
+    auth::{Principal, password::Hasher, token::TokenService, users},
     devstack::{LocalPostgres, LocalTemporal, dev::create_database_if_missing, free_port},
+    types::Email,
 };
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -37,12 +39,52 @@ use tokio::{
 
 const WINDOW_MS: u64 = 1000;
 const CHANGES: usize = 20;
-const APPS: usize = 20;
 
 const TREE: &str = "subscription($id: ID!) { releaseUpdated(id: $id) {
   id status source asOf progress { total succeeded failed inProgress pending percent }
   waves { key status progress { percent } clusters { key region status progress { percent }
     bundle { key version status apps { key version status startedAt completedAt } } } } } }";
+
+const DIFFS: &str = "subscription($id: ID!) { releaseTreeChanged(id: $id) { revision
+  snapshot { id status source asOf progress { total succeeded failed inProgress pending percent }
+    waves { id key status progress { percent } clusters { id key region status progress { percent }
+      bundle { id key version status apps { id key version status startedAt completedAt } } } } }
+  changed {
+    ... on Release { id status progress { total succeeded failed inProgress pending percent } }
+    ... on Wave { id status progress { percent } }
+    ... on Cluster { id status progress { percent } }
+    ... on Bundle { id status }
+    ... on App { id status startedAt completedAt } } } }";
+
+/// What the subscribers follow.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `releaseUpdated`: the whole tree after each change.
+    Whole,
+    /// `releaseTreeChanged`: the nodes that changed.
+    Diffs,
+}
+
+impl Mode {
+    fn query(self) -> &'static str {
+        match self {
+            Mode::Whole => TREE,
+            Mode::Diffs => DIFFS,
+        }
+    }
+
+    /// How many apps have succeeded according to one push (`None`: it does not say).
+    fn succeeded(self, data: &Value, release: &str) -> Option<u64> {
+        match self {
+            Mode::Whole => data["releaseUpdated"]["progress"]["succeeded"].as_u64(),
+            Mode::Diffs => data["releaseTreeChanged"]["changed"]
+                .as_array()?
+                .iter()
+                .find(|node| node["id"] == release)?["progress"]["succeeded"]
+                .as_u64(),
+        }
+    }
+}
 
 fn now_ms() -> f64 {
     SystemTime::now()
@@ -84,8 +126,8 @@ async fn insert(db: &sqlx::PgPool, event_type: &str, data: Value) {
     .unwrap();
 }
 
-/// A running release written by a foreign worker: 1 wave × 2 clusters × `APPS / 2` apps.
-async fn release(db: &sqlx::PgPool, key: &str) -> (String, Vec<String>) {
+/// A running release written by a foreign worker: 1 wave × 2 clusters × `per_cluster` apps.
+async fn release(db: &sqlx::PgPool, key: &str, per_cluster: usize) -> (String, Vec<String>) {
     let id = format!("release:{key}");
     let wave = format!("wave:{key}/w");
     let mut nodes = vec![
@@ -98,7 +140,7 @@ async fn release(db: &sqlx::PgPool, key: &str) -> (String, Vec<String>) {
         let bundle = format!("bundle:{key}/w/{c}/b");
         nodes.push(json!({ "id": cluster, "kind": "cluster", "key": c, "name": c, "parentId": wave, "region": "eu" }));
         nodes.push(json!({ "id": bundle, "kind": "bundle", "key": "b", "name": "b", "parentId": cluster, "version": "1" }));
-        for n in 1..=APPS / 2 {
+        for n in 1..=per_cluster {
             let app = format!("app:{key}/w/{c}/b/app-{n}");
             nodes.push(json!({ "id": app, "kind": "app", "key": format!("app-{n}"),
                 "name": format!("app-{n}"), "parentId": bundle, "position": n, "version": "1" }));
@@ -116,13 +158,16 @@ async fn release(db: &sqlx::PgPool, key: &str) -> (String, Vec<String>) {
 
 struct Run {
     latencies: Vec<f64>,
+    /// The size of each push after the first, as JSON (the `next` message's payload).
+    bytes: Vec<f64>,
     rss_kib: u64,
     cpu_seconds: f64,
     wall: Duration,
 }
 
-/// `connections` × `per_connection` subscribers follow a fresh release through `CHANGES`
-/// changes.
+/// `connections` × `per_connection` subscribers follow a fresh release of 2 × `per_cluster`
+/// apps through `CHANGES` changes.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     db: &sqlx::PgPool,
     url: &str,
@@ -130,14 +175,16 @@ async fn run(
     pid: u32,
     connections: usize,
     per_connection: usize,
+    per_cluster: usize,
+    mode: Mode,
 ) -> Run {
     let key = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let (id, apps) = release(db, &key).await;
+    let (id, apps) = release(db, &key, per_cluster).await;
     let plan = json!({
         "url": url,
         "authorization": format!("Bearer {token}"),
         "clients": connections,
-        "subscriptions": (0..per_connection).map(|_| json!({ "query": TREE, "variables": { "id": id } })).collect::<Vec<_>>(),
+        "subscriptions": (0..per_connection).map(|_| json!({ "query": mode.query(), "variables": { "id": id } })).collect::<Vec<_>>(),
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ws-client/client.mjs");
     let mut child = Command::new("node")
@@ -152,8 +199,10 @@ async fn run(
     // Every subscriber has its first state.
     let mut seen = HashSet::new();
     while seen.len() < subscribers {
-        let event: Value =
-            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        let Some(line) = lines.next_line().await.unwrap() else {
+            panic!("the client ended: {:?}", child.wait().await);
+        };
+        let event: Value = serde_json::from_str(&line).unwrap();
         if event["type"] == "next" {
             seen.insert((event["client"].as_u64(), event["sub"].as_u64()));
         }
@@ -161,6 +210,7 @@ async fn run(
     let (_, cpu_before) = usage(pid);
     let started = std::time::Instant::now();
     let mut latencies = Vec::new();
+    let mut bytes = Vec::new();
     for (k, app) in apps.iter().take(CHANGES).enumerate() {
         tokio::time::sleep(Duration::from_millis(WINDOW_MS * 3 / 2)).await;
         let sent = now_ms();
@@ -178,9 +228,11 @@ async fn run(
                 .unwrap()
                 .unwrap();
             let event: Value = serde_json::from_str(&line).unwrap();
-            let release = &event["payload"]["data"]["releaseUpdated"];
-            if event["type"] == "next"
-                && release["progress"]["succeeded"].as_u64() == Some(k as u64 + 1)
+            if event["type"] != "next" {
+                continue;
+            }
+            bytes.push(event["payload"].to_string().len() as f64);
+            if mode.succeeded(&event["payload"]["data"], &id) == Some(k as u64 + 1)
                 && got.insert((event["client"].as_u64(), event["sub"].as_u64()))
             {
                 latencies.push(event["at"].as_f64().unwrap() - sent);
@@ -192,6 +244,7 @@ async fn run(
     drop(child);
     Run {
         latencies,
+        bytes,
         rss_kib,
         cpu_seconds: cpu_after - cpu_before,
         wall,
@@ -239,9 +292,23 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A local user's token is honoured only while the user exists.
+        let user = users::create(
+            &db,
+            &Hasher::new(),
+            users::NewUser {
+                email: Email::parse("bench@example.com").unwrap(),
+                password: "benchmark-password".to_owned().into(),
+                org_id: None,
+                role: None,
+                permissions: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
         let (token, _) = TokenService::new(&config)
             .issue(&Principal {
-                user_id: "bench".into(),
+                user_id: user.id.to_string(),
                 email: "bench@example.com".into(),
                 org_id: None,
                 role: None,
@@ -260,16 +327,24 @@ fn main() {
                 WINDOW_MS * 3 / 2,
                 idle_kib as f64 / 1024.0
             ),
-            "| subscribers (connections × each) | pushes | INSERT → client p50 ms | p99 ms | max ms | server RSS MiB (vs idle) | server CPU s (share of one core) |".to_owned(),
-            "|---|---|---|---|---|---|---|".to_owned(),
+            "| subscription | apps | subscribers (connections × each) | pushes | bytes per push p50 | INSERT → client p50 ms | p99 ms | max ms | server RSS MiB (vs idle) | server CPU s (share of one core) |".to_owned(),
+            "|---|---|---|---|---|---|---|---|---|---|".to_owned(),
         ];
-        for (connections, each) in [(1, 1), (50, 20)] {
-            let mut run = run(&db, &url, &token, pid, connections, each).await;
+        for (connections, each, per_cluster, mode) in [
+            (1, 1, 10, Mode::Whole),
+            (50, 20, 10, Mode::Whole),
+            (10, 10, 500, Mode::Whole),
+            (10, 10, 500, Mode::Diffs),
+        ] {
+            let mut run = run(&db, &url, &token, pid, connections, each, per_cluster, mode).await;
             let max = run.latencies.iter().copied().fold(0.0, f64::max);
             rows.push(format!(
-                "| {} ({connections} × {each}) | {} | {:.1} | {:.1} | {:.1} | {:.1} (+{:.1}) | {:.2} ({:.0} %) |",
+                "| {} | {} | {} ({connections} × {each}) | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} (+{:.1}) | {:.2} ({:.0} %) |",
+                match mode { Mode::Whole => "releaseUpdated", Mode::Diffs => "releaseTreeChanged" },
+                2 * per_cluster,
                 connections * each,
                 run.latencies.len(),
+                percentile(&mut run.bytes, 0.5),
                 percentile(&mut run.latencies, 0.5),
                 percentile(&mut run.latencies, 0.99),
                 max,

@@ -41,7 +41,8 @@ for (let client = 0; client < clients; client++) {
         print({ client, type: 'closed', code: event?.code, reason: event?.reason });
         if (retry) return;
         open -= 1;
-        if (open === 0) process.exit(0);
+        // Exit once the line is out: a write to a pipe is asynchronous.
+        if (open === 0) process.stdout.write('', () => process.exit(0));
       },
     },
   });
