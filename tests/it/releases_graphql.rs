@@ -1006,3 +1006,78 @@ async fn a_running_release_is_estimated_once_a_wave_finished_and_a_closed_one_is
     );
     assert!(closed["estimate"].is_null(), "{closed}");
 }
+
+#[tokio::test]
+async fn a_release_too_large_to_list_whole_is_refused_by_name_while_its_pages_and_filters_answer() {
+    // Arrange: a release of 20,000 apps under one cluster (20,002 nodes to list whole), written
+    // by another team's worker; one app failed.
+    let app = TestApp::spawn().await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let release = crate::fixtures::foreign_release(&app, 20_000).await;
+    crate::fixtures::set_status(&app, &release, "app-12345", "FAILED").await;
+    let whole = "query($id: ID!) { release(id: $id) { id waves { key clusters { key bundle { apps { key status } } } } } }";
+    let forced = "query($id: ID!) { release(id: $id) { id waves @include(if: true) { key clusters { key bundle { apps { key status } } } } } }";
+
+    // Act
+    let refused = app
+        .graphql_as(&token, whole, json!({ "id": release }))
+        .await;
+    let refused_by_the_executor = app
+        .graphql_as(&token, forced, json!({ "id": release }))
+        .await;
+    let paged = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { waves { clusters { apps(first: 100, offset: 19950) { key } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+    let failed = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) {
+               tree(status: [FAILED]) { key clusters { key apps { key status } } }
+               nodes(kind: [APP], status: [FAILED], first: 10) { totalCount edges { node { ... on App { key } } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+    assert!(
+        refused["data"]["release"]["waves"].is_null() && !refused.to_string().contains("app-"),
+        "no part of the tree: {refused}"
+    );
+    let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+    for named in [
+        "20004 nodes",
+        "first:",
+        "status:",
+        "nodes(kind:",
+        "tree(status:)",
+    ] {
+        assert!(
+            message.contains(named),
+            "the refusal names {named}: {message}"
+        );
+    }
+    assert_eq!(
+        refused_by_the_executor, refused,
+        "the compiled read refuses exactly as the executor does"
+    );
+    let page = paged["data"]["release"]["waves"][0]["clusters"][0]["apps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(page.len(), 50, "the last 50 apps: {paged}");
+    assert_eq!(page[0]["key"], "app-19951");
+    assert_eq!(
+        failed["data"]["release"]["tree"],
+        json!([{ "key": "w", "clusters": [{ "key": "c", "apps": [{ "key": "app-12345", "status": "FAILED" }] }] }]),
+        "{failed}"
+    );
+    assert_eq!(
+        failed["data"]["release"]["nodes"]["totalCount"], 1,
+        "{failed}"
+    );
+}

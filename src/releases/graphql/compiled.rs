@@ -20,7 +20,8 @@
 //! document (`schema::AppSchema`), and the answer is capped at `MAX_RESPONSE_BYTES` the same way.
 //! A release that does not exist and a read that failed get the executor's answer from here,
 //! without a second read; whatever else the plan cannot answer as the executor would (a node
-//! ID that is not a release's, a cluster without a bundle), it leaves to the executor.
+//! ID that is not a release's, a cluster without a bundle, lists of more than `MAX_LISTED`
+//! nodes, which the executor refuses by name), it leaves to the executor.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -35,7 +36,7 @@ use async_graphql::{
 };
 use async_graphql_value::{ConstValue, Value};
 
-use super::loader::ReleaseLoader;
+use super::{loader::ReleaseLoader, objects::MAX_LISTED};
 use crate::{
     contracts::ids::{EntityId, Kind},
     error::ApiError,
@@ -275,6 +276,7 @@ impl TreePlan {
             out: Vec::with_capacity(max_bytes.min(64 * 1024)),
             tree,
             max_bytes,
+            listed: 0,
         };
         writer.out.extend_from_slice(b"{\"data\":{");
         writer.out.extend_from_slice(&response_key(&self.key));
@@ -421,6 +423,8 @@ struct Writer<'a> {
     out: Vec<u8>,
     tree: &'a ReleaseTree,
     max_bytes: usize,
+    /// Nodes listed so far: past [`MAX_LISTED`] the executor refuses the answer (and says so).
+    listed: usize,
 }
 
 impl Writer<'_> {
@@ -477,6 +481,10 @@ impl Writer<'_> {
                         (Kind::Cluster, None) => return Err(Unanswered::Executor),
                         _ => node,
                     };
+                    self.listed += parent.children.len();
+                    if self.listed > MAX_LISTED {
+                        return Err(Unanswered::Executor);
+                    }
                     self.out.push(b'[');
                     for (i, child) in parent.children.iter().enumerate() {
                         if i > 0 {

@@ -1,10 +1,16 @@
 //! The hierarchy objects (`Release → Wave → Cluster → Bundle → App`): each a view into one
 //! shared [`ReleaseTree`].
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use async_graphql::{
-    Context, ID, InputObject, Object, ResultExt, Union,
+    Context, ErrorExtensions as _, ID, InputObject, Object, ResultExt, SelectionField, Union,
     connection::{Connection, Edge},
     dataloader::DataLoader,
 };
@@ -35,26 +41,41 @@ pub struct Entity {
     /// Under `Release.tree(status:)`: the nodes on a path to a match (by address in `tree`);
     /// child lists below show only these.
     pruned: Option<Arc<HashSet<usize>>>,
+    /// The nodes the child lists of this answer will list (shared by every view made from one
+    /// root): at most [`MAX_LISTED`]. Each list that is not below another one counts, before
+    /// it lists anything, every node it and the lists selected below it will list.
+    listed: Arc<AtomicUsize>,
+    /// This node came from a list, so the lists below it are already counted.
+    counted: bool,
 }
+
+/// Most nodes the child lists (`waves`, `clusters`, `apps`) of one release list in one answer.
+/// The whole tree of a release larger than this is refused, with a message that names the paged
+/// and filtered reads to use instead: it would be megabytes of JSON no screen can show.
+pub const MAX_LISTED: usize = 20_000;
 
 impl Entity {
     /// The release node of `tree`.
     pub fn root(tree: Arc<ReleaseTree>) -> Self {
+        let node = Arc::clone(&tree.root);
+        Self::at(tree, node)
+    }
+
+    /// A view of `node` of `tree`, the root of an answer's views.
+    fn at(tree: Arc<ReleaseTree>, node: Arc<TreeNode>) -> Self {
         Self {
-            node: Arc::clone(&tree.root),
             tree,
+            node,
             pruned: None,
+            listed: Arc::default(),
+            counted: false,
         }
     }
 
     /// The node with global ID `id` of `tree`, if it is there.
     pub(super) fn of(tree: Arc<ReleaseTree>, id: &str) -> Option<Self> {
         let node = tree.find(id)?;
-        Some(Self {
-            tree,
-            node,
-            pruned: None,
-        })
+        Some(Self::at(tree, node))
     }
 
     /// The node's ancestors, from the release down to its parent (as `Release.nodes`' edges
@@ -90,6 +111,8 @@ impl Entity {
             tree: Arc::clone(&self.tree),
             node: Arc::clone(node),
             pruned: self.pruned.clone(),
+            listed: Arc::clone(&self.listed),
+            counted: false,
         }
     }
 
@@ -129,8 +152,8 @@ impl Entity {
     /// The nodes of `kind` right below this one (looking through a cluster's bundle for its
     /// apps) that a child list's arguments select, in order: those in one of `status` (all when
     /// it is absent or empty), then `offset` of them skipped and at most `first` kept.
-    fn listed(&self, kind: Kind, only: &ChildFilter) -> Vec<Entity> {
-        let wanted = |child: &&Arc<TreeNode>| {
+    fn select(&self, kind: Kind, only: &ChildFilter) -> impl Iterator<Item = &Arc<TreeNode>> {
+        let wanted = move |child: &&Arc<TreeNode>| {
             child.kind == kind
                 && (only.status.is_empty() || only.status.contains(&child.node.status))
                 && self
@@ -149,8 +172,75 @@ impl Entity {
             .filter(wanted)
             .skip(only.offset)
             .take(only.first)
-            .map(|child| self.view(child))
-            .collect()
+    }
+
+    /// The list `ctx` resolves: the nodes [`Entity::select`] selects. `BAD_USER_INPUT`, before
+    /// anything is listed, when this answer's lists would hold more than [`MAX_LISTED`] nodes.
+    fn listed(
+        &self,
+        ctx: &Context<'_>,
+        kind: Kind,
+        only: &ChildFilter,
+    ) -> async_graphql::Result<Vec<Entity>> {
+        if !self.counted {
+            let field = ctx.field();
+            let room = MAX_LISTED.saturating_sub(self.listed.load(Ordering::Relaxed));
+            let needed = self.listing(kind, only, &field, room);
+            let before = self.listed.fetch_add(needed, Ordering::Relaxed);
+            if before + needed > MAX_LISTED {
+                return Err(too_many_listed(&self.tree, field.name()));
+            }
+        }
+        Ok(self
+            .select(kind, only)
+            .map(|child| Entity {
+                counted: true,
+                ..self.view(child)
+            })
+            .collect())
+    }
+
+    /// How many nodes the list `field` of `kind` lists under this node, with the lists it
+    /// selects below each of them; counted until past `limit`.
+    fn listing(
+        &self,
+        kind: Kind,
+        only: &ChildFilter,
+        field: &SelectionField<'_>,
+        limit: usize,
+    ) -> usize {
+        let mut listed = 0;
+        for child in self.select(kind, only) {
+            listed += 1;
+            for below in field.selection_set() {
+                if listed > limit {
+                    return listed;
+                }
+                listed += self.view(child).lists_below(&below, limit - listed);
+            }
+        }
+        listed
+    }
+
+    /// How many nodes `field`, selected on this node, lists (see [`Entity::listing`]).
+    fn lists_below(&self, field: &SelectionField<'_>, limit: usize) -> usize {
+        let kind = match (self.node.kind, field.name()) {
+            (Kind::Release, "waves") => Kind::Wave,
+            (Kind::Wave, "clusters") => Kind::Cluster,
+            (Kind::Cluster | Kind::Bundle, "apps") => Kind::App,
+            (Kind::Cluster, "bundle") => {
+                let Some(bundle) = self.node.children.first() else {
+                    return 0;
+                };
+                let bundle = self.view(bundle);
+                return field
+                    .selection_set()
+                    .map(|below| bundle.lists_below(&below, limit))
+                    .fold(0, usize::saturating_add);
+            }
+            _ => return 0,
+        };
+        self.listing(kind, &ChildFilter::of_field(field), field, limit)
     }
 
     /// Seconds from start to finish (see [`TreeNode::duration`]).
@@ -196,6 +286,23 @@ impl Entity {
     }
 }
 
+/// The refusal of an answer whose lists would hold more than [`MAX_LISTED`] nodes of `tree`,
+/// naming what to ask for instead.
+fn too_many_listed(tree: &ReleaseTree, field: &str) -> async_graphql::Error {
+    ApiError::bad_input(
+        field,
+        format!(
+            "{} has {} nodes, more than the {MAX_LISTED} one answer may list: ask for a page \
+             (`waves(first:, offset:)`, `clusters(first:)`, `apps(first:)`) or a status \
+             (`status:`) on each list, or use `nodes(kind:, status:, first:)` or \
+             `tree(status:)`",
+            tree.root.node.id,
+            tree.nodes().count()
+        ),
+    )
+    .extend()
+}
+
 /// Resolves a hierarchy ID to its node (`None` when the release or node does not exist).
 pub async fn find_entity(
     ctx: &Context<'_>,
@@ -204,11 +311,9 @@ pub async fn find_entity(
     let Some(tree) = load_tree(ctx, &id.release_id().to_string()).await? else {
         return Ok(None);
     };
-    Ok(tree.find(&id.to_string()).map(|node| Entity {
-        tree,
-        node,
-        pruned: None,
-    }))
+    Ok(tree
+        .find(&id.to_string())
+        .map(|node| Entity::at(tree, node)))
 }
 
 /// Parses a GraphQL ID argument into a hierarchy ID (`BAD_USER_INPUT` if malformed).
@@ -289,6 +394,7 @@ macro_rules! hierarchy_object {
                 #[graphql(complexity = "list_complexity(child_complexity)")]
                 async fn $field(
                     &self,
+                    ctx: &Context<'_>,
                     #[graphql(desc = "Only those in one of these statuses (all when absent or empty).")]
                     status: Option<Vec<RolloutStatus>>,
                     #[graphql(desc = "At most this many (0 to 100; all when absent).")]
@@ -297,7 +403,7 @@ macro_rules! hierarchy_object {
                     offset: Option<i32>,
                 ) -> async_graphql::Result<Vec<$child>> {
                     let only = ChildFilter::parse(status, first, offset)?;
-                    Ok(self.0.listed(Kind::$child, &only).into_iter().map($child).collect())
+                    Ok(self.0.listed(ctx, Kind::$child, &only)?.into_iter().map($child).collect())
                 }
             )?
         }
@@ -437,7 +543,9 @@ impl Release {
             .extend()
     }
 
-    /// The waves, in rollout order.
+    /// The waves, in rollout order. One answer lists at most 20,000 nodes of a release
+    /// (`waves`, `clusters` and `apps` together): a larger whole tree is refused before
+    /// anything is listed, with the paged and filtered reads to use instead.
     #[graphql(complexity = "list_complexity(child_complexity)")]
     async fn waves(
         &self,
@@ -452,7 +560,7 @@ impl Release {
             return Ok(Vec::new());
         };
         Ok(entity
-            .listed(Kind::Wave, &only)
+            .listed(ctx, Kind::Wave, &only)?
             .into_iter()
             .map(Wave)
             .collect())
@@ -537,7 +645,7 @@ impl Release {
         };
         Ok(entity
             .pruned_to(&status)
-            .listed(Kind::Wave, &ChildFilter::everything())
+            .listed(ctx, Kind::Wave, &ChildFilter::everything())?
             .into_iter()
             .map(Wave)
             .collect())
@@ -569,6 +677,30 @@ impl ChildFilter {
             status: Vec::new(),
             first: usize::MAX,
             offset: 0,
+        }
+    }
+
+    /// The arguments of `field`, a child list selected in the query, as its resolver will
+    /// parse them (every child if they do not parse: the resolver refuses them anyway).
+    fn of_field(field: &SelectionField<'_>) -> Self {
+        use async_graphql::InputType;
+        let Ok(arguments) = field.arguments() else {
+            return Self::everything();
+        };
+        let argument = |name: &str| {
+            arguments
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, value)| value.clone())
+        };
+        let status = <Option<Vec<RolloutStatus>>>::parse(argument("status"));
+        let first = <Option<i32>>::parse(argument("first"));
+        let offset = <Option<i32>>::parse(argument("offset"));
+        match (status, first, offset) {
+            (Ok(status), Ok(first), Ok(offset)) => {
+                Self::parse(status, first, offset).unwrap_or_else(|_| Self::everything())
+            }
+            _ => Self::everything(),
         }
     }
 
