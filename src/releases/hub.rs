@@ -509,10 +509,7 @@ impl ChangeSink for ReleaseHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        contracts::{ids::Key, release::ReleaseSpec},
-        releases::tree::DataSource,
-    };
+    use crate::releases::tree::{DataSource, synthetic};
 
     fn row() -> Arc<ReleaseRow> {
         Arc::new(ReleaseRow {
@@ -536,23 +533,7 @@ mod tests {
 
     /// A 1×1×2 release whose first app's message is `message` (a distinct tree per message).
     fn tree(message: usize) -> Arc<ReleaseTree> {
-        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
-        let mut root =
-            ReleaseSpec::synthetic(&key, "R", (1, 1, 2), Default::default()).pending_tree();
-        if let Some(app) = root
-            .waves
-            .iter_mut()
-            .flatten()
-            .flat_map(|w| w.clusters.iter_mut().flatten())
-            .flat_map(|c| {
-                c.bundle
-                    .iter_mut()
-                    .flat_map(|b| b.apps.iter_mut().flatten())
-            })
-            .next()
-        {
-            app.message = Some(message.to_string());
-        }
+        let root = synthetic((1, 1, 2), 0, |app| app.message = Some(message.to_string()));
         Arc::new(ReleaseTree::new(root, DataSource::Projection, Utc::now()))
     }
 

@@ -329,6 +329,34 @@ fn tree_node(node: Node, kind: Kind, position: i32, children: Vec<Arc<TreeNode>>
     })
 }
 
+/// A pending synthetic release `r` of (waves, clusters, apps), its app `n` (in tree order)
+/// changed by `change`: trees for the tests of the modules that read them.
+#[cfg(test)]
+pub(crate) fn synthetic(
+    shape: (usize, usize, usize),
+    n: usize,
+    change: impl FnOnce(&mut Node),
+) -> Node {
+    use crate::contracts::{ids::Key, release::ReleaseSpec};
+    let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
+    let mut root = ReleaseSpec::synthetic(&key, "R", shape, Default::default()).pending_tree();
+    if let Some(app) = root
+        .waves
+        .iter_mut()
+        .flatten()
+        .flat_map(|w| w.clusters.iter_mut().flatten())
+        .flat_map(|c| {
+            c.bundle
+                .iter_mut()
+                .flat_map(|b| b.apps.iter_mut().flatten())
+        })
+        .nth(n)
+    {
+        change(app);
+    }
+    root
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,23 +444,7 @@ mod tests {
 
     #[test]
     fn a_tree_from_projection_rows_is_the_tree_from_the_nested_hierarchy() {
-        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
-        let mut root =
-            ReleaseSpec::synthetic(&key, "R", (3, 2, 4), Default::default()).pending_tree();
-        if let Some(app) = root
-            .waves
-            .iter_mut()
-            .flatten()
-            .flat_map(|w| w.clusters.iter_mut().flatten())
-            .flat_map(|c| {
-                c.bundle
-                    .iter_mut()
-                    .flat_map(|b| b.apps.iter_mut().flatten())
-            })
-            .nth(5)
-        {
-            app.status = RolloutStatus::Failed;
-        }
+        let root = synthetic((3, 2, 4), 5, |app| app.status = RolloutStatus::Failed);
         let mut rows = Vec::new();
         flatten(&root, None, &mut rows);
         let as_of = Utc::now();
@@ -480,24 +492,7 @@ mod tests {
 
     /// A pending 2×2×3 release with app `n` (in tree order) set to `status`.
     fn release_with_app(n: usize, status: RolloutStatus) -> Node {
-        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
-        let mut root =
-            ReleaseSpec::synthetic(&key, "R", (2, 2, 3), Default::default()).pending_tree();
-        if let Some(app) = root
-            .waves
-            .iter_mut()
-            .flatten()
-            .flat_map(|w| w.clusters.iter_mut().flatten())
-            .flat_map(|c| {
-                c.bundle
-                    .iter_mut()
-                    .flat_map(|b| b.apps.iter_mut().flatten())
-            })
-            .nth(n)
-        {
-            app.status = status;
-        }
-        root
+        synthetic((2, 2, 3), n, |app| app.status = status)
     }
 
     #[test]
@@ -552,9 +547,7 @@ mod tests {
             Utc::now(),
         );
         let mut root = release_with_app(0, RolloutStatus::Pending);
-        let key = Key::parse("r").unwrap_or_else(|e| panic!("{e}"));
-        let extra = ReleaseSpec::synthetic(&key, "R", (3, 2, 3), Default::default())
-            .pending_tree()
+        let extra = synthetic((3, 2, 3), 0, |_| {})
             .waves
             .and_then(|waves| waves.into_iter().nth(2));
         root.waves.get_or_insert_default().extend(extra);

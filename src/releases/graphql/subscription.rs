@@ -78,6 +78,38 @@ impl ReleaseTreeChange {
     }
 }
 
+/// The messages `found` makes of each read of release `id` the hub publishes, the newest
+/// read each time (a slow subscriber skips reads, never queues them); `NOT_FOUND`, then the
+/// end, if there is no such release.
+fn read_by_read<T: Send + 'static>(
+    hub: Arc<ReleaseHub>,
+    id: String,
+    mut found: impl FnMut(&ReleaseHub, Snapshot) -> Vec<T> + Send + 'static,
+) -> impl Stream<Item = async_graphql::Result<T>> {
+    let mut states = hub.watch(&id);
+    let missing = format!("no release {id}");
+    async_stream::stream! {
+        loop {
+            let state = states.borrow_and_update().clone();
+            match state {
+                State::Pending => {}
+                State::Missing => {
+                    yield Err(ApiError::NotFound(missing)).extend();
+                    break;
+                }
+                State::Found(snapshot) => {
+                    for message in found(&hub, snapshot) {
+                        yield Ok(message);
+                    }
+                }
+            }
+            if states.changed().await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
 /// A revision as an `Int` (they start below 2^30 and grow by one per change of a release).
 fn revision_out(revision: i64) -> i32 {
     i32::try_from(revision).unwrap_or(i32::MAX)
@@ -99,32 +131,16 @@ impl ReleasesSubscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Release>> + use<>> {
         let id = parse_release_id(&id)?;
         let hub = Arc::clone(ctx.data::<Arc<ReleaseHub>>()?);
-        let mut states = hub.watch(&id.to_string());
-        Ok(async_stream::stream! {
-            let mut last_seq = None;
-            loop {
-                let state = states.borrow_and_update().clone();
-                match state {
-                    State::Pending => {}
-                    State::Missing => {
-                        yield Err(ApiError::NotFound(format!("no release {id}"))).extend();
-                        break;
-                    }
-                    State::Found(snapshot) => {
-                        if let Some(last) = last_seq {
-                            for _ in last + 1..snapshot.seq {
-                                hub.metrics().dropped_push();
-                            }
-                        }
-                        last_seq = Some(snapshot.seq);
-                        yield Ok(Release::Tree(Entity::root(snapshot.tree)));
-                    }
-                }
-                if states.changed().await.is_err() {
-                    break;
+        let mut last_seq = None;
+        Ok(read_by_read(hub, id.to_string(), move |hub, snapshot| {
+            if let Some(last) = last_seq {
+                for _ in last + 1..snapshot.seq {
+                    hub.metrics().dropped_push();
                 }
             }
-        })
+            last_seq = Some(snapshot.seq);
+            vec![Release::Tree(Entity::root(snapshot.tree))]
+        }))
     }
 
     /// Release `id` as a snapshot of the selection, then only what changed: each message
@@ -144,29 +160,12 @@ impl ReleasesSubscription {
     {
         let id = parse_release_id(&id)?;
         let hub = Arc::clone(ctx.data::<Arc<ReleaseHub>>()?);
-        let mut states = hub.watch(&id.to_string());
-        Ok(async_stream::stream! {
-            let mut at = since.map(i64::from);
-            loop {
-                let state = states.borrow_and_update().clone();
-                match state {
-                    State::Pending => {}
-                    State::Missing => {
-                        yield Err(ApiError::NotFound(format!("no release {id}"))).extend();
-                        break;
-                    }
-                    State::Found(snapshot) => {
-                        for message in ReleaseTreeChange::catch_up(at, &snapshot) {
-                            yield Ok(message);
-                        }
-                        at = Some(snapshot.revision);
-                    }
-                }
-                if states.changed().await.is_err() {
-                    break;
-                }
-            }
-        })
+        let mut at = since.map(i64::from);
+        Ok(read_by_read(hub, id.to_string(), move |_, snapshot| {
+            let messages = ReleaseTreeChange::catch_up(at, &snapshot);
+            at = Some(snapshot.revision);
+            messages
+        }))
     }
 
     /// Every change to a release that passes `filter`: which release, its new status and
