@@ -294,8 +294,8 @@ fn too_many_listed(tree: &ReleaseTree, field: &str) -> async_graphql::Error {
         format!(
             "{} has {} nodes, more than the {MAX_LISTED} one answer may list: ask for a page \
              (`waves(first:, offset:)`, `clusters(first:)`, `apps(first:)`) or a status \
-             (`status:`) on each list, or use `nodes(kind:, status:, first:)` or \
-             `tree(status:)`",
+             (`status:`) on each list, or read `nodes(kind:, status:, first:)` or \
+             `tree(status:)` instead",
             tree.root.node.id,
             tree.nodes().count()
         ),
