@@ -51,8 +51,24 @@ use crate::{
 const CATCH_UP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 /// Most rows one catch-up read hands the lists.
 const CATCH_UP_LIMIT: i64 = 1000;
-/// Revisions whose changes a release's state keeps for subscribers catching up.
-pub const KEPT_REVISIONS: usize = 256;
+/// What a release's state keeps of its latest changes for subscribers catching up.
+struct Keep {
+    /// At most this many revisions.
+    revisions: usize,
+    /// At most this many node IDs over all of them: a big release's rollout changes many
+    /// nodes in each revision, and every followed release keeps its own.
+    nodes: usize,
+    /// A change of more nodes than this is kept, and sent, as a snapshot (as many as one
+    /// answer may list): a diff that large saves nothing.
+    per_change: usize,
+}
+
+/// What every followed release keeps.
+const KEEP: Keep = Keep {
+    revisions: 256,
+    nodes: 100_000,
+    per_change: 20_000,
+};
 /// How long a release nobody follows any more stays followed (not read) before it is dropped.
 pub const LINGER: Duration = Duration::from_secs(30);
 
@@ -98,23 +114,35 @@ impl Snapshot {
     }
 
     /// A read of the tree: the same revision as `previous` (the follow's read before it) if
-    /// the tree did not change, else the next, with its change kept.
+    /// the tree did not change, else the next, with its change kept as `keep` says (the
+    /// oldest dropped first).
     fn new(
         seq: u64,
         row: Arc<ReleaseRow>,
         tree: Arc<ReleaseTree>,
         previous: Option<&Snapshot>,
+        keep: &Keep,
     ) -> Self {
         let (revision, changes) = match previous {
             None => (first_revision(), Arc::default()),
             Some(previous) => match tree.changes_since(&previous.tree) {
                 None => (previous.revision, Arc::clone(&previous.changes)),
                 Some(change) => {
+                    let change = match change {
+                        TreeChange::Nodes(ids) if ids.len() > keep.per_change => {
+                            TreeChange::Reshaped
+                        }
+                        change => change,
+                    };
                     let mut changes = (*previous.changes).clone();
-                    if changes.len() == KEPT_REVISIONS {
-                        changes.pop_front();
-                    }
                     changes.push_back(Arc::new(change));
+                    let mut nodes: usize = changes.iter().map(|c| c.nodes()).sum();
+                    while changes.len() > keep.revisions || nodes > keep.nodes {
+                        let Some(oldest) = changes.pop_front() else {
+                            break;
+                        };
+                        nodes -= oldest.nodes();
+                    }
                     (previous.revision + 1, Arc::new(changes))
                 }
             },
@@ -307,7 +335,7 @@ impl ReleaseHub {
                 Ok(Some((row, tree))) => {
                     seq += 1;
                     let running = row.is_running();
-                    let snapshot = Snapshot::new(seq, row, tree, previous.as_ref());
+                    let snapshot = Snapshot::new(seq, row, tree, previous.as_ref(), &KEEP);
                     previous = Some(snapshot.clone());
                     entry.state.send_replace(State::Found(snapshot));
                     running
@@ -539,9 +567,13 @@ mod tests {
 
     /// The reads of trees `messages`, in order, as one follow makes them.
     fn reads(messages: impl IntoIterator<Item = usize>) -> Vec<Snapshot> {
+        reads_keeping(messages, &KEEP)
+    }
+
+    fn reads_keeping(messages: impl IntoIterator<Item = usize>, keep: &Keep) -> Vec<Snapshot> {
         let mut reads: Vec<Snapshot> = Vec::new();
         for (seq, message) in (1..).zip(messages) {
-            let read = Snapshot::new(seq, row(), tree(message), reads.last());
+            let read = Snapshot::new(seq, row(), tree(message), reads.last(), keep);
             reads.push(read);
         }
         reads
@@ -587,13 +619,13 @@ mod tests {
 
     #[test]
     fn a_subscriber_further_behind_than_the_kept_revisions_or_from_elsewhere_gets_the_whole_tree() {
-        let reads = reads(0..KEPT_REVISIONS + 10);
+        let reads = reads(0..KEEP.revisions + 10);
         let last = reads.last().unwrap_or_else(|| panic!("reads were made"));
-        let kept = i64::try_from(KEPT_REVISIONS).unwrap_or_else(|e| panic!("{e}"));
+        let kept = i64::try_from(KEEP.revisions).unwrap_or_else(|e| panic!("{e}"));
 
         assert!(matches!(
             last.missed_since(Some(last.revision - kept)),
-            CatchUp::Replay(missed) if missed.len() == KEPT_REVISIONS
+            CatchUp::Replay(missed) if missed.len() == KEEP.revisions
         ));
         assert_eq!(
             last.missed_since(Some(last.revision - kept - 1)),
@@ -603,5 +635,36 @@ mod tests {
         assert_eq!(last.missed_since(Some(1)), CatchUp::Whole);
         assert_eq!(last.missed_since(Some(-5)), CatchUp::Whole);
         assert_eq!(last.missed_since(None), CatchUp::Whole);
+    }
+
+    #[test]
+    fn the_kept_changes_hold_at_most_so_many_node_ids_and_a_huge_change_is_a_snapshot() {
+        let keep = Keep {
+            revisions: 256,
+            nodes: 3,
+            per_change: 1,
+        };
+        // Each message change is one node; the last read fails another app (six nodes).
+        let mut reads = reads_keeping(0..6, &keep);
+        let tree = Arc::new(ReleaseTree::new(
+            synthetic((1, 1, 2), 1, |app| {
+                app.status = crate::contracts::release::RolloutStatus::Failed;
+            }),
+            DataSource::Projection,
+            Utc::now(),
+        ));
+        let huge = Snapshot::new(7, row(), tree, reads.last(), &keep);
+        reads.push(huge);
+        let last = &reads[6];
+
+        assert!(
+            matches!(last.missed_since(Some(last.revision - 4)), CatchUp::Replay(missed) if missed.len() == 4),
+            "the snapshot and the three changes before it, three node IDs"
+        );
+        assert_eq!(last.missed_since(Some(last.revision - 5)), CatchUp::Whole);
+        assert_eq!(
+            last.missed_since(Some(last.revision - 1)),
+            CatchUp::Replay(vec![(last.revision, &TreeChange::Reshaped)])
+        );
     }
 }

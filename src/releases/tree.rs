@@ -230,6 +230,16 @@ pub enum TreeChange {
     Reshaped,
 }
 
+impl TreeChange {
+    /// How many node IDs it holds.
+    pub fn nodes(&self) -> usize {
+        match self {
+            Self::Nodes(ids) => ids.len(),
+            Self::Reshaped => 0,
+        }
+    }
+}
+
 impl ReleaseTree {
     /// What changed from `older` to this tree; `None` when nothing did. When the read time
     /// (`asOf`) or the source alone moved, nothing changed: a node's `duration` while it runs is

@@ -149,8 +149,8 @@ impl ReleasesSubscription {
     /// once per `HIERARCHY_CACHE_MS` while the release runs, and the final state always
     /// arrives. With `since` (the last revision applied, e.g. after a reconnect) only what
     /// was missed is sent; when that is no longer known (a restart, another replica, more
-    /// than 256 revisions ago) the first message is a fresh snapshot. `NOT_FOUND` if there is
-    /// no such release.
+    /// than 256 revisions or 100,000 changed nodes ago) the first message is a fresh snapshot,
+    /// as is a change of more than 20,000 nodes. `NOT_FOUND` if there is no such release.
     async fn release_tree_changed(
         &self,
         ctx: &Context<'_>,
