@@ -6,8 +6,7 @@
 
 use async_graphql::{
     MergedObject, MergedSubscription, Object, Request, Response, Schema, SchemaBuilder,
-    ServerError, Variables, dataloader::DataLoader, futures_util::stream::BoxStream,
-    parser::types::ExecutableDocument,
+    ServerError, Variables, futures_util::stream::BoxStream, parser::types::ExecutableDocument,
 };
 
 pub mod introspection;
@@ -17,7 +16,7 @@ use crate::{
     auth::{self, Authentication},
     onboarding::graphql::{OnboardingMutation, OnboardingQuery, OnboardingSubscription},
     releases::graphql::{
-        ReleaseLoader, ReleasesMutation, ReleasesQuery, ReleasesSubscription,
+        ReleasesMutation, ReleasesQuery, ReleasesSubscription,
         compiled::{TreePlan, Unanswered},
     },
 };
@@ -95,12 +94,7 @@ impl AppSchema {
             .filter(|plan| plan.complexity() <= MAX_COMPLEXITY)
             .ok_or(Unanswered::Executor)?;
         Self::admit(request).map_err(|_| Unanswered::Executor)?;
-        let loader = request
-            .data
-            .get(&std::any::TypeId::of::<DataLoader<ReleaseLoader>>())
-            .and_then(|data| data.downcast_ref::<DataLoader<ReleaseLoader>>())
-            .ok_or(Unanswered::Executor)?;
-        plan.answer(loader, max_bytes).await
+        plan.answer(&mut request.data, max_bytes).await
     }
 
     /// Executes a subscription (or any operation, as a stream) whose document passes the

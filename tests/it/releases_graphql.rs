@@ -1019,12 +1019,15 @@ async fn a_release_too_large_to_list_whole_is_refused_by_name_while_its_pages_an
     let forced = "query($id: ID!) { release(id: $id) { id waves @include(if: true) { key clusters { key bundle { apps { key status } } } } } }";
 
     // Act
+    let before = app.metric("bff_sql_statements_total").await;
     let refused = app
         .graphql_as(&token, whole, json!({ "id": release }))
         .await;
+    let between = app.metric("bff_sql_statements_total").await;
     let refused_by_the_executor = app
         .graphql_as(&token, forced, json!({ "id": release }))
         .await;
+    let after = app.metric("bff_sql_statements_total").await;
     let paged = app
         .graphql_as(
             &token,
@@ -1064,6 +1067,11 @@ async fn a_release_too_large_to_list_whole_is_refused_by_name_while_its_pages_an
     assert_eq!(
         refused_by_the_executor, refused,
         "the compiled read refuses exactly as the executor does"
+    );
+    assert_eq!(
+        between - before,
+        after - between,
+        "the compiled read hands the tree it loaded to the executor: it is not read twice"
     );
     let page = paged["data"]["release"]["waves"][0]["clusters"][0]["apps"]
         .as_array()

@@ -26,7 +26,7 @@
 use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::{
-    ErrorExtensions as _, Name, PathSegment, Pos, Positioned, Response, Variables,
+    Data, ErrorExtensions as _, Name, PathSegment, Pos, Positioned, Response, Variables,
     dataloader::DataLoader,
     indexmap::IndexMap,
     parser::types::{
@@ -36,7 +36,10 @@ use async_graphql::{
 };
 use async_graphql_value::{ConstValue, Value};
 
-use super::{loader::ReleaseLoader, objects::MAX_LISTED};
+use super::{
+    loader::{LoadedTree, ReleaseLoader},
+    objects::MAX_LISTED,
+};
 use crate::{
     contracts::ids::{EntityId, Kind},
     error::ApiError,
@@ -227,23 +230,30 @@ impl TreePlan {
         &self.release_id
     }
 
-    /// Loads the tree through the request's loader (the same caches, bookkeeping and live
-    /// reads as the executor's) and writes the whole answer, or says why it did not. A
-    /// release that does not exist, and a read that failed, are answered as the executor
-    /// answers them, so neither is read twice.
+    /// Loads the tree through the request's loader (`data`'s: the same caches, bookkeeping
+    /// and live reads as the executor's) and writes the whole answer, or says why it did not.
+    /// Nothing is read twice: a release that does not exist, and a read that failed, are
+    /// answered here as the executor answers them; a tree left to the executor (one too large
+    /// to list whole) is put in `data` for it ([`LoadedTree`]).
     #[tracing::instrument(skip_all, fields(release.id = %self.release_id))]
-    pub async fn answer(
-        &self,
-        loader: &DataLoader<ReleaseLoader>,
-        max_bytes: usize,
-    ) -> Result<Vec<u8>, Unanswered> {
+    pub async fn answer(&self, data: &mut Data, max_bytes: usize) -> Result<Vec<u8>, Unanswered> {
+        let loader = data
+            .get(&std::any::TypeId::of::<DataLoader<ReleaseLoader>>())
+            .and_then(|loader| loader.downcast_ref::<DataLoader<ReleaseLoader>>())
+            .ok_or(Unanswered::Executor)?;
         let tree = match loader.load_one(self.release_id.clone()).await {
             Ok(Some(tree)) => tree,
             Ok(None) => return Err(Unanswered::Answered(Box::new(self.null(None)))),
             Err(error) => return Err(Unanswered::Answered(Box::new(self.null(Some(&error))))),
         };
-        let root = tree.find(&self.release_id).ok_or(Unanswered::Executor)?;
-        self.write(&tree, &root, max_bytes)
+        let written = match tree.find(&self.release_id) {
+            Some(root) => self.write(&tree, &root, max_bytes),
+            None => Err(Unanswered::Executor),
+        };
+        if matches!(written, Err(Unanswered::Executor)) {
+            data.insert(LoadedTree(tree));
+        }
+        written
     }
 
     /// The executor's answer when the release is not there: the field `null`; or, when the

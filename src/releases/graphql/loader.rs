@@ -226,11 +226,21 @@ impl ReleaseLoader {
     }
 }
 
+/// A tree the compiled read (`compiled`) loaded for this request before it left the
+/// document to the executor: [`load_tree`] takes it instead of reading the release again
+/// (the per-request loader keeps nothing it loaded).
+pub struct LoadedTree(pub Arc<ReleaseTree>);
+
 /// Loads the tree of release `id` (`None` if there is no such release).
 pub async fn load_tree(
     ctx: &Context<'_>,
     id: &str,
 ) -> async_graphql::Result<Option<Arc<ReleaseTree>>> {
+    if let Some(LoadedTree(tree)) = ctx.data_opt::<LoadedTree>()
+        && tree.root.node.id == id
+    {
+        return Ok(Some(Arc::clone(tree)));
+    }
     ctx.data::<DataLoader<ReleaseLoader>>()?
         .load_one(id.to_owned())
         .await
