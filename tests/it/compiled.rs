@@ -271,13 +271,7 @@ async fn a_missing_release_and_a_failed_read_get_the_executors_answer_from_one_r
     // Arrange: an app on a private, migrated cluster this test can stop.
     let mut postgres = crate::harness::private_postgres();
     let url = postgres.url("postgres");
-    let pool = sqlx::PgPool::connect(&url)
-        .await
-        .expect("the pool connects");
-    temporal_bff::db::migrate(&pool, &Default::default())
-        .await
-        .expect("the migrations apply");
-    pool.close().await;
+    crate::harness::migrate(&url).await;
     let app = TestApp::spawn_with(&[("DATABASE_URL", url)]).await;
     let token = app.token_for("viewer@example.com", None, &[]).await;
     let tree = "query($id: ID!) { r: release(id: $id) { id waves { id } } }";

@@ -102,6 +102,16 @@ pub fn private_postgres() -> LocalPostgres {
     }
 }
 
+/// Applies the migrations to the database at `url` (a private cluster's), as the service's
+/// `migrate` command does.
+pub async fn migrate(url: &str) {
+    let pool = sqlx::PgPool::connect(url).await.expect("the pool connects");
+    temporal_bff::db::migrate(&pool, &Default::default())
+        .await
+        .expect("the migrations apply");
+    pool.close().await;
+}
+
 fn start_stack() -> Result<Stack, String> {
     let dir = scratch_dir("temporal-bff-it-");
     let postgres = LocalPostgres::start(

@@ -136,13 +136,7 @@ async fn reads_while_postgres_is_stopped_are_unavailable_not_internal_and_work_o
         temporal_bff::devstack::LocalPostgres::start(&dir, port).expect("a free port");
     crate::harness::watchdog(&postgres.stop_command(), None, &dir);
     let url = postgres.url("postgres");
-    let pool = sqlx::PgPool::connect(&url)
-        .await
-        .expect("the pool connects");
-    temporal_bff::db::migrate(&pool, &Default::default())
-        .await
-        .expect("the migrations apply");
-    pool.close().await;
+    crate::harness::migrate(&url).await;
     let app = TestApp::spawn_with(&[("DATABASE_URL", url)]).await;
     let token = app.token_for("ops@example.com", None, &[]).await;
     let query = "{ releases(first: 5) { totalCount } }";
