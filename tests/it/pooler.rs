@@ -20,13 +20,17 @@ const RELEASE: &str = "query($id: ID!) { release(id: $id) { id status } }";
 const OWN: &str = "subscription($id: ID!) { releaseUpdated(id: $id) {
   id status progress { succeeded } } }";
 
-/// Subscribes to `release` on a raw socket and returns it once the first state arrived.
-async fn follow(app: &TestApp, token: &str, release: &str) -> RawSocket {
+const DIFFS: &str = "subscription($id: ID!) { releaseTreeChanged(id: $id) {
+  revision snapshot { id } changed { ... on App { id status } ... on Release { id progress { succeeded } } } } }";
+
+/// Subscribes to `release` with `query` on a raw socket and returns it once the first
+/// message arrived.
+async fn follow(app: &TestApp, token: &str, query: &str, release: &str) -> RawSocket {
     let mut socket = RawSocket::open(app).await;
     socket.init(token).await;
     socket
         .send_json(json!({ "id": "1", "type": "subscribe",
-            "payload": { "query": OWN, "variables": { "id": release } } }))
+            "payload": { "query": query, "variables": { "id": release } } }))
         .await;
     let first = socket.heard().await;
     assert!(
@@ -36,14 +40,18 @@ async fn follow(app: &TestApp, token: &str, release: &str) -> RawSocket {
     socket
 }
 
-/// Waits (bounded) for a push where `wanted` holds.
-async fn pushed(socket: &mut RawSocket, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+/// Waits (bounded) for a push of subscription field `field` where `wanted` holds.
+async fn pushed(
+    socket: &mut RawSocket,
+    field: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Option<Value> {
     for _ in 0..6 {
         match socket.heard().await {
             Heard::Message(m) if m["type"] == "next" => {
-                let release = &m["payload"]["data"]["releaseUpdated"];
-                if wanted(release) {
-                    return Some(release.clone());
+                let pushed = &m["payload"]["data"][field];
+                if wanted(pushed) {
+                    return Some(pushed.clone());
                 }
             }
             Heard::Message(_) | Heard::Nothing => {}
@@ -169,7 +177,8 @@ async fn behind_pgbouncer_with_the_listener_direct_pushes_arrive_and_the_cache_f
     let app = TestApp::spawn_with(&overrides).await;
     let token = app.token_for("viewer@example.com", None, &[]).await;
     let running = foreign_release(&app, 2).await;
-    let mut socket = follow(&app, &token, &running).await;
+    let mut socket = follow(&app, &token, OWN, &running).await;
+    let mut diffs = follow(&app, &token, DIFFS, &running).await;
     seed_closed_release(&app, "kept", "Kept", 1, "SUCCEEDED").await;
     let closed = "release:kept";
     let first = release_status(&app, &token, closed).await;
@@ -183,7 +192,16 @@ async fn behind_pgbouncer_with_the_listener_direct_pushes_arrive_and_the_cache_f
 
     // Act
     set_status(&app, &running, "app-1", "SUCCEEDED").await;
-    let push = pushed(&mut socket, |r| r["progress"]["succeeded"] == 1).await;
+    let push = pushed(&mut socket, "releaseUpdated", |r| {
+        r["progress"]["succeeded"] == 1
+    })
+    .await;
+    let diff = pushed(&mut diffs, "releaseTreeChanged", |d| {
+        d["changed"]
+            .as_array()
+            .is_some_and(|nodes| nodes.iter().any(|n| n["status"] == "SUCCEEDED"))
+    })
+    .await;
     crate::fixtures::insert_event(
         &app,
         "release.status_changed",
@@ -203,6 +221,10 @@ async fn behind_pgbouncer_with_the_listener_direct_pushes_arrive_and_the_cache_f
         "the closed release was served from memory"
     );
     assert!(push.is_some(), "the change was pushed");
+    assert!(
+        diff.is_some_and(|d| d["snapshot"].is_null()),
+        "and sent as a diff to a tree-diff subscriber"
+    );
     assert!(forgotten.is_some(), "the cache forgot the changed release");
     assert_eq!(app.metric("bff_db_listener_deaf").await, 0.0);
 }
@@ -225,9 +247,12 @@ async fn with_the_listener_through_pgbouncer_it_is_found_deaf_the_cache_is_off_a
     })
     .await;
     let (_, report) = crate::fixtures::get_json(&app, "/ready").await;
-    let mut socket = follow(&app, &token, &running).await;
+    let mut socket = follow(&app, &token, OWN, &running).await;
     set_status(&app, &running, "app-1", "SUCCEEDED").await;
-    let push = pushed(&mut socket, |r| r["progress"]["succeeded"] == 1).await;
+    let push = pushed(&mut socket, "releaseUpdated", |r| {
+        r["progress"]["succeeded"] == 1
+    })
+    .await;
     let hits = app.metric("bff_release_cache_hits_total").await;
     let before = release_status(&app, &token, closed).await;
     crate::fixtures::insert_event(
