@@ -190,6 +190,8 @@ CREATE INDEX release_entity_projection_recent_idx ON bff.release_entity_projecti
 
 CREATE INDEX release_entity_projection_release_idx ON bff.release_entity_projection USING btree (release_id, kind, "position");
 
+CREATE INDEX release_entity_projection_status_idx ON bff.release_entity_projection USING btree (release_id, status, ord);
+
 CREATE INDEX release_entity_projection_tree_idx ON bff.release_entity_projection USING btree (release_id, ord);
 
 CREATE INDEX release_projection_created_idx ON bff.release_projection USING btree (created_at DESC, id DESC);
@@ -311,6 +313,28 @@ END;
 $function$
 ;
 
+CREATE OR REPLACE FUNCTION bff.bff_order_release_tree(rid text)
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'bff', 'pg_temp'
+AS $function$
+    WITH RECURSIVE walk AS (
+        SELECT id, ARRAY[ord] AS path
+          FROM release_entity_projection WHERE id = rid AND release_id = rid
+        UNION ALL
+        SELECT c.id, w.path || c.ord
+          FROM walk w JOIN release_entity_projection c
+            ON c.parent_id = w.id AND c.release_id = rid
+    ), ranked AS (
+        SELECT id, row_number() OVER (ORDER BY path)::int AS rank FROM walk
+    )
+    UPDATE release_entity_projection e
+       SET ord = COALESCE(r.rank, 0)
+      FROM release_entity_projection e2 LEFT JOIN ranked r ON r.id = e2.id
+     WHERE e.id = e2.id AND e2.release_id = rid AND e.ord IS DISTINCT FROM COALESCE(r.rank, 0);
+$function$
+;
+
 CREATE OR REPLACE FUNCTION bff.bff_project_control_queue()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -348,6 +372,24 @@ BEGIN
 EXCEPTION
     WHEN others THEN
         RAISE WARNING 'domain event % (%) not projected: %', NEW.id, NEW.event_type, SQLERRM;
+        RETURN NEW;
+END;
+$function$
+;
+
+CREATE OR REPLACE FUNCTION bff.bff_project_release_tree_order()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
+AS $function$
+BEGIN
+    IF jsonb_typeof(NEW.event_data) = 'object' AND NEW.event_data ->> 'id' IS NOT NULL THEN
+        PERFORM bff_order_release_tree(NEW.event_data ->> 'id');
+    END IF;
+    RETURN NEW;
+EXCEPTION
+    WHEN others THEN
+        RAISE WARNING 'domain event % (release.created): tree order not set: %', NEW.id, SQLERRM;
         RETURN NEW;
 END;
 $function$
@@ -848,5 +890,7 @@ CREATE TRIGGER domain_events_project AFTER INSERT ON public.domain_events FOR EA
 CREATE TRIGGER domain_events_project_control_queue AFTER INSERT ON public.domain_events FOR EACH ROW WHEN ((new.event_type = ANY (ARRAY['workflow.queue.control_pending'::text, 'workflow.queue.delivered'::text]))) EXECUTE FUNCTION bff_project_control_queue();
 
 CREATE TRIGGER domain_events_project_queue AFTER INSERT ON public.domain_events FOR EACH ROW WHEN ((new.event_type = ANY (ARRAY['workflow.queue.pending'::text, 'organization.bootstrap.workflow_started'::text, 'workflow.queue.failed'::text]))) EXECUTE FUNCTION project_workflow_queue_event();
+
+CREATE TRIGGER domain_events_project_tree_order AFTER INSERT ON public.domain_events FOR EACH ROW WHEN ((new.event_type = 'release.created'::text)) EXECUTE FUNCTION bff_project_release_tree_order();
 
 CREATE TRIGGER domain_events_project_workflow_closed AFTER INSERT ON public.domain_events FOR EACH ROW WHEN ((new.event_type = 'release.workflow_closed'::text)) EXECUTE FUNCTION bff_project_workflow_closed();

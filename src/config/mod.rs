@@ -53,6 +53,7 @@ pub const VARIABLES: &[&str] = &[
     "TEMPORAL_QUERY_TIMEOUT_MS",
     "HIERARCHY_CACHE_MS",
     "RELEASE_CACHE_BYTES",
+    "RELEASE_PART_ABOVE_NODES",
     "DISPATCH_MAX_BACKOFF_MS",
     "RECONCILE_INTERVAL_MS",
     "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION",
@@ -125,6 +126,10 @@ pub struct Config {
     pub hierarchy_cache_ttl: Duration,
     /// Bytes of closed releases kept in memory per process (`RELEASE_CACHE_BYTES`; 0: none).
     pub release_cache_bytes: usize,
+    /// Releases with more nodes than this are never read whole: each answer reads only the
+    /// rows it shows, from the projection (`RELEASE_PART_ABOVE_NODES`, default 10,000; 0 reads
+    /// every release that way).
+    pub release_part_above_nodes: usize,
     /// Longest wait between attempts to start a queued bootstrap (`DISPATCH_MAX_BACKOFF_MS`).
     pub dispatch_max_backoff: Duration,
     /// How often open releases are checked against Temporal for workflows that closed without
@@ -394,6 +399,8 @@ impl Config {
         let temporal_query_timeout = env.millis_in("TEMPORAL_QUERY_TIMEOUT_MS", 1_000, 10..=30_000);
         let hierarchy_cache_ttl = env.millis_in("HIERARCHY_CACHE_MS", 1_000, 0..=60_000);
         let release_cache_bytes = env.bytes_in("RELEASE_CACHE_BYTES", 16_777_216, 0..=1 << 32);
+        let release_part_above_nodes =
+            env.int_in("RELEASE_PART_ABOVE_NODES", 10_000, 0..=10_000_000);
         let dispatch_max_backoff = env.millis_in("DISPATCH_MAX_BACKOFF_MS", 30_000, 100..=600_000);
         let reconcile_interval = env.millis_in("RECONCILE_INTERVAL_MS", 60_000, 100..=86_400_000);
         let ws_max_subscriptions = env.int_in("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 20, 1..=1000);
@@ -466,6 +473,7 @@ impl Config {
                 max_response_bytes: max_response_bytes?,
                 hierarchy_cache_ttl: hierarchy_cache_ttl?,
                 release_cache_bytes: release_cache_bytes?,
+                release_part_above_nodes: release_part_above_nodes?,
                 dispatch_max_backoff: dispatch_max_backoff?,
                 reconcile_interval: reconcile_interval?,
                 max_in_flight: max_in_flight?,

@@ -126,6 +126,7 @@ impl RequestContext {
             Arc::clone(&state.release_cache),
             Arc::clone(&self.stats),
             Arc::clone(&self.reads),
+            state.config.release_part_above_nodes,
         );
         let onboarding = OnboardingLoader::new(
             state.db.clone(),

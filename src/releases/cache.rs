@@ -258,6 +258,7 @@ mod tests {
             apps_failed: 0,
             apps_in_progress: 0,
             apps_pending: 0,
+            node_count: 0,
         })
     }
 

@@ -556,6 +556,7 @@ mod tests {
             apps_failed: 0,
             apps_in_progress: 0,
             apps_pending: 2,
+            node_count: 0,
         })
     }
 

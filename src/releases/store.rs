@@ -14,7 +14,7 @@ use crate::{
     },
     db,
     metrics::RequestStats,
-    releases::tree::FlatNode,
+    releases::tree::{FlatNode, Progress, Stored},
 };
 
 /// A row of `release_projection`.
@@ -48,6 +48,8 @@ pub struct ReleaseRow {
     pub apps_in_progress: i32,
     /// Apps not started (or cancelled).
     pub apps_pending: i32,
+    /// Nodes in its tree, the release included (as `release.created` listed them).
+    pub node_count: i32,
 }
 
 impl ReleaseRow {
@@ -89,7 +91,8 @@ pub type Cursor = (DateTime<Utc>, String);
 macro_rules! columns {
     () => {
         "id, key, name, status, workflow_id, message, created_at, updated_at, started_at, \
-         completed_at, apps_total, apps_succeeded, apps_failed, apps_in_progress, apps_pending"
+         completed_at, apps_total, apps_succeeded, apps_failed, apps_in_progress, apps_pending, \
+         node_count"
     };
 }
 
@@ -115,15 +118,7 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ReleaseFilter) {
     query.push(" WHERE true");
     push_statuses(query, &filter.statuses);
     if let Some(search) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
-        // Escape LIKE's wildcards so the search is literal.
-        let pattern = format!(
-            "%{}%",
-            search
-                .trim()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let pattern = format!("%{}%", like_escaped(search.trim()));
         query
             .push(" AND (name ILIKE ")
             .push_bind(pattern.clone())
@@ -383,7 +378,14 @@ fn decode(row: &PgRow) -> Result<(FlatNode, DateTime<Utc>), sqlx::Error> {
         apps: None,
     };
     let parent_id = row.try_get(2)?;
-    Ok((FlatNode { node, parent_id }, row.try_get(11)?))
+    Ok((
+        FlatNode {
+            node,
+            parent_id,
+            stored: None,
+        },
+        row.try_get(11)?,
+    ))
 }
 
 /// A release's rows as read from the projection (in tree order), with the time of the last
@@ -424,4 +426,220 @@ pub async fn trees(
         }
     }
     Ok(by_release)
+}
+
+// A release too large to read whole is read in part: the rows one answer shows, each with
+// what the projection keeps of its place and roll-up (`tree::Stored`), so a tree built of only
+// some rows shows what the whole tree would. `ord` is the release's tree order (parents
+// first, siblings in order, a node's descendants right after it; see the migrations).
+
+/// The columns [`decode_part`] reads: [`decode`]'s, then the position (a wave's counted among
+/// all its siblings, as a whole tree numbers them), the roll-up and `ord`.
+macro_rules! part_columns {
+    () => {
+        "SELECT e.release_id, e.id, e.parent_id, e.key, e.name, e.status, e.version, e.region, \
+         e.message, e.started_at, e.completed_at, e.updated_at, \
+         CASE e.kind WHEN 'wave' THEN (SELECT count(*)::int FROM bff.release_entity_projection s \
+             WHERE s.release_id = e.release_id AND s.parent_id = e.parent_id AND s.ord <= e.ord) \
+         ELSE e.position END AS position, \
+         e.apps_total, e.apps_succeeded, e.apps_failed, e.apps_in_progress, e.apps_pending, e.ord \
+         FROM bff.release_entity_projection e"
+    };
+}
+
+/// A node of a release read in part, and its place in tree order (`ord`).
+pub type PartRow = (FlatNode, i32);
+
+/// A row of [`part_columns!`]: the node with what the projection keeps of it, and its `ord`.
+fn decode_part(row: &PgRow) -> Result<PartRow, sqlx::Error> {
+    let (mut node, _) = decode(row)?;
+    node.stored = Some(Stored {
+        position: row.try_get(12)?,
+        progress: Progress::from_counts(
+            row.try_get(13)?,
+            row.try_get(14)?,
+            row.try_get(15)?,
+            row.try_get(16)?,
+            row.try_get(17)?,
+        ),
+    });
+    Ok((node, row.try_get(18)?))
+}
+
+/// The rows of `release` named in `ids`, and those right below `children_of`, in tree order
+/// (one statement, by primary key and by parent).
+#[tracing::instrument(skip_all, fields(release.id = release, nodes.count = ids.len()))]
+pub async fn part_rows(
+    pool: &PgPool,
+    stats: &RequestStats,
+    release: &str,
+    ids: &[String],
+    children_of: &[String],
+) -> Result<Vec<PartRow>, sqlx::Error> {
+    let _slot = stats.sql(1, "releases.part_rows").await;
+    let rows = sqlx::query(db::sql(concat!(
+        part_columns!(),
+        " WHERE e.release_id = $1 AND e.id = ANY($2)",
+        " UNION ALL ",
+        part_columns!(),
+        " WHERE e.release_id = $1 AND e.parent_id = ANY($3) AND NOT e.id = ANY($2)",
+        " ORDER BY ord"
+    )))
+    .bind(release)
+    .bind(ids)
+    .bind(children_of)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(decode_part).collect()
+}
+
+/// `Release.nodes`' filter, as the store applies it.
+#[derive(Debug, Clone, Default)]
+pub struct PartFilter {
+    /// Only these kinds (every kind below the release when empty).
+    pub kinds: Vec<Kind>,
+    /// Only these statuses (all when empty).
+    pub statuses: Vec<RolloutStatus>,
+    /// Key or name contains this, lowercased (case-insensitive).
+    pub search: Option<String>,
+}
+
+fn push_part_filter(query: &mut QueryBuilder<Postgres>, release: &str, filter: &PartFilter) {
+    query
+        .push(" WHERE e.release_id = ")
+        .push_bind(release.to_owned())
+        // `ord` 0: a node the tree does not reach (see the migrations).
+        .push(" AND e.kind <> 'release' AND e.ord > 0");
+    if !filter.kinds.is_empty() {
+        let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
+        query.push(" AND e.kind = ANY(").push_bind(kinds).push(")");
+    }
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        query
+            .push(" AND e.status = ANY(")
+            .push_bind(statuses)
+            .push(")");
+    }
+    if let Some(search) = &filter.search {
+        let pattern = format!("%{}%", like_escaped(search));
+        query
+            .push(" AND (e.key ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR e.name ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+}
+
+/// `text` with LIKE's wildcards escaped, so a search is literal.
+fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Where the node `after` of `release` is in tree order, and whether a node `filter` selects
+/// comes before it or is it (`None` when `release` has no such node).
+#[tracing::instrument(skip_all, fields(release.id = release))]
+pub async fn part_cursor(
+    pool: &PgPool,
+    stats: &RequestStats,
+    release: &str,
+    after: &str,
+    filter: &PartFilter,
+) -> Result<Option<(i32, bool)>, sqlx::Error> {
+    let _slot = stats.sql(1, "releases.part_cursor").await;
+    let mut query = QueryBuilder::new(db::sql(
+        "SELECT a.ord, EXISTS (SELECT 1 FROM bff.release_entity_projection e",
+    ));
+    push_part_filter(&mut query, release, filter);
+    query
+        .push(" AND e.ord <= a.ord) FROM bff.release_entity_projection a WHERE a.id = ")
+        .push_bind(after.to_owned())
+        .push(" AND a.release_id = ")
+        .push_bind(release.to_owned())
+        .push(" AND a.kind <> 'release' AND a.ord > 0");
+    let row = query.build().fetch_optional(pool).await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()
+}
+
+/// Up to `limit` nodes of `release` that `filter` selects, in tree order after `ord`, with how
+/// many match in all when `count` (one statement; the count costs every match).
+#[tracing::instrument(skip_all, fields(release.id = release))]
+pub async fn part_page(
+    pool: &PgPool,
+    stats: &RequestStats,
+    release: &str,
+    filter: &PartFilter,
+    after: Option<i32>,
+    limit: i64,
+    count: bool,
+) -> Result<(Vec<PartRow>, Option<i64>), sqlx::Error> {
+    let _slot = stats.sql(1, "releases.part_page").await;
+    // The page joined to its count, so an empty page is still one row (of nulls) with it.
+    let mut query = QueryBuilder::new(db::sql(concat!(
+        "SELECT p.*, c.total FROM (",
+        part_columns!()
+    )));
+    push_part_filter(&mut query, release, filter);
+    if let Some(ord) = after {
+        query.push(" AND e.ord > ").push_bind(ord);
+    }
+    query
+        .push(" ORDER BY e.ord LIMIT ")
+        .push_bind(limit)
+        .push(") p RIGHT JOIN (SELECT ");
+    if count {
+        query.push(db::sql(
+            "count(*) AS total FROM bff.release_entity_projection e",
+        ));
+        push_part_filter(&mut query, release, filter);
+    } else {
+        query.push("NULL::bigint AS total");
+    }
+    query.push(") c ON true ORDER BY p.ord");
+    let rows = query.build().fetch_all(pool).await?;
+    let mut total = None;
+    let mut nodes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        total = row.try_get("total")?;
+        // An empty page is one row of nulls that still carries the count.
+        if row.try_get::<Option<String>, _>(1)?.is_some() {
+            nodes.push(decode_part(row)?);
+        }
+    }
+    Ok((nodes, total))
+}
+
+/// The rows of `release` on a path to a node in one of `statuses`: each such node below the
+/// release and every ancestor of one (by their IDs, `bff_lineage`), the release itself, and the
+/// bundle of each such cluster (a cluster always shows its bundle), in tree order.
+#[tracing::instrument(skip_all, fields(release.id = release))]
+pub async fn part_pruned(
+    pool: &PgPool,
+    stats: &RequestStats,
+    release: &str,
+    statuses: &[RolloutStatus],
+) -> Result<Vec<PartRow>, sqlx::Error> {
+    let _slot = stats.sql(1, "releases.part_pruned").await;
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let rows = sqlx::query(db::sql(concat!(
+        "WITH hit AS (SELECT id FROM bff.release_entity_projection",
+        " WHERE release_id = $1 AND status = ANY($2) AND kind <> 'release' AND ord > 0),",
+        " path AS (SELECT $1 AS id UNION SELECT unnest(bff.bff_lineage(id)) FROM hit) ",
+        part_columns!(),
+        " JOIN path ON path.id = e.id WHERE e.release_id = $1",
+        " UNION ALL ",
+        part_columns!(),
+        " JOIN path ON e.parent_id = path.id WHERE e.release_id = $1 AND e.kind = 'bundle'",
+        " AND NOT EXISTS (SELECT 1 FROM path p WHERE p.id = e.id)",
+        " ORDER BY ord"
+    )))
+    .bind(release)
+    .bind(&statuses)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(decode_part).collect()
 }

@@ -129,6 +129,9 @@ pub struct ReleaseTree {
     pub source: DataSource,
     /// How fresh it is.
     pub as_of: DateTime<Utc>,
+    /// `Some(n)` when it holds only some of its release's `n` nodes (read in part, see
+    /// [`ReleaseTree::from_part`]); `None` for a whole tree.
+    pub part_of: Option<usize>,
     /// Every node by global ID, built at the first lookup below the root: a tree read walks
     /// the tree and never needs it.
     index: OnceLock<HashMap<String, Arc<TreeNode>>>,
@@ -136,12 +139,25 @@ pub struct ReleaseTree {
 
 /// One node as a row of the projection: its fields (no children), and its parent's ID
 /// (`None` for the release).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FlatNode {
     /// The node's own fields; its child lists are not read.
     pub node: Node,
     /// The parent's global ID.
     pub parent_id: Option<String>,
+    /// What the projection keeps of its place and roll-up, for a tree of only some of a
+    /// release's rows (see [`ReleaseTree::from_flat`]); `None` in a whole tree.
+    pub stored: Option<Stored>,
+}
+
+/// A node's position and roll-up as the projection keeps them, so a tree read in part (a
+/// page of a release too large to read whole) shows what the whole tree would.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored {
+    /// Position among all its siblings, from 1 (the rows read may be only some of them).
+    pub position: i32,
+    /// Roll-up over every app below it, read or not.
+    pub progress: Progress,
 }
 
 impl ReleaseTree {
@@ -155,6 +171,9 @@ impl ReleaseTree {
     /// Builds the shared tree from flat rows in tree order (a parent before its children,
     /// siblings in order), in one pass with no nested [`Node`] in between; `None` without a
     /// release row. A row whose parent is not there is left out, with what hangs below it.
+    ///
+    /// The rows may be only some of a release's, each with its ancestors: a node whose row
+    /// carries [`Stored`] keeps that position and roll-up instead of those of the rows read.
     pub fn from_flat(
         rows: Vec<FlatNode>,
         source: DataSource,
@@ -180,7 +199,10 @@ impl ReleaseTree {
             }
             (root?, below)
         };
-        let mut rows: Vec<Option<Node>> = rows.into_iter().map(|row| Some(row.node)).collect();
+        let mut rows: Vec<Option<(Node, Option<Stored>)>> = rows
+            .into_iter()
+            .map(|row| Some((row.node, row.stored)))
+            .collect();
         let root = build_flat(root, Kind::Release, 1, &mut rows, &below)?;
         Some(Self::with_root(root, source, as_of))
     }
@@ -190,8 +212,30 @@ impl ReleaseTree {
             root,
             source,
             as_of,
+            part_of: None,
             index: OnceLock::new(),
         }
+    }
+
+    /// Builds a tree of only some of a release's `size` nodes, read from the projection with
+    /// their places in tree order (`ord`), each with its ancestors (see [`Self::from_flat`]).
+    /// Rows read twice count once.
+    pub fn from_part(
+        mut rows: Vec<(FlatNode, i32)>,
+        size: usize,
+        as_of: DateTime<Utc>,
+    ) -> Option<Self> {
+        rows.sort_by_key(|(_, ord)| *ord);
+        rows.dedup_by(|(a, _), (b, _)| a.node.id == b.node.id);
+        let rows = rows.into_iter().map(|(row, _)| row).collect();
+        let mut tree = Self::from_flat(rows, DataSource::Projection, as_of)?;
+        tree.part_of = Some(size);
+        Some(tree)
+    }
+
+    /// How many nodes its release has, read or not.
+    pub fn size(&self) -> usize {
+        self.part_of.unwrap_or_else(|| self.nodes().count())
     }
 
     /// Every node of the tree, in tree order.
@@ -274,10 +318,10 @@ fn build_flat(
     at: usize,
     kind: Kind,
     position: i32,
-    rows: &mut [Option<Node>],
+    rows: &mut [Option<(Node, Option<Stored>)>],
     below: &[Vec<usize>],
 ) -> Option<Arc<TreeNode>> {
-    let node = rows.get_mut(at)?.take()?;
+    let (node, stored) = rows.get_mut(at)?.take()?;
     let kept = match kind {
         Kind::Cluster => 1,
         Kind::App => 0,
@@ -293,7 +337,16 @@ fn build_flat(
             .collect(),
         None => Vec::new(),
     };
-    Some(tree_node(node, kind, position, children))
+    Some(match stored {
+        Some(stored) => Arc::new(TreeNode {
+            node,
+            kind,
+            position: stored.position,
+            children,
+            progress: stored.progress,
+        }),
+        None => tree_node(node, kind, position, children),
+    })
 }
 
 fn build(mut node: Node, kind: Kind, position: i32) -> Arc<TreeNode> {
@@ -431,6 +484,7 @@ mod tests {
         rows.push(FlatNode {
             node: own,
             parent_id: parent.map(str::to_owned),
+            stored: None,
         });
         let children = node
             .waves
@@ -482,6 +536,7 @@ mod tests {
         rows.push(FlatNode {
             node: orphan,
             parent_id: Some("wave:r/nowhere".to_owned()),
+            stored: None,
         });
         let app = rows[whole - 1].node.id.clone();
         let mut looped = rows[1].node.clone();
@@ -489,6 +544,7 @@ mod tests {
         rows.push(FlatNode {
             node: looped,
             parent_id: Some(app),
+            stored: None,
         });
 
         let tree = ReleaseTree::from_flat(rows, DataSource::Projection, Utc::now())

@@ -35,6 +35,7 @@ mod onboarding_worker;
 mod outbox;
 mod pooler;
 mod release_control;
+mod release_parts;
 mod release_reads;
 mod releases_graphql;
 mod releases_worker;

@@ -246,9 +246,10 @@ impl TreePlan {
             Ok(None) => return Err(Unanswered::Answered(Box::new(self.null(None)))),
             Err(error) => return Err(Unanswered::Answered(Box::new(self.null(Some(&error))))),
         };
+        // A release read in part has only its node here: its lists are the executor's.
         let written = match tree.find(&self.release_id) {
-            Some(root) => self.write(&tree, &root, max_bytes),
-            None => Err(Unanswered::Executor),
+            Some(root) if tree.part_of.is_none() => self.write(&tree, &root, max_bytes),
+            _ => Err(Unanswered::Executor),
         };
         if matches!(written, Err(Unanswered::Executor)) {
             data.insert(LoadedTree(tree));

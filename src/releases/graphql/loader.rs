@@ -11,6 +11,7 @@ use async_graphql::{
 };
 use sqlx::PgPool;
 
+use super::part;
 use crate::{
     contracts::{events::ControlAction, ids::EntityId},
     error::ApiError,
@@ -35,6 +36,8 @@ pub struct ReleaseLoader {
     cache: Arc<TreeCache>,
     stats: Arc<RequestStats>,
     reads: Arc<CachedReads>,
+    /// Releases with more nodes than this are read in part (`RELEASE_PART_ABOVE_NODES`).
+    part_above: usize,
 }
 
 /// Key of the control action a release has waiting in the outbox.
@@ -76,6 +79,7 @@ impl ReleaseLoader {
         cache: Arc<TreeCache>,
         stats: Arc<RequestStats>,
         reads: Arc<CachedReads>,
+        part_above: usize,
     ) -> DataLoader<Self> {
         // No batching delay: keys requested in the same poll are batched anyway.
         DataLoader::new(
@@ -86,6 +90,7 @@ impl ReleaseLoader {
                 cache,
                 stats,
                 reads,
+                part_above,
             },
             tokio::spawn,
         )
@@ -215,14 +220,34 @@ impl Loader<HistoryKey> for ReleaseLoader {
 }
 
 impl ReleaseLoader {
-    /// The trees of releases whose rows are already read (see `releases::read`).
+    /// Whether release `row` is read in part, the rows each answer shows, rather than whole
+    /// (and never live: its `getHierarchy` answer could pass Temporal's message limit).
+    fn reads_in_part(&self, row: &ReleaseRow) -> bool {
+        usize::try_from(row.node_count).unwrap_or(0) > self.part_above
+    }
+
+    /// The trees of releases whose rows are already read (see `releases::read`); of a release
+    /// read in part, its node alone (`part::stub`), which its list fields read below.
     pub(super) async fn trees(
         &self,
         rows: &[ReleaseRow],
     ) -> Result<HashMap<String, Arc<ReleaseTree>>, Arc<sqlx::Error>> {
-        read::trees(&self.db, &self.live, &self.closes, &self.stats, rows)
-            .await
-            .map_err(Arc::new)
+        let (in_part, whole): (Vec<&ReleaseRow>, Vec<&ReleaseRow>) =
+            rows.iter().partition(|row| self.reads_in_part(row));
+        let whole: Vec<ReleaseRow> = whole.into_iter().cloned().collect();
+        let mut trees = if whole.is_empty() {
+            HashMap::new()
+        } else {
+            read::trees(&self.db, &self.live, &self.closes, &self.stats, &whole)
+                .await
+                .map_err(Arc::new)?
+        };
+        trees.extend(
+            in_part
+                .into_iter()
+                .filter_map(|row| Some((row.id.clone(), Arc::new(part::stub(row)?)))),
+        );
+        Ok(trees)
     }
 }
 

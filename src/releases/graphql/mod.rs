@@ -8,6 +8,7 @@ mod history;
 mod loader;
 mod nodes;
 mod objects;
+mod part;
 mod subscription;
 
 use std::{collections::HashMap, sync::Arc};
@@ -397,12 +398,29 @@ impl ReleasesQuery {
         // The nodes are views into their releases' trees, loaded in one batch (closed ones
         // from the cache), so every field answers as it does under `release`.
         let releases: Vec<String> = found.iter().map(|n| n.release_id.clone()).collect();
-        let trees = ctx
+        let mut trees = ctx
             .data::<DataLoader<ReleaseLoader>>()?
             .load_many(releases)
             .await
             .map_err(|e| ApiError::database(&e))
             .extend()?;
+        // A release read in part has only its node loaded: its nodes on the page are read
+        // with their ancestors (one statement per such release; or its whole tree when the
+        // selection lists below them).
+        let deep = part::edges_list_below(&ctx.field());
+        for tree in trees.values_mut().filter(|tree| tree.part_of.is_some()) {
+            let release = &tree.root.node.id;
+            let ids: Vec<String> = found
+                .iter()
+                .filter(|node| &node.release_id == release)
+                .map(|node| node.id.clone())
+                .collect();
+            *tree = if deep {
+                part::whole(ctx, tree).await?
+            } else {
+                part::with_ancestors(ctx, tree, &ids).await?
+            };
+        }
         let mut connection = Connection::with_additional_fields(
             cursor.is_some(),
             has_next,

@@ -13,7 +13,7 @@ use crate::{
     graphql::connection::{
         DEFAULT_PAGE, bad_cursor, check_page_size, decode_cursor, encode_cursor,
     },
-    releases::tree::TreeNode,
+    releases::{store::PartFilter, tree::TreeNode},
 };
 
 /// The kind of a node below a release.
@@ -231,6 +231,17 @@ impl NodeFilter {
             )
             .extend());
         }
+        // Postgres text cannot hold NUL: refused here, not an internal error in the store.
+        if search
+            .as_deref()
+            .is_some_and(|s| s.chars().any(crate::types::is_invisible))
+        {
+            return Err(ApiError::bad_input(
+                "search",
+                "search must not contain control or invisible formatting characters",
+            )
+            .extend());
+        }
         let after = after
             .map(|cursor| {
                 decode_cursor("after", &cursor)?
@@ -248,6 +259,25 @@ impl NodeFilter {
             first: usize::try_from(first.unwrap_or(DEFAULT_PAGE)).unwrap_or(0),
             after,
         })
+    }
+
+    /// The filter as the store applies it to a release read in part.
+    pub fn part(&self) -> PartFilter {
+        PartFilter {
+            kinds: self.kinds.iter().map(|kind| kind.kind()).collect(),
+            statuses: self.statuses.clone(),
+            search: self.search.clone(),
+        }
+    }
+
+    /// The node the page starts after.
+    pub fn after(&self) -> Option<&str> {
+        self.after.as_deref()
+    }
+
+    /// The page size.
+    pub fn first(&self) -> usize {
+        self.first
     }
 
     fn matches(&self, node: &TreeNode) -> bool {
@@ -318,8 +348,13 @@ pub struct Found {
 impl Found {
     /// The edge cursor that continues after this node.
     pub fn cursor(&self) -> String {
-        encode_cursor(&format!("node|{}", self.node.node.id))
+        cursor(&self.node.node.id)
     }
+}
+
+/// The edge cursor of `Release.nodes` that continues after node `id`.
+pub fn cursor(id: &str) -> String {
+    encode_cursor(&format!("node|{id}"))
 }
 
 /// One walk of a tree in order, collecting what the filter matches.

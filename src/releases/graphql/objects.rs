@@ -20,6 +20,7 @@ use super::{
     history,
     loader::{PendingControlKey, ReleaseLoader, load_tree},
     nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseEstimate, TimelineSpan},
+    part,
 };
 use crate::releases::store::ReleaseRow;
 use crate::{
@@ -93,6 +94,44 @@ impl Entity {
         }
         path.reverse();
         path
+    }
+
+    /// The release node alone when its release is read in part (see `part`): its list fields
+    /// read the rows they show.
+    fn stub(&self) -> Option<&ReleaseTree> {
+        self.tree.part_of.is_some().then_some(&*self.tree)
+    }
+
+    /// This release as `waves` (with `only`) reads it: itself when read whole; else the release
+    /// and its waves, with the clusters of the waves listed when `clusters` is selected, or the
+    /// whole tree when a list below the clusters is.
+    async fn for_waves(
+        &self,
+        ctx: &Context<'_>,
+        only: &ChildFilter,
+    ) -> async_graphql::Result<Self> {
+        let Some(stub) = self.stub() else {
+            return Ok(self.clone());
+        };
+        let field = ctx.field();
+        let clusters: Vec<SelectionField<'_>> = field
+            .selection_set()
+            .filter(|f| f.name() == "clusters")
+            .collect();
+        let tree = if clusters.iter().any(part::lists_below) {
+            part::whole(ctx, stub).await?
+        } else if clusters.is_empty() {
+            part::levels(ctx, stub, |_| Vec::new()).await?
+        } else {
+            part::levels(ctx, stub, |tree| {
+                Entity::root(Arc::clone(tree))
+                    .select(Kind::Wave, only)
+                    .map(|wave| wave.node.id.clone())
+                    .collect()
+            })
+            .await?
+        };
+        Ok(Self::root(tree))
     }
 
     /// The node this views.
@@ -297,13 +336,15 @@ fn too_many_listed(tree: &ReleaseTree, field: &str) -> async_graphql::Error {
              (`status:`) on each list, or read `nodes(kind:, status:, first:)` or \
              `tree(status:)` instead",
             tree.root.node.id,
-            tree.nodes().count()
+            tree.size()
         ),
     )
     .extend()
 }
 
-/// Resolves a hierarchy ID to its node (`None` when the release or node does not exist).
+/// Resolves a hierarchy ID to its node (`None` when the release or node does not exist). A
+/// node of a release read in part is read with its ancestors (or, when the selection lists
+/// nodes below it, with the whole tree).
 pub async fn find_entity(
     ctx: &Context<'_>,
     id: &EntityId,
@@ -311,9 +352,18 @@ pub async fn find_entity(
     let Some(tree) = load_tree(ctx, &id.release_id().to_string()).await? else {
         return Ok(None);
     };
-    Ok(tree
-        .find(&id.to_string())
-        .map(|node| Entity::at(tree, node)))
+    let id = id.to_string();
+    let tree = match tree.part_of {
+        Some(_) if tree.root.node.id != id => {
+            if part::lists_below(&ctx.field()) {
+                part::whole(ctx, &tree).await?
+            } else {
+                part::with_ancestors(ctx, &tree, std::slice::from_ref(&id)).await?
+            }
+        }
+        _ => tree,
+    };
+    Ok(tree.find(&id).map(|node| Entity::at(tree, node)))
 }
 
 /// Parses a GraphQL ID argument into a hierarchy ID (`BAD_USER_INPUT` if malformed).
@@ -560,6 +610,8 @@ impl Release {
             return Ok(Vec::new());
         };
         Ok(entity
+            .for_waves(ctx, &only)
+            .await?
             .listed(ctx, Kind::Wave, &only)?
             .into_iter()
             .map(Wave)
@@ -592,42 +644,74 @@ impl Release {
                 ConnectionTotal { total_count: 0 },
             ));
         };
-        let selected = nodes::select(release.node(), &filter)?;
-        let mut connection = Connection::with_additional_fields(
-            selected.has_previous,
-            selected.has_next,
-            ConnectionTotal {
-                total_count: selected.total,
-            },
-        );
-        connection
-            .edges
-            .extend(selected.page.into_iter().filter_map(|found| {
-                let cursor = found.cursor();
-                release.view(&found.node).into_edge(cursor, found.path)
-            }));
-        Ok(connection)
+        if let Some(stub) = release.stub() {
+            if !part::edges_list_below(&ctx.field()) {
+                let count = ctx.look_ahead().field("totalCount").exists();
+                let page = part::page(
+                    ctx,
+                    stub,
+                    &filter.part(),
+                    filter.after(),
+                    filter.first(),
+                    count,
+                )
+                .await?;
+                let mut connection = Connection::with_additional_fields(
+                    page.has_previous,
+                    page.has_next,
+                    // Counted only when asked for.
+                    ConnectionTotal {
+                        total_count: page.total.unwrap_or_default(),
+                    },
+                );
+                connection.edges.extend(page.ids.iter().filter_map(|id| {
+                    let node = Entity::of(Arc::clone(&page.tree), id)?;
+                    let path = node.path();
+                    node.into_edge(nodes::cursor(id), path)
+                }));
+                return Ok(connection);
+            }
+            return nodes_of(&Entity::root(part::whole(ctx, stub).await?), &filter);
+        }
+        nodes_of(&release, &filter)
     }
 
     /// The spans of the release's waves and clusters, each wave followed by its clusters, for a
     /// Gantt view.
     #[graphql(complexity = "list_complexity(child_complexity)")]
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineSpan>> {
-        Ok(self
-            .entity(ctx)
-            .await?
-            .map(|entity| nodes::timeline(entity.node()))
-            .unwrap_or_default())
+        let Some(entity) = self.entity(ctx).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(match entity.stub() {
+            Some(stub) => {
+                let waves = |tree: &Arc<ReleaseTree>| {
+                    tree.root
+                        .children
+                        .iter()
+                        .map(|w| w.node.id.clone())
+                        .collect()
+                };
+                nodes::timeline(&part::levels(ctx, stub, waves).await?.root)
+            }
+            None => nodes::timeline(entity.node()),
+        })
     }
 
     /// For a running release: when it is expected to finish, from how long its finished waves
     /// took (`basis` says from what); `null` when that cannot be known (no wave finished yet,
     /// or the release is not running).
     async fn estimate(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ReleaseEstimate>> {
-        Ok(self
-            .entity(ctx)
-            .await?
-            .and_then(|entity| nodes::estimate(entity.node(), entity.as_of())))
+        let Some(entity) = self.entity(ctx).await? else {
+            return Ok(None);
+        };
+        Ok(match entity.stub() {
+            Some(stub) => {
+                let waves = part::levels(ctx, stub, |_| Vec::new()).await?;
+                nodes::estimate(&waves.root, waves.as_of)
+            }
+            None => nodes::estimate(entity.node(), entity.as_of()),
+        })
     }
 
     /// The waves cut down to the paths that lead to nodes in one of `status`: every wave,
@@ -643,8 +727,12 @@ impl Release {
         let Some(entity) = self.entity(ctx).await? else {
             return Ok(Vec::new());
         };
+        // Read in part, the rows read are the paths (nothing else to prune).
+        let entity = match entity.stub() {
+            Some(stub) => Entity::root(part::pruned(ctx, stub, &status).await?),
+            None => entity.pruned_to(&status),
+        };
         Ok(entity
-            .pruned_to(&status)
             .listed(ctx, Kind::Wave, &ChildFilter::everything())?
             .into_iter()
             .map(Wave)
@@ -661,6 +749,28 @@ impl Release {
             Self::Row(row) => load_tree(ctx, &row.id).await?.map(Entity::root),
         })
     }
+}
+
+/// `Release.nodes` of a release read whole: its page selected in the loaded tree.
+fn nodes_of(
+    release: &Entity,
+    filter: &NodeFilter,
+) -> async_graphql::Result<Connection<String, ReleaseNode, ConnectionTotal, NodePath>> {
+    let selected = nodes::select(release.node(), filter)?;
+    let mut connection = Connection::with_additional_fields(
+        selected.has_previous,
+        selected.has_next,
+        ConnectionTotal {
+            total_count: selected.total,
+        },
+    );
+    connection
+        .edges
+        .extend(selected.page.into_iter().filter_map(|found| {
+            let cursor = found.cursor();
+            release.view(&found.node).into_edge(cursor, found.path)
+        }));
+    Ok(connection)
 }
 
 /// A child list's arguments, checked: `status`, `first` and `offset`.

@@ -1,0 +1,269 @@
+//! Reads of a release too large to read whole (more than `RELEASE_PART_ABOVE_NODES` nodes,
+//! 100,000 in a big rollout): each list field reads only the rows its answer shows, from the
+//! projection, and builds a tree of them ([`ReleaseTree::from_part`]) that the objects view as
+//! they view a whole one. Each node keeps the position and roll-up the projection holds for
+//! it, so it answers exactly as in the whole tree.
+//!
+//! What each field reads (one or two indexed statements, whatever the release's size):
+//! - `waves(status:, first:, offset:)`: the release and its waves; with `clusters` selected
+//!   (and nothing listed below them), the clusters of the waves listed too;
+//! - `nodes(...)`: one page in tree order, and the page's ancestors for the paths;
+//! - `tree(status:)`: the nodes in those statuses and their ancestors (and each such cluster's
+//!   bundle);
+//! - `timeline`: the waves and clusters; `estimate`: the waves.
+//!
+//! A selection that lists deeper than that (`waves { clusters { apps } }`, a page of waves
+//! with their clusters) reads the whole tree as before, and the limit on what one answer lists
+//! refuses it when it is too large.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ResultExt, SelectionField};
+use sqlx::PgPool;
+
+use crate::{
+    contracts::{
+        ids::EntityId,
+        release::{Node, RolloutStatus},
+    },
+    error::ApiError,
+    metrics::RequestStats,
+    releases::{
+        store::{self, PartFilter, PartRow, ReleaseRow},
+        tree::{DataSource, FlatNode, Progress, ReleaseTree, Stored},
+    },
+};
+
+/// The tree of a release read in part before any of its nodes are: the release node alone,
+/// from its row (no statement), which the list fields read below.
+pub(super) fn stub(row: &ReleaseRow) -> Option<ReleaseTree> {
+    let node = Node {
+        id: row.id.clone(),
+        key: row.key.clone(),
+        name: row.name.clone(),
+        status: row.status,
+        started_at: row.started_at,
+        completed_at: row.completed_at,
+        message: row.message.clone(),
+        version: None,
+        region: None,
+        waves: None,
+        clusters: None,
+        bundle: None,
+        apps: None,
+    };
+    let stored = Stored {
+        position: 1,
+        progress: Progress::from_counts(
+            row.apps_total,
+            row.apps_succeeded,
+            row.apps_failed,
+            row.apps_in_progress,
+            row.apps_pending,
+        ),
+    };
+    let root = FlatNode {
+        node,
+        parent_id: None,
+        stored: Some(stored),
+    };
+    let size = usize::try_from(row.node_count).unwrap_or(0);
+    ReleaseTree::from_part(vec![(root, 0)], size, row.updated_at)
+}
+
+/// Whether `field` selects, on the nodes it lists, a field that lists nodes below them
+/// (fragments included: `selection_set` flattens them).
+pub(super) fn lists_below(field: &SelectionField<'_>) -> bool {
+    field
+        .selection_set()
+        .any(|f| matches!(f.name(), "clusters" | "apps" | "bundle"))
+}
+
+/// Whether connection `field` (`Release.nodes`) selects, on its nodes, a field that lists
+/// nodes below them.
+pub(super) fn edges_list_below(field: &SelectionField<'_>) -> bool {
+    field.selection_set().any(|f| match f.name() {
+        "edges" => f
+            .selection_set()
+            .any(|node| node.name() == "node" && lists_below(&node)),
+        "nodes" => lists_below(&f),
+        _ => false,
+    })
+}
+
+/// A tree of `rows` of the release `stub` stands for.
+fn tree_of(stub: &ReleaseTree, rows: Vec<PartRow>) -> async_graphql::Result<Arc<ReleaseTree>> {
+    ReleaseTree::from_part(rows, stub.size(), stub.as_of)
+        .map(Arc::new)
+        .ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("{} has no release node", stub.root.node.id))
+        })
+        .extend()
+}
+
+/// The pool and the request's statistics.
+fn db<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a PgPool, &'a RequestStats)> {
+    Ok((
+        ctx.data::<PgPool>()?,
+        ctx.data::<Arc<RequestStats>>()?.as_ref(),
+    ))
+}
+
+/// The release and its waves and, then, the nodes right below the waves `below` names in
+/// that tree (a second statement, when it names any).
+pub(super) async fn levels(
+    ctx: &Context<'_>,
+    stub: &ReleaseTree,
+    below: impl FnOnce(&Arc<ReleaseTree>) -> Vec<String>,
+) -> async_graphql::Result<Arc<ReleaseTree>> {
+    let (db, stats) = db(ctx)?;
+    let release = &stub.root.node.id;
+    let ids = [release.clone()];
+    let mut rows = store::part_rows(db, stats, release, &ids, &ids)
+        .await
+        .map_err(ApiError::from)
+        .extend()?;
+    let waves = tree_of(stub, rows.clone())?;
+    let parents = below(&waves);
+    if parents.is_empty() {
+        return Ok(waves);
+    }
+    rows.extend(
+        store::part_rows(db, stats, release, &[], &parents)
+            .await
+            .map_err(ApiError::from)
+            .extend()?,
+    );
+    tree_of(stub, rows)
+}
+
+/// Nodes `ids` of the release `stub` stands for, with their ancestors (one statement).
+pub(super) async fn with_ancestors(
+    ctx: &Context<'_>,
+    stub: &ReleaseTree,
+    ids: &[String],
+) -> async_graphql::Result<Arc<ReleaseTree>> {
+    let (db, stats) = db(ctx)?;
+    let release = &stub.root.node.id;
+    let rows = store::part_rows(db, stats, release, &lineage(release, ids), &[])
+        .await
+        .map_err(ApiError::from)
+        .extend()?;
+    tree_of(stub, rows)
+}
+
+/// `ids`, the IDs of their ancestors and `release` (a tree has its root even when `ids` is
+/// empty), each once.
+fn lineage(release: &str, ids: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = ids
+        .iter()
+        .filter_map(|id| EntityId::parse(id).ok())
+        .flat_map(|id| std::iter::successors(Some(id), EntityId::parent))
+        .map(|id| id.to_string())
+        .chain([release.to_owned()])
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// The whole tree of the release `stub` stands for, from the projection: for a selection that
+/// lists deeper than a read in part does (one statement, every row).
+pub(super) async fn whole(
+    ctx: &Context<'_>,
+    stub: &ReleaseTree,
+) -> async_graphql::Result<Arc<ReleaseTree>> {
+    let (db, stats) = db(ctx)?;
+    let release = stub.root.node.id.clone();
+    let mut trees = store::trees(db, stats, std::slice::from_ref(&release))
+        .await
+        .map_err(ApiError::from)
+        .extend()?;
+    trees
+        .remove(&release)
+        .and_then(|(rows, as_of)| ReleaseTree::from_flat(rows, DataSource::Projection, as_of))
+        .map(Arc::new)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("{release} has no release node")))
+        .extend()
+}
+
+/// The rows on a path to a node in one of `statuses` (see `store::part_pruned`).
+pub(super) async fn pruned(
+    ctx: &Context<'_>,
+    stub: &ReleaseTree,
+    statuses: &[RolloutStatus],
+) -> async_graphql::Result<Arc<ReleaseTree>> {
+    let (db, stats) = db(ctx)?;
+    let rows = store::part_pruned(db, stats, &stub.root.node.id, statuses)
+        .await
+        .map_err(ApiError::from)
+        .extend()?;
+    tree_of(stub, rows)
+}
+
+/// One page of `Release.nodes`, read in part: the tree of the page's nodes and their
+/// ancestors, the page's node IDs in order, whether nodes come before and after it, and how
+/// many match when `count`.
+pub(super) struct Page {
+    pub tree: Arc<ReleaseTree>,
+    pub ids: Vec<String>,
+    pub has_previous: bool,
+    pub has_next: bool,
+    pub total: Option<i64>,
+}
+
+/// The page of `filter`'s nodes after the node `after` (`BAD_USER_INPUT` when the release has
+/// no such node), `first` of them.
+pub(super) async fn page(
+    ctx: &Context<'_>,
+    stub: &ReleaseTree,
+    filter: &PartFilter,
+    after: Option<&str>,
+    first: usize,
+    count: bool,
+) -> async_graphql::Result<Page> {
+    let (db, stats) = db(ctx)?;
+    let release = &stub.root.node.id;
+    let (after, has_previous) = match after {
+        None => (None, false),
+        Some(after) => {
+            let found = store::part_cursor(db, stats, release, after, filter)
+                .await
+                .map_err(ApiError::from)
+                .extend()?;
+            let Some((ord, before)) = found else {
+                return Err(ApiError::bad_input(
+                    "after",
+                    "after names no node of this release",
+                ))
+                .extend();
+            };
+            (Some(ord), before)
+        }
+    };
+    let limit = i64::try_from(first).unwrap_or(i64::MAX).saturating_add(1);
+    let (mut rows, total) = store::part_page(db, stats, release, filter, after, limit, count)
+        .await
+        .map_err(ApiError::from)
+        .extend()?;
+    let has_next = rows.len() > first;
+    rows.truncate(first);
+    let ids: Vec<String> = rows.iter().map(|(node, _)| node.node.id.clone()).collect();
+    let ancestors: Vec<String> = lineage(release, &ids)
+        .into_iter()
+        .filter(|id| !ids.contains(id))
+        .collect();
+    rows.extend(
+        store::part_rows(db, stats, release, &ancestors, &[])
+            .await
+            .map_err(ApiError::from)
+            .extend()?,
+    );
+    Ok(Page {
+        tree: tree_of(stub, rows)?,
+        ids,
+        has_previous,
+        has_next,
+        total,
+    })
+}

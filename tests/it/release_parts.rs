@@ -1,0 +1,272 @@
+//! Releases read in part (more than `RELEASE_PART_ABOVE_NODES` nodes): each list field reads
+//! only the rows it shows, and answers exactly as the whole tree does.
+
+use serde_json::{Value, json};
+use temporalio_client::WorkflowGetResultOptions;
+
+use crate::{
+    fixtures::{insert_event, spec, start, unique_key},
+    harness::{TestApp, error_code, eventually},
+};
+
+/// A release of 2 waves × 2 clusters × 2 apps as another team's worker might list it: parents
+/// first, but level by level (every wave, then every cluster, …), not depth first. One app
+/// succeeded, one failed with a message, and so did the release (closed, so no read asks
+/// Temporal about it).
+async fn listed_level_by_level(app: &TestApp) -> String {
+    let key = unique_key("levels");
+    let release = format!("release:{key}");
+    let mut levels: Vec<Vec<Value>> = vec![
+        vec![json!({ "id": release, "kind": "release", "key": key, "name": "Levels" })],
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    ];
+    for w in 1..=2 {
+        let wave = format!("{key}/w{w}");
+        levels[1].push(
+            json!({ "id": format!("wave:{wave}"), "kind": "wave", "key": format!("w{w}"),
+            "name": format!("Wave {w}"), "parentId": release, "position": w }),
+        );
+        for c in 1..=2 {
+            let cluster = format!("{wave}/c{c}");
+            levels[2].push(
+                json!({ "id": format!("cluster:{cluster}"), "kind": "cluster",
+                "key": format!("c{c}"), "name": format!("Cluster {c}"), "region": "eu",
+                "parentId": format!("wave:{wave}"), "position": c }),
+            );
+            levels[3].push(json!({ "id": format!("bundle:{cluster}/b"), "kind": "bundle", "key": "b",
+                "name": "Bundle", "version": "2", "parentId": format!("cluster:{cluster}"), "position": 1 }));
+            for a in 1..=2 {
+                levels[4].push(
+                    json!({ "id": format!("app:{cluster}/b/a{a}"), "kind": "app",
+                    "key": format!("a{a}"), "name": format!("App {a}"), "version": "2",
+                    "parentId": format!("bundle:{cluster}/b"), "position": a }),
+                );
+            }
+        }
+    }
+    let nodes: Vec<Value> = levels.into_iter().flatten().collect();
+    insert_event(
+        app,
+        "release.created",
+        json!({ "id": release, "key": key, "name": "Levels", "nodes": nodes,
+                "at": "2026-12-01T10:00:00Z" }),
+    )
+    .await;
+    for (kind, id, status, message, at) in [
+        (
+            "wave",
+            format!("wave:{key}/w1"),
+            "IN_PROGRESS",
+            None,
+            "10:00:01",
+        ),
+        (
+            "app",
+            format!("app:{key}/w1/c1/b/a1"),
+            "SUCCEEDED",
+            None,
+            "10:00:02",
+        ),
+        (
+            "app",
+            format!("app:{key}/w1/c2/b/a2"),
+            "FAILED",
+            Some("image pull failed"),
+            "10:00:03",
+        ),
+        (
+            "release",
+            release.clone(),
+            "FAILED",
+            Some("a1 failed"),
+            "10:00:04",
+        ),
+    ] {
+        let event = match kind {
+            "release" => "release.status_changed".to_owned(),
+            kind => format!("release.{kind}.status_changed"),
+        };
+        insert_event(
+            app,
+            &event,
+            json!({ "id": id, "releaseId": release, "kind": kind, "status": status,
+                    "message": message, "at": format!("2026-12-01T{at}Z") }),
+        )
+        .await;
+    }
+    release
+}
+
+/// The documents compared, each over one release (`$id`).
+const DOCUMENTS: [&str; 10] = [
+    "query($id: ID!) { release(id: $id) { id status source asOf progress { total failed percent }
+       waves { id key name position status startedAt completedAt duration message
+               progress { total succeeded failed inProgress pending percent } } } }",
+    "query($id: ID!) { release(id: $id) { a: waves(first: 1, offset: 1) { key position }
+       b: waves(status: [IN_PROGRESS, FAILED]) { key status } c: waves(first: 0) { key } } }",
+    "query($id: ID!) { release(id: $id) { waves(first: 1) { key clusters { key region status
+       progress { total failed } } } } }",
+    "query($id: ID!) { release(id: $id) { tree(status: [FAILED]) { key position status
+       clusters { key status bundle { key version status apps { key status message } }
+                  apps { key } } } } }",
+    "query($id: ID!) { release(id: $id) { all: tree(status: [PENDING, SUCCEEDED, FAILED]) { key
+       clusters(first: 1) { key apps(status: [FAILED]) { key } } } none: tree(status: []) { key } } }",
+    "query($id: ID!) { release(id: $id) { timeline { id kind name startedAt completedAt status }
+       estimate { completesAt basis } } }",
+    "query($id: ID!) { release(id: $id) { nodes(first: 4) { totalCount
+       pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+       edges { cursor path { id kind key name } node { __typename
+         ... on Wave { id position progress { total failed } }
+         ... on Cluster { id region status }
+         ... on Bundle { id version }
+         ... on App { id key status message version startedAt duration } } } } } }",
+    "query($id: ID!) { release(id: $id) { failed: nodes(kind: [APP], status: [FAILED]) { totalCount
+       edges { path { key } node { ... on App { id message } } } }
+       found: nodes(search: \"A1\") { totalCount edges { node { ... on App { id } } } }
+       upper: nodes(kind: [CLUSTER, WAVE], first: 3) { totalCount pageInfo { hasNextPage }
+         edges { node { ... on Cluster { id } ... on Wave { id } } } } } }",
+    "query($id: ID!) { release(id: $id) { nodes(kind: [WAVE]) { edges { node {
+       ... on Wave { key clusters { key apps { key status } } } } } } } }",
+    "query($id: ID!) { release(id: $id) { id key name status message startedAt completedAt
+       pendingControl progress { total succeeded failed inProgress pending percent } } }",
+];
+
+/// Every page of `Release.nodes` with `filter`, following `endCursor`.
+async fn every_page(app: &TestApp, token: &str, release: &str, filter: &str) -> Vec<Value> {
+    let document = format!(
+        "query($id: ID!, $after: String) {{ release(id: $id) {{ nodes({filter} first: 3, after: $after) {{
+           totalCount pageInfo {{ hasNextPage hasPreviousPage endCursor }}
+           edges {{ cursor path {{ key }} node {{ ... on App {{ id }} ... on Wave {{ id }}
+             ... on Cluster {{ id }} ... on Bundle {{ id }} }} }} }} }} }}"
+    );
+    let mut pages = Vec::new();
+    let mut after = Value::Null;
+    for _ in 0..20 {
+        let page = app
+            .graphql_as(token, &document, json!({ "id": release, "after": after }))
+            .await;
+        let nodes = &page["data"]["release"]["nodes"];
+        after = nodes["pageInfo"]["endCursor"].clone();
+        let more = nodes["pageInfo"]["hasNextPage"] == true;
+        pages.push(page);
+        if !more {
+            break;
+        }
+    }
+    pages
+}
+
+#[tokio::test]
+async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tree_does() {
+    // Arrange: a rollout by the reference worker that failed at one app, and a release another
+    // team's worker listed level by level; one app reads every release whole, the other (same
+    // database) every release in part.
+    let whole = TestApp::spawn_with_worker(&[]).await;
+    let client = whole.temporal().await;
+    let key = unique_key("parts");
+    let handle = start(
+        &client,
+        &whole,
+        spec(
+            &key,
+            3,
+            2,
+            3,
+            json!({ "stepMillis": 1, "failApps": ["app-2"] }),
+        ),
+    )
+    .await;
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+    let rolled_out = format!("release:{key}");
+    let level_by_level = listed_level_by_level(&whole).await;
+    let in_part = TestApp::spawn_configured(
+        &[("DATABASE_URL", whole.config.database_url().to_owned())],
+        |config| config.release_part_above_nodes = 0,
+    )
+    .await;
+    let whole_token = whole.token_for("whole@example.com", None, &[]).await;
+    let part_token = in_part.token_for("part@example.com", None, &[]).await;
+    let closed = eventually(std::time::Duration::from_secs(20), || async {
+        let body = whole
+            .graphql_as(
+                &whole_token,
+                "query($id: ID!) { release(id: $id) { status } }",
+                json!({ "id": rolled_out }),
+            )
+            .await;
+        (body["data"]["release"]["status"] == "FAILED").then_some(())
+    })
+    .await;
+    assert!(closed.is_some(), "the rollout ends FAILED");
+
+    for release in [&rolled_out, &level_by_level] {
+        for document in DOCUMENTS {
+            // Act
+            let expected = whole
+                .graphql_as(&whole_token, document, json!({ "id": release }))
+                .await;
+            let got = in_part
+                .graphql_as(&part_token, document, json!({ "id": release }))
+                .await;
+
+            // Assert
+            assert!(expected.get("errors").is_none(), "{document}: {expected}");
+            assert_eq!(got, expected, "{release}: {document}");
+        }
+        for filter in [
+            "",
+            "status: [PENDING],",
+            "kind: [APP, BUNDLE],",
+            "search: \"c1\",",
+        ] {
+            let expected = every_page(&whole, &whole_token, release, filter).await;
+            let got = every_page(&in_part, &part_token, release, filter).await;
+            assert_eq!(got, expected, "{release}: nodes({filter})");
+        }
+    }
+    let page_reads = in_part
+        .metric("bff_sql_duration_seconds_count{query=\"releases.part_page\"}")
+        .await;
+    assert!(page_reads > 0.0, "the pages were read in part");
+}
+
+#[tokio::test]
+async fn a_release_read_in_part_refuses_a_cursor_of_another_release_and_a_nul_search_as_a_whole_one_does()
+ {
+    // Arrange
+    let app = TestApp::spawn_configured(&[], |config| config.release_part_above_nodes = 0).await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let one = listed_level_by_level(&app).await;
+    let other = listed_level_by_level(&app).await;
+    let document = "query($id: ID!, $after: String, $search: String) { release(id: $id) {
+        nodes(first: 1, after: $after, search: $search) { edges { cursor } } } }";
+    let first = app
+        .graphql_as(&token, document, json!({ "id": other }))
+        .await;
+    let foreign_cursor = first["data"]["release"]["nodes"]["edges"][0]["cursor"].clone();
+
+    // Act
+    let foreign = app
+        .graphql_as(
+            &token,
+            document,
+            json!({ "id": one, "after": foreign_cursor }),
+        )
+        .await;
+    let nul = app
+        .graphql_as(&token, document, json!({ "id": one, "search": "a\u{0}1" }))
+        .await;
+
+    // Assert
+    assert_eq!(error_code(&foreign), "BAD_USER_INPUT", "{foreign}");
+    assert!(
+        foreign["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no node of this release")),
+        "{foreign}"
+    );
+    assert_eq!(error_code(&nul), "BAD_USER_INPUT", "{nul}");
+}
