@@ -8,25 +8,38 @@
 --    from the release does not reach (a parent missing) get 0: a whole tree leaves them out,
 --    and so do the pages. Computed once per `release.created`, from the rows alone, so a replay
 --    rebuilds it.
+--    Each node's place among its siblings in that order is kept too (`tree_position`).
 -- 2. The nodes of one release in some statuses, in tree order, from an index: a page of
 --    `nodes(status: [FAILED])` and its count cost the matches, not the release's size.
 
+ALTER TABLE release_entity_projection
+    ADD COLUMN IF NOT EXISTS tree_position integer NOT NULL DEFAULT 0;
+
+-- Sets `ord` (see 1.) and `tree_position`: a node's place among its siblings in that order, from
+-- 1 (what GraphQL's `Wave.position` says, as a whole tree numbers them; the event's `position`
+-- is kept as it came), 0 for a node the walk does not reach.
+-- Hash joins only: the function runs in the transaction that has just inserted the rows, which
+-- the planner's statistics do not know yet, and a nested loop over a "small" table would visit
+-- every pair of 100,000 rows.
 CREATE OR REPLACE FUNCTION bff_order_release_tree(rid text) RETURNS void
-LANGUAGE sql SET search_path FROM CURRENT AS $$
+LANGUAGE sql SET search_path FROM CURRENT SET enable_nestloop = off AS $$
     WITH RECURSIVE walk AS (
-        SELECT id, ARRAY[ord] AS path
+        SELECT id, parent_id, ARRAY[ord] AS path
           FROM release_entity_projection WHERE id = rid AND release_id = rid
         UNION ALL
-        SELECT c.id, w.path || c.ord
+        SELECT c.id, c.parent_id, w.path || c.ord
           FROM walk w JOIN release_entity_projection c
             ON c.parent_id = w.id AND c.release_id = rid
     ), ranked AS (
-        SELECT id, row_number() OVER (ORDER BY path)::int AS rank FROM walk
+        SELECT id, row_number() OVER (ORDER BY path)::int AS rank,
+               row_number() OVER (PARTITION BY parent_id ORDER BY path)::int AS sibling
+          FROM walk
     )
     UPDATE release_entity_projection e
-       SET ord = COALESCE(r.rank, 0)
+       SET ord = COALESCE(r.rank, 0), tree_position = COALESCE(r.sibling, 0)
       FROM release_entity_projection e2 LEFT JOIN ranked r ON r.id = e2.id
-     WHERE e.id = e2.id AND e2.release_id = rid AND e.ord IS DISTINCT FROM COALESCE(r.rank, 0);
+     WHERE e.id = e2.id AND e2.release_id = rid
+       AND (e.ord, e.tree_position) IS DISTINCT FROM (COALESCE(r.rank, 0), COALESCE(r.sibling, 0));
 $$;
 
 CREATE OR REPLACE FUNCTION bff_project_release_tree_order() RETURNS trigger

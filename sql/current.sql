@@ -80,6 +80,7 @@ CREATE TABLE bff.release_entity_projection (
     apps_failed integer NOT NULL DEFAULT 0,
     apps_in_progress integer NOT NULL DEFAULT 0,
     apps_pending integer NOT NULL DEFAULT 0,
+    tree_position integer NOT NULL DEFAULT 0,
     CONSTRAINT release_entity_projection_kind_check CHECK ((kind = ANY (ARRAY['release'::text, 'wave'::text, 'cluster'::text, 'bundle'::text, 'app'::text]))),
     CONSTRAINT release_entity_projection_pkey PRIMARY KEY (id),
     CONSTRAINT release_entity_projection_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'IN_PROGRESS'::text, 'PAUSED'::text, 'SUCCEEDED'::text, 'FAILED'::text, 'CANCELLED'::text])))
@@ -317,21 +318,25 @@ CREATE OR REPLACE FUNCTION bff.bff_order_release_tree(rid text)
  RETURNS void
  LANGUAGE sql
  SET search_path TO 'bff', 'pg_temp'
+ SET enable_nestloop TO 'off'
 AS $function$
     WITH RECURSIVE walk AS (
-        SELECT id, ARRAY[ord] AS path
+        SELECT id, parent_id, ARRAY[ord] AS path
           FROM release_entity_projection WHERE id = rid AND release_id = rid
         UNION ALL
-        SELECT c.id, w.path || c.ord
+        SELECT c.id, c.parent_id, w.path || c.ord
           FROM walk w JOIN release_entity_projection c
             ON c.parent_id = w.id AND c.release_id = rid
     ), ranked AS (
-        SELECT id, row_number() OVER (ORDER BY path)::int AS rank FROM walk
+        SELECT id, row_number() OVER (ORDER BY path)::int AS rank,
+               row_number() OVER (PARTITION BY parent_id ORDER BY path)::int AS sibling
+          FROM walk
     )
     UPDATE release_entity_projection e
-       SET ord = COALESCE(r.rank, 0)
+       SET ord = COALESCE(r.rank, 0), tree_position = COALESCE(r.sibling, 0)
       FROM release_entity_projection e2 LEFT JOIN ranked r ON r.id = e2.id
-     WHERE e.id = e2.id AND e2.release_id = rid AND e.ord IS DISTINCT FROM COALESCE(r.rank, 0);
+     WHERE e.id = e2.id AND e2.release_id = rid
+       AND (e.ord, e.tree_position) IS DISTINCT FROM (COALESCE(r.rank, 0), COALESCE(r.sibling, 0));
 $function$
 ;
 

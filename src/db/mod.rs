@@ -42,7 +42,9 @@ pub fn migrator(names: &DbNames) -> sqlx::migrate::Migrator {
 }
 
 /// Opens the pool and checks one connection, so an unreachable database fails start-up.
-/// Every statement on it runs under `DB_STATEMENT_TIMEOUT_MS`; it opens at most
+/// Every statement on it runs under `DB_STATEMENT_TIMEOUT_MS`, without JIT compilation (every
+/// statement here is a short indexed read or write, and one whose estimate passed JIT's
+/// threshold spent most of its time compiling: 430 of 540 ms); it opens at most
 /// `DATABASE_MAX_CONNECTIONS`.
 ///
 /// Behind a transaction-mode pooler (`DATABASE_POOLER=transaction`) each checkout is one
@@ -63,13 +65,18 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, sqlx::Error> {
     match config.pooler {
         Pooler::None => {
             pool.min_connections(1)
-                .connect_with(options.options([("statement_timeout", timeout_ms.as_str())]))
+                .connect_with(
+                    options.options([("statement_timeout", timeout_ms.as_str()), ("jit", "off")]),
+                )
                 .await
         }
         Pooler::Transaction => {
             // The timeout is a number the config parsed: nothing from outside reaches this SQL.
-            let open: Arc<str> =
-                format!("DEALLOCATE ALL; BEGIN; SET LOCAL statement_timeout = {timeout_ms}").into();
+            let open: Arc<str> = format!(
+                "DEALLOCATE ALL; BEGIN; SET LOCAL statement_timeout = {timeout_ms}; \
+                     SET LOCAL jit = off"
+            )
+            .into();
             let on_connect = Arc::clone(&open);
             pool
                 // No connection is opened ahead of use: one opened for nobody would sit idle

@@ -433,15 +433,13 @@ pub async fn trees(
 // some rows shows what the whole tree would. `ord` is the release's tree order (parents
 // first, siblings in order, a node's descendants right after it; see the migrations).
 
-/// The columns [`decode_part`] reads: [`decode`]'s, then the position (a wave's counted among
-/// all its siblings, as a whole tree numbers them), the roll-up and `ord`.
+/// The columns [`decode_part`] reads: [`decode`]'s, then the position among the siblings in
+/// tree order (as a whole tree numbers them; the event's `position` may say otherwise), the
+/// roll-up and `ord`.
 macro_rules! part_columns {
     () => {
         "SELECT e.release_id, e.id, e.parent_id, e.key, e.name, e.status, e.version, e.region, \
-         e.message, e.started_at, e.completed_at, e.updated_at, \
-         CASE e.kind WHEN 'wave' THEN (SELECT count(*)::int FROM bff.release_entity_projection s \
-             WHERE s.release_id = e.release_id AND s.parent_id = e.parent_id AND s.ord <= e.ord) \
-         ELSE e.position END AS position, \
+         e.message, e.started_at, e.completed_at, e.updated_at, e.tree_position, \
          e.apps_total, e.apps_succeeded, e.apps_failed, e.apps_in_progress, e.apps_pending, e.ord \
          FROM bff.release_entity_projection e"
     };
@@ -629,12 +627,13 @@ pub async fn part_pruned(
         "WITH hit AS (SELECT id FROM bff.release_entity_projection",
         " WHERE release_id = $1 AND status = ANY($2) AND kind <> 'release' AND ord > 0),",
         " path AS (SELECT $1 AS id UNION SELECT unnest(bff.bff_lineage(id)) FROM hit) ",
+        // `= ANY(ARRAY(…))`: a lookup by key per row on the path, never a scan of the release.
         part_columns!(),
-        " JOIN path ON path.id = e.id WHERE e.release_id = $1",
+        " WHERE e.id = ANY(ARRAY(SELECT id FROM path)) AND e.release_id = $1",
         " UNION ALL ",
         part_columns!(),
-        " JOIN path ON e.parent_id = path.id WHERE e.release_id = $1 AND e.kind = 'bundle'",
-        " AND NOT EXISTS (SELECT 1 FROM path p WHERE p.id = e.id)",
+        " WHERE e.parent_id = ANY(ARRAY(SELECT id FROM path)) AND e.release_id = $1",
+        " AND e.kind = 'bundle' AND NOT e.id = ANY(ARRAY(SELECT id FROM path))",
         " ORDER BY ord"
     )))
     .bind(release)

@@ -10,7 +10,8 @@ use crate::{
 };
 
 /// A release of 2 waves × 2 clusters × 2 apps as another team's worker might list it: parents
-/// first, but level by level (every wave, then every cluster, …), not depth first. One app
+/// first, but level by level (every wave, then every cluster, …), not depth first, and its
+/// waves numbered 10 and 20 (`Wave.position` counts them 1 and 2, as it always did). One app
 /// succeeded, one failed with a message, and so did the release (closed, so no read asks
 /// Temporal about it).
 async fn listed_level_by_level(app: &TestApp) -> String {
@@ -27,7 +28,7 @@ async fn listed_level_by_level(app: &TestApp) -> String {
         let wave = format!("{key}/w{w}");
         levels[1].push(
             json!({ "id": format!("wave:{wave}"), "kind": "wave", "key": format!("w{w}"),
-            "name": format!("Wave {w}"), "parentId": release, "position": w }),
+            "name": format!("Wave {w}"), "parentId": release, "position": w * 10 }),
         );
         for c in 1..=2 {
             let cluster = format!("{wave}/c{c}");
