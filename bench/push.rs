@@ -1,12 +1,14 @@
 //! Live push under load: how long a change takes from its event's INSERT to the subscriber, how
 //! many bytes each push is, and what 1,000 subscribers cost the server; `releaseUpdated` (the
-//! whole tree per change) against `releaseTreeChanged` (only what changed) on a 1,000-app release.
+//! whole tree per change) against `releaseTreeChanged` (only what changed) on a 1,000-app
+//! release, and `releaseTreeChanged` on a release of 100,000 nodes.
 //!
 //!     cargo bench --bench push
 //!
 //! Starts Postgres and a Temporal dev server, runs the release build of `temporal-bff serve` as
 //! its own process (so its RSS and CPU are the server's alone), writes a running release into the
-//! event store as another team's worker would (1 wave × 2 clusters × 10 or 500 apps), and subscribes to
+//! event store as another team's worker would (1 wave × 2 clusters × 10 or 500 apps, or 100 waves ×
+//! 10 clusters × 99 apps, whose snapshot selects only the waves), and subscribes to
 //! it with the real `graphql-ws` client (`tests/ws-client/client.mjs`, Node; `scripts/test`
 //! installs it). Each change is one app's `SUCCEEDED` event, inserted 1.5 windows
 //! (`HIERARCHY_CACHE_MS`) after the previous one; the latency of a change is the time from just
@@ -56,6 +58,17 @@ const DIFFS: &str = "subscription($id: ID!) { releaseTreeChanged(id: $id) { revi
     ... on Bundle { id status }
     ... on App { id status startedAt completedAt } } } }";
 
+/// A dashboard of a release too large for a whole snapshot: the waves, then what changed.
+const WAVE_DIFFS: &str = "subscription($id: ID!) { releaseTreeChanged(id: $id) { revision
+  snapshot { id status progress { total succeeded failed inProgress pending percent }
+    waves { id key status progress { percent } } }
+  changed {
+    ... on Release { id status progress { total succeeded failed inProgress pending percent } }
+    ... on Wave { id status progress { percent } }
+    ... on Cluster { id status progress { percent } }
+    ... on Bundle { id status }
+    ... on App { id status startedAt completedAt } } } }";
+
 /// What the subscribers follow.
 #[derive(Clone, Copy)]
 enum Mode {
@@ -63,6 +76,8 @@ enum Mode {
     Whole,
     /// `releaseTreeChanged`: the nodes that changed.
     Diffs,
+    /// `releaseTreeChanged` with a snapshot of the waves alone.
+    WaveDiffs,
 }
 
 impl Mode {
@@ -70,6 +85,7 @@ impl Mode {
         match self {
             Mode::Whole => TREE,
             Mode::Diffs => DIFFS,
+            Mode::WaveDiffs => WAVE_DIFFS,
         }
     }
 
@@ -77,7 +93,7 @@ impl Mode {
     fn succeeded(self, data: &Value, release: &str) -> Option<u64> {
         match self {
             Mode::Whole => data["releaseUpdated"]["progress"]["succeeded"].as_u64(),
-            Mode::Diffs => data["releaseTreeChanged"]["changed"]
+            Mode::Diffs | Mode::WaveDiffs => data["releaseTreeChanged"]["changed"]
                 .as_array()?
                 .iter()
                 .find(|node| node["id"] == release)?["progress"]["succeeded"]
@@ -126,33 +142,46 @@ async fn insert(db: &sqlx::PgPool, event_type: &str, data: Value) {
     .unwrap();
 }
 
-/// A running release written by a foreign worker: 1 wave × 2 clusters × `per_cluster` apps.
-async fn release(db: &sqlx::PgPool, key: &str, per_cluster: usize) -> (String, Vec<String>) {
+/// A running release written by a foreign worker: `waves` × `clusters` × `per_cluster` apps.
+async fn release(
+    db: &sqlx::PgPool,
+    key: &str,
+    (waves, clusters, per_cluster): Shape,
+) -> (String, Vec<String>) {
     let id = format!("release:{key}");
-    let wave = format!("wave:{key}/w");
-    let mut nodes = vec![
-        json!({ "id": id, "kind": "release", "key": key, "name": key }),
-        json!({ "id": wave, "kind": "wave", "key": "w", "name": "w", "parentId": id, "position": 1 }),
-    ];
+    let mut nodes = vec![json!({ "id": id, "kind": "release", "key": key, "name": key })];
     let mut apps = Vec::new();
-    for c in ["c1", "c2"] {
-        let cluster = format!("cluster:{key}/w/{c}");
-        let bundle = format!("bundle:{key}/w/{c}/b");
-        nodes.push(json!({ "id": cluster, "kind": "cluster", "key": c, "name": c, "parentId": wave, "region": "eu" }));
-        nodes.push(json!({ "id": bundle, "kind": "bundle", "key": "b", "name": "b", "parentId": cluster, "version": "1" }));
-        for n in 1..=per_cluster {
-            let app = format!("app:{key}/w/{c}/b/app-{n}");
-            nodes.push(json!({ "id": app, "kind": "app", "key": format!("app-{n}"),
-                "name": format!("app-{n}"), "parentId": bundle, "position": n, "version": "1" }));
-            apps.push(app);
+    for w in 1..=waves {
+        let wave = format!("wave:{key}/w{w}");
+        nodes.push(json!({ "id": wave, "kind": "wave", "key": format!("w{w}"), "name": format!("w{w}"), "parentId": id, "position": w }));
+        for c in 1..=clusters {
+            let cluster = format!("cluster:{key}/w{w}/c{c}");
+            let bundle = format!("bundle:{key}/w{w}/c{c}/b");
+            nodes.push(json!({ "id": cluster, "kind": "cluster", "key": format!("c{c}"), "name": format!("c{c}"), "parentId": wave, "region": "eu" }));
+            nodes.push(json!({ "id": bundle, "kind": "bundle", "key": "b", "name": "b", "parentId": cluster, "version": "1" }));
+            for n in 1..=per_cluster {
+                let app = format!("app:{key}/w{w}/c{c}/b/app-{n}");
+                nodes.push(json!({ "id": app, "kind": "app", "key": format!("app-{n}"),
+                    "name": format!("app-{n}"), "parentId": bundle, "position": n, "version": "1" }));
+                apps.push(app);
+            }
         }
     }
-    insert(
-        db,
-        "release.created",
-        json!({ "id": id, "key": key, "name": key, "nodes": nodes }),
+    // The projection of 100,000 nodes takes longer than the pool's statement timeout.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data)
+         VALUES ('release.created', 'release', gen_random_uuid(), $1)",
     )
-    .await;
+    .bind(json!({ "id": id, "key": key, "name": key, "nodes": nodes }))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
     (id, apps)
 }
 
@@ -165,8 +194,11 @@ struct Run {
     wall: Duration,
 }
 
-/// `connections` × `per_connection` subscribers follow a fresh release of 2 × `per_cluster`
-/// apps through `CHANGES` changes.
+/// Waves × clusters × apps.
+type Shape = (usize, usize, usize);
+
+/// `connections` × `per_connection` subscribers follow a fresh release of `shape` through
+/// `CHANGES` changes.
 #[allow(clippy::too_many_arguments)]
 async fn run(
     db: &sqlx::PgPool,
@@ -175,11 +207,11 @@ async fn run(
     pid: u32,
     connections: usize,
     per_connection: usize,
-    per_cluster: usize,
+    shape: Shape,
     mode: Mode,
 ) -> Run {
     let key = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let (id, apps) = release(db, &key, per_cluster).await;
+    let (id, apps) = release(db, &key, shape).await;
     let plan = json!({
         "url": url,
         "authorization": format!("Bearer {token}"),
@@ -330,18 +362,19 @@ fn main() {
             "| subscription | apps | subscribers (connections × each) | pushes | bytes per push p50 | INSERT → client p50 ms | p99 ms | max ms | server RSS MiB (vs idle) | server CPU s (share of one core) |".to_owned(),
             "|---|---|---|---|---|---|---|---|---|---|".to_owned(),
         ];
-        for (connections, each, per_cluster, mode) in [
-            (1, 1, 10, Mode::Whole),
-            (50, 20, 10, Mode::Whole),
-            (10, 10, 500, Mode::Whole),
-            (10, 10, 500, Mode::Diffs),
+        for (connections, each, shape, mode) in [
+            (1, 1, (1, 2, 10), Mode::Whole),
+            (50, 20, (1, 2, 10), Mode::Whole),
+            (10, 10, (1, 2, 500), Mode::Whole),
+            (10, 10, (1, 2, 500), Mode::Diffs),
+            (10, 10, (100, 10, 99), Mode::WaveDiffs),
         ] {
-            let mut run = run(&db, &url, &token, pid, connections, each, per_cluster, mode).await;
+            let mut run = run(&db, &url, &token, pid, connections, each, shape, mode).await;
             let max = run.latencies.iter().copied().fold(0.0, f64::max);
             rows.push(format!(
                 "| {} | {} | {} ({connections} × {each}) | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} (+{:.1}) | {:.2} ({:.0} %) |",
-                match mode { Mode::Whole => "releaseUpdated", Mode::Diffs => "releaseTreeChanged" },
-                2 * per_cluster,
+                match mode { Mode::Whole => "releaseUpdated", Mode::Diffs => "releaseTreeChanged", Mode::WaveDiffs => "releaseTreeChanged (waves snapshot)" },
+                shape.0 * shape.1 * shape.2,
                 connections * each,
                 run.latencies.len(),
                 percentile(&mut run.bytes, 0.5),

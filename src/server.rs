@@ -130,6 +130,7 @@ pub async fn build_state(config: Config) -> Result<(AppState, Background), Start
         Arc::clone(&closes),
         Arc::clone(&metrics),
         config.hierarchy_cache_ttl,
+        config.release_part_above_nodes,
     );
     let organization_watch = Arc::new(onboarding::watch::OrganizationWatch::new(
         config.hierarchy_cache_ttl,

@@ -232,6 +232,9 @@ pub struct ReleaseHub {
     closes: Arc<Closes>,
     metrics: Arc<Metrics>,
     window: Duration,
+    /// Releases of more nodes than this are read from the projection only
+    /// (`RELEASE_PART_ABOVE_NODES`, see `ReleaseRow::too_large`).
+    part_above: usize,
     watched: Mutex<HashMap<String, Arc<Watched>>>,
     lists: Mutex<Vec<Weak<ListSubscriber>>>,
     dirty: Mutex<Dirty>,
@@ -262,6 +265,7 @@ impl ReleaseHub {
         closes: Arc<Closes>,
         metrics: Arc<Metrics>,
         window: Duration,
+        part_above: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -269,6 +273,7 @@ impl ReleaseHub {
             closes,
             metrics,
             window,
+            part_above,
             watched: Mutex::new(HashMap::new()),
             lists: Mutex::new(Vec::new()),
             dirty: Mutex::new(Dirty::default()),
@@ -419,6 +424,7 @@ impl ReleaseHub {
             &self.closes,
             &stats,
             std::slice::from_ref(&row),
+            self.part_above,
         )
         .await?;
         Ok(trees.remove(id).map(|tree| (Arc::new(row), tree)))

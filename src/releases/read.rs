@@ -17,17 +17,20 @@ use super::{
 use crate::metrics::RequestStats;
 
 /// The trees of releases whose rows are already read: running ones live (concurrently), the
-/// rest, and any live read that did not answer, from the projection in one statement.
+/// rest, those larger than `part_above` nodes (see [`ReleaseRow::too_large`]) and any live read
+/// that did not answer, from the projection in one statement.
 pub async fn trees(
     db: &PgPool,
     live: &LiveHierarchy,
     closes: &Arc<Closes>,
     stats: &RequestStats,
     rows: &[ReleaseRow],
+    part_above: usize,
 ) -> Result<HashMap<String, Arc<ReleaseTree>>, sqlx::Error> {
+    let read_live = |row: &&ReleaseRow| row.is_running() && !row.too_large(part_above);
     let live = futures::future::join_all(
         rows.iter()
-            .filter(|row| row.is_running())
+            .filter(read_live)
             .map(|row| async move { (row.id.clone(), live.get(&row.workflow_id, stats).await) }),
     )
     .await;
@@ -37,7 +40,7 @@ pub async fn trees(
         .collect();
     for row in rows
         .iter()
-        .filter(|row| row.is_running() && !trees.contains_key(&row.id))
+        .filter(|row| read_live(row) && !trees.contains_key(&row.id))
     {
         closes.suspect(row);
     }

@@ -227,6 +227,68 @@ async fn a_subscriber_gets_the_tree_first_then_apps_deploying_and_last_succeeded
 }
 
 #[tokio::test]
+async fn a_running_release_too_large_to_read_whole_is_followed_from_the_projection_never_live() {
+    // Arrange: a 1×2×3 release rolling out slowly, on a replica for which every release is too
+    // large to read whole (more than 0 nodes).
+    let app = TestApp::spawn_with_worker(&[
+        ("HIERARCHY_CACHE_MS", "200".into()),
+        ("RELEASE_PART_ABOVE_NODES", "0".into()),
+    ])
+    .await;
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+    let key = unique_key("large-live");
+    let id = format!("release:{key}");
+    let client = app.temporal().await;
+    let handle = start(
+        &client,
+        &app,
+        spec(&key, 1, 2, 3, json!({ "stepMillis": 500 })),
+    )
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM release_projection WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&app.db)
+                .await
+                .ok()?;
+        row.map(drop)
+    })
+    .await;
+
+    // Act
+    let mut ws = WsClient::start(
+        &app,
+        bearer(&token),
+        1,
+        &[(
+            "subscription($id: ID!) { releaseUpdated(id: $id) { source status progress { percent } } }",
+            json!({ "id": id }),
+        )],
+    );
+    let events = ws
+        .until(|e| is_next(e) && release_of(e)["status"] == "SUCCEEDED")
+        .await;
+    let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
+
+    // Assert
+    let pushes: Vec<&Value> = events
+        .iter()
+        .filter(|e| is_next(e))
+        .map(release_of)
+        .collect();
+    assert!(
+        pushes.iter().any(|p| p["status"] == "IN_PROGRESS"),
+        "followed while it ran: {pushes:?}"
+    );
+    assert!(
+        pushes.iter().all(|p| p["source"] == "PROJECTION"),
+        "never read live: {pushes:?}"
+    );
+    assert_eq!(pushes[pushes.len() - 1]["progress"]["percent"], 100.0);
+}
+
+#[tokio::test]
 async fn two_hundred_subscribers_of_one_release_cost_one_read_per_change_not_per_subscriber() {
     // Arrange: 10 connections × 20 subscriptions, one window of 500 ms.
     let app = TestApp::spawn_with_worker(&[("HIERARCHY_CACHE_MS", "500".into())]).await;

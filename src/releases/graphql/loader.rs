@@ -220,12 +220,6 @@ impl Loader<HistoryKey> for ReleaseLoader {
 }
 
 impl ReleaseLoader {
-    /// Whether release `row` is read in part, the rows each answer shows, rather than whole
-    /// (and never live: its `getHierarchy` answer could pass Temporal's message limit).
-    fn reads_in_part(&self, row: &ReleaseRow) -> bool {
-        usize::try_from(row.node_count).unwrap_or(0) > self.part_above
-    }
-
     /// The trees of releases whose rows are already read (see `releases::read`); of a release
     /// read in part, its node alone (`part::stub`), which its list fields read below.
     pub(super) async fn trees(
@@ -233,14 +227,21 @@ impl ReleaseLoader {
         rows: &[ReleaseRow],
     ) -> Result<HashMap<String, Arc<ReleaseTree>>, Arc<sqlx::Error>> {
         let (in_part, whole): (Vec<&ReleaseRow>, Vec<&ReleaseRow>) =
-            rows.iter().partition(|row| self.reads_in_part(row));
+            rows.iter().partition(|row| row.too_large(self.part_above));
         let whole: Vec<ReleaseRow> = whole.into_iter().cloned().collect();
         let mut trees = if whole.is_empty() {
             HashMap::new()
         } else {
-            read::trees(&self.db, &self.live, &self.closes, &self.stats, &whole)
-                .await
-                .map_err(Arc::new)?
+            read::trees(
+                &self.db,
+                &self.live,
+                &self.closes,
+                &self.stats,
+                &whole,
+                self.part_above,
+            )
+            .await
+            .map_err(Arc::new)?
         };
         trees.extend(
             in_part
