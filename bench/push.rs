@@ -47,27 +47,35 @@ const TREE: &str = "subscription($id: ID!) { releaseUpdated(id: $id) {
   waves { key status progress { percent } clusters { key region status progress { percent }
     bundle { key version status apps { key version status startedAt completedAt } } } } } }";
 
-const DIFFS: &str = "subscription($id: ID!) { releaseTreeChanged(id: $id) { revision
+/// What `releaseTreeChanged` selects of each node that changed.
+macro_rules! changed {
+    () => {
+        "changed {
+    ... on Release { id status progress { total succeeded failed inProgress pending percent } }
+    ... on Wave { id status progress { percent } }
+    ... on Cluster { id status progress { percent } }
+    ... on Bundle { id status }
+    ... on App { id status startedAt completedAt } } } }"
+    };
+}
+
+const DIFFS: &str = concat!(
+    "subscription($id: ID!) { releaseTreeChanged(id: $id) { revision
   snapshot { id status source asOf progress { total succeeded failed inProgress pending percent }
     waves { id key status progress { percent } clusters { id key region status progress { percent }
       bundle { id key version status apps { id key version status startedAt completedAt } } } } }
-  changed {
-    ... on Release { id status progress { total succeeded failed inProgress pending percent } }
-    ... on Wave { id status progress { percent } }
-    ... on Cluster { id status progress { percent } }
-    ... on Bundle { id status }
-    ... on App { id status startedAt completedAt } } } }";
+  ",
+    changed!()
+);
 
 /// A dashboard of a release too large for a whole snapshot: the waves, then what changed.
-const WAVE_DIFFS: &str = "subscription($id: ID!) { releaseTreeChanged(id: $id) { revision
+const WAVE_DIFFS: &str = concat!(
+    "subscription($id: ID!) { releaseTreeChanged(id: $id) { revision
   snapshot { id status progress { total succeeded failed inProgress pending percent }
     waves { id key status progress { percent } } }
-  changed {
-    ... on Release { id status progress { total succeeded failed inProgress pending percent } }
-    ... on Wave { id status progress { percent } }
-    ... on Cluster { id status progress { percent } }
-    ... on Bundle { id status }
-    ... on App { id status startedAt completedAt } } } }";
+  ",
+    changed!()
+);
 
 /// What the subscribers follow.
 #[derive(Clone, Copy)]

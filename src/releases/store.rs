@@ -441,9 +441,10 @@ pub async fn trees(
 // first, siblings in order, a node's descendants right after it; see the migrations).
 //
 // These statements are planned for their parameters on each run (`persistent(false)`), never
-// as a prepared statement's generic plan: releases differ in size by four orders of magnitude,
-// and the generic plan, made for the average release, scanned all 101,101 rows of the largest
-// through its `release_id` index (5 to 25 ms where the planned one takes under 1 ms to 7 ms).
+// as a prepared statement's generic plan (but the lookup by key alone, whose every plan is
+// good): releases differ in size by four orders of magnitude, and the generic plan, made for
+// the average release, scanned all 101,101 rows of the largest through its `release_id` index
+// (5 to 25 ms where the planned one takes under 1 ms to 7 ms).
 
 /// The columns [`decode_part`] reads: [`decode`]'s, then the position among the siblings in
 /// tree order (as a whole tree numbers them; the event's `position` may say otherwise), the

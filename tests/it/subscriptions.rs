@@ -140,6 +140,20 @@ impl Drop for WsClient {
     }
 }
 
+/// Waits (up to 10 s) until release `id` has its row in the projection.
+async fn until_projected(app: &TestApp, id: &str) {
+    eventually(Duration::from_secs(10), || async {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM release_projection WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&app.db)
+                .await
+                .ok()?;
+        row.map(drop)
+    })
+    .await;
+}
+
 fn bearer(token: &str) -> Option<String> {
     Some(format!("Bearer {token}"))
 }
@@ -245,16 +259,7 @@ async fn a_running_release_too_large_to_read_whole_is_followed_from_the_projecti
         spec(&key, 1, 2, 3, json!({ "stepMillis": 500 })),
     )
     .await;
-    eventually(Duration::from_secs(10), || async {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM release_projection WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&app.db)
-                .await
-                .ok()?;
-        row.map(drop)
-    })
-    .await;
+    until_projected(&app, &id).await;
 
     // Act
     let mut ws = WsClient::start(
@@ -302,16 +307,7 @@ async fn two_hundred_subscribers_of_one_release_cost_one_read_per_change_not_per
         spec(&key, 2, 2, 3, json!({ "stepMillis": 300 })),
     )
     .await;
-    eventually(Duration::from_secs(10), || async {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM release_projection WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&app.db)
-                .await
-                .ok()?;
-        row.map(|_| ())
-    })
-    .await;
+    until_projected(&app, &id).await;
     let subscriptions: Vec<(&str, Value)> = (0..20).map(|_| (TREE, json!({ "id": id }))).collect();
     let started = std::time::Instant::now();
     let sql_before = app.metric("bff_sql_statements_total").await;
