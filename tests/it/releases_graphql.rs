@@ -1023,6 +1023,7 @@ async fn a_release_too_large_to_list_whole_is_refused_by_name_while_its_pages_an
     let refused = app
         .graphql_as(&token, whole, json!({ "id": release }))
         .await;
+    let metrics = app.get_text(&app.ops_url("/metrics")).await;
     let between = app.metric("bff_sql_statements_total").await;
     let refused_by_the_executor = app
         .graphql_as(&token, forced, json!({ "id": release }))
@@ -1067,6 +1068,10 @@ async fn a_release_too_large_to_list_whole_is_refused_by_name_while_its_pages_an
     assert_eq!(
         refused_by_the_executor, refused,
         "the compiled read refuses exactly as the executor does"
+    );
+    assert!(
+        !metrics.contains("query=\"releases.trees\""),
+        "refused from the waves' roll-ups, before every row is read: {metrics}"
     );
     assert_eq!(
         between - before,

@@ -119,6 +119,25 @@ impl Entity {
             .filter(|f| f.name() == "clusters")
             .collect();
         let tree = if clusters.iter().any(part::lists_below) {
+            // The waves first, whose roll-ups count the apps below them: an answer that would
+            // list every app of more than `MAX_LISTED` is refused before every row is read
+            // (2 ms instead of 300 at 100,000 nodes).
+            if clusters.iter().any(lists_every_app) {
+                let waves = part::levels(ctx, stub, |_| Vec::new()).await?;
+                // At least: each wave, its apps, and a cluster above them.
+                let listed: usize = Entity::root(waves)
+                    .select(Kind::Wave, only)
+                    .map(
+                        |wave| match usize::try_from(wave.progress.total).unwrap_or(0) {
+                            0 => 1,
+                            apps => apps + 2,
+                        },
+                    )
+                    .sum();
+                if listed > MAX_LISTED {
+                    return Err(too_many_listed(stub, field.name()));
+                }
+            }
             part::whole(ctx, stub).await?
         } else if clusters.is_empty() {
             part::levels(ctx, stub, |_| Vec::new()).await?
@@ -323,6 +342,21 @@ impl Entity {
             Kind::App => HierarchyEntity::App(App(self)),
         }
     }
+}
+
+/// Whether `clusters`, selected on waves, lists every cluster and every app of each (no
+/// `status:`, `first:` or `offset:` on either list): the answer lists at least every app of
+/// the waves listed.
+fn lists_every_app(clusters: &SelectionField<'_>) -> bool {
+    let every = |field: &SelectionField<'_>| ChildFilter::of_field(field).is_everything();
+    every(clusters)
+        && clusters.selection_set().any(|below| match below.name() {
+            "apps" => every(&below),
+            "bundle" => below
+                .selection_set()
+                .any(|apps| apps.name() == "apps" && every(&apps)),
+            _ => false,
+        })
 }
 
 /// The refusal of an answer whose lists would hold more than [`MAX_LISTED`] nodes of `tree`,
@@ -788,6 +822,11 @@ impl ChildFilter {
             first: usize::MAX,
             offset: 0,
         }
+    }
+
+    /// Whether it is [`ChildFilter::everything`].
+    fn is_everything(&self) -> bool {
+        self.status.is_empty() && self.first == usize::MAX && self.offset == 0
     }
 
     /// The arguments of `field`, a child list selected in the query, as its resolver will
