@@ -469,28 +469,7 @@ macro_rules! in_release {
     };
 }
 
-/// `up1` to `up4`, the ancestors of the rows of `$from`, one level up each: the parents of
-/// the level below, each read once by primary key, in release `$1`. Four levels reach the
-/// release from an app, the deepest kind. Level by level rather than one recursive walk: the
-/// planner cannot estimate a recursion's size and hashed the whole release for it (0.5 s at
-/// 100,000 nodes), where a level is one lookup per distinct parent.
-macro_rules! ancestors_of {
-    ($from:literal) => {
-        concat!(
-            "up1 AS (",
-            parents_of!($from),
-            "), up2 AS (",
-            parents_of!("up1"),
-            "), up3 AS (",
-            parents_of!("up2"),
-            "), up4 AS (",
-            parents_of!("up3"),
-            ")"
-        )
-    };
-}
-
-/// The parents of the rows of `$below`, in release `$1`.
+/// The parents of the rows of `$below`, each read once by primary key, in release `$1`.
 macro_rules! parents_of {
     ($below:literal) => {
         concat!(
@@ -498,19 +477,6 @@ macro_rules! parents_of {
             " WHERE e.id = ANY(ARRAY(SELECT DISTINCT parent_id FROM ",
             $below,
             ")) AND ",
-            in_release!()
-        )
-    };
-}
-
-/// The rows of [`ancestors_of!`], and the release's (also when they are none).
-macro_rules! ancestor_rows {
-    () => {
-        concat!(
-            "SELECT * FROM up1 UNION ALL SELECT * FROM up2 UNION ALL SELECT * FROM up3",
-            " UNION ALL SELECT * FROM up4 UNION ALL ",
-            part_columns!(),
-            " WHERE e.id = $1 AND ",
             in_release!()
         )
     };
@@ -720,9 +686,24 @@ pub async fn part_pruned(
         "WITH hit AS (",
         part_columns!(),
         " WHERE e.release_id = $1 AND e.status = ANY($2) AND e.kind <> 'release' AND e.ord > 0), ",
-        ancestors_of!("hit"),
-        " SELECT * FROM hit UNION ALL ",
-        ancestor_rows!(),
+        // Their ancestors, one level up each: four levels reach the release from an app, the
+        // deepest kind. Level by level rather than one recursive walk: the planner cannot
+        // estimate a recursion's size and hashed the whole release for it (0.5 s at 100,000
+        // nodes), where a level is one lookup per distinct parent.
+        "up1 AS (",
+        parents_of!("hit"),
+        "), up2 AS (",
+        parents_of!("up1"),
+        "), up3 AS (",
+        parents_of!("up2"),
+        ") SELECT * FROM hit UNION ALL SELECT * FROM up1 UNION ALL SELECT * FROM up2",
+        " UNION ALL SELECT * FROM up3 UNION ALL ",
+        parents_of!("up3"),
+        // The release, also when nothing matches.
+        " UNION ALL ",
+        part_columns!(),
+        " WHERE e.id = $1 AND ",
+        in_release!(),
         " UNION ALL ",
         part_columns!(),
         // The bundles of the clusters that match but not through their bundle: the others'

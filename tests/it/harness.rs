@@ -399,7 +399,12 @@ impl TestApp {
     /// transaction mode, with its listener direct (`listen_direct`) or through the pooler too.
     /// Its test pool (`db`) stays direct.
     pub async fn behind_pooler(listen_direct: bool) -> Vec<(&'static str, String)> {
-        let direct = fresh_database().await;
+        Self::through_pooler(fresh_database().await, listen_direct)
+    }
+
+    /// The overrides that put an app on the database at `direct` behind the shared PgBouncer in
+    /// transaction mode (see [`TestApp::behind_pooler`]).
+    pub fn through_pooler(direct: String, listen_direct: bool) -> Vec<(&'static str, String)> {
         let name = direct.rsplit('/').next().unwrap_or_default().to_owned();
         let mut overrides = vec![
             ("DATABASE_URL", Pooler::get().url(&name)),

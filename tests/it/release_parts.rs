@@ -164,7 +164,7 @@ async fn every_page(app: &TestApp, token: &str, release: &str, filter: &str) -> 
 async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tree_does() {
     // Arrange: a rollout by the reference worker that failed at one app, and a release another
     // team's worker listed level by level; one app reads every release whole, the other (same
-    // database) every release in part.
+    // database, through the pooler) every release in part.
     let whole = TestApp::spawn_with_worker(&[]).await;
     let client = whole.temporal().await;
     let key = unique_key("parts");
@@ -183,8 +183,10 @@ async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tr
     let _ = handle.get_result(WorkflowGetResultOptions::default()).await;
     let rolled_out = format!("release:{key}");
     let level_by_level = listed_level_by_level(&whole).await;
+    // The app that reads in part goes through PgBouncer in transaction mode, as the platform
+    // runs it: its unprepared statements must hold there too.
     let in_part = TestApp::spawn_configured(
-        &[("DATABASE_URL", whole.config.database_url().to_owned())],
+        &TestApp::through_pooler(whole.config.database_url().to_owned(), true),
         |config| config.release_part_above_nodes = 0,
     )
     .await;
