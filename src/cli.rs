@@ -27,7 +27,12 @@ pub enum Command {
     Migrate,
     /// Seed demo data: a dev admin (admin@example.com / admin123), releases, organizations.
     #[cfg(feature = "demo")]
-    Demo,
+    Demo {
+        /// Also the releases read in part: a 10,211-node rollout through the reference worker
+        /// and a 100,101-node release written into the event store (about 15 s).
+        #[arg(long)]
+        large: bool,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Write the JSON Schema of every contract type (what other teams' workers must produce and
@@ -46,7 +51,11 @@ pub enum Command {
     /// Run everything locally: starts Postgres and a Temporal dev server when DATABASE_URL /
     /// TEMPORAL_ADDRESS are unset, migrates, and serves.
     #[cfg(feature = "dev")]
-    Dev,
+    Dev {
+        /// Seed the releases of `demo --large` too.
+        #[arg(long)]
+        large: bool,
+    },
 }
 
 /// `user` subcommands.
@@ -110,7 +119,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| failure(&e))
         }),
         #[cfg(feature = "demo")]
-        Command::Demo => with_runtime(|| async {
+        Command::Demo { large } => with_runtime(|| async {
             let config = load_config()?;
             telemetry::init(&config.log_level, config.log_format);
             let db = db::connect(&config.db)
@@ -118,7 +127,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| failure(&format!("cannot connect to Postgres: {e}")))?;
             crate::worker::demo::seed(&config, &db)
                 .await
-                .map_err(|e| failure(&e))
+                .map_err(|e| failure(&e))?;
+            if large {
+                crate::worker::demo::seed_large(&config, &db)
+                    .await
+                    .map_err(|e| failure(&e))?;
+            }
+            Ok(())
         }),
         Command::Migrate => with_runtime(|| async {
             let db = Config::db_from_env().map_err(|e| config_failure(&e))?;
@@ -131,9 +146,11 @@ pub fn run(cli: Cli) -> ExitCode {
             command: UserCommand::Create(args),
         } => with_runtime(|| create_user(args)),
         #[cfg(feature = "dev")]
-        Command::Dev => {
-            with_runtime(|| async { crate::devstack::dev::run().await.map_err(|e| failure(&e)) })
-        }
+        Command::Dev { large } => with_runtime(|| async {
+            crate::devstack::dev::run(large)
+                .await
+                .map_err(|e| failure(&e))
+        }),
     }
 }
 

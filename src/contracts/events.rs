@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{
     bootstrap::{AdminUser, BootstrapInput, OrganizationType, Step},
-    ids::Kind,
-    release::RolloutStatus,
+    ids::{EntityId, Kind},
+    release::{Node, RolloutStatus},
 };
 
 /// A domain event's `event_data`, which knows its `event_type`.
@@ -51,7 +51,8 @@ pub struct EventMetadata {
     pub activity_id: Option<String>,
     /// When the event happened (RFC 3339).
     pub timestamp: DateTime<Utc>,
-    /// Which component wrote it: `temporal-bff` or `temporal-bff-worker`.
+    /// Which component wrote it: `temporal-bff`, `temporal-bff-worker`, or `temporal-bff-demo` (the
+    /// huge release of `demo --large`).
     pub source: String,
     /// The user who caused it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +112,36 @@ pub struct CreatedNode {
     pub version: Option<String>,
     /// Region (clusters).
     pub region: Option<String>,
+}
+
+impl CreatedNode {
+    /// One per node of `tree`, parents first, each with its position and parent.
+    pub fn all(tree: &Node) -> Vec<Self> {
+        fn visit(node: &Node, parent: Option<&str>, position: u32, out: &mut Vec<CreatedNode>) {
+            let kind = EntityId::parse(&node.id).map_or(Kind::App, |id| id.kind());
+            out.push(CreatedNode {
+                id: node.id.clone(),
+                parent_id: parent.map(str::to_owned),
+                kind,
+                key: node.key.clone(),
+                name: node.name.clone(),
+                position,
+                version: node.version.clone(),
+                region: node.region.clone(),
+            });
+            for (i, child) in node.children().enumerate() {
+                visit(
+                    child,
+                    Some(&node.id),
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                    out,
+                );
+            }
+        }
+        let mut out = Vec::new();
+        visit(tree, None, 0, &mut out);
+        out
+    }
 }
 
 /// `release.created`: a release, its whole tree, and its start.

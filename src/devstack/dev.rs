@@ -48,8 +48,9 @@ impl Drop for Children {
     }
 }
 
-/// Runs the embedded default until Ctrl-C / SIGTERM.
-pub async fn run() -> Result<(), DevError> {
+/// Runs the embedded default until Ctrl-C / SIGTERM; `large` also seeds the releases of
+/// `demo --large`.
+pub async fn run(large: bool) -> Result<(), DevError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     telemetry::init(
         &env("LOG_LEVEL").unwrap_or_else(|| "info".into()),
@@ -134,6 +135,11 @@ pub async fn run() -> Result<(), DevError> {
     crate::worker::demo::seed(&config, &pool)
         .await
         .map_err(|e| DevError::Database(format!("seeding demo data: {e}")))?;
+    if large {
+        crate::worker::demo::seed_large(&config, &pool)
+            .await
+            .map_err(|e| DevError::Database(format!("seeding the large demo data: {e}")))?;
+    }
     let bound = crate::bind(config).await?;
     let temporal_ui = children
         .temporal

@@ -273,3 +273,101 @@ async fn a_release_read_in_part_refuses_a_cursor_of_another_release_and_a_nul_se
     );
     assert_eq!(error_code(&nul), "BAD_USER_INPUT", "{nul}");
 }
+
+/// Non-app nodes of release `$1` whose roll-up differs from a count of the apps below them
+/// (the release's own row in `release_projection` included).
+const WRONG_ROLLUPS: &str = "
+    WITH RECURSIVE up (status, node) AS (
+        SELECT status, parent_id FROM release_entity_projection
+         WHERE release_id = $1 AND kind = 'app'
+        UNION ALL
+        SELECT up.status, e.parent_id FROM up JOIN release_entity_projection e ON e.id = up.node
+         WHERE e.parent_id IS NOT NULL
+    ), counted AS (
+        SELECT node, count(*) AS total,
+               count(*) FILTER (WHERE status = 'SUCCEEDED') AS succeeded,
+               count(*) FILTER (WHERE status = 'FAILED') AS failed,
+               count(*) FILTER (WHERE status = 'IN_PROGRESS') AS in_progress,
+               count(*) FILTER (WHERE status = 'PENDING') AS pending
+          FROM up GROUP BY node
+    ), kept AS (
+        SELECT id, apps_total, apps_succeeded, apps_failed, apps_in_progress, apps_pending
+          FROM release_entity_projection WHERE release_id = $1 AND kind <> 'app'
+        UNION ALL
+        SELECT id, apps_total, apps_succeeded, apps_failed, apps_in_progress, apps_pending
+          FROM release_projection WHERE id = $1
+    )
+    SELECT count(*) FROM kept LEFT JOIN counted c ON c.node = kept.id
+     WHERE (kept.apps_total, kept.apps_succeeded, kept.apps_failed, kept.apps_in_progress,
+            kept.apps_pending)
+           IS DISTINCT FROM (coalesce(c.total, 0), coalesce(c.succeeded, 0),
+            coalesce(c.failed, 0), coalesce(c.in_progress, 0), coalesce(c.pending, 0))";
+
+#[tokio::test]
+async fn the_huge_demo_release_of_100_000_nodes_keeps_exact_roll_ups_and_a_replay_rebuilds_it_row_for_row()
+ {
+    // Arrange: `demo --large`'s 100,101-node release, failed in its fourth wave, written into
+    // the event store as another team's worker would.
+    use temporal_bff::{contracts::ids::Key, worker::demo::huge};
+    let app = TestApp::spawn().await;
+    let key = Key::parse(&unique_key("huge")).expect("a valid key");
+    let release = format!("release:{key}");
+    let started = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let written = huge::write(&app.db, &key, "Huge", huge::SHAPE, started)
+        .await
+        .expect("the events are written");
+    let again = huge::write(&app.db, &key, "Huge", huge::SHAPE, started)
+        .await
+        .expect("writing again is harmless");
+    let token = app.token_for("viewer@example.com", None, &[]).await;
+
+    // Act
+    let read = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { status progress { total succeeded failed }
+                nodes(status: [FAILED], first: 10) { totalCount edges { node { __typename } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+    let wrong: i64 = sqlx::query_scalar(WRONG_ROLLUPS)
+        .bind(&release)
+        .fetch_one(&app.db)
+        .await
+        .expect("the recount answers");
+    let before = app.projections().await;
+    app.replay_events().await;
+    let after = app.projections().await;
+
+    // Assert
+    assert!(written > 7_000, "a rollout's worth of events: {written}");
+    assert_eq!(again, 0, "the same events again add nothing");
+    let release_read = &read["data"]["release"];
+    assert_eq!(release_read["status"], "FAILED", "{read}");
+    assert_eq!(
+        release_read["progress"],
+        json!({ "total": 99_000, "succeeded": 3 * 990 + 9 * 99 + 12, "failed": 1 }),
+        "three waves, nine whole clusters and twelve apps of the fourth succeeded"
+    );
+    let failed: Vec<&str> = release_read["nodes"]["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|edge| edge["node"]["__typename"].as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["Wave", "Cluster", "Bundle", "App"],
+        "the failed deploy and the nodes above it, in tree order: {read}"
+    );
+    assert_eq!(
+        wrong, 0,
+        "every roll-up equals a count of the apps below it"
+    );
+    assert_eq!(before.len(), after.len(), "a replay rebuilds as many rows");
+    let first_difference = before.iter().zip(&after).find(|(b, a)| b != a);
+    assert!(
+        first_difference.is_none(),
+        "a replay rebuilds every row: {first_difference:?}"
+    );
+}

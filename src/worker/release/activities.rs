@@ -18,7 +18,7 @@ use crate::{
     contracts::{
         events::{CreatedNode, NodeStatusChanged, ReleaseCreated},
         ids::{EntityId, Kind},
-        release::{Node, RolloutStatus},
+        release::RolloutStatus,
     },
     events::NewEvent,
     worker::events::{event, record},
@@ -73,7 +73,7 @@ impl ReleaseActivities {
             name: input.tree.name.clone(),
             workflow_id: ctx.info().workflow_id.clone(),
             at: input.at,
-            nodes: flatten(&input.tree),
+            nodes: CreatedNode::all(&input.tree),
         };
         let created = event(
             &ctx,
@@ -156,32 +156,4 @@ impl ReleaseActivities {
             message,
         })
     }
-}
-
-/// One row per node for the `release.created` event, parents first, with position and parent.
-fn flatten(tree: &Node) -> Vec<CreatedNode> {
-    fn visit(node: &Node, parent: Option<&str>, position: u32, out: &mut Vec<CreatedNode>) {
-        let kind = EntityId::parse(&node.id).map_or(Kind::App, |id| id.kind());
-        out.push(CreatedNode {
-            id: node.id.clone(),
-            parent_id: parent.map(str::to_owned),
-            kind,
-            key: node.key.clone(),
-            name: node.name.clone(),
-            position,
-            version: node.version.clone(),
-            region: node.region.clone(),
-        });
-        for (i, child) in node.children().enumerate() {
-            visit(
-                child,
-                Some(&node.id),
-                u32::try_from(i).unwrap_or(u32::MAX),
-                out,
-            );
-        }
-    }
-    let mut out = Vec::new();
-    visit(tree, None, 0, &mut out);
-    out
 }

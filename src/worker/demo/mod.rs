@@ -1,7 +1,14 @@
 //! `temporal-bff demo`: idempotently seeds a dev admin, releases in several states and two
 //! organizations, by starting real workflows (the reference worker must be running for them to
 //! move, as it is under `temporal-bff dev`).
+//!
+//! `demo --large` adds the releases that are read in part (`RELEASE_PART_ABOVE_NODES`): a
+//! 10,211-node rollout through the reference worker, about as large as one workflow history
+//! holds, and the 100,101-node release of [`huge`], written into the event store.
 
+pub mod huge;
+
+use chrono::{TimeDelta, Utc};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use temporalio_client::{
@@ -74,6 +81,42 @@ async fn seed_admin(db: &PgPool) -> Result<(), DemoError> {
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Seeds what `demo --large` adds to [`seed`]: [`LARGE`] through the reference worker, and
+/// [`HUGE`] into the event store (about 15 s of projection triggers the first time).
+pub async fn seed_large(config: &Config, db: &PgPool) -> Result<(), DemoError> {
+    let client = crate::temporal::connect(&config.temporal.address, &config.temporal.namespace)
+        .await
+        .map_err(|e| DemoError::Temporal(e.to_string()))?;
+    start_release(&client, &config.temporal.release_task_queue, large()).await?;
+    let (key, name) = HUGE;
+    let key = Key::parse(key).map_err(|e| DemoError::Temporal(e.to_string()))?;
+    let started = Utc::now() - TimeDelta::hours(1);
+    let written = huge::write(db, &key, name, huge::SHAPE, started).await?;
+    tracing::info!(release.key = %key, events = written, "huge demo release written");
+    Ok(())
+}
+
+/// The key and name of the 100,101-node demo release.
+pub const HUGE: (&str, &str) = ("rel-2025-huge", "Huge release (100,101 nodes)");
+/// The key of the 10,211-node demo rollout.
+pub const LARGE: &str = "rel-2025-large";
+
+/// 10 waves × 10 clusters × 100 apps through the reference worker, about four minutes long:
+/// its history ends near 40,000 events, within Temporal's 51,200.
+fn large() -> DemoRelease {
+    DemoRelease {
+        key: LARGE,
+        name: "Large rollout (10,211 nodes)",
+        shape: (10, 10, 100),
+        options: RolloutOptions {
+            step_millis: 200,
+            fail_apps: Vec::new(),
+            pause_between_waves_millis: 0,
+        },
+        pause: false,
+    }
 }
 
 /// One demo release.
@@ -150,34 +193,42 @@ fn releases() -> Vec<DemoRelease> {
 }
 
 async fn seed_releases(client: &Client, task_queue: &str) -> Result<(), DemoError> {
-    for DemoRelease {
+    for release in releases() {
+        start_release(client, task_queue, release).await?;
+    }
+    Ok(())
+}
+
+/// Starts `release` on the reference worker, unless it was started before.
+async fn start_release(
+    client: &Client,
+    task_queue: &str,
+    DemoRelease {
         key,
         name,
         shape,
         options,
         pause,
-    } in releases()
-    {
-        let key = Key::parse(key).map_err(|e| DemoError::Temporal(e.to_string()))?;
-        let spec = ReleaseSpec::synthetic(&key, name, shape, options);
-        let id = spec.id().to_string();
-        let started = client
-            .start_workflow(
-                ReleaseWorkflow::run,
-                spec,
-                WorkflowStartOptions::new(task_queue, id.clone())
-                    .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-                    .build(),
-            )
-            .await;
-        seeded(&id, started, pause, async |handle| {
-            handle
-                .signal(ReleaseWorkflow::pause, (), WorkflowSignalOptions::default())
-                .await
-        })
-        .await?;
-    }
-    Ok(())
+    }: DemoRelease,
+) -> Result<(), DemoError> {
+    let key = Key::parse(key).map_err(|e| DemoError::Temporal(e.to_string()))?;
+    let spec = ReleaseSpec::synthetic(&key, name, shape, options);
+    let id = spec.id().to_string();
+    let started = client
+        .start_workflow(
+            ReleaseWorkflow::run,
+            spec,
+            WorkflowStartOptions::new(task_queue, id.clone())
+                .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+                .build(),
+        )
+        .await;
+    seeded(&id, started, pause, async |handle| {
+        handle
+            .signal(ReleaseWorkflow::pause, (), WorkflowSignalOptions::default())
+            .await
+    })
+    .await
 }
 
 /// Handles a demo start: pauses a new workflow if asked, leaves an existing one alone.
