@@ -81,6 +81,10 @@ reads = [
      "query($id: ID!) { release(id: $id) { timeline { id status startedAt } } }"),
     ("Query.nodes(kind: APP, status: [FAILED], first: 100)",
      "{ nodes(kind: APP, status: [FAILED], first: 100) { edges { node { ... on App { id } } } } }"),
+    ("a wave opened: waves(first: 1, offset: 3) down to its apps",
+     "query($id: ID!) { release(id: $id) { waves(first: 1, offset: 3) { key clusters { key bundle { apps { key status } } } } } }"),
+    ("the failed waves' failed apps: waves(status: [FAILED]) { clusters(status: [FAILED]) { ... } }",
+     "query($id: ID!) { release(id: $id) { waves(status: [FAILED]) { key clusters(status: [FAILED]) { key bundle { apps(status: [FAILED]) { key } } } } } }"),
     ("the whole tree (refused)",
      "query($id: ID!) { release(id: $id) { waves { key clusters { key bundle { apps { key status } } } } } }"),
 ]

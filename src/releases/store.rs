@@ -546,6 +546,32 @@ pub async fn part_rows(
     rows.iter().map(decode_part).collect()
 }
 
+/// The rows of `release` strictly inside each range of `ord` (`(after, before)`), in tree
+/// order: the subtrees of the nodes at `after`, when `before` is where the next subtree of
+/// their level starts (one statement, a range scan of the `(release_id, ord)` index each).
+#[tracing::instrument(skip_all, fields(release.id = release, ranges.count = ranges.len()))]
+pub async fn part_subtrees(
+    pool: &PgPool,
+    stats: &RequestStats,
+    release: &str,
+    ranges: &[(i32, i32)],
+) -> Result<Vec<PartRow>, sqlx::Error> {
+    let _slot = stats.sql(1, "releases.part_subtrees").await;
+    let (after, before): (Vec<i32>, Vec<i32>) = ranges.iter().copied().unzip();
+    let rows = sqlx::query(db::sql(concat!(
+        "SELECT s.* FROM unnest($2::int4[], $3::int4[]) AS r (after, before) CROSS JOIN LATERAL (",
+        part_columns!(),
+        " WHERE e.release_id = $1 AND e.ord > r.after AND e.ord < r.before) s ORDER BY s.ord"
+    )))
+    .bind(release)
+    .bind(&after)
+    .bind(&before)
+    .persistent(false)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(decode_part).collect()
+}
+
 /// `Release.nodes`' filter, as the store applies it.
 #[derive(Debug, Clone, Default)]
 pub struct PartFilter {

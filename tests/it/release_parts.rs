@@ -102,7 +102,7 @@ async fn listed_level_by_level(app: &TestApp) -> String {
 }
 
 /// The documents compared, each over one release (`$id`).
-const DOCUMENTS: [&str; 10] = [
+const DOCUMENTS: [&str; 12] = [
     "query($id: ID!) { release(id: $id) { id status source asOf progress { total failed percent }
        waves { id key name position status startedAt completedAt duration message
                progress { total succeeded failed inProgress pending percent } } } }",
@@ -110,6 +110,11 @@ const DOCUMENTS: [&str; 10] = [
        b: waves(status: [IN_PROGRESS, FAILED]) { key status } c: waves(first: 0) { key } } }",
     "query($id: ID!) { release(id: $id) { waves(first: 1) { key clusters { key region status
        progress { total failed } } } } }",
+    "query($id: ID!) { release(id: $id) { one: waves(first: 1, offset: 1) { key
+       clusters { key progress { failed } bundle { key apps { key status } } apps(status: [FAILED]) { key } } }
+       all: waves { key clusters { key apps { key version status } } } } }",
+    "query($id: ID!) { release(id: $id) { waves(status: [FAILED]) { key clusters(status: [FAILED]) {
+       key bundle { apps(status: [FAILED]) { key message } } } } } }",
     "query($id: ID!) { release(id: $id) { tree(status: [FAILED]) { key position status
        clusters { key status bundle { key version status apps { key status message } }
                   apps { key } } } } }",
@@ -234,6 +239,10 @@ async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tr
         .metric("bff_sql_duration_seconds_count{query=\"releases.part_page\"}")
         .await;
     assert!(page_reads > 0.0, "the pages were read in part");
+    let subtree_reads = in_part
+        .metric("bff_sql_duration_seconds_count{query=\"releases.part_subtrees\"}")
+        .await;
+    assert!(subtree_reads > 0.0, "the waves' subtrees were read in part");
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use super::{
     history,
     loader::{PendingControlKey, ReleaseLoader, load_tree},
     nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseEstimate, TimelineSpan},
-    part,
+    part::{self, Below},
 };
 use crate::releases::store::ReleaseRow;
 use crate::{
@@ -118,37 +118,40 @@ impl Entity {
             .selection_set()
             .filter(|f| f.name() == "clusters")
             .collect();
+        let listed = |tree: &Arc<ReleaseTree>| {
+            Entity::root(Arc::clone(tree))
+                .select(Kind::Wave, only)
+                .map(|wave| wave.node.id.clone())
+                .collect::<Vec<_>>()
+        };
         let tree = if clusters.iter().any(part::lists_below) {
-            // The waves first, whose roll-ups count the apps below them: an answer that would
-            // list every app of more than `MAX_LISTED` is refused before every row is read
-            // (2 ms instead of 300 at 100,000 nodes).
-            if clusters.iter().any(lists_every_app) {
-                let waves = part::levels(ctx, stub, |_| Vec::new()).await?;
-                // At least: each wave, its apps, and a cluster above them.
-                let listed: usize = Entity::root(waves)
-                    .select(Kind::Wave, only)
-                    .map(
-                        |wave| match usize::try_from(wave.progress.total).unwrap_or(0) {
-                            0 => 1,
-                            apps => apps + 2,
-                        },
-                    )
-                    .sum();
-                if listed > MAX_LISTED {
-                    return Err(too_many_listed(stub, field.name()));
+            let every_app = clusters.iter().any(lists_every_app);
+            part::levels(ctx, stub, Below::Subtrees, |waves| {
+                // The waves' roll-ups count the apps below them: an answer that would list
+                // every app of more than `MAX_LISTED` is refused before their rows are read
+                // (2 ms instead of 300 at 100,000 nodes).
+                if every_app {
+                    // At least: each wave, its apps, and a cluster above them.
+                    let least: usize = Entity::root(Arc::clone(waves))
+                        .select(Kind::Wave, only)
+                        .map(
+                            |wave| match usize::try_from(wave.progress.total).unwrap_or(0) {
+                                0 => 1,
+                                apps => apps + 2,
+                            },
+                        )
+                        .sum();
+                    if least > MAX_LISTED {
+                        return Err(too_many_listed(stub, field.name()));
+                    }
                 }
-            }
-            part::whole(ctx, stub).await?
-        } else if clusters.is_empty() {
-            part::levels(ctx, stub, |_| Vec::new()).await?
-        } else {
-            part::levels(ctx, stub, |tree| {
-                Entity::root(Arc::clone(tree))
-                    .select(Kind::Wave, only)
-                    .map(|wave| wave.node.id.clone())
-                    .collect()
+                Ok(listed(waves))
             })
             .await?
+        } else if clusters.is_empty() {
+            part::levels(ctx, stub, Below::Children, |_| Ok(Vec::new())).await?
+        } else {
+            part::levels(ctx, stub, Below::Children, |tree| Ok(listed(tree))).await?
         };
         Ok(Self::root(tree))
     }
@@ -720,13 +723,14 @@ impl Release {
         Ok(match entity.stub() {
             Some(stub) => {
                 let waves = |tree: &Arc<ReleaseTree>| {
-                    tree.root
+                    Ok(tree
+                        .root
                         .children
                         .iter()
                         .map(|w| w.node.id.clone())
-                        .collect()
+                        .collect())
                 };
-                nodes::timeline(&part::levels(ctx, stub, waves).await?.root)
+                nodes::timeline(&part::levels(ctx, stub, Below::Children, waves).await?.root)
             }
             None => nodes::timeline(entity.node()),
         })
@@ -741,7 +745,7 @@ impl Release {
         };
         Ok(match entity.stub() {
             Some(stub) => {
-                let waves = part::levels(ctx, stub, |_| Vec::new()).await?;
+                let waves = part::levels(ctx, stub, Below::Children, |_| Ok(Vec::new())).await?;
                 nodes::estimate(&waves.root, waves.as_of)
             }
             None => nodes::estimate(entity.node(), entity.as_of()),

@@ -12,9 +12,13 @@
 //!   bundle);
 //! - `timeline`: the waves and clusters; `estimate`: the waves.
 //!
-//! A selection that lists deeper than that (`waves { clusters { apps } }`, a page of waves
-//! with their clusters) reads the whole tree as before, and the limit on what one answer lists
-//! refuses it when it is too large.
+//! - `waves` with lists below their clusters (`waves(first: 1) { clusters { apps } }`, a
+//!   dashboard opening a wave): the release, its waves, and the whole subtree of each wave
+//!   listed, one range of `ord` each.
+//!
+//! A selection that lists deeper than that elsewhere (`nodes { ... on Wave { clusters { apps
+//! } } }`, a node's subtree by `node(id:)`) reads the whole tree as before, and the limit on
+//! what one answer lists refuses it when it is too large.
 
 use std::sync::Arc;
 
@@ -109,12 +113,22 @@ fn db<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a PgPool, &'a Reques
     ))
 }
 
-/// The release and its waves and, then, the nodes right below the waves `below` names in
+/// How far below the waves [`levels`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Below {
+    /// The nodes right below them (their clusters).
+    Children,
+    /// Everything below them: each wave's rows are one range of `ord`, up to the next wave's.
+    Subtrees,
+}
+
+/// The release and its waves and, then, the nodes `depth` below the waves `pick` names in
 /// that tree (a second statement, when it names any).
 pub(super) async fn levels(
     ctx: &Context<'_>,
     stub: &ReleaseTree,
-    below: impl FnOnce(&Arc<ReleaseTree>) -> Vec<String>,
+    depth: Below,
+    pick: impl FnOnce(&Arc<ReleaseTree>) -> async_graphql::Result<Vec<String>>,
 ) -> async_graphql::Result<Arc<ReleaseTree>> {
     let (db, stats) = db(ctx)?;
     let release = &stub.root.node.id;
@@ -124,16 +138,29 @@ pub(super) async fn levels(
         .map_err(ApiError::from)
         .extend()?;
     let waves = tree_of(stub, rows.clone())?;
-    let parents = below(&waves);
-    if parents.is_empty() {
+    let picked = pick(&waves)?;
+    if picked.is_empty() {
         return Ok(waves);
     }
-    rows.extend(
-        store::part_rows(db, stats, release, &[], &parents)
-            .await
-            .map_err(ApiError::from)
-            .extend()?,
-    );
+    let below = match depth {
+        Below::Children => store::part_rows(db, stats, release, &[], &picked).await,
+        Below::Subtrees => {
+            // The rows are in tree order: the waves' `ord`s ascend.
+            let ords: Vec<(&str, i32)> = rows
+                .iter()
+                .filter(|(row, _)| row.parent_id.as_ref() == Some(release))
+                .map(|(row, ord)| (row.node.id.as_str(), *ord))
+                .collect();
+            let ranges: Vec<(i32, i32)> = ords
+                .iter()
+                .enumerate()
+                .filter(|(_, (id, _))| picked.iter().any(|p| p == id))
+                .map(|(i, (_, ord))| (*ord, ords.get(i + 1).map_or(i32::MAX, |next| next.1)))
+                .collect();
+            store::part_subtrees(db, stats, release, &ranges).await
+        }
+    };
+    rows.extend(below.map_err(ApiError::from).extend()?);
     tree_of(stub, rows)
 }
 
