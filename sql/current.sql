@@ -183,6 +183,8 @@ CREATE INDEX organizations_projection_slug_idx ON bff.organizations_projection U
 
 CREATE INDEX release_entity_projection_key_idx ON bff.release_entity_projection USING btree (key, kind, updated_at DESC, id DESC) INCLUDE (status, release_id);
 
+CREATE INDEX release_entity_projection_open_or_failed_idx ON bff.release_entity_projection USING btree (updated_at DESC, id DESC) INCLUDE (kind, status, release_id) WHERE (status = ANY (ARRAY['IN_PROGRESS'::text, 'PAUSED'::text, 'FAILED'::text, 'CANCELLED'::text]));
+
 CREATE INDEX release_entity_projection_parent_idx ON bff.release_entity_projection USING btree (parent_id, "position");
 
 CREATE UNIQUE INDEX release_entity_projection_pkey ON bff.release_entity_projection USING btree (id);
