@@ -9,7 +9,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row as _, postgres::PgRow};
 
 use crate::{
     contracts::{
-        ids::{Key, Kind},
+        ids::{EntityId, Key, Kind},
         release::{Node, RolloutStatus},
     },
     db,
@@ -544,6 +544,46 @@ pub async fn part_rows(
         .await?
     };
     rows.iter().map(decode_part).collect()
+}
+
+/// `ids`, the IDs of their ancestors and `release` (a tree has its root even when `ids` is
+/// empty), each once.
+pub fn lineage(release: &str, ids: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = ids
+        .iter()
+        .filter_map(|id| EntityId::parse(id).ok())
+        .flat_map(|id| std::iter::successors(Some(id), EntityId::parent))
+        .map(|id| id.to_string())
+        .chain([release.to_owned()])
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// The nodes of `release` whose own fields changed at or after `since` (their event's time),
+/// and the newest such time: what a kept tree needs read again (with their ancestors, whose
+/// roll-ups moved with them) to become the tree as it is. The `(updated_at DESC)` index finds
+/// them among every release's changes since then.
+#[tracing::instrument(skip_all, fields(release.id = release))]
+pub async fn changed_nodes(
+    pool: &PgPool,
+    stats: &RequestStats,
+    release: &str,
+    since: DateTime<Utc>,
+) -> Result<(Vec<String>, Option<DateTime<Utc>>), sqlx::Error> {
+    let _slot = stats.sql(1, "releases.changed_nodes").await;
+    let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(db::sql(
+        "SELECT id, updated_at FROM bff.release_entity_projection
+          WHERE updated_at >= $2 AND release_id = $1",
+    ))
+    .bind(release)
+    .bind(since)
+    .persistent(false)
+    .fetch_all(pool)
+    .await?;
+    let newest = rows.iter().map(|(_, at)| *at).max();
+    Ok((rows.into_iter().map(|(id, _)| id).collect(), newest))
 }
 
 /// The rows of `release` strictly inside each range of `ord` (`(after, before)`), in tree

@@ -312,6 +312,56 @@ impl ReleaseTree {
     }
 }
 
+impl ReleaseTree {
+    /// This whole tree with `rows` in place of its nodes of the same IDs, and the roll-ups
+    /// above them computed again: what a whole read would build, when `rows` are every node
+    /// whose own fields changed since this tree was read, each with all its ancestors. `as_of`
+    /// is the newest change among them (a whole read's `asOf` is its rows' newest change).
+    ///
+    /// `None` when it cannot be built that way: this tree holds only part of its release, a
+    /// row is not a node of it, or comes without its ancestors. Read whole then.
+    pub fn patched(&self, rows: Vec<FlatNode>, as_of: DateTime<Utc>) -> Option<Self> {
+        if self.part_of.is_some() {
+            return None;
+        }
+        let mut rows: HashMap<String, FlatNode> = rows
+            .into_iter()
+            .map(|row| (row.node.id.clone(), row))
+            .collect();
+        let root = match rows.remove(&self.root.node.id) {
+            Some(row) => patch(&self.root, row, None, &mut rows)?,
+            None if rows.is_empty() => Arc::clone(&self.root),
+            None => return None,
+        };
+        // A row left over is not below a row read: not in this tree, or without its parent.
+        rows.is_empty()
+            .then(|| Self::with_root(root, self.source, self.as_of.max(as_of)))
+    }
+}
+
+/// `old` with `row`'s fields, its children patched from `rows` where read again (only a node
+/// read again may have a child read again: each comes with its ancestors); `None` if the row
+/// moved to another parent.
+fn patch(
+    old: &Arc<TreeNode>,
+    row: FlatNode,
+    parent: Option<&str>,
+    rows: &mut HashMap<String, FlatNode>,
+) -> Option<Arc<TreeNode>> {
+    if row.parent_id.as_deref() != parent {
+        return None;
+    }
+    let children = old
+        .children
+        .iter()
+        .map(|child| match rows.remove(&child.node.id) {
+            Some(row) => patch(child, row, Some(&old.node.id), rows),
+            None => Some(Arc::clone(child)),
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(tree_node(row.node, old.kind, old.position, children))
+}
+
 /// The node at `at` of `rows`, with the nodes below it, as a node of `kind` (a cluster keeps
 /// its first child, its bundle; an app has none, as in a nested [`Node`]).
 fn build_flat(
@@ -554,6 +604,64 @@ mod tests {
         assert!(tree.find("wave:r/lost").is_none());
         assert!(tree.find("wave:r/looped").is_none());
         assert!(ReleaseTree::from_flat(Vec::new(), DataSource::Projection, Utc::now()).is_none());
+    }
+
+    #[test]
+    fn a_tree_patched_with_the_rows_that_changed_and_their_ancestors_is_the_tree_read_whole() {
+        // Arrange: a 2×2×3 release read whole, then app 5 fails and wave 2 starts.
+        let mut rows = Vec::new();
+        flatten(
+            &release_with_app(100, RolloutStatus::Pending),
+            None,
+            &mut rows,
+        );
+        let before = ReleaseTree::from_flat(rows.clone(), DataSource::Projection, Utc::now())
+            .unwrap_or_else(|| panic!("a release row is there"));
+        let app = rows
+            .iter()
+            .filter(|r| r.node.id.starts_with("app:"))
+            .nth(5)
+            .map(|r| r.node.id.clone())
+            .unwrap_or_default();
+        let later = Utc::now();
+        for row in &mut rows {
+            if row.node.id == app {
+                row.node.status = RolloutStatus::Failed;
+                row.node.message = Some("boom".into());
+            }
+            if row.node.id == "wave:r/wave-2" {
+                row.node.status = RolloutStatus::InProgress;
+            }
+        }
+        let whole = ReleaseTree::from_flat(rows.clone(), DataSource::Projection, later)
+            .unwrap_or_else(|| panic!("a release row is there"));
+        let lineage = |id: &str| {
+            let parent = |id: &str| rows.iter().find(|r| r.node.id == id).cloned();
+            std::iter::successors(parent(id), |row| parent(row.parent_id.as_deref()?))
+                .collect::<Vec<_>>()
+        };
+        let mut read_again = lineage(&app);
+        read_again.extend(lineage("wave:r/wave-2"));
+
+        // Act
+        let patched = before
+            .patched(read_again.clone(), later)
+            .unwrap_or_else(|| panic!("the rows are nodes of the tree"));
+        let without_ancestors = before.patched(read_again[..1].to_vec(), later);
+        let unchanged = before.patched(Vec::new(), later);
+
+        // Assert
+        assert_eq!(shape(&patched), shape(&whole));
+        let fields = |t: &ReleaseTree| t.nodes().map(|n| n.node.clone()).collect::<Vec<_>>();
+        assert_eq!(fields(&patched), fields(&whole));
+        assert_eq!(patched.as_of, later);
+        assert_eq!(
+            patched.changes_since(&before),
+            whole.changes_since(&before),
+            "the same diff"
+        );
+        assert!(without_ancestors.is_none(), "an app alone is not enough");
+        assert!(unchanged.is_some_and(|t| shape(&t) == shape(&before)));
     }
 
     /// A pending 2×2×3 release with app `n` (in tree order) set to `status`.

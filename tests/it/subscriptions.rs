@@ -711,8 +711,29 @@ fn apply(message: &Value, held: &mut std::collections::BTreeMap<String, Value>) 
 
 #[tokio::test]
 async fn a_client_applying_every_tree_diff_through_a_rollout_ends_equal_to_a_fresh_read() {
+    follow_a_rollout_by_diffs(&[]).await;
+}
+
+#[tokio::test]
+async fn a_client_applying_the_diffs_of_a_release_too_large_to_read_whole_ends_equal_to_a_fresh_read()
+ {
+    // Every release is "too large" here: the hub reads it whole once, then only the rows that
+    // changed since each read.
+    let app = follow_a_rollout_by_diffs(&[("RELEASE_PART_ABOVE_NODES", "0".into())]).await;
+
+    let patches = app
+        .metric("bff_sql_duration_seconds_count{query=\"releases.changed_nodes\"}")
+        .await;
+    assert!(patches > 0.0, "the changes were read as patches");
+}
+
+/// A client follows a 2×2×3 rollout from its start with `releaseTreeChanged`, applying each
+/// message to what it holds, and ends equal to a fresh read. Returns the app, on `overrides`.
+async fn follow_a_rollout_by_diffs(overrides: &[(&str, String)]) -> TestApp {
     // Arrange: a 2×2×3 release rolling out, followed from its start.
-    let app = TestApp::spawn_with_worker(&[("HIERARCHY_CACHE_MS", "200".into())]).await;
+    let mut env = vec![("HIERARCHY_CACHE_MS", "200".to_owned())];
+    env.extend(overrides.iter().cloned());
+    let app = TestApp::spawn_with_worker(&env).await;
     let token = app.token_for("viewer@example.com", None, &[]).await;
     let key = unique_key("diffs");
     let id = format!("release:{key}");
@@ -794,6 +815,7 @@ async fn a_client_applying_every_tree_diff_through_a_rollout_ends_equal_to_a_fre
         revisions.len() == messages.len() && revisions.windows(2).all(|w| w[1] == w[0] + 1),
         "one more per message: {revisions:?}"
     );
+    app
 }
 
 #[tokio::test]

@@ -26,10 +26,7 @@ use async_graphql::{Context, ResultExt, SelectionField};
 use sqlx::PgPool;
 
 use crate::{
-    contracts::{
-        ids::EntityId,
-        release::{Node, RolloutStatus},
-    },
+    contracts::release::{Node, RolloutStatus},
     error::ApiError,
     metrics::RequestStats,
     releases::{
@@ -172,26 +169,11 @@ pub(super) async fn with_ancestors(
 ) -> async_graphql::Result<Arc<ReleaseTree>> {
     let (db, stats) = db(ctx)?;
     let release = &stub.root.node.id;
-    let rows = store::part_rows(db, stats, release, &lineage(release, ids), &[])
+    let rows = store::part_rows(db, stats, release, &store::lineage(release, ids), &[])
         .await
         .map_err(ApiError::from)
         .extend()?;
     tree_of(stub, rows)
-}
-
-/// `ids`, the IDs of their ancestors and `release` (a tree has its root even when `ids` is
-/// empty), each once.
-fn lineage(release: &str, ids: &[String]) -> Vec<String> {
-    let mut all: Vec<String> = ids
-        .iter()
-        .filter_map(|id| EntityId::parse(id).ok())
-        .flat_map(|id| std::iter::successors(Some(id), EntityId::parent))
-        .map(|id| id.to_string())
-        .chain([release.to_owned()])
-        .collect();
-    all.sort_unstable();
-    all.dedup();
-    all
 }
 
 /// The whole tree of the release `stub` stands for, from the projection: for a selection that
@@ -276,7 +258,7 @@ pub(super) async fn page(
     let has_next = rows.len() > first;
     rows.truncate(first);
     let ids: Vec<String> = rows.iter().map(|(node, _)| node.node.id.clone()).collect();
-    let ancestors: Vec<String> = lineage(release, &ids)
+    let ancestors: Vec<String> = store::lineage(release, &ids)
         .into_iter()
         .filter(|id| !ids.contains(id))
         .collect();
