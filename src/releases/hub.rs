@@ -9,6 +9,11 @@
 //! `HIERARCHY_CACHE_MS`; the state after the last change is always read and published, so the
 //! final one is never lost. The task ends with its last subscriber.
 //!
+//! A release too large to read whole (`RELEASE_PART_ABOVE_NODES`) is read from the projection,
+//! whole only every [`WHOLE_EVERY`] and after the listener was away; each change in between
+//! reads the rows changed since the read before, with their ancestors, and patches the tree
+//! kept ([`ReleaseTree::patched`]).
+//!
 //! `releasesChanged` is fed the same way, by one task per replica that reads the rows of the
 //! releases that changed (one statement per batch) and hands each subscriber whose filter
 //! matches the newest row of each release.
@@ -129,14 +134,13 @@ impl Snapshot {
     /// oldest dropped first).
     fn new(
         seq: u64,
-        row: Arc<ReleaseRow>,
-        tree: Arc<ReleaseTree>,
+        Read { row, tree, change }: Read,
         previous: Option<&Snapshot>,
         keep: &Keep,
     ) -> Self {
         let (revision, changes) = match previous {
             None => (first_revision(), Arc::default()),
-            Some(previous) => match tree.changes_since(&previous.tree) {
+            Some(previous) => match change.unwrap_or_else(|| tree.changes_since(&previous.tree)) {
                 None => (previous.revision, Arc::clone(&previous.changes)),
                 Some(change) => {
                     let change = match change {
@@ -164,6 +168,26 @@ impl Snapshot {
             tree,
             revision,
             changes,
+        }
+    }
+}
+
+/// One read of a followed release.
+struct Read {
+    row: Arc<ReleaseRow>,
+    tree: Arc<ReleaseTree>,
+    /// What changed from the tree read before, when the read knows it (a patch, see
+    /// [`ReleaseTree::patched`]); else the trees are compared.
+    change: Option<Option<TreeChange>>,
+}
+
+impl Read {
+    /// A read whose change is found by comparing the trees.
+    fn compared(row: Arc<ReleaseRow>, tree: Arc<ReleaseTree>) -> Self {
+        Self {
+            row,
+            tree,
+            change: None,
         }
     }
 }
@@ -356,10 +380,10 @@ impl ReleaseHub {
                 self.read(&id, previous.as_ref(), &mut whole_read).await
             };
             let running = match read {
-                Ok(Some((row, tree))) => {
+                Ok(Some(read)) => {
                     seq += 1;
-                    let running = row.is_running();
-                    let snapshot = Snapshot::new(seq, row, tree, previous.as_ref(), &KEEP);
+                    let running = read.row.is_running();
+                    let snapshot = Snapshot::new(seq, read, previous.as_ref(), &KEEP);
                     previous = Some(snapshot.clone());
                     entry.state.send_replace(State::Found(snapshot));
                     running
@@ -433,7 +457,7 @@ impl ReleaseHub {
         id: &str,
         previous: Option<&Snapshot>,
         whole_read: &mut Option<Instant>,
-    ) -> Result<Option<(Arc<ReleaseRow>, Arc<ReleaseTree>)>, sqlx::Error> {
+    ) -> Result<Option<Read>, sqlx::Error> {
         let stats = RequestStats::new(Arc::clone(&self.metrics));
         let Some(row) = store::rows(&self.db, &stats, &[id.to_owned()])
             .await?
@@ -445,9 +469,13 @@ impl ReleaseHub {
         if row.too_large(self.part_above) {
             let recent = whole_read.is_some_and(|at| at.elapsed() < WHOLE_EVERY);
             if let Some(previous) = previous.filter(|_| recent)
-                && let Some(tree) = self.patch(&stats, previous, &row).await?
+                && let Some((tree, change)) = self.patch(&stats, previous, &row).await?
             {
-                return Ok(Some((Arc::new(row), tree)));
+                return Ok(Some(Read {
+                    row: Arc::new(row),
+                    tree: Arc::new(tree),
+                    change: Some(change),
+                }));
             }
             *whole_read = Some(Instant::now());
         }
@@ -460,7 +488,9 @@ impl ReleaseHub {
             self.part_above,
         )
         .await?;
-        Ok(trees.remove(id).map(|tree| (Arc::new(row), tree)))
+        Ok(trees
+            .remove(id)
+            .map(|tree| Read::compared(Arc::new(row), tree)))
     }
 
     /// The tree of `previous` with the rows of release `row` changed since, and their
@@ -470,7 +500,7 @@ impl ReleaseHub {
         stats: &RequestStats,
         previous: &Snapshot,
         row: &ReleaseRow,
-    ) -> Result<Option<Arc<ReleaseTree>>, sqlx::Error> {
+    ) -> Result<Option<(ReleaseTree, Option<TreeChange>)>, sqlx::Error> {
         let since = previous.row.updated_at - PATCH_MARGIN;
         let (changed, newest) = store::changed_nodes(&self.db, stats, &row.id, since).await?;
         let rows = if changed.is_empty() {
@@ -484,7 +514,7 @@ impl ReleaseHub {
                 .collect()
         };
         let as_of = newest.unwrap_or(previous.tree.as_of);
-        Ok(previous.tree.patched(rows, as_of).map(Arc::new))
+        Ok(previous.tree.patched(rows, as_of))
     }
 
     /// The task that feeds every list: reads the rows of the releases that changed (one
@@ -638,7 +668,12 @@ mod tests {
     fn reads_keeping(messages: impl IntoIterator<Item = usize>, keep: &Keep) -> Vec<Snapshot> {
         let mut reads: Vec<Snapshot> = Vec::new();
         for (seq, message) in (1..).zip(messages) {
-            let read = Snapshot::new(seq, row(), tree(message), reads.last(), keep);
+            let read = Snapshot::new(
+                seq,
+                Read::compared(row(), tree(message)),
+                reads.last(),
+                keep,
+            );
             reads.push(read);
         }
         reads
@@ -718,7 +753,7 @@ mod tests {
             DataSource::Projection,
             Utc::now(),
         ));
-        let huge = Snapshot::new(7, row(), tree, reads.last(), &keep);
+        let huge = Snapshot::new(7, Read::compared(row(), tree), reads.last(), &keep);
         reads.push(huge);
         let last = &reads[6];
 

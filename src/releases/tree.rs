@@ -134,8 +134,15 @@ pub struct ReleaseTree {
     pub part_of: Option<usize>,
     /// Every node by global ID, built at the first lookup below the root: a tree read walks
     /// the tree and never needs it.
-    index: OnceLock<HashMap<String, Arc<TreeNode>>>,
+    index: OnceLock<NodeIndex>,
+    /// For a patched tree ([`ReleaseTree::patched`]): the tree last read whole, whose index
+    /// serves every node not patched since, and the nodes patched since, by global ID. So a
+    /// lookup in a patched tree of 100,000 nodes does not index them all again.
+    patched_from: Option<(Arc<ReleaseTree>, Arc<NodeIndex>)>,
 }
+
+/// Nodes by global ID.
+type NodeIndex = HashMap<String, Arc<TreeNode>>;
 
 /// One node as a row of the projection: its fields (no children), and its parent's ID
 /// (`None` for the release).
@@ -214,6 +221,7 @@ impl ReleaseTree {
             as_of,
             part_of: None,
             index: OnceLock::new(),
+            patched_from: None,
         }
     }
 
@@ -252,6 +260,9 @@ impl ReleaseTree {
     pub fn find(&self, id: &str) -> Option<Arc<TreeNode>> {
         if self.root.node.id == id {
             return Some(Arc::clone(&self.root));
+        }
+        if let Some((whole, patched)) = &self.patched_from {
+            return patched.get(id).cloned().or_else(|| whole.find(id));
         }
         self.index
             .get_or_init(|| {
@@ -317,10 +328,16 @@ impl ReleaseTree {
     /// above them computed again: what a whole read would build, when `rows` are every node
     /// whose own fields changed since this tree was read, each with all its ancestors. `as_of`
     /// is the newest change among them (a whole read's `asOf` is its rows' newest change).
+    /// Also what changed from this tree, as [`ReleaseTree::changes_since`] would say, found
+    /// among the rows alone.
     ///
     /// `None` when it cannot be built that way: this tree holds only part of its release, a
     /// row is not a node of it, or comes without its ancestors. Read whole then.
-    pub fn patched(&self, rows: Vec<FlatNode>, as_of: DateTime<Utc>) -> Option<Self> {
+    pub fn patched(
+        self: &Arc<Self>,
+        rows: Vec<FlatNode>,
+        as_of: DateTime<Utc>,
+    ) -> Option<(Self, Option<TreeChange>)> {
         if self.part_of.is_some() {
             return None;
         }
@@ -328,38 +345,74 @@ impl ReleaseTree {
             .into_iter()
             .map(|row| (row.node.id.clone(), row))
             .collect();
+        let (whole, mut patched) = match &self.patched_from {
+            Some((whole, patched)) => (Arc::clone(whole), (**patched).clone()),
+            None => (Arc::clone(self), HashMap::new()),
+        };
+        let mut changed = Vec::new();
         let root = match rows.remove(&self.root.node.id) {
-            Some(row) => patch(&self.root, row, None, &mut rows)?,
+            Some(row) => {
+                let mut patch = Patch {
+                    rows: &mut rows,
+                    patched: &mut patched,
+                    changed: &mut changed,
+                };
+                patch.node(&self.root, row, None)?
+            }
             None if rows.is_empty() => Arc::clone(&self.root),
             None => return None,
         };
         // A row left over is not below a row read: not in this tree, or without its parent.
-        rows.is_empty()
-            .then(|| Self::with_root(root, self.source, self.as_of.max(as_of)))
+        if !rows.is_empty() {
+            return None;
+        }
+        let mut tree = Self::with_root(root, self.source, self.as_of.max(as_of));
+        tree.patched_from = Some((whole, Arc::new(patched)));
+        let change = (!changed.is_empty()).then_some(TreeChange::Nodes(changed));
+        Some((tree, change))
     }
 }
 
-/// `old` with `row`'s fields, its children patched from `rows` where read again (only a node
-/// read again may have a child read again: each comes with its ancestors); `None` if the row
-/// moved to another parent.
-fn patch(
-    old: &Arc<TreeNode>,
-    row: FlatNode,
-    parent: Option<&str>,
-    rows: &mut HashMap<String, FlatNode>,
-) -> Option<Arc<TreeNode>> {
-    if row.parent_id.as_deref() != parent {
-        return None;
+/// One patch of a tree: the rows read again, by ID (each taken when placed), and what the
+/// patch made of them.
+struct Patch<'a> {
+    rows: &'a mut HashMap<String, FlatNode>,
+    /// Every node patched since the tree was read whole, by ID.
+    patched: &'a mut NodeIndex,
+    /// The IDs of the nodes that changed, in tree order.
+    changed: &'a mut Vec<String>,
+}
+
+impl Patch<'_> {
+    /// `old` with `row`'s fields, its children patched from the rows where read again (only
+    /// a node read again may have a child read again: each comes with its ancestors); `None`
+    /// if the row moved to another parent.
+    fn node(
+        &mut self,
+        old: &Arc<TreeNode>,
+        row: FlatNode,
+        parent: Option<&str>,
+    ) -> Option<Arc<TreeNode>> {
+        if row.parent_id.as_deref() != parent {
+            return None;
+        }
+        // Tree order: the node, then what changed below it.
+        let at = self.changed.len();
+        let children = old
+            .children
+            .iter()
+            .map(|child| match self.rows.remove(&child.node.id) {
+                Some(row) => self.node(child, row, Some(&old.node.id)),
+                None => Some(Arc::clone(child)),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let new = tree_node(row.node, old.kind, old.position, children);
+        if new.node != old.node || new.progress != old.progress {
+            self.changed.insert(at, new.node.id.clone());
+        }
+        self.patched.insert(new.node.id.clone(), Arc::clone(&new));
+        Some(new)
     }
-    let children = old
-        .children
-        .iter()
-        .map(|child| match rows.remove(&child.node.id) {
-            Some(row) => patch(child, row, Some(&old.node.id), rows),
-            None => Some(Arc::clone(child)),
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(tree_node(row.node, old.kind, old.position, children))
 }
 
 /// The node at `at` of `rows`, with the nodes below it, as a node of `kind` (a cluster keeps
@@ -644,24 +697,33 @@ mod tests {
         read_again.extend(lineage("wave:r/wave-2"));
 
         // Act
-        let patched = before
+        let before = Arc::new(before);
+        let (patched, change) = before
             .patched(read_again.clone(), later)
             .unwrap_or_else(|| panic!("the rows are nodes of the tree"));
         let without_ancestors = before.patched(read_again[..1].to_vec(), later);
         let unchanged = before.patched(Vec::new(), later);
+        let patched = Arc::new(patched);
+        let (twice, nothing_more) = patched
+            .patched(read_again[..5].to_vec(), later)
+            .unwrap_or_else(|| panic!("a patched tree patches again"));
 
         // Assert
         assert_eq!(shape(&patched), shape(&whole));
         let fields = |t: &ReleaseTree| t.nodes().map(|n| n.node.clone()).collect::<Vec<_>>();
         assert_eq!(fields(&patched), fields(&whole));
         assert_eq!(patched.as_of, later);
-        assert_eq!(
-            patched.changes_since(&before),
-            whole.changes_since(&before),
-            "the same diff"
-        );
+        assert_eq!(change, whole.changes_since(&before), "the same diff");
+        assert_eq!(patched.changes_since(&before), change);
         assert!(without_ancestors.is_none(), "an app alone is not enough");
-        assert!(unchanged.is_some_and(|t| shape(&t) == shape(&before)));
+        assert!(unchanged.is_some_and(|(t, c)| shape(&t) == shape(&before) && c.is_none()));
+        assert_eq!(nothing_more, None, "the same rows again change nothing");
+        for node in whole.nodes() {
+            let found =
+                |t: &ReleaseTree| t.find(&node.node.id).map(|n| (n.node.clone(), n.progress));
+            assert_eq!(found(&patched), Some((node.node.clone(), node.progress)));
+            assert_eq!(found(&twice), found(&patched), "{}", node.node.id);
+        }
     }
 
     /// A pending 2×2×3 release with app `n` (in tree order) set to `status`.
