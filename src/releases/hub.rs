@@ -87,6 +87,9 @@ const WHOLE_EVERY: Duration = Duration::from_secs(30);
 /// How far before the newest event time of the read before the changed rows are looked for:
 /// event times come from the writers' clocks, and a write may commit after a later one.
 const PATCH_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+/// More changed rows than this (a release just created, a mass change) read the tree whole:
+/// each changed row costs its ancestors' lookups by key.
+const PATCH_MOST: usize = 2_000;
 
 /// One read of a release.
 #[derive(Clone)]
@@ -502,7 +505,13 @@ impl ReleaseHub {
         row: &ReleaseRow,
     ) -> Result<Option<(ReleaseTree, Option<TreeChange>)>, sqlx::Error> {
         let since = previous.row.updated_at - PATCH_MARGIN;
-        let (changed, newest) = store::changed_nodes(&self.db, stats, &row.id, since).await?;
+        let Some(changed) =
+            store::changed_nodes(&self.db, stats, &row.id, since, PATCH_MOST).await?
+        else {
+            return Ok(None);
+        };
+        let newest = changed.first().map(|(_, at)| *at);
+        let changed: Vec<String> = changed.into_iter().map(|(id, _)| id).collect();
         let rows = if changed.is_empty() {
             Vec::new()
         } else {

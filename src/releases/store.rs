@@ -561,29 +561,39 @@ pub fn lineage(release: &str, ids: &[String]) -> Vec<String> {
     all
 }
 
+/// Nodes that changed, each with the time of its latest change, newest first.
+pub type ChangedNodes = Vec<(String, DateTime<Utc>)>;
+
 /// The nodes of `release` whose own fields changed at or after `since` (their event's time),
-/// and the newest such time: what a kept tree needs read again (with their ancestors, whose
-/// roll-ups moved with them) to become the tree as it is. The `(updated_at DESC)` index finds
-/// them among every release's changes since then.
+/// newest first: what a kept tree needs read again (with their ancestors, whose
+/// roll-ups moved with them) to become the tree as it is. `None` when more than `most` did
+/// (a release just created, a mass change): reading the tree whole is cheaper then.
+///
+/// The `(updated_at DESC)` index finds them among every release's changes since then, newest
+/// first; the release check is never an index condition, so no plan scans the release's whole
+/// `release_id` index instead, whatever the statistics say.
 #[tracing::instrument(skip_all, fields(release.id = release))]
 pub async fn changed_nodes(
     pool: &PgPool,
     stats: &RequestStats,
     release: &str,
     since: DateTime<Utc>,
-) -> Result<(Vec<String>, Option<DateTime<Utc>>), sqlx::Error> {
+    most: usize,
+) -> Result<Option<ChangedNodes>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.changed_nodes").await;
-    let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(db::sql(
-        "SELECT id, updated_at FROM bff.release_entity_projection
-          WHERE updated_at >= $2 AND release_id = $1",
-    ))
+    let rows: ChangedNodes = sqlx::query_as(db::sql(concat!(
+        "SELECT e.id, e.updated_at FROM bff.release_entity_projection e
+          WHERE e.updated_at >= $2 AND ",
+        in_release!(),
+        " ORDER BY e.updated_at DESC LIMIT $3"
+    )))
     .bind(release)
     .bind(since)
+    .bind(i64::try_from(most).unwrap_or(i64::MAX).saturating_add(1))
     .persistent(false)
     .fetch_all(pool)
     .await?;
-    let newest = rows.iter().map(|(_, at)| *at).max();
-    Ok((rows.into_iter().map(|(id, _)| id).collect(), newest))
+    Ok((rows.len() <= most).then_some(rows))
 }
 
 /// The rows of `release` strictly inside each range of `ord` (`(after, before)`), in tree
