@@ -137,13 +137,14 @@ impl Snapshot {
     /// oldest dropped first).
     fn new(
         seq: u64,
-        Read { row, tree, change }: Read,
+        row: Arc<ReleaseRow>,
+        tree: Arc<ReleaseTree>,
         previous: Option<&Snapshot>,
         keep: &Keep,
     ) -> Self {
         let (revision, changes) = match previous {
             None => (first_revision(), Arc::default()),
-            Some(previous) => match change.unwrap_or_else(|| tree.changes_since(&previous.tree)) {
+            Some(previous) => match tree.changes_since(&previous.tree) {
                 None => (previous.revision, Arc::clone(&previous.changes)),
                 Some(change) => {
                     let change = match change {
@@ -171,26 +172,6 @@ impl Snapshot {
             tree,
             revision,
             changes,
-        }
-    }
-}
-
-/// One read of a followed release.
-struct Read {
-    row: Arc<ReleaseRow>,
-    tree: Arc<ReleaseTree>,
-    /// What changed from the tree read before, when the read knows it (a patch, see
-    /// [`ReleaseTree::patched`]); else the trees are compared.
-    change: Option<Option<TreeChange>>,
-}
-
-impl Read {
-    /// A read whose change is found by comparing the trees.
-    fn compared(row: Arc<ReleaseRow>, tree: Arc<ReleaseTree>) -> Self {
-        Self {
-            row,
-            tree,
-            change: None,
         }
     }
 }
@@ -383,10 +364,10 @@ impl ReleaseHub {
                 self.read(&id, previous.as_ref(), &mut whole_read).await
             };
             let running = match read {
-                Ok(Some(read)) => {
+                Ok(Some((row, tree))) => {
                     seq += 1;
-                    let running = read.row.is_running();
-                    let snapshot = Snapshot::new(seq, read, previous.as_ref(), &KEEP);
+                    let running = row.is_running();
+                    let snapshot = Snapshot::new(seq, row, tree, previous.as_ref(), &KEEP);
                     previous = Some(snapshot.clone());
                     entry.state.send_replace(State::Found(snapshot));
                     running
@@ -460,7 +441,7 @@ impl ReleaseHub {
         id: &str,
         previous: Option<&Snapshot>,
         whole_read: &mut Option<Instant>,
-    ) -> Result<Option<Read>, sqlx::Error> {
+    ) -> Result<Option<(Arc<ReleaseRow>, Arc<ReleaseTree>)>, sqlx::Error> {
         let stats = RequestStats::new(Arc::clone(&self.metrics));
         let Some(row) = store::rows(&self.db, &stats, &[id.to_owned()])
             .await?
@@ -472,13 +453,9 @@ impl ReleaseHub {
         if row.too_large(self.part_above) {
             let recent = whole_read.is_some_and(|at| at.elapsed() < WHOLE_EVERY);
             if let Some(previous) = previous.filter(|_| recent)
-                && let Some((tree, change)) = self.patch(&stats, previous, &row).await?
+                && let Some(tree) = self.patch(&stats, previous, &row).await?
             {
-                return Ok(Some(Read {
-                    row: Arc::new(row),
-                    tree: Arc::new(tree),
-                    change: Some(change),
-                }));
+                return Ok(Some((Arc::new(row), Arc::new(tree))));
             }
             *whole_read = Some(Instant::now());
         }
@@ -491,9 +468,7 @@ impl ReleaseHub {
             self.part_above,
         )
         .await?;
-        Ok(trees
-            .remove(id)
-            .map(|tree| Read::compared(Arc::new(row), tree)))
+        Ok(trees.remove(id).map(|tree| (Arc::new(row), tree)))
     }
 
     /// The tree of `previous` with the rows of release `row` changed since, and their
@@ -503,7 +478,7 @@ impl ReleaseHub {
         stats: &RequestStats,
         previous: &Snapshot,
         row: &ReleaseRow,
-    ) -> Result<Option<(ReleaseTree, Option<TreeChange>)>, sqlx::Error> {
+    ) -> Result<Option<ReleaseTree>, sqlx::Error> {
         let since = previous.row.updated_at - PATCH_MARGIN;
         let Some(changed) =
             store::changed_nodes(&self.db, stats, &row.id, since, PATCH_MOST).await?
@@ -677,12 +652,7 @@ mod tests {
     fn reads_keeping(messages: impl IntoIterator<Item = usize>, keep: &Keep) -> Vec<Snapshot> {
         let mut reads: Vec<Snapshot> = Vec::new();
         for (seq, message) in (1..).zip(messages) {
-            let read = Snapshot::new(
-                seq,
-                Read::compared(row(), tree(message)),
-                reads.last(),
-                keep,
-            );
+            let read = Snapshot::new(seq, row(), tree(message), reads.last(), keep);
             reads.push(read);
         }
         reads
@@ -762,7 +732,7 @@ mod tests {
             DataSource::Projection,
             Utc::now(),
         ));
-        let huge = Snapshot::new(7, Read::compared(row(), tree), reads.last(), &keep);
+        let huge = Snapshot::new(7, row(), tree, reads.last(), &keep);
         reads.push(huge);
         let last = &reads[6];
 

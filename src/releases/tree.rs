@@ -6,7 +6,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock},
+    sync::{Arc, OnceLock, Weak},
 };
 
 use chrono::{DateTime, SubsecRound as _, Utc};
@@ -139,6 +139,9 @@ pub struct ReleaseTree {
     /// serves every node not patched since, and the nodes patched since, by global ID. So a
     /// lookup in a patched tree of 100,000 nodes does not index them all again.
     patched_from: Option<(Arc<ReleaseTree>, Arc<NodeIndex>)>,
+    /// For a patched tree: the tree it was patched from and what changed since, found while
+    /// patching, so [`ReleaseTree::changes_since`] that tree need not compare every node.
+    patched_change: Option<(Weak<ReleaseTree>, Option<TreeChange>)>,
 }
 
 /// Nodes by global ID.
@@ -222,6 +225,7 @@ impl ReleaseTree {
             part_of: None,
             index: OnceLock::new(),
             patched_from: None,
+            patched_change: None,
         }
     }
 
@@ -300,6 +304,13 @@ impl ReleaseTree {
     /// (`asOf`) or the source alone moved, nothing changed: a node's `duration` while it runs is
     /// derived from those, and a client derives it as well.
     pub fn changes_since(&self, older: &ReleaseTree) -> Option<TreeChange> {
+        if let Some((from, change)) = &self.patched_change
+            && from
+                .upgrade()
+                .is_some_and(|from| std::ptr::eq(&*from, older))
+        {
+            return change.clone();
+        }
         let mut before = older.nodes();
         let mut changed = Vec::new();
         for node in self.nodes() {
@@ -328,16 +339,12 @@ impl ReleaseTree {
     /// above them computed again: what a whole read would build, when `rows` are every node
     /// whose own fields changed since this tree was read, each with all its ancestors. `as_of`
     /// is the newest change among them (a whole read's `asOf` is its rows' newest change).
-    /// Also what changed from this tree, as [`ReleaseTree::changes_since`] would say, found
-    /// among the rows alone.
+    /// What changed from this tree is found among the rows alone, and kept for
+    /// [`ReleaseTree::changes_since`].
     ///
     /// `None` when it cannot be built that way: this tree holds only part of its release, a
     /// row is not a node of it, or comes without its ancestors. Read whole then.
-    pub fn patched(
-        self: &Arc<Self>,
-        rows: Vec<FlatNode>,
-        as_of: DateTime<Utc>,
-    ) -> Option<(Self, Option<TreeChange>)> {
+    pub fn patched(self: &Arc<Self>, rows: Vec<FlatNode>, as_of: DateTime<Utc>) -> Option<Self> {
         if self.part_of.is_some() {
             return None;
         }
@@ -369,7 +376,8 @@ impl ReleaseTree {
         let mut tree = Self::with_root(root, self.source, self.as_of.max(as_of));
         tree.patched_from = Some((whole, Arc::new(patched)));
         let change = (!changed.is_empty()).then_some(TreeChange::Nodes(changed));
-        Some((tree, change))
+        tree.patched_change = Some((Arc::downgrade(self), change));
+        Some(tree)
     }
 }
 
@@ -698,15 +706,17 @@ mod tests {
 
         // Act
         let before = Arc::new(before);
-        let (patched, change) = before
+        let patched = before
             .patched(read_again.clone(), later)
             .unwrap_or_else(|| panic!("the rows are nodes of the tree"));
+        let change = patched.changes_since(&before);
         let without_ancestors = before.patched(read_again[..1].to_vec(), later);
         let unchanged = before.patched(Vec::new(), later);
         let patched = Arc::new(patched);
-        let (twice, nothing_more) = patched
+        let twice = patched
             .patched(read_again[..5].to_vec(), later)
             .unwrap_or_else(|| panic!("a patched tree patches again"));
+        let nothing_more = twice.changes_since(&patched);
 
         // Assert
         assert_eq!(shape(&patched), shape(&whole));
@@ -714,9 +724,16 @@ mod tests {
         assert_eq!(fields(&patched), fields(&whole));
         assert_eq!(patched.as_of, later);
         assert_eq!(change, whole.changes_since(&before), "the same diff");
-        assert_eq!(patched.changes_since(&before), change);
+        assert_eq!(
+            patched.changes_since(&whole),
+            None,
+            "equal to the whole read"
+        );
         assert!(without_ancestors.is_none(), "an app alone is not enough");
-        assert!(unchanged.is_some_and(|(t, c)| shape(&t) == shape(&before) && c.is_none()));
+        assert!(
+            unchanged
+                .is_some_and(|t| shape(&t) == shape(&before) && t.changes_since(&before).is_none())
+        );
         assert_eq!(nothing_more, None, "the same rows again change nothing");
         for node in whole.nodes() {
             let found =
