@@ -151,6 +151,18 @@ fn carries_data(answer: &Value) -> bool {
 
 #[tokio::test]
 async fn every_hostile_request_gets_its_code_no_data_no_5xx_and_writes_nothing() {
+    run_corpus(&[]).await;
+}
+
+#[tokio::test]
+async fn every_hostile_request_meets_the_same_limits_when_releases_are_read_in_part() {
+    // Every release above 0 nodes is read in part: the release entries meet the paged, ranged
+    // and pruned statements of the big releases instead of the whole tree.
+    run_corpus(&[("RELEASE_PART_ABOVE_NODES", "0".into())]).await;
+}
+
+/// Runs every entry of the corpus against a service started with `extra` set as well.
+async fn run_corpus(extra: &[(&'static str, String)]) {
     // Arrange: the per-address login limit is out of the way, so each entry meets the rule
     // it is about rather than the address lock earlier entries set off.
     // It also trusts Supabase's legacy tokens, so the external kinds meet a real issuer.
@@ -165,6 +177,7 @@ async fn every_hostile_request_gets_its_code_no_data_no_5xx_and_writes_nothing()
         other_keys.entry_for(OTHER_ISSUER, 3_600)
     ]));
     env.push(("LOGIN_MAX_FAILURES_PER_ADDRESS", "100000".into()));
+    env.extend_from_slice(extra);
     let app = TestApp::spawn_with(&env).await;
     seed(&app).await;
     let mut tokens = tokens(&app).await;

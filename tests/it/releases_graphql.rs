@@ -597,15 +597,15 @@ async fn child_list_arguments_out_of_range_are_refused_by_name_with_no_data() {
 }
 
 #[tokio::test]
-async fn a_nodes_duration_is_its_start_to_its_end_and_null_before_it_starts() {
+async fn a_nodes_times_are_the_projections_to_the_microsecond_and_its_duration_is_start_to_end() {
     let (app, token, release) = crate::fixtures::finished_release_for_a_viewer().await;
 
     let body = app
         .graphql_as(
             &token,
-            "query($id: ID!) { release(id: $id) { waves { startedAt completedAt duration
-               clusters { startedAt completedAt duration bundle { startedAt completedAt duration
-                 apps { startedAt completedAt duration } } } } } }",
+            "query($id: ID!) { release(id: $id) { waves { id startedAt completedAt duration
+               clusters { id startedAt completedAt duration bundle { id startedAt completedAt duration
+                 apps { id startedAt completedAt duration } } } } } }",
             json!({ "id": release }),
         )
         .await;
@@ -630,12 +630,31 @@ async fn a_nodes_duration_is_its_start_to_its_end_and_null_before_it_starts() {
             );
         }
     }
+    type Time = chrono::DateTime<chrono::Utc>;
     let at = |v: &Value| {
         v.as_str()
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.to_utc())
     };
+    // The times as the projection holds them, decoded by sqlx itself.
+    let stored: std::collections::HashMap<String, (Option<Time>, Option<Time>)> = sqlx::query_as(
+        "SELECT id, started_at, completed_at FROM release_entity_projection WHERE release_id = $1",
+    )
+    .bind(&release)
+    .fetch_all(&app.db)
+    .await
+    .expect("the projection reads")
+    .into_iter()
+    .map(|(id, started, completed): (String, _, _)| (id, (started, completed)))
+    .collect();
     let mut finished = 0;
     for node in &nodes {
+        let id = node["id"].as_str().expect("every node has an ID");
+        assert_eq!(
+            (at(&node["startedAt"]), at(&node["completedAt"])),
+            stored[id],
+            "{node}"
+        );
         match (at(&node["startedAt"]), at(&node["completedAt"])) {
             (Some(start), Some(end)) => {
                 finished += 1;
