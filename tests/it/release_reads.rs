@@ -256,3 +256,76 @@ async fn when_the_change_listener_is_cut_off_nothing_stale_is_served() {
         "the cache works again after the listener reconnected"
     );
 }
+
+#[tokio::test]
+async fn a_tree_read_nests_its_rows_in_tree_order_whatever_order_postgres_returns_them_in() {
+    use secrecy::ExposeSecret as _;
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use temporal_bff::{
+        metrics::{Metrics, RequestStats},
+        releases::store,
+    };
+
+    // Arrange: a release whose root and wave were rewritten after its apps, so they lie on
+    // disk behind them, and a pool that may only read the table in its order on disk.
+    let app = TestApp::spawn().await;
+    let release = crate::fixtures::foreign_release(&app, 20).await;
+    sqlx::query(
+        "UPDATE release_entity_projection SET name = name
+          WHERE release_id = $1 AND kind IN ('release', 'wave')",
+    )
+    .bind(&release)
+    .execute(&app.db)
+    .await
+    .expect("the statement runs");
+    let options: PgConnectOptions = app
+        .config
+        .db
+        .url
+        .expose_secret()
+        .parse()
+        .expect("the test's database URL parses");
+    let on_disk_only = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.options([
+            ("enable_indexscan", "off"),
+            ("enable_bitmapscan", "off"),
+            ("enable_indexonlyscan", "off"),
+        ]))
+        .await
+        .expect("the test's database accepts a pool");
+    let ids = |sql: &'static str, pool| {
+        sqlx::query_scalar::<_, String>(temporal_bff::db::sql(sql))
+            .bind(&release)
+            .fetch_all(pool)
+    };
+    let tree_order = ids(
+        "SELECT id FROM bff.release_entity_projection WHERE release_id = $1 ORDER BY ord",
+        &app.db,
+    )
+    .await
+    .expect("the rows read in tree order");
+    let disk_order = ids(
+        "SELECT id FROM bff.release_entity_projection WHERE release_id = $1",
+        &on_disk_only,
+    )
+    .await
+    .expect("the rows read in their order on disk");
+    assert_ne!(disk_order, tree_order, "the rows lie out of tree order");
+
+    // Act
+    let stats = RequestStats::new(std::sync::Arc::new(Metrics::new()));
+    let trees = store::trees(&on_disk_only, &stats, std::slice::from_ref(&release))
+        .await
+        .expect("the tree reads");
+
+    // Assert
+    let read: Vec<&str> = trees
+        .get(&release)
+        .expect("the release was read")
+        .0
+        .iter()
+        .map(|row| row.node.id.as_str())
+        .collect();
+    assert_eq!(read, tree_order);
+}
