@@ -727,6 +727,22 @@ async fn a_client_applying_the_diffs_of_a_release_too_large_to_read_whole_ends_e
     assert!(patches > 0.0, "the changes were read as patches");
 }
 
+#[tokio::test]
+async fn behind_pgbouncer_the_diffs_of_a_release_too_large_to_read_whole_still_end_equal_to_a_fresh_read()
+ {
+    // The platform's deployment: every statement through a transaction-mode pooler, the
+    // listener direct, and every release patched from the rows that changed.
+    let mut overrides = TestApp::behind_pooler(true).await;
+    overrides.push(("RELEASE_PART_ABOVE_NODES", "0".into()));
+    let app = follow_a_rollout_by_diffs(&overrides).await;
+
+    let patches = app
+        .metric("bff_sql_duration_seconds_count{query=\"releases.changed_nodes\"}")
+        .await;
+    assert!(patches > 0.0, "the changes were read as patches");
+    assert_eq!(app.metric("bff_db_listener_deaf").await, 0.0);
+}
+
 /// A client follows a 2×2×3 rollout from its start with `releaseTreeChanged`, applying each
 /// message to what it holds, and ends equal to a fresh read. Returns the app, on `overrides`.
 async fn follow_a_rollout_by_diffs(overrides: &[(&str, String)]) -> TestApp {
