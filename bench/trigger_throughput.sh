@@ -7,6 +7,10 @@
 # 10×10×10 release (1,211 nodes) through a `release.created` event, then appends app status
 # events two ways: one 20,000-row INSERT (batch), and pgbench with one event per transaction
 # (2 clients, 15 s), which is how activities write them. Drops the scratch database at the end.
+#
+#   FAILURES=1 bench/trigger_throughput.sh …    # FAILED where the events say SUCCEEDED (the
+#                                               # rows above a failure, and the index on them)
+#   DROP_INDEX=name bench/trigger_throughput.sh …  # the same without one of the service's indexes
 set -euo pipefail
 admin_url=${1:?usage: bench/trigger_throughput.sh ADMIN_DATABASE_URL}
 cd "$(dirname "$0")/.."
@@ -32,14 +36,18 @@ SELECT 'release.created', 'release', gen_random_uuid(),
        jsonb_build_object('id','release:r','key','r','name','R','nodes',jsonb_agg(n)), now()
   FROM nodes;
 SQL
+if [ -n "${DROP_INDEX:-}" ]; then psql -q "$url" -c "DROP INDEX bff.$DROP_INDEX"; fi
+# What the events that are not IN_PROGRESS say: FAILED with FAILURES=1, else SUCCEEDED.
+other=SUCCEEDED
+if [ -n "${FAILURES:-}" ]; then other=FAILED; fi
 echo "nodes projected: $(psql -tA "$url" -c "SELECT count(*) FROM bff.release_entity_projection")"
 
 batch_start=$(date +%s.%N)
-psql -q "$url" <<'SQL'
+psql -q -v other="$other" "$url" <<'SQL'
 INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at)
 SELECT 'release.app.status_changed', 'app', gen_random_uuid(),
        jsonb_build_object('id', format('app:r/w%s/c%s/b/a%s', 1 + i % 10, 1 + (i / 10) % 10, 1 + (i / 100) % 10),
-                          'kind','app','status', CASE WHEN i % 2 = 0 THEN 'IN_PROGRESS' ELSE 'SUCCEEDED' END,
+                          'kind','app','status', CASE WHEN i % 2 = 0 THEN 'IN_PROGRESS' ELSE :'other' END,
                           'at', now() + make_interval(secs => i / 1000.0)),
        now() + make_interval(secs => i / 1000.0)
   FROM generate_series(1, 20000) i;
@@ -54,8 +62,8 @@ cat > /tmp/bench_event_$$.sql <<'SQL'
 INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data, created_at)
 VALUES ('release.app.status_changed', 'app', gen_random_uuid(),
         jsonb_build_object('id', format('app:r/w%s/c%s/b/a%s', :w, :c, :a), 'kind', 'app',
-                           'status', 'SUCCEEDED', 'at', clock_timestamp()), clock_timestamp());
+                           'status', (ARRAY['SUCCEEDED', 'FAILED'])[:failures + 1], 'at', clock_timestamp()), clock_timestamp());
 SQL
 pgbench_bin=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1)
-"$pgbench_bin" -n -c 2 -j 2 -T 15 -f /tmp/bench_event_$$.sql "$url" 2>/dev/null | grep -E "tps|latency average"
+"$pgbench_bin" -n -c 2 -j 2 -T 15 -D failures="$([ "$other" = FAILED ] && echo 1 || echo 0)" -f /tmp/bench_event_$$.sql "$url" 2>/dev/null | grep -E "tps|latency average"
 rm -f /tmp/bench_event_$$.sql

@@ -181,6 +181,8 @@ CREATE UNIQUE INDEX organizations_projection_pkey ON bff.organizations_projectio
 
 CREATE INDEX organizations_projection_slug_idx ON bff.organizations_projection USING btree (slug);
 
+CREATE INDEX release_entity_projection_failed_above_idx ON bff.release_entity_projection USING btree (release_id, ord) WHERE ((apps_failed > 0) AND (kind <> 'app'::text));
+
 CREATE INDEX release_entity_projection_key_idx ON bff.release_entity_projection USING btree (key, kind, updated_at DESC, id DESC) INCLUDE (status, release_id);
 
 CREATE INDEX release_entity_projection_open_or_failed_idx ON bff.release_entity_projection USING btree (updated_at DESC, id DESC) INCLUDE (kind, status, release_id) WHERE (status = ANY (ARRAY['IN_PROGRESS'::text, 'PAUSED'::text, 'FAILED'::text, 'CANCELLED'::text]));

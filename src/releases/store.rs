@@ -537,16 +537,16 @@ pub type PartRow = (FlatNode, i32);
 fn decode_part(row: &PgRow) -> Result<PartRow, sqlx::Error> {
     let (mut node, _) = decode(row)?;
     node.stored = Some(Stored {
-        position: row.try_get(12)?,
+        position: row.try_get_unchecked(12)?,
         progress: Progress::from_counts(
-            row.try_get(13)?,
-            row.try_get(14)?,
-            row.try_get(15)?,
-            row.try_get(16)?,
-            row.try_get(17)?,
+            row.try_get_unchecked(13)?,
+            row.try_get_unchecked(14)?,
+            row.try_get_unchecked(15)?,
+            row.try_get_unchecked(16)?,
+            row.try_get_unchecked(17)?,
         ),
     });
-    Ok((node, row.try_get(18)?))
+    Ok((node, row.try_get_unchecked(18)?))
 }
 
 /// The rows of `release` named in `ids`, and those right below `children_of`, in tree order
@@ -801,6 +801,12 @@ pub async fn part_page(
 /// (a cluster always shows its bundle), in no particular order. A row may come twice (a match
 /// that is also another's ancestor); [`ReleaseTree::from_part`](super::tree::ReleaseTree::from_part)
 /// orders them and keeps each once.
+///
+/// The ancestors of the failed apps, the red path a dashboard asks for most, are the rows above
+/// an app with `apps_failed > 0` (the roll-ups change in the same transaction as the status):
+/// one range of a partial index, where walking up from each match looks every ancestor up by
+/// key (500 failed apps spread over 500 clusters of a 100,000-node release: 1,101 lookups, 3.2
+/// ms of the statement's 5.5, against 0.5 ms for the range). Only the other matches are walked.
 #[tracing::instrument(skip_all, fields(release.id = release))]
 pub async fn part_pruned(
     pool: &PgPool,
@@ -810,42 +816,53 @@ pub async fn part_pruned(
 ) -> Result<Vec<PartRow>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.part_pruned").await;
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let rows = db::untraced(sqlx::query(db::sql(concat!(
-        "WITH hit AS (",
-        part_columns!(),
-        " WHERE e.release_id = $1 AND e.status = ANY($2) AND e.kind <> 'release' AND e.ord > 0), ",
-        // Their ancestors, one level up each: four levels reach the release from an app, the
-        // deepest kind. Level by level rather than one recursive walk: the planner cannot
-        // estimate a recursion's size and hashed the whole release for it (0.5 s at 100,000
-        // nodes), where a level is one lookup per distinct parent.
-        "up1 AS (",
-        parents_of!("hit"),
-        "), up2 AS (",
-        parents_of!("up1"),
-        "), up3 AS (",
-        parents_of!("up2"),
-        ") SELECT * FROM hit UNION ALL SELECT * FROM up1 UNION ALL SELECT * FROM up2",
-        " UNION ALL SELECT * FROM up3 UNION ALL ",
-        parents_of!("up3"),
-        // The release, also when nothing matches.
-        " UNION ALL ",
-        part_columns!(),
-        " WHERE e.id = $1 AND ",
-        in_release!(),
-        " UNION ALL ",
-        part_columns!(),
-        // The bundles of the clusters that match but not through their bundle: the others'
-        // bundles are a match or the parent of one.
-        " WHERE e.parent_id = ANY(ARRAY(SELECT id FROM hit WHERE kind = 'cluster'",
-        " EXCEPT SELECT parent_id FROM hit WHERE kind = 'bundle'",
-        " EXCEPT SELECT parent_id FROM up1 WHERE kind = 'bundle'))",
-        " AND e.kind = 'bundle' AND ",
-        in_release!()
-    )))
-    .bind(release)
-    .bind(&statuses)
-    .persistent(false)
-    .fetch_all(pool)
-    ).await?;
+    let rows = db::untraced(
+        sqlx::query(db::sql(concat!(
+            "WITH hit AS (",
+            part_columns!(),
+            " WHERE e.release_id = $1 AND e.status = ANY($2) AND e.kind <> 'release' AND e.ord > 0), ",
+            // Above a failed app, when failures are asked for: the partial index's rows. The
+            // condition on `$2` is a constant of each run (planned for its parameters), so
+            // nothing is read when they are not.
+            "marked AS (",
+            part_columns!(),
+            " WHERE e.release_id = $1 AND e.apps_failed > 0 AND e.kind <> 'app'",
+            " AND 'FAILED' = ANY($2)), ",
+            "walk AS (SELECT * FROM hit WHERE NOT (kind = 'app' AND status = 'FAILED')), ",
+            // Their ancestors, one level up each: four levels reach the release from an app,
+            // the deepest kind. Level by level rather than one recursive walk: the planner
+            // cannot estimate a recursion's size and hashed the whole release for it (0.5 s at
+            // 100,000 nodes), where a level is one lookup per distinct parent.
+            "up1 AS (",
+            parents_of!("walk"),
+            "), up2 AS (",
+            parents_of!("up1"),
+            "), up3 AS (",
+            parents_of!("up2"),
+            ") SELECT * FROM hit UNION ALL SELECT * FROM marked UNION ALL SELECT * FROM up1",
+            " UNION ALL SELECT * FROM up2 UNION ALL SELECT * FROM up3 UNION ALL ",
+            parents_of!("up3"),
+            // The release, also when nothing matches.
+            " UNION ALL ",
+            part_columns!(),
+            " WHERE e.id = $1 AND ",
+            in_release!(),
+            " UNION ALL ",
+            part_columns!(),
+            // The bundles of the clusters that match but not through their bundle: the others'
+            // bundles are a match, or the parent of one, or above a failed app.
+            " WHERE e.parent_id = ANY(ARRAY(SELECT id FROM hit WHERE kind = 'cluster'",
+            " EXCEPT SELECT parent_id FROM hit WHERE kind = 'bundle'",
+            " EXCEPT SELECT parent_id FROM up1 WHERE kind = 'bundle'",
+            " EXCEPT SELECT parent_id FROM marked WHERE kind = 'bundle'))",
+            " AND e.kind = 'bundle' AND ",
+            in_release!()
+        )))
+        .bind(release)
+        .bind(&statuses)
+        .persistent(false)
+        .fetch_all(pool),
+    )
+    .await?;
     rows.iter().map(decode_part).collect()
 }

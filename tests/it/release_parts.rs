@@ -12,8 +12,8 @@ use crate::{
 /// A release of 2 waves × 2 clusters × 2 apps as another team's worker might list it: parents
 /// first, but level by level (every wave, then every cluster, …), not depth first, and its
 /// waves numbered 10 and 20 (`Wave.position` counts them 1 and 2, as it always did). One app
-/// succeeded, one failed with a message, and so did the release (closed, so no read asks
-/// Temporal about it).
+/// succeeded, one failed with a message, and so did a cluster of the other wave and the
+/// release (closed, so no read asks Temporal about it).
 async fn listed_level_by_level(app: &TestApp) -> String {
     let key = unique_key("levels");
     let release = format!("release:{key}");
@@ -76,6 +76,15 @@ async fn listed_level_by_level(app: &TestApp) -> String {
             format!("app:{key}/w1/c2/b/a2"),
             "FAILED",
             Some("image pull failed"),
+            "10:00:03",
+        ),
+        // A cluster that failed on its own, with no app failed below it: the pruned tree
+        // finds its wave by walking up from it, not from the failed apps' roll-ups.
+        (
+            "cluster",
+            format!("cluster:{key}/w2/c1"),
+            "FAILED",
+            Some("cluster unreachable"),
             "10:00:03",
         ),
         (
