@@ -468,7 +468,7 @@ pub async fn trees(
 
     let mut by_release: HashMap<String, StoredTree> = HashMap::new();
     for (_, row) in ordered {
-        let release: &str = row.try_get(0)?;
+        let release: &str = row.try_get_unchecked(0)?;
         let (node, updated_at) = decode(row)?;
         match by_release.get_mut(release) {
             Some((nodes, as_of)) => {
