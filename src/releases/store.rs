@@ -674,6 +674,37 @@ pub async fn part_subtrees(
     rows.iter().map(decode_part).collect()
 }
 
+/// The rows of `release` below the node at `ord` whose ancestors are `above`, in tree order:
+/// its subtree, the rows after it up to the first whose parent is one of `above` (a later
+/// sibling of the node or of one of its ancestors), one range scan of the `(release_id, ord)`
+/// index (one statement).
+#[tracing::instrument(skip_all, fields(release.id = release))]
+pub async fn part_below(
+    pool: &PgPool,
+    stats: &RequestStats,
+    release: &str,
+    ord: i32,
+    above: &[String],
+) -> Result<Vec<PartRow>, sqlx::Error> {
+    let _slot = stats.sql(1, "releases.part_below").await;
+    let rows = db::untraced(
+        sqlx::query(db::sql(concat!(
+            part_columns!(),
+            " WHERE e.release_id = $1 AND e.ord > $2 AND e.ord < COALESCE((",
+            "SELECT min(s.ord) FROM bff.release_entity_projection s",
+            " WHERE s.parent_id = ANY($3) AND s.ord > $2 AND (s.release_id = $1) IS TRUE",
+            "), 2147483647) ORDER BY e.ord"
+        )))
+        .bind(release)
+        .bind(ord)
+        .bind(above)
+        .persistent(false)
+        .fetch_all(pool),
+    )
+    .await?;
+    rows.iter().map(decode_part).collect()
+}
+
 /// `Release.nodes`' filter, as the store applies it.
 #[derive(Debug, Clone, Default)]
 pub struct PartFilter {

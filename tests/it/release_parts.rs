@@ -110,6 +110,12 @@ async fn listed_level_by_level(app: &TestApp) -> String {
     release
 }
 
+/// A wave or cluster (`$id`) opened down to its apps, compared as the documents are.
+const OPENED_BY_ID: &str = "query($id: ID!) { node(id: $id) { id
+  ... on Wave { key status progress { total failed } clusters { key status
+    bundle { key apps { key status message } } apps(status: [FAILED]) { key } } }
+  ... on Cluster { key region status bundle { key version apps { key status } } } } }";
+
 /// The documents compared, each over one release (`$id`).
 const DOCUMENTS: [&str; 12] = [
     "query($id: ID!) { release(id: $id) { id status source asOf progress { total failed percent }
@@ -233,6 +239,40 @@ async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tr
             assert!(expected.get("errors").is_none(), "{document}: {expected}");
             assert_eq!(got, expected, "{release}: {document}");
         }
+        // Each wave and cluster opened by ID down to its apps: its subtree, read as a range.
+        let opened = whole
+            .graphql_as(
+                &whole_token,
+                "query($id: ID!) { release(id: $id) { waves { id clusters { id } } } }",
+                json!({ "id": release }),
+            )
+            .await;
+        let mut ids = Vec::new();
+        for wave in opened["data"]["release"]["waves"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            ids.push(wave["id"].clone());
+            ids.extend(
+                wave["clusters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c["id"].clone()),
+            );
+        }
+        assert!(ids.len() > 2, "{opened}");
+        for id in ids {
+            let expected = whole
+                .graphql_as(&whole_token, OPENED_BY_ID, json!({ "id": id }))
+                .await;
+            let got = in_part
+                .graphql_as(&part_token, OPENED_BY_ID, json!({ "id": id }))
+                .await;
+            assert!(expected.get("errors").is_none(), "{id}: {expected}");
+            assert_eq!(got, expected, "{id}");
+        }
         for filter in [
             "",
             "status: [PENDING],",
@@ -248,6 +288,13 @@ async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tr
         .metric("bff_sql_duration_seconds_count{query=\"releases.part_page\"}")
         .await;
     assert!(page_reads > 0.0, "the pages were read in part");
+    let below_reads = in_part
+        .metric("bff_sql_duration_seconds_count{query=\"releases.part_below\"}")
+        .await;
+    assert!(
+        below_reads > 0.0,
+        "the nodes opened by ID were read by their subtrees"
+    );
     let subtree_reads = in_part
         .metric("bff_sql_duration_seconds_count{query=\"releases.part_subtrees\"}")
         .await;

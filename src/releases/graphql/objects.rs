@@ -380,8 +380,8 @@ fn too_many_listed(tree: &ReleaseTree, field: &str) -> async_graphql::Error {
 }
 
 /// Resolves a hierarchy ID to its node (`None` when the release or node does not exist). A
-/// node of a release read in part is read with its ancestors (or, when the selection lists
-/// nodes below it, with the whole tree).
+/// node of a release read in part is read with its ancestors (and, when the selection lists
+/// nodes below it, its subtree).
 pub async fn find_entity(
     ctx: &Context<'_>,
     id: &EntityId,
@@ -393,7 +393,7 @@ pub async fn find_entity(
     let tree = match tree.part_of {
         Some(_) if tree.root.node.id != id => {
             if part::lists_below(&ctx.field()) {
-                part::whole(ctx, &tree).await?
+                part::with_subtree(ctx, &tree, &id).await?
             } else {
                 part::with_ancestors(ctx, &tree, std::slice::from_ref(&id)).await?
             }

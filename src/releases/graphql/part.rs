@@ -176,6 +176,36 @@ pub(super) async fn with_ancestors(
     tree_of(stub, rows)
 }
 
+/// Node `id` of the release `stub` stands for, with its ancestors and everything below it: for
+/// a selection that lists below one node (two statements; its subtree is one range of `ord`).
+pub(super) async fn with_subtree(
+    ctx: &Context<'_>,
+    stub: &ReleaseTree,
+    id: &str,
+) -> async_graphql::Result<Arc<ReleaseTree>> {
+    let (db, stats) = db(ctx)?;
+    let release = &stub.root.node.id;
+    let lineage = store::lineage(release, &[id.to_owned()]);
+    let mut rows = store::part_rows(db, stats, release, &lineage, &[])
+        .await
+        .map_err(ApiError::from)
+        .extend()?;
+    // Not there: the tree answers that it has no such node.
+    if let Some(ord) = rows
+        .iter()
+        .find(|(row, _)| row.node.id == id)
+        .map(|(_, ord)| *ord)
+    {
+        let above: Vec<String> = lineage.into_iter().filter(|a| a != id).collect();
+        let below = store::part_below(db, stats, release, ord, &above)
+            .await
+            .map_err(ApiError::from)
+            .extend()?;
+        rows.extend(below);
+    }
+    tree_of(stub, rows)
+}
+
 /// The whole tree of the release `stub` stands for, from the projection: for a selection that
 /// lists deeper than a read in part does (one statement, every row).
 pub(super) async fn whole(
