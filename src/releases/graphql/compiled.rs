@@ -284,9 +284,18 @@ impl TreePlan {
         max_bytes: usize,
     ) -> Result<Vec<u8>, Unanswered> {
         let mut writer = Writer {
-            // Room for the whole answer at once (a tree's node takes 150 to 300 bytes with a
-            // dashboard's fields): growing from less copied it three times over.
-            out: Vec::with_capacity(max_bytes.min(tree.size().saturating_mul(256)).max(1024)),
+            // Room for the whole answer at once (a node takes 150 to 300 bytes with a
+            // dashboard's fields, and most nodes are apps, which the root's roll-up counts
+            // without walking the tree): growing from less copied it three times over.
+            out: Vec::with_capacity(
+                max_bytes
+                    .min(
+                        usize::try_from(root.progress.total)
+                            .unwrap_or(0)
+                            .saturating_mul(300),
+                    )
+                    .max(1024),
+            ),
             tree,
             max_bytes,
             listed: 0,
