@@ -372,7 +372,7 @@ impl TestApp {
         Self {
             addr,
             ops_addr,
-            http: reqwest::Client::new(),
+            http: http_client(),
             db,
             config,
             tasks,
@@ -662,6 +662,15 @@ impl Drop for TestApp {
     }
 }
 
+/// An HTTP client whose every request ends within a minute: a server that stops answering
+/// fails the test that asked it instead of hanging the whole run.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("an HTTP client builds")
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, for at most `within`.
 pub async fn eventually<T, F, Fut>(within: std::time::Duration, mut check: F) -> Option<T>
 where
@@ -670,7 +679,9 @@ where
 {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Some(value) = check().await {
+        // A check that hangs (a request to a frozen process, a lock wait) counts as a miss at
+        // the deadline instead of hanging the test: a failed check must fail, not stall CI.
+        if let Ok(Some(value)) = tokio::time::timeout_at(deadline, check()).await {
             return Some(value);
         }
         if tokio::time::Instant::now() >= deadline {

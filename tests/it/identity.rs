@@ -95,7 +95,7 @@ impl OpenIdProvider {
 
     /// An access token for `client` (`dash-rs`: RS256, `dash-es`: ES256).
     async fn token(&self, client: &str) -> String {
-        let response: Value = reqwest::Client::new()
+        let response: Value = crate::harness::http_client()
             .post(format!("{}/token", self.issuer))
             .basic_auth(client, Some(format!("{client}-secret")))
             .form(&[

@@ -317,7 +317,7 @@ async fn a_start_held_by_a_replica_killed_while_temporal_hangs_is_taken_over_aft
         .kill_on_drop(true)
         .spawn()
         .expect("replica A starts");
-    let http = reqwest::Client::new();
+    let http = crate::harness::http_client();
     let a = format!("http://127.0.0.1:{port}");
     let graphql = |token: Option<String>, query: &'static str, variables: Value| {
         let (http, a) = (http.clone(), a.clone());
