@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
 use sqlx::{
     PgPool, Postgres, QueryBuilder, Row as _, ValueRef as _,
     postgres::{PgRow, PgValueFormat},
@@ -517,17 +518,17 @@ macro_rules! in_release {
     };
 }
 
-/// The parents of the rows of `$below`, each read once by primary key, in release `$1`.
-macro_rules! parents_of {
-    ($below:literal) => {
-        concat!(
-            part_columns!(),
-            " WHERE e.id = ANY(ARRAY(SELECT DISTINCT parent_id FROM ",
-            $below,
-            ")) AND ",
-            in_release!()
-        )
-    };
+/// The rows of `rows`, a statement of [`part_columns!`], decoded as they arrive (untraced, see
+/// [`db::untraced`]): while Postgres still sends the last rows, the first are decoded, where
+/// collecting them all first left decoding to start only after the last one.
+async fn part_decoded(
+    rows: impl futures::Stream<Item = Result<PgRow, sqlx::Error>>,
+) -> Result<Vec<PartRow>, sqlx::Error> {
+    db::untraced(
+        rows.and_then(|row| std::future::ready(decode_part(&row)))
+            .try_collect(),
+    )
+    .await
 }
 
 /// A node of a release read in part, and its place in tree order (`ord`).
@@ -560,10 +561,10 @@ pub async fn part_rows(
     children_of: &[String],
 ) -> Result<Vec<PartRow>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.part_rows").await;
-    let rows = if children_of.is_empty() {
+    if children_of.is_empty() {
         // By primary key alone, which every plan uses: this one may keep its generic plan,
         // which saves planning (about a millisecond) on each read of ancestors.
-        db::untraced(
+        part_decoded(
             sqlx::query(db::sql(concat!(
                 part_columns!(),
                 " WHERE e.id = ANY($2) AND ",
@@ -572,11 +573,11 @@ pub async fn part_rows(
             )))
             .bind(release)
             .bind(ids)
-            .fetch_all(pool),
+            .fetch(pool),
         )
-        .await?
+        .await
     } else {
-        db::untraced(
+        part_decoded(
             sqlx::query(db::sql(concat!(
                 part_columns!(),
                 " WHERE e.id = ANY($2) AND ",
@@ -591,11 +592,10 @@ pub async fn part_rows(
             .bind(ids)
             .bind(children_of)
             .persistent(false)
-            .fetch_all(pool),
+            .fetch(pool),
         )
-        .await?
-    };
-    rows.iter().map(decode_part).collect()
+        .await
+    }
 }
 
 /// `ids`, the IDs of their ancestors and `release` (a tree has its root even when `ids` is
@@ -660,7 +660,7 @@ pub async fn part_subtrees(
 ) -> Result<Vec<PartRow>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.part_subtrees").await;
     let (after, before): (Vec<i32>, Vec<i32>) = ranges.iter().copied().unzip();
-    let rows = db::untraced(sqlx::query(db::sql(concat!(
+    part_decoded(sqlx::query(db::sql(concat!(
         "SELECT s.* FROM unnest($2::int4[], $3::int4[]) AS r (after, before) CROSS JOIN LATERAL (",
         part_columns!(),
         " WHERE e.release_id = $1 AND e.ord > r.after AND e.ord < r.before) s ORDER BY s.ord"
@@ -669,9 +669,8 @@ pub async fn part_subtrees(
     .bind(&after)
     .bind(&before)
     .persistent(false)
-    .fetch_all(pool)
-    ).await?;
-    rows.iter().map(decode_part).collect()
+    .fetch(pool))
+    .await
 }
 
 /// The rows of `release` below the node at `ord` whose ancestors are `above`, in tree order:
@@ -687,7 +686,7 @@ pub async fn part_below(
     above: &[String],
 ) -> Result<Vec<PartRow>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.part_below").await;
-    let rows = db::untraced(
+    part_decoded(
         sqlx::query(db::sql(concat!(
             part_columns!(),
             " WHERE e.release_id = $1 AND e.ord > $2 AND e.ord < COALESCE((",
@@ -699,10 +698,9 @@ pub async fn part_below(
         .bind(ord)
         .bind(above)
         .persistent(false)
-        .fetch_all(pool),
+        .fetch(pool),
     )
-    .await?;
-    rows.iter().map(decode_part).collect()
+    .await
 }
 
 /// `Release.nodes`' filter, as the store applies it.
@@ -827,73 +825,42 @@ pub async fn part_page(
     Ok((nodes, total))
 }
 
-/// The rows of `release` on a path to a node in one of `statuses`: each such node below the
-/// release and every ancestor of one, the release itself, and the bundle of each such cluster
-/// (a cluster always shows its bundle), in no particular order. A row may come twice (a match
-/// that is also another's ancestor); [`ReleaseTree::from_part`](super::tree::ReleaseTree::from_part)
-/// orders them and keeps each once.
+/// The rows of `release` in one of `statuses` (below the release) and, when `FAILED` is one of
+/// them, the rows above a failed app, in no particular order and each once: what
+/// `tree(status:)` shows but the ancestors of its other matches (which their IDs name, see
+/// [`lineage`]) and the bundles of its clusters.
 ///
-/// The ancestors of the failed apps, the red path a dashboard asks for most, are the rows above
-/// an app with `apps_failed > 0` (the roll-ups change in the same transaction as the status):
-/// one range of a partial index, where walking up from each match looks every ancestor up by
-/// key (500 failed apps spread over 500 clusters of a 100,000-node release: 1,101 lookups, 3.2
-/// ms of the statement's 5.5, against 0.5 ms for the range). Only the other matches are walked.
+/// The red path a dashboard asks for most is above the failed apps, the rows with
+/// `apps_failed > 0` (the roll-ups change in the same transaction as the status): one range of
+/// a partial index, where looking each ancestor up by key cost 3.2 ms for 1,101 of them (500
+/// failed apps in 500 clusters of a 100,000-node release), and 0.5 ms as a range. Two index
+/// scans, so a statement that plans in a fraction of the ancestor walk it replaced (1.5 ms of
+/// planning, level by level, for 3 ms of execution); planned for its parameters all the same,
+/// as a generic plan scans the release's every row for the statuses (158 ms at 100,000 nodes).
 #[tracing::instrument(skip_all, fields(release.id = release))]
-pub async fn part_pruned(
+pub async fn part_matches(
     pool: &PgPool,
     stats: &RequestStats,
     release: &str,
     statuses: &[RolloutStatus],
 ) -> Result<Vec<PartRow>, sqlx::Error> {
-    let _slot = stats.sql(1, "releases.part_pruned").await;
+    let _slot = stats.sql(1, "releases.part_matches").await;
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let rows = db::untraced(
+    part_decoded(
         sqlx::query(db::sql(concat!(
-            "WITH hit AS (",
             part_columns!(),
-            " WHERE e.release_id = $1 AND e.status = ANY($2) AND e.kind <> 'release' AND e.ord > 0), ",
-            // Above a failed app, when failures are asked for: the partial index's rows. The
-            // condition on `$2` is a constant of each run (planned for its parameters), so
-            // nothing is read when they are not.
-            "marked AS (",
+            " WHERE e.release_id = $1 AND e.status = ANY($2) AND e.kind <> 'release' AND e.ord > 0",
+            " UNION ALL ",
             part_columns!(),
+            // `$2` is a constant of each run, so nothing is read when failures are not asked
+            // for; a row that is a match is read once, by the first branch.
             " WHERE e.release_id = $1 AND e.apps_failed > 0 AND e.kind <> 'app'",
-            " AND 'FAILED' = ANY($2)), ",
-            "walk AS (SELECT * FROM hit WHERE NOT (kind = 'app' AND status = 'FAILED')), ",
-            // Their ancestors, one level up each: four levels reach the release from an app,
-            // the deepest kind. Level by level rather than one recursive walk: the planner
-            // cannot estimate a recursion's size and hashed the whole release for it (0.5 s at
-            // 100,000 nodes), where a level is one lookup per distinct parent.
-            "up1 AS (",
-            parents_of!("walk"),
-            "), up2 AS (",
-            parents_of!("up1"),
-            "), up3 AS (",
-            parents_of!("up2"),
-            ") SELECT * FROM hit UNION ALL SELECT * FROM marked UNION ALL SELECT * FROM up1",
-            " UNION ALL SELECT * FROM up2 UNION ALL SELECT * FROM up3 UNION ALL ",
-            parents_of!("up3"),
-            // The release, also when nothing matches.
-            " UNION ALL ",
-            part_columns!(),
-            " WHERE e.id = $1 AND ",
-            in_release!(),
-            " UNION ALL ",
-            part_columns!(),
-            // The bundles of the clusters that match but not through their bundle: the others'
-            // bundles are a match, or the parent of one, or above a failed app.
-            " WHERE e.parent_id = ANY(ARRAY(SELECT id FROM hit WHERE kind = 'cluster'",
-            " EXCEPT SELECT parent_id FROM hit WHERE kind = 'bundle'",
-            " EXCEPT SELECT parent_id FROM up1 WHERE kind = 'bundle'",
-            " EXCEPT SELECT parent_id FROM marked WHERE kind = 'bundle'))",
-            " AND e.kind = 'bundle' AND ",
-            in_release!()
+            " AND 'FAILED' = ANY($2) AND NOT (e.status = ANY($2) AND e.kind <> 'release')"
         )))
         .bind(release)
         .bind(&statuses)
         .persistent(false)
-        .fetch_all(pool),
+        .fetch(pool),
     )
-    .await?;
-    rows.iter().map(decode_part).collect()
+    .await
 }

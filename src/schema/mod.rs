@@ -236,6 +236,9 @@ mod tests {
                  apps {{ id }} }} }} }}"
             ),
             "release(id: \"release:r\") { waves { id } }".to_owned(),
+            "release(id: \"release:r\") { id tree(status: [FAILED]) { key clusters { key \
+             bundle { key } apps { key status } } } waves { id } }"
+                .to_owned(),
         ] {
             let query = format!("{{ {query} }}");
             let document = async_graphql::parser::parse_query(&query).expect("it parses");

@@ -67,6 +67,15 @@ const PROGRESS: [&str; 7] = [
     "percent",
 ];
 
+const STATUSES: [&str; 6] = [
+    "FAILED",
+    "SUCCEEDED",
+    "IN_PROGRESS",
+    "PENDING",
+    "PAUSED",
+    "CANCELLED",
+];
+
 /// A random selection of `kind`'s fields, with the lists below it.
 fn selection(random: &mut Random, kind: &str) -> String {
     let mut fields = random.pick(&COMMON);
@@ -97,6 +106,18 @@ fn selection(random: &mut Random, kind: &str) -> String {
             let at = (random.next() % (fields.len() as u64 + 1)) as usize;
             fields.insert(at, format!("{field} {{ {} }}", selection(random, child)));
         }
+    }
+    // The release's red part (or any other), some of the time: `tree(status:)` with literal
+    // statuses, a list of them or one alone.
+    if kind == "Release" && random.chance(50) {
+        let statuses: Vec<&str> = STATUSES.into_iter().filter(|_| random.chance(35)).collect();
+        let status = if statuses.len() == 1 && random.chance(50) {
+            statuses[0].to_owned()
+        } else {
+            format!("[{}]", statuses.join(", "))
+        };
+        let below = selection(random, "Wave");
+        fields.push(format!("tree(status: {status}) {{ {below} }}"));
     }
     // Each field once per selection: drop repeats the aliases and lists may have made.
     let mut seen = std::collections::HashSet::new();

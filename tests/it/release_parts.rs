@@ -117,7 +117,7 @@ const OPENED_BY_ID: &str = "query($id: ID!) { node(id: $id) { id
   ... on Cluster { key region status bundle { key version apps { key status } } } } }";
 
 /// The documents compared, each over one release (`$id`).
-const DOCUMENTS: [&str; 12] = [
+const DOCUMENTS: [&str; 13] = [
     "query($id: ID!) { release(id: $id) { id status source asOf progress { total failed percent }
        waves { id key name position status startedAt completedAt duration message
                progress { total succeeded failed inProgress pending percent } } } }",
@@ -135,6 +135,8 @@ const DOCUMENTS: [&str; 12] = [
                   apps { key } } } } }",
     "query($id: ID!) { release(id: $id) { all: tree(status: [PENDING, SUCCEEDED, FAILED]) { key
        clusters(first: 1) { key apps(status: [FAILED]) { key } } } none: tree(status: []) { key } } }",
+    "query($id: ID!) { release(id: $id) { progress { failed } red: tree(status: SUCCEEDED) { key
+       clusters { key progress { total } bundle { key apps { key } } apps { key status } } } } }",
     "query($id: ID!) { release(id: $id) { timeline { id kind name startedAt completedAt status }
        estimate { completesAt basis } } }",
     "query($id: ID!) { release(id: $id) { nodes(first: 4) { totalCount
@@ -233,11 +235,20 @@ async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tr
         let got = in_part
             .graphql_as(&part_token, document, json!({ "id": id }))
             .await;
+        // The executor's answer too, where the compiled read answers the plain document.
+        let executed = in_part
+            .graphql_as(
+                &part_token,
+                &document.replacen("release(id: $id)", "release(id: $id) @include(if: true)", 1),
+                json!({ "id": id }),
+            )
+            .await;
         assert!(
             expected.get("errors").is_none(),
             "{id}: {document}: {expected}"
         );
         assert_eq!(got, expected, "{id}: {document}");
+        assert_eq!(executed, expected, "{id}: {document}, executed");
     };
     for release in [&rolled_out, &level_by_level] {
         for document in DOCUMENTS {
@@ -276,6 +287,11 @@ async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tr
             assert_eq!(got, expected, "{release}: nodes({filter})");
         }
     }
+    let compiled = in_part.metric("bff_answers_compiled_total").await;
+    assert!(
+        compiled > 0.0,
+        "the pruned trees read in part were compiled"
+    );
     let page_reads = in_part
         .metric("bff_sql_duration_seconds_count{query=\"releases.part_page\"}")
         .await;

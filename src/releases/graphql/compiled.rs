@@ -38,10 +38,13 @@ use async_graphql_value::{ConstValue, Value};
 
 use super::{
     loader::{LoadedTree, ReleaseLoader},
-    objects::MAX_LISTED,
+    objects::{MAX_LISTED, paths_to},
 };
 use crate::{
-    contracts::ids::{EntityId, Kind},
+    contracts::{
+        ids::{EntityId, Kind},
+        release::RolloutStatus,
+    },
     error::ApiError,
     graphql::connection::list_complexity,
     releases::tree::{DataSource, Progress, ReleaseTree, TreeNode},
@@ -83,6 +86,9 @@ enum Output {
     Progress(Vec<(Vec<u8>, ProgressOutput)>),
     /// The nodes right below (`waves`, `clusters`, `apps`; a cluster's `apps` through its bundle).
     Children(Plan),
+    /// The release's `tree(status:)`: its waves cut down to the paths to nodes in one of these
+    /// statuses, with the lists below them cut down the same way.
+    Pruned(Vec<RolloutStatus>, Plan),
     /// A cluster's bundle.
     Bundle(Plan),
 }
@@ -186,10 +192,10 @@ impl TreePlan {
             .ok()
             .filter(|id| id.kind() == Kind::Release)?;
         let selection = plan(Kind::Release, &field.selection_set.node)?;
-        // Without `waves` the executor reads the release's row, not its tree.
+        // Without `waves` or `tree` the executor reads the release's row, not its tree.
         if !selection
             .iter()
-            .any(|(_, output)| matches!(output, Output::Children(_)))
+            .any(|(_, output)| matches!(output, Output::Children(_) | Output::Pruned(..)))
         {
             return None;
         }
@@ -209,7 +215,9 @@ impl TreePlan {
         fn of(plan: &Plan) -> usize {
             plan.iter()
                 .map(|(_, output)| match output {
-                    Output::Children(below) => list_complexity(of(below)),
+                    Output::Children(below) | Output::Pruned(_, below) => {
+                        list_complexity(of(below))
+                    }
                     Output::Bundle(below) => of(below).saturating_add(1),
                     Output::Progress(fields) => fields
                         .iter()
@@ -246,15 +254,38 @@ impl TreePlan {
             Ok(None) => return Err(Unanswered::Answered(Box::new(self.null(None)))),
             Err(error) => return Err(Unanswered::Answered(Box::new(self.null(Some(&error))))),
         };
-        // A release read in part has only its node here: its lists are the executor's.
-        let written = match tree.find(&self.release_id) {
-            Some(root) if tree.part_of.is_none() => self.write(&tree, &root, max_bytes),
-            _ => Err(Unanswered::Executor),
+        // A release read in part has only its node here: its lists are the executor's, but
+        // for `tree(status:)` alone, whose rows are read here as the executor reads them.
+        let written = match (tree.find(&self.release_id), tree.part_of) {
+            (Some(root), None) => self.write(&tree, &root, None, max_bytes),
+            (Some(root), Some(_)) => match self.pruned_alone() {
+                Some(statuses) => match loader.loader().pruned(&tree, statuses).await {
+                    Ok(part) => self.write(&tree, &root, Some(&part), max_bytes),
+                    // The executor reads it again, and answers the failure at its field.
+                    Err(_) => Err(Unanswered::Executor),
+                },
+                None => Err(Unanswered::Executor),
+            },
+            (None, _) => Err(Unanswered::Executor),
         };
         if matches!(written, Err(Unanswered::Executor)) {
             data.insert(LoadedTree(tree));
         }
         written
+    }
+
+    /// The statuses of `tree(status:)` when it is the release's only list (`waves` of a release
+    /// read in part is the executor's).
+    fn pruned_alone(&self) -> Option<&[RolloutStatus]> {
+        let mut pruned = None;
+        for (_, output) in &self.selection {
+            match output {
+                Output::Children(_) => return None,
+                Output::Pruned(statuses, _) => pruned = Some(statuses.as_slice()),
+                _ => {}
+            }
+        }
+        pruned
     }
 
     /// The executor's answer when the release is not there: the field `null`; or, when the
@@ -276,11 +307,13 @@ impl TreePlan {
         }
     }
 
-    /// Writes the answer for `root` of `tree` (`{"data":{key:{…}}}`).
+    /// Writes the answer for `root` of `tree` (`{"data":{key:{…}}}`); `tree(status:)` lists
+    /// the waves of `pruned`, the paths read in part, when the release was.
     pub fn write(
         &self,
         tree: &ReleaseTree,
         root: &TreeNode,
+        pruned: Option<&ReleaseTree>,
         max_bytes: usize,
     ) -> Result<Vec<u8>, Unanswered> {
         let mut writer = Writer {
@@ -297,12 +330,13 @@ impl TreePlan {
                     .max(1024),
             ),
             tree,
+            pruned,
             max_bytes,
             listed: 0,
         };
         writer.out.extend_from_slice(b"{\"data\":{");
         writer.out.extend_from_slice(&response_key(&self.key));
-        writer.node(root, &self.selection)?;
+        writer.node(root, &self.selection, None)?;
         writer.out.extend_from_slice(b"}}");
         writer.check()?;
         Ok(writer.out)
@@ -320,8 +354,8 @@ fn key_of(field: &Field) -> &str {
     field.alias.as_ref().unwrap_or(&field.name).node.as_str()
 }
 
-/// The plain fields of a selection set: no fragment, no directive, no argument, each field
-/// name and each response key once; `None` otherwise.
+/// The plain fields of a selection set: no fragment, no directive, no argument (but `tree`'s,
+/// which [`pruned`] reads), each field name and each response key once; `None` otherwise.
 fn plain_fields(set: &SelectionSet) -> Option<Vec<&Field>> {
     let mut names = HashSet::new();
     let mut keys = HashSet::new();
@@ -333,7 +367,7 @@ fn plain_fields(set: &SelectionSet) -> Option<Vec<&Field>> {
         let field = &field.node;
         let key = key_of(field);
         if !field.directives.is_empty()
-            || !field.arguments.is_empty()
+            || (!field.arguments.is_empty() && field.name.node.as_str() != "tree")
             || !names.insert(field.name.node.as_str())
             || !keys.insert(key)
         {
@@ -373,6 +407,7 @@ fn output(kind: Kind, field: &Field) -> Option<Output> {
         (_, "message") => Output::Message,
         (Kind::Release, "source") => Output::Source,
         (Kind::Release, "asOf") => Output::AsOf,
+        (Kind::Release, "tree") => pruned(field)?,
         (Kind::Release, _) => return release_list(name, below),
         (_, "duration") => Output::Duration,
         (Kind::Wave, "position") => Output::Position,
@@ -388,9 +423,32 @@ fn output(kind: Kind, field: &Field) -> Option<Output> {
     // refused by `plan` and `progress`).
     let object = matches!(
         output,
-        Output::Progress(_) | Output::Children(_) | Output::Bundle(_)
+        Output::Progress(_) | Output::Children(_) | Output::Pruned(..) | Output::Bundle(_)
     );
     (object || leaf).then_some(output)
+}
+
+/// `tree(status:)` with its statuses as literals (a list of them, or one, which GraphQL
+/// reads as a list of one); a variable or an unknown status is the executor's.
+fn pruned(field: &Field) -> Option<Output> {
+    let [(argument, value)] = field.arguments.as_slice() else {
+        return None;
+    };
+    if argument.node.as_str() != "status" {
+        return None;
+    }
+    let status = |value: &Value| match value {
+        Value::Enum(name) => RolloutStatus::parse(name.as_str()),
+        _ => None,
+    };
+    let statuses = match &value.node {
+        Value::List(items) => items.iter().map(status).collect::<Option<Vec<_>>>()?,
+        one => vec![status(one)?],
+    };
+    Some(Output::Pruned(
+        statuses,
+        plan(Kind::Wave, &field.selection_set.node)?,
+    ))
 }
 
 /// The release's own object fields: `progress` and `waves`.
@@ -444,6 +502,8 @@ fn type_name(kind: Kind) -> &'static str {
 struct Writer<'a> {
     out: Vec<u8>,
     tree: &'a ReleaseTree,
+    /// The paths `tree(status:)` lists, read in part (`None` when the release was read whole).
+    pruned: Option<&'a ReleaseTree>,
     max_bytes: usize,
     /// Nodes listed so far: past [`MAX_LISTED`] the executor refuses the answer (and says so).
     listed: usize,
@@ -470,7 +530,14 @@ impl Writer<'_> {
         }
     }
 
-    fn node(&mut self, node: &TreeNode, plan: &Plan) -> Result<(), Unanswered> {
+    /// Writes `node`; its lists hold only the nodes in `only` (by address) when it is given,
+    /// the paths of a `tree(status:)` of a release read whole.
+    fn node(
+        &mut self,
+        node: &TreeNode,
+        plan: &Plan,
+        only: Option<&HashSet<usize>>,
+    ) -> Result<(), Unanswered> {
         self.out.push(b'{');
         for (i, (key, output)) in plan.iter().enumerate() {
             if i > 0 {
@@ -504,27 +571,50 @@ impl Writer<'_> {
                         (Kind::Cluster, None) => return Err(Unanswered::Executor),
                         _ => node,
                     };
-                    self.listed += parent.children.len();
-                    if self.listed > MAX_LISTED {
-                        return Err(Unanswered::Executor);
-                    }
-                    self.out.push(b'[');
-                    for (i, child) in parent.children.iter().enumerate() {
-                        if i > 0 {
-                            self.out.push(b',');
-                        }
-                        self.node(child, plan)?;
-                    }
-                    self.out.push(b']');
+                    self.list(&parent.children, plan, only)?;
                 }
+                Output::Pruned(statuses, plan) => match self.pruned {
+                    // Read in part: the rows read are the paths.
+                    Some(part) => self.list(&part.root.children, plan, None)?,
+                    None => {
+                        let paths = paths_to(node, statuses);
+                        self.list(&node.children, plan, Some(&paths))?;
+                    }
+                },
                 Output::Bundle(plan) => {
+                    // A cluster on a path shows its bundle, on a path or not.
                     let bundle = node.children.first().ok_or(Unanswered::Executor)?;
-                    self.node(bundle, plan)?;
+                    self.node(bundle, plan, only)?;
                 }
             }
         }
         self.out.push(b'}');
         self.check()
+    }
+
+    /// Writes the nodes of `children` in `only` (all when it is `None`) as a list.
+    fn list(
+        &mut self,
+        children: &[Arc<TreeNode>],
+        plan: &Plan,
+        only: Option<&HashSet<usize>>,
+    ) -> Result<(), Unanswered> {
+        let listed = |child: &&Arc<TreeNode>| {
+            only.is_none_or(|paths| paths.contains(&Arc::as_ptr(child).addr()))
+        };
+        self.listed += children.iter().filter(listed).count();
+        if self.listed > MAX_LISTED {
+            return Err(Unanswered::Executor);
+        }
+        self.out.push(b'[');
+        for (i, child) in children.iter().filter(listed).enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.node(child, plan, only)?;
+        }
+        self.out.push(b']');
+        Ok(())
     }
 
     fn progress(&mut self, progress: &Progress, plan: &[(Vec<u8>, ProgressOutput)]) {
@@ -671,6 +761,43 @@ mod tests {
         .expect("a variable ID compiles");
         assert_eq!(plan.release_id(), "release:r");
         assert_eq!(plan.key, "r");
+    }
+
+    #[test]
+    fn a_pruned_tree_compiles_with_literal_statuses_and_nothing_else() {
+        let statuses = |query: &str| {
+            let plan = compile(query, serde_json::json!({}))?;
+            plan.selection.iter().find_map(|(_, output)| match output {
+                Output::Pruned(statuses, _) => Some(statuses.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            statuses("{ release(id: \"release:r\") { tree(status: [FAILED, PAUSED]) { key } } }"),
+            Some(vec![RolloutStatus::Failed, RolloutStatus::Paused])
+        );
+        assert_eq!(
+            statuses("{ release(id: \"release:r\") { red: tree(status: FAILED) { key } } }"),
+            Some(vec![RolloutStatus::Failed])
+        );
+        assert_eq!(
+            statuses("{ release(id: \"release:r\") { tree(status: []) { key } } }"),
+            Some(Vec::new())
+        );
+        for refused in [
+            "query($s: [RolloutStatus!]!) { release(id: \"release:r\") { tree(status: $s) { key } } }",
+            "{ release(id: \"release:r\") { tree(status: [NOPE]) { key } } }",
+            "{ release(id: \"release:r\") { tree(status: \"FAILED\") { key } } }",
+            "{ release(id: \"release:r\") { tree(status: [FAILED], x: 1) { key } } }",
+            "{ release(id: \"release:r\") { tree { key } } }",
+            "{ release(id: \"release:r\") { tree(status: [FAILED]) { key clusters(first: 1) { key } } } }",
+            "{ release(id: \"release:r\") { waves { tree(status: [FAILED]) { key } } } }",
+        ] {
+            assert!(
+                compile(refused, serde_json::json!({})).is_none(),
+                "{refused} compiled"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 
 use super::part;
 use crate::{
-    contracts::{events::ControlAction, ids::EntityId},
+    contracts::{events::ControlAction, ids::EntityId, release::RolloutStatus},
     error::ApiError,
     metrics::RequestStats,
     releases::{
@@ -220,6 +220,16 @@ impl Loader<HistoryKey> for ReleaseLoader {
 }
 
 impl ReleaseLoader {
+    /// `stub`'s release cut down to the paths to nodes in one of `statuses`, read in part
+    /// (`tree(status:)` of a release too large to read whole).
+    pub(super) async fn pruned(
+        &self,
+        stub: &ReleaseTree,
+        statuses: &[RolloutStatus],
+    ) -> async_graphql::Result<Arc<ReleaseTree>> {
+        part::pruned_from(&self.db, &self.stats, stub, statuses).await
+    }
+
     /// The trees of releases whose rows are already read (see `releases::read`); of a release
     /// read in part, its node alone (`part::stub`), which its list fields read below.
     pub(super) async fn trees(

@@ -180,24 +180,8 @@ impl Entity {
     /// This node, with the lists below it cut down to the paths that lead to nodes in one of
     /// `statuses` (this node itself is not judged).
     fn pruned_to(&self, statuses: &[RolloutStatus]) -> Entity {
-        fn mark(node: &Arc<TreeNode>, statuses: &[RolloutStatus], on: &mut HashSet<usize>) -> bool {
-            // Every child is visited: each may be on a path of its own.
-            let below = node
-                .children
-                .iter()
-                .fold(false, |any, child| mark(child, statuses, on) | any);
-            let hit = below || statuses.contains(&node.node.status);
-            if hit {
-                on.insert(Arc::as_ptr(node).addr());
-            }
-            hit
-        }
-        let mut on = HashSet::new();
-        for child in &self.node.children {
-            mark(child, statuses, &mut on);
-        }
         Entity {
-            pruned: Some(Arc::new(on)),
+            pruned: Some(Arc::new(paths_to(&self.node, statuses))),
             ..self.clone()
         }
     }
@@ -787,6 +771,28 @@ impl Release {
             Self::Row(row) => load_tree(ctx, &row.id).await?.map(Entity::root),
         })
     }
+}
+
+/// The nodes below `node` (by address) on a path to a node in one of `statuses`: each such
+/// node and its ancestors up to `node`, which is not judged itself.
+pub(super) fn paths_to(node: &TreeNode, statuses: &[RolloutStatus]) -> HashSet<usize> {
+    fn mark(node: &Arc<TreeNode>, statuses: &[RolloutStatus], on: &mut HashSet<usize>) -> bool {
+        // Every child is visited: each may be on a path of its own.
+        let below = node
+            .children
+            .iter()
+            .fold(false, |any, child| mark(child, statuses, on) | any);
+        let hit = below || statuses.contains(&node.node.status);
+        if hit {
+            on.insert(Arc::as_ptr(node).addr());
+        }
+        hit
+    }
+    let mut on = HashSet::new();
+    for child in &node.children {
+        mark(child, statuses, &mut on);
+    }
+    on
 }
 
 /// `Release.nodes` of a release read whole: its page selected in the loaded tree.

@@ -20,13 +20,16 @@
 //! } } }`, a node's subtree by `node(id:)`) reads the whole tree as before, and the limit on
 //! what one answer lists refuses it when it is too large.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::{Context, ResultExt, SelectionField};
 use sqlx::PgPool;
 
 use crate::{
-    contracts::release::{Node, RolloutStatus},
+    contracts::{
+        ids::Kind,
+        release::{Node, RolloutStatus},
+    },
     error::ApiError,
     metrics::RequestStats,
     releases::{
@@ -226,18 +229,73 @@ pub(super) async fn whole(
         .extend()
 }
 
-/// The rows on a path to a node in one of `statuses` (see `store::part_pruned`).
+/// The tree cut down to the paths to the nodes in one of `statuses`: the matches and the rows
+/// above the failed apps (`store::part_matches`), then, in a second statement only when some
+/// are missing, the other matches' ancestors and the bundles of the clusters among them (a
+/// cluster always shows its bundle). The red path needs no second statement: every ancestor of
+/// a failed app is above a failed app, and so is the bundle of a cluster with one.
 pub(super) async fn pruned(
     ctx: &Context<'_>,
     stub: &ReleaseTree,
     statuses: &[RolloutStatus],
 ) -> async_graphql::Result<Arc<ReleaseTree>> {
     let (db, stats) = db(ctx)?;
-    let rows = store::part_pruned(db, stats, &stub.root.node.id, statuses)
+    pruned_from(db, stats, stub, statuses).await
+}
+
+/// [`pruned`], on this pool (the compiled read's, which has no `Context`).
+pub(super) async fn pruned_from(
+    db: &PgPool,
+    stats: &RequestStats,
+    stub: &ReleaseTree,
+    statuses: &[RolloutStatus],
+) -> async_graphql::Result<Arc<ReleaseTree>> {
+    let release = &stub.root.node.id;
+    let mut rows = store::part_matches(db, stats, release, statuses)
         .await
         .map_err(ApiError::from)
         .extend()?;
+    let read: HashSet<&str> = rows.iter().map(|(row, _)| row.node.id.as_str()).collect();
+    // The lineage of the rows whose parent was not read (none on the red path, but for the
+    // release): their IDs name their ancestors.
+    let orphans: Vec<String> = rows
+        .iter()
+        .filter(|(row, _)| {
+            row.parent_id
+                .as_deref()
+                .is_some_and(|up| !read.contains(up))
+        })
+        .map(|(row, _)| row.node.id.clone())
+        .collect();
+    let missing: Vec<String> = store::lineage(release, &orphans)
+        .into_iter()
+        .filter(|id| !read.contains(id.as_str()))
+        .collect();
+    let with_bundle: HashSet<&str> = rows
+        .iter()
+        .filter(|(row, _)| is_of(&row.node.id, Kind::Bundle))
+        .filter_map(|(row, _)| row.parent_id.as_deref())
+        .collect();
+    let bundles_of: Vec<String> = read
+        .iter()
+        .filter(|id| is_of(id, Kind::Cluster) && !with_bundle.contains(*id))
+        .map(|id| (*id).to_owned())
+        .collect();
+    if !missing.is_empty() || !bundles_of.is_empty() {
+        let more = store::part_rows(db, stats, release, &missing, &bundles_of)
+            .await
+            .map_err(ApiError::from)
+            .extend()?;
+        rows.extend(more);
+    }
     tree_of(stub, rows)
+}
+
+/// Whether the global ID of a stored row names a node of `kind`: its prefix, without parsing
+/// its keys (the stored IDs are the service's own).
+fn is_of(id: &str, kind: Kind) -> bool {
+    id.split_once(':')
+        .is_some_and(|(prefix, _)| prefix == kind.as_str())
 }
 
 /// One page of `Release.nodes`, read in part: the tree of the page's nodes and their
