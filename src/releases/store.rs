@@ -826,7 +826,8 @@ pub async fn part_page(
 }
 
 /// The rows of `release` in one of `statuses` (below the release) and, when `FAILED` is one of
-/// them, the rows above a failed app, in no particular order and each once: what
+/// them, the rows above a failed app, at most `limit` of them, in no particular order and each
+/// once: what
 /// `tree(status:)` shows but the ancestors of its other matches (which their IDs name, see
 /// [`lineage`]) and the bundles of its clusters.
 ///
@@ -843,6 +844,7 @@ pub async fn part_matches(
     stats: &RequestStats,
     release: &str,
     statuses: &[RolloutStatus],
+    limit: usize,
 ) -> Result<Vec<PartRow>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.part_matches").await;
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
@@ -855,10 +857,12 @@ pub async fn part_matches(
             // `$2` is a constant of each run, so nothing is read when failures are not asked
             // for; a row that is a match is read once, by the first branch.
             " WHERE e.release_id = $1 AND e.apps_failed > 0 AND e.kind <> 'app'",
-            " AND 'FAILED' = ANY($2) AND NOT (e.status = ANY($2) AND e.kind <> 'release')"
+            " AND 'FAILED' = ANY($2) AND NOT (e.status = ANY($2) AND e.kind <> 'release')",
+            " LIMIT $3"
         )))
         .bind(release)
         .bind(&statuses)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .persistent(false)
         .fetch(pool),
     )

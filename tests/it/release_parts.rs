@@ -403,6 +403,24 @@ async fn the_huge_demo_release_of_100_000_nodes_keeps_exact_roll_ups_and_a_repla
             json!({ "id": release }),
         )
         .await;
+    // Its red part answers; the statuses of most of its nodes are refused before their rows
+    // are read (so a short document cannot read them all, once per alias).
+    let red = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { tree(status: [FAILED]) { key clusters { key
+               apps { key status } } } } }",
+            json!({ "id": release }),
+        )
+        .await;
+    let most = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { a: tree(status: [PENDING]) { key }
+               b: tree(status: SUCCEEDED) { key } } }",
+            json!({ "id": release }),
+        )
+        .await;
     let wrong: i64 = sqlx::query_scalar(WRONG_ROLLUPS)
         .bind(&release)
         .fetch_one(&app.db)
@@ -433,6 +451,17 @@ async fn the_huge_demo_release_of_100_000_nodes_keeps_exact_roll_ups_and_a_repla
         ["Wave", "Cluster", "Bundle", "App"],
         "the failed deploy and the nodes above it, in tree order: {read}"
     );
+    let red_waves = red["data"]["release"]["tree"]
+        .as_array()
+        .expect("the red part answers");
+    assert_eq!(red_waves.len(), 1, "one wave has the failed deploy: {red}");
+    let red_apps = &red_waves[0]["clusters"][0]["apps"];
+    assert_eq!(red_apps.as_array().map(Vec::len), Some(1), "{red}");
+    assert_eq!(red_apps[0]["status"], "FAILED", "{red}");
+    assert_eq!(error_code(&most), "BAD_USER_INPUT", "{most}");
+    assert!(most["data"]["release"].is_null(), "{most}");
+    let message = most["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nodes(status:, first:)"), "{most}");
     assert_eq!(
         wrong, 0,
         "every roll-up equals a count of the apps below it"
