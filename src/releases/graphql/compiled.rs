@@ -38,7 +38,7 @@ use async_graphql_value::{ConstValue, Value};
 
 use super::{
     loader::{LoadedTree, ReleaseLoader},
-    objects::{MAX_LISTED, paths_to},
+    objects::{MAX_LISTED, TREE_COMPLEXITY, paths_to},
 };
 use crate::{
     contracts::{
@@ -215,8 +215,9 @@ impl TreePlan {
         fn of(plan: &Plan) -> usize {
             plan.iter()
                 .map(|(_, output)| match output {
-                    Output::Children(below) | Output::Pruned(_, below) => {
-                        list_complexity(of(below))
+                    Output::Children(below) => list_complexity(of(below)),
+                    Output::Pruned(_, below) => {
+                        list_complexity(of(below)).saturating_add(TREE_COMPLEXITY)
                     }
                     Output::Bundle(below) => of(below).saturating_add(1),
                     Output::Progress(fields) => fields

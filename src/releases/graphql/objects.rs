@@ -55,6 +55,11 @@ pub struct Entity {
 /// and filtered reads to use instead: it would be megabytes of JSON no screen can show.
 pub const MAX_LISTED: usize = 20_000;
 
+/// What `tree(status:)` adds to a document's complexity beyond its list: of a release read in
+/// part it is a statement of up to `part::MAX_PRUNED_MATCHES` rows (17 ms at 100,000 nodes),
+/// so one document may hold at most 15 of them, where a hundred aliases took 1.7 s.
+pub const TREE_COMPLEXITY: usize = 1_000;
+
 impl Entity {
     /// The release node of `tree`.
     pub fn root(tree: Arc<ReleaseTree>) -> Self {
@@ -740,7 +745,7 @@ impl Release {
     /// cluster and app listed below is such a node or an ancestor of one (a cluster's `bundle`
     /// is always there, with its apps cut down the same way). The whole red part of a release
     /// in one answer: `tree(status: [FAILED])`.
-    #[graphql(complexity = "list_complexity(child_complexity)")]
+    #[graphql(complexity = "list_complexity(child_complexity).saturating_add(TREE_COMPLEXITY)")]
     async fn tree(
         &self,
         ctx: &Context<'_>,
