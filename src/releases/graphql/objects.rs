@@ -57,7 +57,7 @@ pub const MAX_LISTED: usize = 20_000;
 
 /// What `tree(status:)` adds to a document's complexity beyond its list: of a release read in
 /// part it is a statement of up to `part::MAX_PRUNED_MATCHES` rows (17 ms at 100,000 nodes),
-/// so one document may hold at most 15 of them, where a hundred aliases took 1.7 s.
+/// so one document may hold at most 14 of them, where a hundred aliases took 1.7 s.
 pub const TREE_COMPLEXITY: usize = 1_000;
 
 impl Entity {
