@@ -827,9 +827,8 @@ pub async fn part_page(
 
 /// The rows of `release` in one of `statuses` (below the release) and, when `FAILED` is one of
 /// them, the rows above a failed app, at most `limit` of them, in no particular order and each
-/// once: what
-/// `tree(status:)` shows but the ancestors of its other matches (which their IDs name, see
-/// [`lineage`]) and the bundles of its clusters.
+/// once: what `tree(status:)` shows but the ancestors of its other matches (which their IDs
+/// name, see [`lineage`]) and the bundles of its clusters.
 ///
 /// The red path a dashboard asks for most is above the failed apps, the rows with
 /// `apps_failed > 0` (the roll-ups change in the same transaction as the status): one range of

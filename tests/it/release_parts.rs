@@ -459,7 +459,10 @@ async fn the_huge_demo_release_of_100_000_nodes_keeps_exact_roll_ups_and_a_repla
     assert_eq!(red_apps.as_array().map(Vec::len), Some(1), "{red}");
     assert_eq!(red_apps[0]["status"], "FAILED", "{red}");
     assert_eq!(error_code(&most), "BAD_USER_INPUT", "{most}");
-    assert!(most["data"]["release"]["a"].is_null(), "nothing of it: {most}");
+    assert!(
+        most["data"]["release"]["a"].is_null(),
+        "nothing of it: {most}"
+    );
     let message = most["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("nodes(status:, first:)"), "{most}");
     assert_eq!(
