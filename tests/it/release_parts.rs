@@ -403,8 +403,8 @@ async fn the_huge_demo_release_of_100_000_nodes_keeps_exact_roll_ups_and_a_repla
             json!({ "id": release }),
         )
         .await;
-    // Its red part answers; the statuses of most of its nodes are refused before their rows
-    // are read (so a short document cannot read them all, once per alias).
+    // Its red part answers; the statuses of most of its nodes are refused after at most 5,001
+    // of their rows (so a short document cannot read them all, once per alias).
     let red = app
         .graphql_as(
             &token,
@@ -421,6 +421,17 @@ async fn the_huge_demo_release_of_100_000_nodes_keeps_exact_roll_ups_and_a_repla
             json!({ "id": release }),
         )
         .await;
+    // A plain one is compiled, refused there, and left to the executor: one read for both.
+    const MATCHES: &str = "bff_sql_duration_seconds_count{query=\"releases.part_matches\"}";
+    let reads_before = app.metric(MATCHES).await;
+    let refused = app
+        .graphql_as(
+            &token,
+            "query($id: ID!) { release(id: $id) { tree(status: [PENDING]) { key } } }",
+            json!({ "id": release }),
+        )
+        .await;
+    let refused_reads = app.metric(MATCHES).await - reads_before;
     let wrong: i64 = sqlx::query_scalar(WRONG_ROLLUPS)
         .bind(&release)
         .fetch_one(&app.db)
@@ -465,6 +476,9 @@ async fn the_huge_demo_release_of_100_000_nodes_keeps_exact_roll_ups_and_a_repla
     );
     let message = most["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("nodes(status:, first:)"), "{most}");
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+    assert!(refused["data"]["release"].is_null(), "{refused}");
+    assert_eq!(refused_reads, 1.0, "the refused tree was read once");
     assert_eq!(
         wrong, 0,
         "every roll-up equals a count of the apps below it"

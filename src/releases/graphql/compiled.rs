@@ -37,7 +37,7 @@ use async_graphql::{
 use async_graphql_value::{ConstValue, Value};
 
 use super::{
-    loader::{LoadedTree, ReleaseLoader},
+    loader::{LoadedPruned, LoadedTree, ReleaseLoader},
     objects::{MAX_LISTED, TREE_COMPLEXITY, paths_to},
 };
 use crate::{
@@ -260,11 +260,23 @@ impl TreePlan {
         let written = match (tree.find(&self.release_id), tree.part_of) {
             (Some(root), None) => self.write(&tree, &root, None, max_bytes),
             (Some(root), Some(_)) => match self.pruned_alone() {
-                Some(statuses) => match loader.loader().pruned(&tree, statuses).await {
-                    Ok(part) => self.write(&tree, &root, Some(&part), max_bytes),
-                    // The executor reads it again, and answers the failure at its field.
-                    Err(_) => Err(Unanswered::Executor),
-                },
+                Some(statuses) => {
+                    let read = loader.loader().pruned(&tree, statuses).await;
+                    let written = match &read {
+                        Ok(part) => self.write(&tree, &root, Some(part), max_bytes),
+                        // The executor answers a refusal or a failure at its field.
+                        Err(_) => Err(Unanswered::Executor),
+                    };
+                    // Left to the executor, the field answers from this read, not another.
+                    if matches!(written, Err(Unanswered::Executor)) {
+                        data.insert(LoadedPruned {
+                            release: self.release_id.clone(),
+                            statuses: statuses.to_vec(),
+                            read,
+                        });
+                    }
+                    written
+                }
                 None => Err(Unanswered::Executor),
             },
             (None, _) => Err(Unanswered::Executor),

@@ -227,7 +227,7 @@ impl ReleaseLoader {
         stub: &ReleaseTree,
         statuses: &[RolloutStatus],
     ) -> async_graphql::Result<Arc<ReleaseTree>> {
-        part::pruned_from(&self.db, &self.stats, stub, statuses).await
+        part::pruned(&self.db, &self.stats, stub, statuses).await
     }
 
     /// The trees of releases whose rows are already read (see `releases::read`); of a release
@@ -266,6 +266,15 @@ impl ReleaseLoader {
 /// document to the executor: [`load_tree`] takes it instead of reading the release again
 /// (the per-request loader keeps nothing it loaded).
 pub struct LoadedTree(pub Arc<ReleaseTree>);
+
+/// What the compiled read read for `tree(status:)` of a release read in part (the release, the
+/// statuses, and the tree or its refusal) before leaving the document to the executor: the
+/// field takes it instead of reading the same rows again.
+pub struct LoadedPruned {
+    pub release: String,
+    pub statuses: Vec<RolloutStatus>,
+    pub read: async_graphql::Result<Arc<ReleaseTree>>,
+}
 
 /// Loads the tree of release `id` (`None` if there is no such release).
 pub async fn load_tree(

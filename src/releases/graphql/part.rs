@@ -239,18 +239,9 @@ pub const MAX_PRUNED_MATCHES: usize = 5_000;
 /// above the failed apps (`store::part_matches`), then, in a second statement only when some
 /// are missing, the other matches' ancestors and the bundles of the clusters among them (a
 /// cluster always shows its bundle). The red path needs no second statement: every ancestor of
-/// a failed app is above a failed app, and so is the bundle of a cluster with one.
+/// a failed app is above a failed app, and so is the bundle of a cluster with one. Read through
+/// `ReleaseLoader::pruned`, once per request.
 pub(super) async fn pruned(
-    ctx: &Context<'_>,
-    stub: &ReleaseTree,
-    statuses: &[RolloutStatus],
-) -> async_graphql::Result<Arc<ReleaseTree>> {
-    let (db, stats) = db(ctx)?;
-    pruned_from(db, stats, stub, statuses).await
-}
-
-/// [`pruned`], on this pool (the compiled read's, which has no `Context`).
-pub(super) async fn pruned_from(
     db: &PgPool,
     stats: &RequestStats,
     stub: &ReleaseTree,
