@@ -323,6 +323,7 @@ CREATE OR REPLACE FUNCTION bff.bff_order_release_tree(rid text)
  LANGUAGE sql
  SET search_path TO 'bff', 'pg_temp'
  SET enable_nestloop TO 'off'
+ SET jit TO 'off'
 AS $function$
     WITH RECURSIVE walk AS (
         SELECT id, parent_id, ARRAY[ord] AS path
@@ -339,7 +340,7 @@ AS $function$
     UPDATE release_entity_projection e
        SET ord = COALESCE(r.rank, 0), tree_position = COALESCE(r.sibling, 0)
       FROM release_entity_projection e2 LEFT JOIN ranked r ON r.id = e2.id
-     WHERE e.id = e2.id AND e2.release_id = rid
+     WHERE e.id = e2.id AND e.release_id = rid AND e2.release_id = rid
        AND (e.ord, e.tree_position) IS DISTINCT FROM (COALESCE(r.rank, 0), COALESCE(r.sibling, 0));
 $function$
 ;
@@ -477,16 +478,21 @@ CREATE OR REPLACE FUNCTION bff.bff_rollup_release(rid text)
  RETURNS void
  LANGUAGE sql
  SET search_path TO 'bff', 'pg_temp'
+ SET enable_nestloop TO 'off'
+ SET jit TO 'off'
 AS $function$
-    WITH counted AS (
+    WITH apps AS MATERIALIZED (
+        SELECT id, bff_rollup_bucket(status) AS bucket
+          FROM release_entity_projection
+         WHERE release_id = rid AND kind = 'app'
+    ), counted AS (
         SELECT node,
                count(*) AS total,
-               count(*) FILTER (WHERE bff_rollup_bucket(status) = 'succeeded') AS succeeded,
-               count(*) FILTER (WHERE bff_rollup_bucket(status) = 'failed') AS failed,
-               count(*) FILTER (WHERE bff_rollup_bucket(status) = 'in_progress') AS in_progress,
-               count(*) FILTER (WHERE bff_rollup_bucket(status) = 'pending') AS pending
-          FROM release_entity_projection a, unnest(bff_lineage(a.id)) AS node
-         WHERE a.release_id = rid AND a.kind = 'app'
+               count(*) FILTER (WHERE bucket = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE bucket = 'failed') AS failed,
+               count(*) FILTER (WHERE bucket = 'in_progress') AS in_progress,
+               count(*) FILTER (WHERE bucket = 'pending') AS pending
+          FROM apps, unnest(bff_lineage(apps.id)) AS node
          GROUP BY node
     )
     UPDATE release_entity_projection e
@@ -494,7 +500,10 @@ AS $function$
            apps_failed = COALESCE(c.failed, 0), apps_in_progress = COALESCE(c.in_progress, 0),
            apps_pending = COALESCE(c.pending, 0)
       FROM release_entity_projection e2 LEFT JOIN counted c ON c.node = e2.id
-     WHERE e.id = e2.id AND e2.release_id = rid;
+     WHERE e.id = e2.id AND e.release_id = rid AND e2.release_id = rid
+       AND (e.apps_total, e.apps_succeeded, e.apps_failed, e.apps_in_progress, e.apps_pending)
+           IS DISTINCT FROM (COALESCE(c.total, 0), COALESCE(c.succeeded, 0), COALESCE(c.failed, 0),
+                             COALESCE(c.in_progress, 0), COALESCE(c.pending, 0));
     UPDATE release_projection r
        SET apps_total = e.apps_total, apps_succeeded = e.apps_succeeded,
            apps_failed = e.apps_failed, apps_in_progress = e.apps_in_progress,
@@ -711,6 +720,9 @@ BEGIN
                 RAISE WARNING 'domain event % (release.created): id, key or nodes missing; not projected', NEW.id;
                 RETURN NEW;
             END IF;
+            -- No ANALYZE of the release tables until this transaction ends (autovacuum's skips
+            -- them, an operator's waits): one now would count none of the rows inserted below.
+            LOCK TABLE release_projection, release_entity_projection IN SHARE UPDATE EXCLUSIVE MODE;
             -- The release starts as it is created: IN_PROGRESS, everything below PENDING.
             INSERT INTO release_projection AS r
                 (id, key, name, status, workflow_id, node_count, created_at, updated_at, started_at)
