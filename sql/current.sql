@@ -287,6 +287,22 @@ END;
 $function$
 ;
 
+CREATE OR REPLACE FUNCTION bff.bff_hold_off_release_analyze()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'bff', 'pg_temp'
+AS $function$
+BEGIN
+    LOCK TABLE release_projection, release_entity_projection IN SHARE UPDATE EXCLUSIVE MODE;
+    RETURN NEW;
+EXCEPTION
+    WHEN others THEN
+        RAISE WARNING 'domain event % (release.created): ANALYZE not held off: %', NEW.id, SQLERRM;
+        RETURN NEW;
+END;
+$function$
+;
+
 CREATE OR REPLACE FUNCTION bff.bff_lineage(node_id text)
  RETURNS text[]
  LANGUAGE sql
@@ -720,9 +736,6 @@ BEGIN
                 RAISE WARNING 'domain event % (release.created): id, key or nodes missing; not projected', NEW.id;
                 RETURN NEW;
             END IF;
-            -- No ANALYZE of the release tables until this transaction ends (autovacuum's skips
-            -- them, an operator's waits): one now would count none of the rows inserted below.
-            LOCK TABLE release_projection, release_entity_projection IN SHARE UPDATE EXCLUSIVE MODE;
             -- The release starts as it is created: IN_PROGRESS, everything below PENDING.
             INSERT INTO release_projection AS r
                 (id, key, name, status, workflow_id, node_count, created_at, updated_at, started_at)
@@ -903,6 +916,8 @@ $function$
 -- Triggers
 
 CREATE TRIGGER domain_events_apply_release_moves AFTER INSERT ON public.domain_events FOR EACH STATEMENT EXECUTE FUNCTION bff_apply_release_moves();
+
+CREATE TRIGGER domain_events_hold_off_release_analyze BEFORE INSERT ON public.domain_events FOR EACH ROW WHEN ((new.event_type = 'release.created'::text)) EXECUTE FUNCTION bff_hold_off_release_analyze();
 
 CREATE TRIGGER domain_events_notify_organizations AFTER INSERT ON public.domain_events REFERENCING NEW TABLE AS inserted_events FOR EACH STATEMENT EXECUTE FUNCTION bff_notify_organizations();
 
