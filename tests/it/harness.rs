@@ -10,7 +10,11 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        mpsc::{self, RecvTimeoutError},
+    },
+    time::Duration,
 };
 
 use sqlx::{Connection, PgConnection, PgPool};
@@ -86,6 +90,72 @@ pub fn watchdog(cleanup: &str, pid: Option<u32>, dir: &Path) {
         .spawn();
     if let Err(error) = spawned {
         panic!("cannot start the cleanup watchdog: {error}");
+    }
+}
+
+/// How long a test may hold its app (`TEST_DEADLINE_SECS`, else 15 minutes; the slowest test
+/// takes about a minute). A test that hangs, on a statement gone quadratic or a lock nobody
+/// releases, then stops the run naming itself and what its database is doing, instead of
+/// holding CI to its own limit with nothing printed (the huge release's replay once did).
+fn test_deadline() -> Duration {
+    let seconds = std::env::var("TEST_DEADLINE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15 * 60);
+    Duration::from_secs(seconds)
+}
+
+/// Stops the whole run if the calling test still holds its app after [`test_deadline`];
+/// dropping the returned sender, with the app, calls it off.
+fn deadline(database_url: &str) -> mpsc::Sender<()> {
+    let (held, dropped) = mpsc::channel::<()>();
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let url = database_url.to_owned();
+    let within = test_deadline();
+    std::thread::spawn(move || {
+        if dropped.recv_timeout(within) != Err(RecvTimeoutError::Timeout) {
+            return;
+        }
+        let activity = database_activity(&url);
+        // Straight to the process's stderr: the test harness captures `eprintln!`, and would
+        // print nothing of a run that exits.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("\n{test} still holds its app after {within:?}; its database:\n{activity}\n")
+                .as_bytes(),
+        );
+        std::process::exit(101);
+    });
+    held
+}
+
+/// What the sessions of the database at `url` are running, one line each (by `psql`, with
+/// nothing of the stalled test's runtime).
+fn database_activity(url: &str) -> String {
+    let psql = match temporal_bff::devstack::postgres_bin_dir() {
+        Ok(dir) => dir.join("psql"),
+        Err(error) => return format!("(no psql: {error})"),
+    };
+    let asked = Command::new(psql)
+        .args([url, "-XAt", "-c"])
+        .arg(
+            "SELECT concat_ws(' | ', state, wait_event_type || ':' || wait_event,
+                              now() - query_start, left(query, 300))
+               FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()
+                AND state <> 'idle'",
+        )
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(Stdio::null())
+        .output();
+    match asked {
+        Ok(out) if out.status.success() && out.stdout.is_empty() => "(nothing running)".into(),
+        Ok(out) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(error) => format!("(psql did not run: {error})"),
     }
 }
 
@@ -308,6 +378,8 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), temporal_bff::StartupError>>>,
     worker: Option<WorkerThread>,
+    /// Calls off [`deadline`] when the app goes.
+    _deadline: mpsc::Sender<()>,
 }
 
 impl TestApp {
@@ -369,6 +441,7 @@ impl TestApp {
             let _ = rx.await;
         }));
         let db = test_pool(&direct).await;
+        let deadline = deadline(&direct);
         Self {
             addr,
             ops_addr,
@@ -379,6 +452,7 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             worker: None,
+            _deadline: deadline,
         }
     }
 
