@@ -505,10 +505,6 @@ async fn while_a_release_is_being_created_no_analyze_can_tell_the_planner_its_ta
     let release = format!("release:{key}");
     const TUPLES: &str = "SELECT reltuples FROM pg_class
                            WHERE oid = 'release_entity_projection'::regclass";
-    let tuples_before: f32 = sqlx::query_scalar(TUPLES)
-        .fetch_one(&app.db)
-        .await
-        .expect("pg_class answers");
     let mut fold = app.db.begin().await.expect("a transaction opens");
     sqlx::query(
         "INSERT INTO domain_events (event_type, aggregate_type, aggregate_id, event_data)
@@ -523,6 +519,10 @@ async fn while_a_release_is_being_created_no_analyze_can_tell_the_planner_its_ta
     // Act: autovacuum's ANALYZE skips a table it cannot lock at once (`SKIP_LOCKED`); an
     // operator's waits, here for at most 200 ms.
     let mut other = app.db.acquire().await.expect("a second connection");
+    let tuples_before: f32 = sqlx::query_scalar(TUPLES)
+        .fetch_one(&mut *other)
+        .await
+        .expect("pg_class answers");
     sqlx::query("ANALYZE (SKIP_LOCKED) release_entity_projection, release_projection")
         .execute(&mut *other)
         .await
