@@ -293,6 +293,26 @@ pub async fn load_tree(
         .extend()
 }
 
+/// `stub`'s release cut down to the paths to nodes in one of `statuses` (`tree(status:)` of a
+/// release read in part): what the compiled read already read for it ([`LoadedPruned`]), else
+/// read now.
+pub async fn load_pruned(
+    ctx: &Context<'_>,
+    stub: &ReleaseTree,
+    statuses: &[RolloutStatus],
+) -> async_graphql::Result<Arc<ReleaseTree>> {
+    if let Some(loaded) = ctx.data_opt::<LoadedPruned>()
+        && loaded.release == stub.root.node.id
+        && loaded.statuses == statuses
+    {
+        return loaded.read.clone();
+    }
+    ctx.data::<DataLoader<ReleaseLoader>>()?
+        .loader()
+        .pruned(stub, statuses)
+        .await
+}
+
 /// Loads the row of release `id` alone (`None` if there is no such release).
 pub async fn load_row(
     ctx: &Context<'_>,

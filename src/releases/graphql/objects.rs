@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     history,
-    loader::{LoadedPruned, PendingControlKey, ReleaseLoader, load_tree},
+    loader::{PendingControlKey, ReleaseLoader, load_pruned, load_tree},
     nodes::{self, NodeFilter, NodeKind, NodePath, ReleaseEstimate, TimelineSpan},
     part::{self, Below},
 };
@@ -756,19 +756,7 @@ impl Release {
         };
         // Read in part, the rows read are the paths (nothing else to prune).
         let entity = match entity.stub() {
-            Some(stub) => Entity::root(match ctx.data_opt::<LoadedPruned>() {
-                Some(loaded)
-                    if loaded.release == stub.root.node.id && loaded.statuses == status =>
-                {
-                    loaded.read.clone()?
-                }
-                _ => {
-                    ctx.data::<DataLoader<ReleaseLoader>>()?
-                        .loader()
-                        .pruned(stub, &status)
-                        .await?
-                }
-            }),
+            Some(stub) => Entity::root(load_pruned(ctx, stub, &status).await?),
             None => entity.pruned_to(&status),
         };
         Ok(entity
