@@ -164,6 +164,40 @@ async fn reads_while_postgres_is_stopped_are_unavailable_not_internal_and_work_o
 }
 
 #[tokio::test]
+async fn connections_the_database_dropped_while_they_sat_idle_cost_no_request() {
+    // Arrange: reads that leave connections idle in the app's pool.
+    let app = TestApp::spawn().await;
+    let token = app.token_for("ops@example.com", None, &[]).await;
+    let query = "{ releases(first: 5) { totalCount } }";
+    for _ in 0..3 {
+        app.graphql_as(&token, query, serde_json::json!({})).await;
+    }
+
+    // Act: every other backend of the database goes, as in a failover or an operator's
+    // `pg_terminate_backend`; the pool is used again once its connections count as idle.
+    let dropped: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("the statement runs");
+    tokio::time::sleep(temporal_bff::db::PING_IDLE_AFTER + std::time::Duration::from_millis(300))
+        .await;
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(app.graphql_as(&token, query, serde_json::json!({})).await);
+    }
+
+    // Assert: each dead connection was found and replaced before a request got it.
+    assert!(dropped >= 1, "the app's connections were dropped");
+    for answer in &answers {
+        assert_eq!(answer["data"]["releases"]["totalCount"], 0, "{answer}");
+        assert!(answer.get("errors").is_none(), "{answer}");
+    }
+}
+
+#[tokio::test]
 async fn the_public_ready_says_only_ready_or_not_and_metrics_are_not_on_the_public_port() {
     let app = TestApp::spawn().await;
 
