@@ -448,40 +448,51 @@ pub async fn trees(
     ids: &[String],
 ) -> Result<HashMap<String, StoredTree>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.trees").await;
+    // Each row is decoded as it arrives, while Postgres still sends the next ones, rather than
+    // after the last (`fetch_all`).
+    //
     // Unordered: Postgres sorting the wide rows of a 1,211-node release was a quarter of the
-    // statement (pgbench: 2.1 ms with `ORDER BY ord`, 1.6 ms without). They are put in `ord`
-    // order here, by reference, and grouping keeps each release's rows in that order, which
-    // is all nesting needs.
-    let rows = db::untraced(
-        sqlx::query(db::sql(concat!(
-            entity_columns!(),
-            " WHERE release_id = ANY($1)"
-        )))
-        .bind(ids)
-        .fetch_all(pool),
-    )
+    // statement (pgbench: 2.1 ms with `ORDER BY ord`, 1.6 ms without). Each release's rows are
+    // put in `ord` order here, which is all nesting needs; they mostly arrive in it (the
+    // order they were written in), which the sort finds in one pass.
+    /// A release's rows with their `ord`, and the time of its last change.
+    type Unordered = (Vec<(i32, FlatNode)>, DateTime<Utc>);
+    let mut by_release: HashMap<String, Unordered> = HashMap::new();
+    let rows = sqlx::query(db::sql(concat!(
+        entity_columns!(),
+        " WHERE release_id = ANY($1)"
+    )))
+    .bind(ids)
+    .fetch(pool);
+    db::untraced(rows.try_for_each(|row| {
+        let decoded = (|| {
+            let release: &str = row.try_get_unchecked(0)?;
+            let ord: i32 = row.try_get_unchecked(12)?;
+            let (node, updated_at) = decode(&row)?;
+            match by_release.get_mut(release) {
+                Some((nodes, as_of)) => {
+                    nodes.push((ord, node));
+                    *as_of = (*as_of).max(updated_at);
+                }
+                None => {
+                    by_release.insert(release.to_owned(), (vec![(ord, node)], updated_at));
+                }
+            }
+            Ok(())
+        })();
+        std::future::ready(decoded)
+    }))
     .await?;
-    let mut ordered = rows
-        .iter()
-        .map(|row| Ok((row.try_get_unchecked::<i32, _>(12)?, row)))
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    ordered.sort_unstable_by_key(|(ord, _)| *ord);
-
-    let mut by_release: HashMap<String, StoredTree> = HashMap::new();
-    for (_, row) in ordered {
-        let release: &str = row.try_get_unchecked(0)?;
-        let (node, updated_at) = decode(row)?;
-        match by_release.get_mut(release) {
-            Some((nodes, as_of)) => {
-                nodes.push(node);
-                *as_of = (*as_of).max(updated_at);
-            }
-            None => {
-                by_release.insert(release.to_owned(), (vec![node], updated_at));
-            }
-        }
-    }
-    Ok(by_release)
+    Ok(by_release
+        .into_iter()
+        .map(|(id, (mut nodes, as_of))| {
+            nodes.sort_unstable_by_key(|(ord, _)| *ord);
+            (
+                id,
+                (nodes.into_iter().map(|(_, node)| node).collect(), as_of),
+            )
+        })
+        .collect())
 }
 
 // A release too large to read whole is read in part: the rows one answer shows, each with

