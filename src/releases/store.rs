@@ -684,30 +684,39 @@ pub async fn part_subtrees(
     .await
 }
 
-/// The rows of `release` below the node at `ord` whose ancestors are `above`, in tree order:
-/// its subtree, the rows after it up to the first whose parent is one of `above` (a later
-/// sibling of the node or of one of its ancestors), one range scan of the `(release_id, ord)`
-/// index (one statement).
-#[tracing::instrument(skip_all, fields(release.id = release))]
+/// The rows of `release` below each of `nodes`, the node at `ord` whose ancestors are `above`,
+/// in tree order: its subtree, the rows after it up to the first whose parent is one of
+/// `above` (a later sibling of the node or of one of its ancestors), one range scan of the
+/// `(release_id, ord)` index each (one statement).
+#[tracing::instrument(skip_all, fields(release.id = release, nodes.count = nodes.len()))]
 pub async fn part_below(
     pool: &PgPool,
     stats: &RequestStats,
     release: &str,
-    ord: i32,
-    above: &[String],
+    nodes: &[(i32, Vec<String>)],
 ) -> Result<Vec<PartRow>, sqlx::Error> {
     let _slot = stats.sql(1, "releases.part_below").await;
+    let ords: Vec<i32> = nodes.iter().map(|(ord, _)| *ord).collect();
+    // Each ancestor with the (1-based) number of the node it is above.
+    let (of, above): (Vec<i64>, Vec<&str>) = (1..)
+        .zip(nodes)
+        .flat_map(|(i, (_, above))| above.iter().map(move |id| (i, id.as_str())))
+        .unzip();
     part_decoded(
         sqlx::query(db::sql(concat!(
+            "SELECT s.* FROM unnest($2::int4[]) WITH ORDINALITY AS n (ord, i) CROSS JOIN LATERAL (",
             part_columns!(),
-            " WHERE e.release_id = $1 AND e.ord > $2 AND e.ord < COALESCE((",
-            "SELECT min(s.ord) FROM bff.release_entity_projection s",
-            " WHERE s.parent_id = ANY($3) AND s.ord > $2 AND (s.release_id = $1) IS TRUE",
-            "), 2147483647) ORDER BY e.ord"
+            " WHERE e.release_id = $1 AND e.ord > n.ord AND e.ord < COALESCE((",
+            "SELECT min(x.ord) FROM bff.release_entity_projection x",
+            " WHERE x.parent_id = ANY(ARRAY(",
+            "SELECT a.id FROM unnest($3::int8[], $4::text[]) AS a (i, id) WHERE a.i = n.i))",
+            " AND x.ord > n.ord AND (x.release_id = $1) IS TRUE",
+            "), 2147483647)) s ORDER BY s.ord"
         )))
         .bind(release)
-        .bind(ord)
-        .bind(above)
+        .bind(&ords)
+        .bind(&of)
+        .bind(&above)
         .persistent(false)
         .fetch(pool),
     )

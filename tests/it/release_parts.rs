@@ -117,7 +117,7 @@ const OPENED_BY_ID: &str = "query($id: ID!) { node(id: $id) { id
   ... on Cluster { key region status bundle { key version apps { key status } } } } }";
 
 /// The documents compared, each over one release (`$id`).
-const DOCUMENTS: [&str; 13] = [
+const DOCUMENTS: [&str; 15] = [
     "query($id: ID!) { release(id: $id) { id status source asOf progress { total failed percent }
        waves { id key name position status startedAt completedAt duration message
                progress { total succeeded failed inProgress pending percent } } } }",
@@ -153,6 +153,13 @@ const DOCUMENTS: [&str; 13] = [
          edges { node { ... on Cluster { id } ... on Wave { id } } } } } }",
     "query($id: ID!) { release(id: $id) { nodes(kind: [WAVE]) { edges { node {
        ... on Wave { key clusters { key apps { key status } } } } } } } }",
+    "query($id: ID!) { release(id: $id) { nodes(first: 6) { edges { node { __typename
+       ... on Wave { key clusters { key progress { failed } } }
+       ... on Cluster { key bundle { key apps { key status } } }
+       ... on Bundle { key apps { key } } ... on App { key } } } } } }",
+    "query($id: ID!) { release(id: $id) { nodes(kind: [CLUSTER], status: [FAILED], first: 1) {
+       pageInfo { hasNextPage } edges { path { key } node {
+       ... on Cluster { key apps(status: [FAILED]) { key message } bundle { apps { key } } } } } } } }",
     "query($id: ID!) { release(id: $id) { id key name status message startedAt completedAt
        pendingControl progress { total succeeded failed inProgress pending percent } } }",
 ];
@@ -287,6 +294,18 @@ async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tr
             assert_eq!(got, expected, "{release}: nodes({filter})");
         }
     }
+    // Across releases: failed clusters opened to their apps.
+    same_answer(
+        "{ nodes(kind: CLUSTER, status: [FAILED]) { edges { node {
+           ... on Cluster { id key bundle { key apps { key status } } apps(status: [FAILED]) { key } } } } } }",
+        &rolled_out,
+    )
+    .await;
+    let metrics = in_part.get_text(&in_part.ops_url("/metrics")).await;
+    assert!(
+        !metrics.contains("query=\"releases.trees\""),
+        "no read in part read a whole tree: {metrics}"
+    );
     let compiled = in_part.metric("bff_answers_compiled_total").await;
     assert!(
         compiled > 0.0,

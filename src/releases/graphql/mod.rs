@@ -405,8 +405,8 @@ impl ReleasesQuery {
             .map_err(|e| ApiError::database(&e))
             .extend()?;
         // A release read in part has only its node loaded: its nodes on the page are read
-        // with their ancestors (one statement per such release; or its whole tree when the
-        // selection lists below them).
+        // with their ancestors (one statement per such release), and their subtrees when the
+        // selection lists below them (one more).
         let deep = part::edges_list_below(&ctx.field());
         for tree in trees.values_mut().filter(|tree| tree.part_of.is_some()) {
             let release = &tree.root.node.id;
@@ -416,7 +416,7 @@ impl ReleasesQuery {
                 .map(|node| node.id.clone())
                 .collect();
             *tree = if deep {
-                part::whole(ctx, tree).await?
+                part::with_subtrees(ctx, tree, &ids).await?
             } else {
                 part::with_ancestors(ctx, tree, &ids).await?
             };

@@ -382,7 +382,7 @@ pub async fn find_entity(
     let tree = match tree.part_of {
         Some(_) if tree.root.node.id != id => {
             if part::lists_below(&ctx.field()) {
-                part::with_subtree(ctx, &tree, &id).await?
+                part::with_subtrees(ctx, &tree, std::slice::from_ref(&id)).await?
             } else {
                 part::with_ancestors(ctx, &tree, std::slice::from_ref(&id)).await?
             }
@@ -671,33 +671,32 @@ impl Release {
             ));
         };
         if let Some(stub) = release.stub() {
-            if !part::edges_list_below(&ctx.field()) {
-                let count = ctx.look_ahead().field("totalCount").exists();
-                let page = part::page(
-                    ctx,
-                    stub,
-                    &filter.part(),
-                    filter.after(),
-                    filter.first(),
-                    count,
-                )
-                .await?;
-                let mut connection = Connection::with_additional_fields(
-                    page.has_previous,
-                    page.has_next,
-                    // Counted only when asked for.
-                    ConnectionTotal {
-                        total_count: page.total.unwrap_or_default(),
-                    },
-                );
-                connection.edges.extend(page.ids.iter().filter_map(|id| {
-                    let node = Entity::of(Arc::clone(&page.tree), id)?;
-                    let path = node.path();
-                    node.into_edge(nodes::cursor(id), path)
-                }));
-                return Ok(connection);
-            }
-            return nodes_of(&Entity::root(part::whole(ctx, stub).await?), &filter);
+            let count = ctx.look_ahead().field("totalCount").exists();
+            let page = part::page(
+                ctx,
+                stub,
+                &filter.part(),
+                filter.after(),
+                filter.first(),
+                count,
+                // The page's subtrees too, when its nodes list below them.
+                part::edges_list_below(&ctx.field()),
+            )
+            .await?;
+            let mut connection = Connection::with_additional_fields(
+                page.has_previous,
+                page.has_next,
+                // Counted only when asked for.
+                ConnectionTotal {
+                    total_count: page.total.unwrap_or_default(),
+                },
+            );
+            connection.edges.extend(page.ids.iter().filter_map(|id| {
+                let node = Entity::of(Arc::clone(&page.tree), id)?;
+                let path = node.path();
+                node.into_edge(nodes::cursor(id), path)
+            }));
+            return Ok(connection);
         }
         nodes_of(&release, &filter)
     }

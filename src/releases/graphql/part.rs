@@ -14,11 +14,13 @@
 //!
 //! - `waves` with lists below their clusters (`waves(first: 1) { clusters { apps } }`, a
 //!   dashboard opening a wave): the release, its waves, and the whole subtree of each wave
-//!   listed, one range of `ord` each.
+//!   listed, one range of `ord` each;
+//! - nodes that list below them (`nodes { ... on Wave { clusters { apps } } }`, `node(id:)`,
+//!   `Query.nodes`): the nodes and their ancestors, then, in one more statement, the subtree of
+//!   each (one range of `ord`; a node inside another's subtree comes with it).
 //!
-//! A selection that lists deeper than that elsewhere (`nodes { ... on Wave { clusters { apps
-//! } } }`, a node's subtree by `node(id:)`) reads the whole tree as before, and the limit on
-//! what one answer lists refuses it when it is too large.
+//! So no read of a release read in part reads its whole tree; the limit on what one answer
+//! lists refuses an answer too large to send, as for a release read whole.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -34,7 +36,7 @@ use crate::{
     metrics::RequestStats,
     releases::{
         store::{self, PartFilter, PartRow, ReleaseRow},
-        tree::{DataSource, FlatNode, Progress, ReleaseTree, Stored},
+        tree::{FlatNode, Progress, ReleaseTree, Stored},
     },
 };
 
@@ -179,53 +181,57 @@ pub(super) async fn with_ancestors(
     tree_of(stub, rows)
 }
 
-/// Node `id` of the release `stub` stands for, with its ancestors and everything below it: for
-/// a selection that lists below one node (two statements; its subtree is one range of `ord`).
-pub(super) async fn with_subtree(
+/// Nodes `ids` of the release `stub` stands for, with their ancestors and everything below
+/// them: for a selection that lists below the nodes it shows (two statements; each subtree is
+/// one range of `ord`).
+pub(super) async fn with_subtrees(
     ctx: &Context<'_>,
     stub: &ReleaseTree,
-    id: &str,
+    ids: &[String],
 ) -> async_graphql::Result<Arc<ReleaseTree>> {
     let (db, stats) = db(ctx)?;
     let release = &stub.root.node.id;
-    let lineage = store::lineage(release, &[id.to_owned()]);
-    let mut rows = store::part_rows(db, stats, release, &lineage, &[])
+    let mut rows = store::part_rows(db, stats, release, &store::lineage(release, ids), &[])
         .await
         .map_err(ApiError::from)
         .extend()?;
-    // Not there: the tree answers that it has no such node.
-    if let Some(ord) = rows
+    // A node that is not there is not opened: the tree answers that it has no such node.
+    let opened: Vec<&PartRow> = rows
         .iter()
-        .find(|(row, _)| row.node.id == id)
-        .map(|(_, ord)| *ord)
-    {
-        let above: Vec<String> = lineage.into_iter().filter(|a| a != id).collect();
-        let below = store::part_below(db, stats, release, ord, &above)
-            .await
-            .map_err(ApiError::from)
-            .extend()?;
-        rows.extend(below);
-    }
+        .filter(|(row, _)| ids.contains(&row.node.id))
+        .collect();
+    let below = subtrees(db, stats, release, &opened).await?;
+    rows.extend(below);
     tree_of(stub, rows)
 }
 
-/// The whole tree of the release `stub` stands for, from the projection: for a selection that
-/// lists deeper than a read in part does (one statement, every row).
-pub(super) async fn whole(
-    ctx: &Context<'_>,
-    stub: &ReleaseTree,
-) -> async_graphql::Result<Arc<ReleaseTree>> {
-    let (db, stats) = db(ctx)?;
-    let release = stub.root.node.id.clone();
-    let mut trees = store::trees(db, stats, std::slice::from_ref(&release))
+/// The rows below `nodes` of `release` (one statement): the subtree of each that can have
+/// one and is not inside another's.
+async fn subtrees(
+    db: &PgPool,
+    stats: &RequestStats,
+    release: &str,
+    nodes: &[&PartRow],
+) -> async_graphql::Result<Vec<PartRow>> {
+    let opened: HashSet<&str> = nodes.iter().map(|(row, _)| row.node.id.as_str()).collect();
+    let outermost: Vec<(i32, Vec<String>)> = nodes
+        .iter()
+        .filter(|(row, _)| !is_of(&row.node.id, Kind::App))
+        .filter_map(|(row, ord)| {
+            let id = &row.node.id;
+            let above: Vec<String> = store::lineage(release, std::slice::from_ref(id))
+                .into_iter()
+                .filter(|up| up != id)
+                .collect();
+            (!above.iter().any(|up| opened.contains(up.as_str()))).then_some((*ord, above))
+        })
+        .collect();
+    if outermost.is_empty() {
+        return Ok(Vec::new());
+    }
+    store::part_below(db, stats, release, &outermost)
         .await
         .map_err(ApiError::from)
-        .extend()?;
-    trees
-        .remove(&release)
-        .and_then(|(rows, as_of)| ReleaseTree::from_flat(rows, DataSource::Projection, as_of))
-        .map(Arc::new)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("{release} has no release node")))
         .extend()
 }
 
@@ -326,6 +332,7 @@ pub(super) async fn page(
     after: Option<&str>,
     first: usize,
     count: bool,
+    below: bool,
 ) -> async_graphql::Result<Page> {
     let (db, stats) = db(ctx)?;
     let release = &stub.root.node.id;
@@ -353,6 +360,11 @@ pub(super) async fn page(
         .extend()?;
     let has_next = rows.len() > first;
     rows.truncate(first);
+    let subtrees = if below {
+        subtrees(db, stats, release, &rows.iter().collect::<Vec<_>>()).await?
+    } else {
+        Vec::new()
+    };
     let ids: Vec<String> = rows.iter().map(|(node, _)| node.node.id.clone()).collect();
     let ancestors: Vec<String> = store::lineage(release, &ids)
         .into_iter()
@@ -364,6 +376,7 @@ pub(super) async fn page(
             .map_err(ApiError::from)
             .extend()?,
     );
+    rows.extend(subtrees);
     Ok(Page {
         tree: tree_of(stub, rows)?,
         ids,
