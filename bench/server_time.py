@@ -54,7 +54,7 @@ query = "query($id: ID!) { release(id: $id) { %s waves { %s clusters { %s bundle
 )
 body = {"query": os.environ.get("QUERY", query), "variables": {"id": release}}
 
-for _ in range(min(runs, 200)):  # warm-up: connections, prepared statements, allocator
+for _ in range(min(runs, 300)):  # warm-up: connections, prepared statements, allocator
     post(body, token)
 
 before = (cpu_ticks([serve_pid]) if serve_pid else 0, cpu_ticks(postgres_pids()))
