@@ -4,7 +4,7 @@
 # `RELEASE_CACHE_BYTES=0 PORT=18556 temporal-bff dev`), p50 / p90 / p99 of `Server-Timing: app`.
 # With SERVE_PID set, also the CPU per request of that process and of every `postgres` process
 # of the machine (from /proc), over the same requests. QUERY replaces the document (`$id` is
-# the release).
+# the release), and VARIABLES (a JSON object) adds variables.
 #
 #   bench/server_time.py [URL] [RELEASE_ID] [N]
 #   SERVE_PID=$(pgrep -f 'temporal-bff dev') bench/server_time.py http://127.0.0.1:18556 release:rel-2025-05 1500
@@ -52,7 +52,10 @@ fields = "id key name status startedAt completedAt message"
 query = "query($id: ID!) { release(id: $id) { %s waves { %s clusters { %s bundle { %s apps { %s } } } } } }" % (
     (fields,) * 5
 )
-body = {"query": os.environ.get("QUERY", query), "variables": {"id": release}}
+body = {
+    "query": os.environ.get("QUERY", query),
+    "variables": {"id": release, **json.loads(os.environ.get("VARIABLES", "{}"))},
+}
 
 for _ in range(min(runs, 300)):  # warm-up: connections, prepared statements, allocator
     post(body, token)

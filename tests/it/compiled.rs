@@ -108,10 +108,12 @@ fn selection(random: &mut Random, kind: &str) -> String {
         }
     }
     // The release's red part (or any other), some of the time: `tree(status:)` with literal
-    // statuses, a list of them or one alone.
+    // statuses, a list of them or one alone, or with the variable `$status` (see `statuses`).
     if kind == "Release" && random.chance(50) {
         let statuses: Vec<&str> = STATUSES.into_iter().filter(|_| random.chance(35)).collect();
-        let status = if statuses.len() == 1 && random.chance(50) {
+        let status = if random.chance(40) {
+            "$status".to_owned()
+        } else if statuses.len() == 1 && random.chance(50) {
             statuses[0].to_owned()
         } else {
             format!("[{}]", statuses.join(", "))
@@ -127,6 +129,17 @@ fn selection(random: &mut Random, kind: &str) -> String {
         seen.insert(name.to_owned())
     });
     fields.join(" ")
+}
+
+/// The value of `$status` for a selection that uses it: some statuses, a list of them or one
+/// alone (which the executor reads as a list of one).
+fn statuses(random: &mut Random) -> Value {
+    let statuses: Vec<&str> = STATUSES.into_iter().filter(|_| random.chance(35)).collect();
+    if statuses.len() == 1 && random.chance(50) {
+        json!(statuses[0])
+    } else {
+        json!(statuses)
+    }
 }
 
 /// The exact bytes of an answer.
@@ -176,11 +189,16 @@ async fn a_plain_tree_read_is_answered_without_the_executor_byte_for_byte_as_the
     let mut answered = 0;
     for release in &releases {
         for _ in 0..25 {
-            let query = format!(
-                "query Tree($id: ID!) {{ release(id: $id) {{ {} }} }}",
-                selection(&mut random, "Release")
-            );
-            let variables = json!({ "id": release });
+            let selected = selection(&mut random, "Release");
+            let mut variables = json!({ "id": release });
+            let declared = if selected.contains("$status") {
+                variables["status"] = statuses(&mut random);
+                ", $status: [RolloutStatus!]!"
+            } else {
+                ""
+            };
+            let query =
+                format!("query Tree($id: ID!{declared}) {{ release(id: $id) {{ {selected} }} }}");
             let mut answers = (Vec::new(), Vec::new());
             // A running release may change between the two reads: ask again until it holds
             // still (a closed one must match the first time).

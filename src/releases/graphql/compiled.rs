@@ -9,10 +9,12 @@
 //! with no error, and refuses (`None`) everything else, which then runs through the executor
 //! as before. So it accepts:
 //! - one query operation, with no fragments and no directives anywhere;
-//! - whose one root field is `release`, with `id` as a string literal or as the one variable,
-//!   declared `ID!` without a default, given as a string;
-//! - selecting `waves` (so the executor would also read the whole tree), and below it only the
-//!   hierarchy's argument-free fields, each field at most once per selection (aliases allowed).
+//! - whose one root field is `release`, with `id` as a string literal or as a variable declared
+//!   `ID!` without a default, given as a string;
+//! - selecting `waves` (so the executor would also read the whole tree) or `tree(status:)`,
+//!   its statuses as literals or as a variable declared `[RolloutStatus!]!` without a default
+//!   and given valid names, and below them only the hierarchy's argument-free fields, each
+//!   field at most once per selection (aliases allowed).
 //!
 //! Every field at most once bounds the depth (six levels, under the schema's limit), and
 //! [`TreePlan::complexity`] is the validation's own sum, so the caller refuses a plan over the
@@ -23,7 +25,7 @@
 //! ID that is not a release's, a cluster without a bundle, lists of more than `MAX_LISTED`
 //! nodes, which the executor refuses by name), it leaves to the executor.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{cell::Cell, collections::HashSet, sync::Arc};
 
 use async_graphql::{
     Data, ErrorExtensions as _, Name, PathSegment, Pos, Positioned, Response, Variables,
@@ -144,25 +146,39 @@ impl TreePlan {
         if operation.ty != OperationType::Query || !operation.directives.is_empty() {
             return None;
         }
-        // At most one variable: the release's ID, declared `ID!`, given as a string. Any
-        // other variable given would be unused (the executor ignores it; so may we).
-        let declared = match operation.variable_definitions.as_slice() {
-            [] => None,
-            [definition] => {
-                let definition = &definition.node;
-                let ty = &definition.var_type.node;
-                let is_id = matches!(&ty.base, BaseType::Named(name) if name.as_str() == "ID");
-                if !is_id
-                    || ty.nullable
-                    || definition.default_value.is_some()
-                    || !definition.directives.is_empty()
-                {
-                    return None;
-                }
-                Some(definition.name.node.clone())
+        // At most two variables: the release's ID, declared `ID!` and given as a string, and
+        // the statuses of `tree(status:)`, declared `[RolloutStatus!]!` and given. Any other
+        // variable given would be unused (the executor ignores it; so may we).
+        let mut declared = None;
+        let mut statuses = None;
+        for definition in &operation.variable_definitions {
+            let definition = &definition.node;
+            let ty = &definition.var_type.node;
+            if ty.nullable
+                || definition.default_value.is_some()
+                || !definition.directives.is_empty()
+            {
+                return None;
             }
-            _ => return None,
-        };
+            let name = &definition.name.node;
+            match &ty.base {
+                BaseType::Named(named) if named.as_str() == "ID" && declared.is_none() => {
+                    declared = Some(name.clone());
+                }
+                BaseType::List(item)
+                    if statuses.is_none()
+                        && !item.nullable
+                        && matches!(&item.base, BaseType::Named(named) if named.as_str() == "RolloutStatus") =>
+                {
+                    statuses = Some(StatusVariable {
+                        name: name.clone(),
+                        statuses: status_values(variables.get(name)?)?,
+                        used: Cell::new(false),
+                    });
+                }
+                _ => return None,
+            }
+        }
         let [Positioned { node: root, .. }] = operation.selection_set.node.items.as_slice() else {
             return None;
         };
@@ -191,7 +207,14 @@ impl TreePlan {
         let id = EntityId::parse(raw)
             .ok()
             .filter(|id| id.kind() == Kind::Release)?;
-        let selection = plan(Kind::Release, &field.selection_set.node)?;
+        let selection = plan(Kind::Release, &field.selection_set.node, statuses.as_ref())?;
+        // A declared variable that is not used is the executor's to refuse.
+        if statuses
+            .as_ref()
+            .is_some_and(|statuses| !statuses.used.get())
+        {
+            return None;
+        }
         // Without `waves` or `tree` the executor reads the release's row, not its tree.
         if !selection
             .iter()
@@ -393,19 +416,19 @@ fn plain_fields(set: &SelectionSet) -> Option<Vec<&Field>> {
 
 /// The plan for a node of `kind` selecting `set`, or `None` if any field is not one this
 /// path writes.
-fn plan(kind: Kind, set: &SelectionSet) -> Option<Plan> {
+fn plan(kind: Kind, set: &SelectionSet, statuses: Option<&StatusVariable>) -> Option<Plan> {
     let fields = plain_fields(set)?;
     if fields.is_empty() {
         return None;
     }
     fields
         .into_iter()
-        .map(|field| Some((response_key(key_of(field)), output(kind, field)?)))
+        .map(|field| Some((response_key(key_of(field)), output(kind, field, statuses)?)))
         .collect()
 }
 
 /// What to write for `field` of a node of `kind`, if this path writes it.
-fn output(kind: Kind, field: &Field) -> Option<Output> {
+fn output(kind: Kind, field: &Field, statuses: Option<&StatusVariable>) -> Option<Output> {
     let name = field.name.node.as_str();
     let below = &field.selection_set.node;
     let leaf = below.items.is_empty();
@@ -420,16 +443,18 @@ fn output(kind: Kind, field: &Field) -> Option<Output> {
         (_, "message") => Output::Message,
         (Kind::Release, "source") => Output::Source,
         (Kind::Release, "asOf") => Output::AsOf,
-        (Kind::Release, "tree") => pruned(field)?,
-        (Kind::Release, _) => return release_list(name, below),
+        (Kind::Release, "tree") => pruned(field, statuses)?,
+        (Kind::Release, _) => return release_list(name, below, statuses),
         (_, "duration") => Output::Duration,
         (Kind::Wave, "position") => Output::Position,
         (Kind::Cluster, "region") => Output::Region,
         (Kind::Bundle | Kind::App, "version") => Output::Version,
         (Kind::Wave | Kind::Cluster | Kind::Bundle, "progress") => progress(below)?,
-        (Kind::Wave, "clusters") => Output::Children(plan(Kind::Cluster, below)?),
-        (Kind::Cluster, "bundle") => Output::Bundle(plan(Kind::Bundle, below)?),
-        (Kind::Cluster | Kind::Bundle, "apps") => Output::Children(plan(Kind::App, below)?),
+        (Kind::Wave, "clusters") => Output::Children(plan(Kind::Cluster, below, statuses)?),
+        (Kind::Cluster, "bundle") => Output::Bundle(plan(Kind::Bundle, below, statuses)?),
+        (Kind::Cluster | Kind::Bundle, "apps") => {
+            Output::Children(plan(Kind::App, below, statuses)?)
+        }
         _ => return None,
     };
     // A leaf with a selection is a document the executor refuses (an object without one is
@@ -442,8 +467,9 @@ fn output(kind: Kind, field: &Field) -> Option<Output> {
 }
 
 /// `tree(status:)` with its statuses as literals (a list of them, or one, which GraphQL
-/// reads as a list of one); a variable or an unknown status is the executor's.
-fn pruned(field: &Field) -> Option<Output> {
+/// reads as a list of one) or as the variable `variable` names; another variable or an
+/// unknown status is the executor's.
+fn pruned(field: &Field, variable: Option<&StatusVariable>) -> Option<Output> {
     let [(argument, value)] = field.arguments.as_slice() else {
         return None;
     };
@@ -455,20 +481,52 @@ fn pruned(field: &Field) -> Option<Output> {
         _ => None,
     };
     let statuses = match &value.node {
+        Value::Variable(name) => {
+            let variable = variable.filter(|variable| &variable.name == name)?;
+            variable.used.set(true);
+            variable.statuses.clone()
+        }
         Value::List(items) => items.iter().map(status).collect::<Option<Vec<_>>>()?,
         one => vec![status(one)?],
     };
     Some(Output::Pruned(
         statuses,
-        plan(Kind::Wave, &field.selection_set.node)?,
+        plan(Kind::Wave, &field.selection_set.node, variable)?,
     ))
 }
 
+/// The variable `tree(status:)` may take its statuses from: its name, its value, and whether
+/// the document uses it.
+#[derive(Debug)]
+struct StatusVariable {
+    name: Name,
+    statuses: Vec<RolloutStatus>,
+    used: Cell<bool>,
+}
+
+/// The statuses a `[RolloutStatus!]!` variable was given, as the executor coerces them: a list
+/// of names, or one name alone (a list of one); `None` for anything it would refuse.
+fn status_values(value: &ConstValue) -> Option<Vec<RolloutStatus>> {
+    let status = |value: &ConstValue| match value {
+        ConstValue::String(name) => RolloutStatus::parse(name),
+        ConstValue::Enum(name) => RolloutStatus::parse(name.as_str()),
+        _ => None,
+    };
+    match value {
+        ConstValue::List(items) => items.iter().map(status).collect(),
+        one => Some(vec![status(one)?]),
+    }
+}
+
 /// The release's own object fields: `progress` and `waves`.
-fn release_list(name: &str, below: &SelectionSet) -> Option<Output> {
+fn release_list(
+    name: &str,
+    below: &SelectionSet,
+    statuses: Option<&StatusVariable>,
+) -> Option<Output> {
     match name {
         "progress" => progress(below),
-        "waves" => Some(Output::Children(plan(Kind::Wave, below)?)),
+        "waves" => Some(Output::Children(plan(Kind::Wave, below, statuses)?)),
         _ => None,
     }
 }
@@ -777,14 +835,68 @@ mod tests {
     }
 
     #[test]
-    fn a_pruned_tree_compiles_with_literal_statuses_and_nothing_else() {
-        let statuses = |query: &str| {
-            let plan = compile(query, serde_json::json!({}))?;
+    fn a_pruned_tree_compiles_with_literal_statuses_or_its_status_variable_and_nothing_else() {
+        let statuses_given = |query: &str, variables: serde_json::Value| {
+            let plan = compile(query, variables)?;
             plan.selection.iter().find_map(|(_, output)| match output {
                 Output::Pruned(statuses, _) => Some(statuses.clone()),
                 _ => None,
             })
         };
+        let statuses = |query: &str| statuses_given(query, serde_json::json!({}));
+        let with_variable = "query($id: ID!, $s: [RolloutStatus!]!) { release(id: $id) {
+            red: tree(status: $s) { key } } }";
+        assert_eq!(
+            statuses_given(
+                with_variable,
+                serde_json::json!({ "id": "release:r", "s": ["FAILED", "PAUSED"] })
+            ),
+            Some(vec![RolloutStatus::Failed, RolloutStatus::Paused])
+        );
+        // One name alone is a list of one, as the executor coerces it.
+        assert_eq!(
+            statuses_given(
+                with_variable,
+                serde_json::json!({ "id": "release:r", "s": "FAILED" })
+            ),
+            Some(vec![RolloutStatus::Failed])
+        );
+        for (refused, s) in [
+            (with_variable, serde_json::json!(["NOPE"])),
+            (with_variable, serde_json::json!([1])),
+            (with_variable, serde_json::json!(null)),
+            (with_variable, serde_json::json!([null])),
+            (
+                "query($id: ID!, $s: [RolloutStatus!]) { release(id: $id) { tree(status: $s) { key } } }",
+                serde_json::json!(["FAILED"]),
+            ),
+            (
+                "query($id: ID!, $s: [RolloutStatus]!) { release(id: $id) { tree(status: $s) { key } } }",
+                serde_json::json!(["FAILED"]),
+            ),
+            (
+                "query($id: ID!, $s: [RolloutStatus!]! = [FAILED]) { release(id: $id) { tree(status: $s) { key } } }",
+                serde_json::json!(["FAILED"]),
+            ),
+            (
+                "query($id: ID!, $s: [RolloutStatus!]!) { release(id: $id) { waves { key } } }",
+                serde_json::json!(["FAILED"]),
+            ),
+            (
+                "query($id: ID!, $s: [RolloutStatus!]!, $t: [RolloutStatus!]!) { release(id: $id) { tree(status: $s) { key } } }",
+                serde_json::json!(["FAILED"]),
+            ),
+            (
+                "query($id: ID!, $s: [RolloutStatus!]!) { release(id: $id) { tree(status: $t) { key } } }",
+                serde_json::json!(["FAILED"]),
+            ),
+        ] {
+            let variables = serde_json::json!({ "id": "release:r", "s": s, "t": ["FAILED"] });
+            assert!(
+                compile(refused, variables).is_none(),
+                "{refused} compiled with {s}"
+            );
+        }
         assert_eq!(
             statuses("{ release(id: \"release:r\") { tree(status: [FAILED, PAUSED]) { key } } }"),
             Some(vec![RolloutStatus::Failed, RolloutStatus::Paused])
