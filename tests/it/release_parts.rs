@@ -116,8 +116,14 @@ const OPENED_BY_ID: &str = "query($id: ID!) { node(id: $id) { id
     bundle { key apps { key status message } } apps(status: [FAILED]) { key } } }
   ... on Cluster { key region status bundle { key version apps { key status } } } } }";
 
+/// Waves and clusters opened one level down: read with their children, no subtree.
+const OPENED_ONE_LEVEL: &str = "query($id: ID!) { release(id: $id) {
+  nodes(kind: [WAVE, CLUSTER], first: 4) { edges { node {
+    ... on Wave { key clusters { key status region progress { total failed } } }
+    ... on Cluster { key bundle { key version } } } } } } }";
+
 /// The documents compared, each over one release (`$id`).
-const DOCUMENTS: [&str; 15] = [
+const DOCUMENTS: [&str; 16] = [
     "query($id: ID!) { release(id: $id) { id status source asOf progress { total failed percent }
        waves { id key name position status startedAt completedAt duration message
                progress { total succeeded failed inProgress pending percent } } } }",
@@ -157,6 +163,7 @@ const DOCUMENTS: [&str; 15] = [
        ... on Wave { key clusters { key progress { failed } } }
        ... on Cluster { key bundle { key apps { key status } } }
        ... on Bundle { key apps { key } } ... on App { key } } } } } }",
+    OPENED_ONE_LEVEL,
     "query($id: ID!) { release(id: $id) { nodes(kind: [CLUSTER], status: [FAILED], first: 1) {
        pageInfo { hasNextPage } edges { path { key } node {
        ... on Cluster { key apps(status: [FAILED]) { key message } bundle { apps { key } } } } } } } }",
@@ -294,6 +301,12 @@ async fn a_release_read_in_part_answers_every_list_field_exactly_as_its_whole_tr
             assert_eq!(got, expected, "{release}: nodes({filter})");
         }
     }
+    // Nodes opened one level down are read with their children, in the ancestors' statement.
+    let below_reads =
+        || in_part.metric("bff_sql_duration_seconds_count{query=\"releases.part_below\"}");
+    let before = below_reads().await;
+    same_answer(OPENED_ONE_LEVEL, &level_by_level).await;
+    assert_eq!(below_reads().await, before, "no subtree was read");
     // Across releases: failed clusters opened to their apps.
     same_answer(
         "{ nodes(kind: CLUSTER, status: [FAILED]) { edges { node {

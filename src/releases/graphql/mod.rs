@@ -405,9 +405,10 @@ impl ReleasesQuery {
             .map_err(|e| ApiError::database(&e))
             .extend()?;
         // A release read in part has only its node loaded: its nodes on the page are read
-        // with their ancestors (one statement per such release), and their subtrees when the
-        // selection lists below them (one more).
-        let deep = part::edges_list_below(&ctx.field());
+        // with their ancestors (one statement per such release), and what is below them when
+        // the selection lists it (their children in the same statement, their subtrees in
+        // one more).
+        let below = part::edges_opened(&ctx.field());
         for tree in trees.values_mut().filter(|tree| tree.part_of.is_some()) {
             let release = &tree.root.node.id;
             let ids: Vec<String> = found
@@ -415,10 +416,9 @@ impl ReleasesQuery {
                 .filter(|node| &node.release_id == release)
                 .map(|node| node.id.clone())
                 .collect();
-            *tree = if deep {
-                part::with_subtrees(ctx, tree, &ids).await?
-            } else {
-                part::with_ancestors(ctx, tree, &ids).await?
+            *tree = match below {
+                Some(below) => part::with_below(ctx, tree, &ids, below).await?,
+                None => part::with_ancestors(ctx, tree, &ids).await?,
             };
         }
         let mut connection = Connection::with_additional_fields(

@@ -380,13 +380,10 @@ pub async fn find_entity(
     };
     let id = id.to_string();
     let tree = match tree.part_of {
-        Some(_) if tree.root.node.id != id => {
-            if part::lists_below(&ctx.field()) {
-                part::with_subtrees(ctx, &tree, std::slice::from_ref(&id)).await?
-            } else {
-                part::with_ancestors(ctx, &tree, std::slice::from_ref(&id)).await?
-            }
-        }
+        Some(_) if tree.root.node.id != id => match part::opened(&ctx.field()) {
+            Some(below) => part::with_below(ctx, &tree, std::slice::from_ref(&id), below).await?,
+            None => part::with_ancestors(ctx, &tree, std::slice::from_ref(&id)).await?,
+        },
         _ => tree,
     };
     Ok(tree.find(&id).map(|node| Entity::at(tree, node)))
@@ -679,8 +676,8 @@ impl Release {
                 filter.after(),
                 filter.first(),
                 count,
-                // The page's subtrees too, when its nodes list below them.
-                part::edges_list_below(&ctx.field()),
+                // What is below the page's nodes too, when they list it.
+                part::edges_opened(&ctx.field()),
             )
             .await?;
             let mut connection = Connection::with_additional_fields(

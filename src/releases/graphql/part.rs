@@ -16,8 +16,10 @@
 //!   dashboard opening a wave): the release, its waves, and the whole subtree of each wave
 //!   listed, one range of `ord` each;
 //! - nodes that list below them (`nodes { ... on Wave { clusters { apps } } }`, `node(id:)`,
-//!   `Query.nodes`): the nodes and their ancestors, then, in one more statement, the subtree of
-//!   each (one range of `ord`; a node inside another's subtree comes with it).
+//!   `Query.nodes`): the nodes, their ancestors and, when the lists below them list nothing
+//!   themselves, their children (`nodes { ... on Wave { clusters { key } } }`), in one
+//!   statement; else, in one more, the subtree of each (one range of `ord`; a node inside
+//!   another's subtree comes with it).
 //!
 //! So no read of a release read in part reads its whole tree; the limit on what one answer
 //! lists refuses an answer too large to send, as for a release read whole.
@@ -85,16 +87,43 @@ pub(super) fn lists_below(field: &SelectionField<'_>) -> bool {
         .any(|f| matches!(f.name(), "clusters" | "apps" | "bundle"))
 }
 
-/// Whether connection `field` (`Release.nodes`) selects, on its nodes, a field that lists
-/// nodes below them.
-pub(super) fn edges_list_below(field: &SelectionField<'_>) -> bool {
-    field.selection_set().any(|f| match f.name() {
-        "edges" => f
-            .selection_set()
-            .any(|node| node.name() == "node" && lists_below(&node)),
-        "nodes" => lists_below(&f),
-        _ => false,
+/// How far below the nodes it lists `field` lists nodes (`None`: not at all): their children
+/// when its lists list nothing themselves, else their subtrees. `apps` counts as two levels
+/// down, as a cluster's are (its bundle's): fragments flattened, the selection does not say
+/// whose `apps` they are.
+pub(super) fn opened(field: &SelectionField<'_>) -> Option<Below> {
+    let lists: Vec<SelectionField<'_>> = field
+        .selection_set()
+        .filter(|f| matches!(f.name(), "clusters" | "apps" | "bundle"))
+        .collect();
+    if lists.is_empty() {
+        return None;
+    }
+    let deeper = lists
+        .iter()
+        .any(|list| list.name() == "apps" || lists_below(list));
+    Some(if deeper {
+        Below::Subtrees
+    } else {
+        Below::Children
     })
+}
+
+/// [`opened`] for connection `field` (`Release.nodes`, `Query.nodes`): how far below its
+/// nodes it lists.
+pub(super) fn edges_opened(field: &SelectionField<'_>) -> Option<Below> {
+    field
+        .selection_set()
+        .filter_map(|f| match f.name() {
+            "edges" => f
+                .selection_set()
+                .filter(|node| node.name() == "node")
+                .filter_map(|node| opened(&node))
+                .max(),
+            "nodes" => opened(&f),
+            _ => None,
+        })
+        .max()
 }
 
 /// A tree of `rows` of the release `stub` stands for.
@@ -115,10 +144,10 @@ fn db<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a PgPool, &'a Reques
     ))
 }
 
-/// How far below the waves [`levels`] reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How far below the nodes it shows a read reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Below {
-    /// The nodes right below them (their clusters).
+    /// The nodes right below them (a wave's clusters).
     Children,
     /// Everything below them: each wave's rows are one range of `ord`, up to the next wave's.
     Subtrees,
@@ -181,27 +210,40 @@ pub(super) async fn with_ancestors(
     tree_of(stub, rows)
 }
 
-/// Nodes `ids` of the release `stub` stands for, with their ancestors and everything below
-/// them: for a selection that lists below the nodes it shows (two statements; each subtree is
-/// one range of `ord`).
-pub(super) async fn with_subtrees(
+/// Nodes `ids` of the release `stub` stands for, with their ancestors and what is `below`
+/// them: for a selection that lists below the nodes it shows. Their children come with the
+/// ancestors (one statement); their subtrees take one more (one range of `ord` each).
+pub(super) async fn with_below(
     ctx: &Context<'_>,
     stub: &ReleaseTree,
     ids: &[String],
+    below: Below,
 ) -> async_graphql::Result<Arc<ReleaseTree>> {
     let (db, stats) = db(ctx)?;
     let release = &stub.root.node.id;
-    let mut rows = store::part_rows(db, stats, release, &store::lineage(release, ids), &[])
-        .await
-        .map_err(ApiError::from)
-        .extend()?;
-    // A node that is not there is not opened: the tree answers that it has no such node.
-    let opened: Vec<&PartRow> = rows
-        .iter()
-        .filter(|(row, _)| ids.contains(&row.node.id))
-        .collect();
-    let below = subtrees(db, stats, release, &opened).await?;
-    rows.extend(below);
+    let children_of = match below {
+        Below::Children => ids,
+        Below::Subtrees => &[],
+    };
+    let mut rows = store::part_rows(
+        db,
+        stats,
+        release,
+        &store::lineage(release, ids),
+        children_of,
+    )
+    .await
+    .map_err(ApiError::from)
+    .extend()?;
+    if below == Below::Subtrees {
+        // A node that is not there is not opened: the tree answers that it has no such node.
+        let opened: Vec<&PartRow> = rows
+            .iter()
+            .filter(|(row, _)| ids.contains(&row.node.id))
+            .collect();
+        let subtrees = subtrees(db, stats, release, &opened).await?;
+        rows.extend(subtrees);
+    }
     tree_of(stub, rows)
 }
 
@@ -332,7 +374,7 @@ pub(super) async fn page(
     after: Option<&str>,
     first: usize,
     count: bool,
-    below: bool,
+    below: Option<Below>,
 ) -> async_graphql::Result<Page> {
     let (db, stats) = db(ctx)?;
     let release = &stub.root.node.id;
@@ -360,7 +402,7 @@ pub(super) async fn page(
         .extend()?;
     let has_next = rows.len() > first;
     rows.truncate(first);
-    let subtrees = if below {
+    let subtrees = if below == Some(Below::Subtrees) {
         subtrees(db, stats, release, &rows.iter().collect::<Vec<_>>()).await?
     } else {
         Vec::new()
@@ -370,8 +412,13 @@ pub(super) async fn page(
         .into_iter()
         .filter(|id| !ids.contains(id))
         .collect();
+    // The page's children, when they are listed, come with its ancestors.
+    let children_of: &[String] = match below {
+        Some(Below::Children) => &ids,
+        _ => &[],
+    };
     rows.extend(
-        store::part_rows(db, stats, release, &ancestors, &[])
+        store::part_rows(db, stats, release, &ancestors, children_of)
             .await
             .map_err(ApiError::from)
             .extend()?,
