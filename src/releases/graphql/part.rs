@@ -366,7 +366,7 @@ pub(super) struct Page {
 }
 
 /// The page of `filter`'s nodes after the node `after` (`BAD_USER_INPUT` when the release has
-/// no such node), `first` of them.
+/// no such node), `first` of them, with what is `below` them when the selection lists it.
 pub(super) async fn page(
     ctx: &Context<'_>,
     stub: &ReleaseTree,
