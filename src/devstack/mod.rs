@@ -67,17 +67,6 @@ pub fn postgres_command(program: impl AsRef<std::ffi::OsStr>, as_postgres_user: 
     }
 }
 
-fn wait_for_port(name: &'static str, port: u16, within: Duration) -> Result<(), DevStackError> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(DevStackError::NotReady(name, within))
-}
-
 fn run(what: &str, command: &mut Command) -> Result<(), DevStackError> {
     let output = command
         .stdin(Stdio::null())
@@ -322,13 +311,32 @@ impl LocalTemporal {
         let cli = temporal_cli()?;
         std::fs::create_dir_all(dir)
             .map_err(|e| DevStackError::Io(format!("creating {}", dir.display()), e))?;
-        let ui_port = match ui {
-            Some(port) => port,
-            None => free_port()?,
-        };
+        // A server that exits while it starts (a port another process took meanwhile) is
+        // started once more, on other free ports of its own, before giving up.
+        let mut attempts = 2;
+        loop {
+            attempts -= 1;
+            let ui_port = match ui {
+                Some(port) => port,
+                None => free_port()?,
+            };
+            match Self::spawn(&cli, dir, port, ui, ui_port) {
+                Err(DevStackError::Command { .. }) if attempts > 0 => continue,
+                started => return started,
+            }
+        }
+    }
+
+    fn spawn(
+        cli: &Path,
+        dir: &Path,
+        port: u16,
+        ui: Option<u16>,
+        ui_port: u16,
+    ) -> Result<Self, DevStackError> {
         let log = std::fs::File::create(dir.join("temporal.log"))
             .map_err(|e| DevStackError::Io("creating temporal.log".into(), e))?;
-        let mut command = Command::new(&cli);
+        let mut command = Command::new(cli);
         command.args(["server", "start-dev", "--ip", "127.0.0.1"]);
         if ui.is_none() {
             command.arg("--headless");
@@ -354,7 +362,7 @@ impl LocalTemporal {
             ui_port: ui,
             child,
         };
-        if let Err(error) = server.wait_ready(&cli, Duration::from_secs(60)) {
+        if let Err(error) = server.wait_ready(cli, Duration::from_secs(60)) {
             server.stop();
             return Err(error);
         }
@@ -362,14 +370,18 @@ impl LocalTemporal {
     }
 
     fn wait_ready(&mut self, cli: &Path, within: Duration) -> Result<(), DevStackError> {
-        wait_for_port("temporal", self.port, within)?;
         let started = Instant::now();
         while started.elapsed() < within {
+            // A server that exited is named as such, not waited for until the deadline.
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(DevStackError::Command {
                     what: "temporal server".into(),
                     detail: format!("exited with {status} (see temporal.log)"),
                 });
+            }
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
             }
             let healthy = Command::new(cli)
                 .args([

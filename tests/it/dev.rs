@@ -167,3 +167,24 @@ fn ctrl_c_stops_dev_in_order_server_and_worker_then_temporal_then_postgres_witho
     );
     eprintln!("dev stopped {stopped_in:?} after Ctrl-C");
 }
+
+#[tokio::test]
+async fn a_temporal_server_that_exits_while_starting_is_reported_as_exited_not_waited_for() {
+    // Arrange: its database file cannot be opened (a directory stands in its place), so the
+    // server exits before it ever listens.
+    let dir = scratch_dir("temporal-bff-exits-");
+    std::fs::create_dir_all(dir.join("temporal.sqlite")).expect("a directory in its place");
+    let port = free_port().expect("a free port");
+
+    // Act
+    let started = tokio::task::spawn_blocking(move || {
+        temporal_bff::devstack::LocalTemporal::start(&dir, port).map(drop)
+    })
+    .await
+    .expect("the start returns");
+
+    // Assert: the error says the server exited (see its log), rather than that it did not
+    // answer within the minute a start may take.
+    let error = started.expect_err("the server cannot start").to_string();
+    assert!(error.contains("exited"), "{error}");
+}
