@@ -67,6 +67,19 @@ impl RolloutStatus {
         .find(|s| s.as_str() == raw)
     }
 
+    /// `statuses` with each status once, in the order first given: a filter of at most six,
+    /// however long the list a request sent (a 256 KB body holds 28,000 of them, which every
+    /// node would otherwise be compared with).
+    pub fn distinct(statuses: &[Self]) -> Vec<Self> {
+        let mut once = Vec::with_capacity(6);
+        for status in statuses {
+            if !once.contains(status) {
+                once.push(*status);
+            }
+        }
+        once
+    }
+
     /// Whether the node has finished (for good).
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)

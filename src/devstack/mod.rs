@@ -320,7 +320,7 @@ impl LocalTemporal {
                 Some(port) => port,
                 None => free_port()?,
             };
-            match Self::spawn(&cli, dir, port, ui, ui_port) {
+            match Self::spawn(&cli, dir, port, ui, ui_port, attempts == 0) {
                 Err(DevStackError::Command { .. }) if attempts > 0 => continue,
                 started => return started,
             }
@@ -333,9 +333,16 @@ impl LocalTemporal {
         port: u16,
         ui: Option<u16>,
         ui_port: u16,
+        again: bool,
     ) -> Result<Self, DevStackError> {
-        let log = std::fs::File::create(dir.join("temporal.log"))
-            .map_err(|e| DevStackError::Io("creating temporal.log".into(), e))?;
+        // A second start appends, so the log keeps what the first one said before it exited.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(!again)
+            .append(again)
+            .open(dir.join("temporal.log"))
+            .map_err(|e| DevStackError::Io("opening temporal.log".into(), e))?;
         let mut command = Command::new(cli);
         command.args(["server", "start-dev", "--ip", "127.0.0.1"]);
         if ui.is_none() {

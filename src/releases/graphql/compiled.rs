@@ -490,7 +490,7 @@ fn pruned(field: &Field, variable: Option<&StatusVariable>) -> Option<Output> {
         one => vec![status(one)?],
     };
     Some(Output::Pruned(
-        statuses,
+        RolloutStatus::distinct(&statuses),
         plan(Kind::Wave, &field.selection_set.node, variable)?,
     ))
 }
@@ -908,6 +908,14 @@ mod tests {
         assert_eq!(
             statuses("{ release(id: \"release:r\") { tree(status: []) { key } } }"),
             Some(Vec::new())
+        );
+        // Each status once, as the executor's field takes them.
+        assert_eq!(
+            statuses_given(
+                with_variable,
+                serde_json::json!({ "id": "release:r", "s": ["PAUSED", "FAILED", "PAUSED"] })
+            ),
+            Some(vec![RolloutStatus::Paused, RolloutStatus::Failed])
         );
         for refused in [
             "query($s: [RolloutStatus!]!) { release(id: \"release:r\") { tree(status: $s) { key } } }",

@@ -747,6 +747,7 @@ impl Release {
         ctx: &Context<'_>,
         status: Vec<RolloutStatus>,
     ) -> async_graphql::Result<Vec<Wave>> {
+        let status = RolloutStatus::distinct(&status);
         let Some(entity) = self.entity(ctx).await? else {
             return Ok(Vec::new());
         };
